@@ -1,0 +1,125 @@
+//! The command line (clap derive). Doc comments here are the `--help` text and the man pages.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "INVENTORY:
+  -i FILE, else $CLOUDCTL_INVENTORY, else ./cloud.toml, else $XDG_CONFIG_HOME/cloudctl/cloud.toml.
+  `cloudctl lab up` writes a ready one for a local lab.
+
+OUTPUT:
+  Human output and progress go to stderr; --json prints one JSON document on stdout.
+  On a TTY progress is one line per host; otherwise one timestamped line per event (for cron).
+
+";
+
+/// Build and run a small private cloud from plain servers over SSH.
+///
+/// cloudctl reads the desired state of the cloud from one TOML inventory, plans what to change on
+/// each host, shows the plan (--dry-run stops there), asks before changing anything, and applies it
+/// over SSH, one session per host, hosts in parallel.
+#[derive(Debug, Parser)]
+#[command(name = "cloudctl", version, propagate_version = true, after_long_help = long_after_help(), after_help = "See --help for the inventory, output and exit status.")]
+pub struct Cli {
+    /// Inventory file (the cloud's desired state).
+    #[arg(short = 'i', long, env = "CLOUDCTL_INVENTORY", global = true, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Show what would change (file diffs, commands) and change nothing, anywhere.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+    /// Apply without asking (required when there is no TTY).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Print one JSON document on stdout instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (repeat for more).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Hosts worked on at the same time.
+    #[arg(long, global = true, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub forks: u16,
+    /// Directory whose `<noun>-<verb>/<file>.hbs` templates override the built-in ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn long_after_help() -> String {
+    format!("{AFTER_HELP}{}", crate::error::Exit::TABLE)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command on many hosts in parallel and show each host's output and exit status.
+    ///
+    /// One argument is a shell command line (pipes and globs work): cloudctl run -- 'df -h | tail -1'.
+    /// Several arguments are passed exactly, each quoted: cloudctl run -- touch 'a file'.
+    /// The command's stdin is /dev/null. `run` does not ask for confirmation: the command is the request.
+    Run(RunArgs),
+    /// Pin and list SSH host keys in cloudctl's own known_hosts.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// A local lab: real test hosts (network namespaces running sshd) on this machine. Needs root.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Hosts to run on: all, confignode, snode, hnode, or a node name (repeatable).
+    #[arg(long = "on", value_name = "GROUP|NAME", default_value = "all")]
+    pub on: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Connect to hosts, show the fingerprint each offers, and pin it (replacing a changed key).
+    ///
+    /// Check the fingerprints on the hosts' consoles before confirming: this is the step that
+    /// decides whom cloudctl trusts.
+    Trust {
+        /// Hosts: all, confignode, snode, hnode, or node names.
+        #[arg(required = true, value_name = "GROUP|NAME")]
+        targets: Vec<String>,
+    },
+    /// Show the pinned host keys, with the inventory host each belongs to.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create N hosts (ConfigNode + hardware nodes) and write a ready inventory for them.
+    ///
+    /// Each host is a network namespace on a lab bridge with private /etc, /var, /run and /srv and
+    /// its own sshd and host key. The inventory goes to -i FILE (default ./cloud.toml) and already
+    /// pins the hosts' keys.
+    Up {
+        /// Number of hosts (the first is the ConfigNode).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=50))]
+        hosts: u8,
+        /// Lab name (up to 8 lowercase letters and digits); several labs can run side by side.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The lab network (a /24); the bridge takes .1, hosts .10 and up.
+        #[arg(long, default_value = "10.201.0.0/24")]
+        subnet: String,
+    },
+    /// Show the lab's hosts and whether each sshd is answering.
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Stop the lab's sshds and remove its namespaces, bridge, files and inventory.
+    Down {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+}

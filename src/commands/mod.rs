@@ -1,0 +1,132 @@
+//! Commands: one file per noun turns clap arguments into a request; this file holds what they
+//! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
+
+pub mod host;
+pub mod lab;
+pub mod run;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Exit};
+use crate::exec::known_hosts::KnownHosts;
+use crate::exec::ssh::SshConnector;
+use crate::exec::{self, Connector, Limits};
+use crate::inventory::{self, expand_home, Inventory};
+use crate::plan::Plan;
+use crate::ui::{diff, progress::Progress, report, Ui};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Global flags every command sees.
+pub struct Context {
+    pub inventory_path: Option<PathBuf>,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub forks: usize,
+    pub templates: Option<PathBuf>,
+    pub ui: Ui,
+}
+
+impl Context {
+    pub fn load_inventory(&self) -> Result<(PathBuf, Inventory), Error> {
+        let path = inventory::locate(self.inventory_path.as_deref())?;
+        let inv = inventory::load(&path)?;
+        self.ui.detail(&format!("inventory: {}", path.display()));
+        Ok((path, inv))
+    }
+
+    pub fn connector(&self, inv: &Inventory) -> SshConnector {
+        SshConnector {
+            user: inv.ssh.user.clone(),
+            identity: expand_home(&inv.ssh.identity),
+            known_hosts: KnownHosts::new(expand_home(&inv.ssh.known_hosts)),
+            policy: inv.ssh.host_key_policy,
+            connect_timeout: Duration::from_secs(inv.ssh.connect_timeout.max(1)),
+        }
+    }
+
+    pub fn limits(&self, inv: &Inventory) -> Limits {
+        Limits { forks: self.forks, host_timeout: Duration::from_secs(inv.ssh.host_timeout.max(1)) }
+    }
+
+    /// The shared flow: preview (dry run stops here), confirm, apply, report.
+    pub fn converge(&self, inv: &Inventory, plan: &Plan) -> Result<Exit, Error> {
+        let connector = self.connector(inv);
+        let limits = self.limits(inv);
+        if self.dry_run {
+            return self.preview(&connector, &limits, plan);
+        }
+        if plan.confirm {
+            let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.name.as_str()).collect();
+            self.ui.confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
+        }
+        let (reports, exit) = self.apply(&connector, &limits, plan);
+        report::apply(&self.ui, &plan.title, &reports, exit);
+        Ok(exit)
+    }
+
+    /// Applies with progress; the exit code follows the worst host.
+    pub fn apply(&self, connector: &SshConnector, limits: &Limits, plan: &Plan) -> (Vec<exec::HostReport>, Exit) {
+        let hosts: Vec<_> = plan.hosts.iter().map(|h| &h.host).collect();
+        let progress = Progress::start(&self.ui, &hosts);
+        let reports = exec::apply(plan, connector, limits, &|e| progress.event(e));
+        drop(progress);
+        let exit = Exit::from_reports(&reports);
+        (reports, exit)
+    }
+
+    /// Reads the hosts' current files (read-only) and prints every step with diffs.
+    pub fn preview(&self, connector: &SshConnector, limits: &Limits, plan: &Plan) -> Result<Exit, Error> {
+        let previews = exec::fan_out(&plan.hosts, limits.forks, |hp| {
+            let deadline = Instant::now() + limits.host_timeout;
+            let needs_probe = hp.steps.iter().any(|s| matches!(s, crate::plan::Step::File(_)));
+            let current = if needs_probe {
+                connector.connect(&hp.host, deadline).and_then(|mut t| exec::probe(hp, t.as_mut(), deadline, true))
+            } else {
+                Ok(vec![None; hp.steps.len()])
+            };
+            current.map(|c| diff::host_preview(hp, &c))
+        });
+        let mut exit = Exit::Ok;
+        let mut json_hosts = Vec::new();
+        for (hp, p) in plan.hosts.iter().zip(previews) {
+            match p {
+                Some(Ok(text)) => {
+                    if !self.ui.json {
+                        eprint!("{text}");
+                    }
+                    json_hosts.push(serde_json::json!({ "name": hp.host.name, "plan": text, "steps": hp.steps }));
+                }
+                Some(Err(e)) => {
+                    let err: Error = e.into();
+                    exit = exit.max(err.exit());
+                    eprintln!("{}: cannot preview: {err}", hp.host.name);
+                    json_hosts.push(serde_json::json!({ "name": hp.host.name, "error": err.to_string() }));
+                }
+                None => exit = Exit::Interrupted,
+            }
+        }
+        if self.ui.json {
+            self.ui.json_result(exit, serde_json::json!({ "command": plan.title, "dry_run": true, "hosts": json_hosts }));
+        } else {
+            self.ui.info("dry run: nothing was changed");
+        }
+        Ok(exit)
+    }
+}
+
+pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
+    let ctx = Context {
+        inventory_path: cli.inventory,
+        dry_run: cli.dry_run,
+        yes: cli.yes,
+        forks: cli.forks as usize,
+        templates: cli.templates,
+        ui: Ui::new(cli.json, cli.quiet, cli.verbose),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(&ctx, args),
+        Command::Host(cmd) => host::run(&ctx, cmd),
+        Command::Lab(cmd) => lab::run(&ctx, cmd),
+    };
+    (ctx.ui, result)
+}

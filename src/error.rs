@@ -1,0 +1,106 @@
+//! The one place that maps outcomes to exit codes (documented in the man page and README).
+
+use crate::exec::{HostReport, HostStatus};
+
+/// cloudctl's exit codes. Each says what happened to the hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// Success (including "no changes").
+    Ok = 0,
+    /// A step failed on a host after hosts were touched (for `run`: a command exited non-zero).
+    Failed = 1,
+    /// Usage, inventory or template error: nothing was touched.
+    Usage = 2,
+    /// A validator refused a rendered file: it was not activated, the old one is still in place.
+    Invalid = 3,
+    /// A host could not be reached (connection, authentication, timeout); the others completed.
+    Unreachable = 4,
+    /// A host key is unknown (strict policy) or has changed: that host was not touched.
+    HostKey = 5,
+    /// The change was not confirmed (answered no, or no TTY and no `--yes`): nothing was touched.
+    NotConfirmed = 6,
+    /// Interrupted (Ctrl-C): hosts already started finished their current step; the rest were not started.
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// The most serious outcome among hosts decides the exit code.
+    pub fn from_reports(reports: &[HostReport]) -> Exit {
+        reports
+            .iter()
+            .map(|r| match r.status {
+                HostStatus::Ok | HostStatus::Changed => Exit::Ok,
+                HostStatus::Failed => Exit::Failed,
+                HostStatus::Invalid => Exit::Invalid,
+                HostStatus::Unreachable => Exit::Unreachable,
+                HostStatus::HostKeyRefused => Exit::HostKey,
+                HostStatus::NotStarted => Exit::Interrupted,
+            })
+            .max_by_key(|e| e.severity())
+            .unwrap_or(Exit::Ok)
+    }
+
+    fn severity(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Unreachable => 1,
+            Exit::HostKey => 2,
+            Exit::Invalid => 3,
+            Exit::Failed => 4,
+            Exit::Usage | Exit::NotConfirmed => 5,
+            Exit::Interrupted => 6,
+        }
+    }
+
+    /// The table for `--help` and the man page.
+    pub const TABLE: &'static str = "EXIT STATUS:
+  0    success (also when there was nothing to change)
+  1    a step failed after hosts were touched (run: a command exited non-zero)
+  2    usage, inventory or template error; nothing was touched
+  3    a validator refused a rendered file; the old file is still active
+  4    a host was unreachable (connect, authentication, timeout); others completed
+  5    a host key is unknown (strict policy) or changed; that host was not touched
+  6    not confirmed (answered no, or no TTY without --yes); nothing was touched
+  130  interrupted (Ctrl-C); started hosts finished their step, the rest did not start";
+}
+
+/// An error that ends the command before or instead of a per-host report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    NotConfirmed(String),
+    #[error("{0}")]
+    HostKey(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Inventory(_) | Error::Usage(_) => Exit::Usage,
+            Error::NotConfirmed(_) => Exit::NotConfirmed,
+            Error::HostKey(_) => Exit::HostKey,
+            Error::Unreachable(_) => Exit::Unreachable,
+            Error::Failed(_) => Exit::Failed,
+        }
+    }
+}
+
+impl From<crate::exec::HostError> for Error {
+    fn from(e: crate::exec::HostError) -> Self {
+        use crate::exec::HostError as H;
+        match e {
+            H::Unreachable(m) => Error::Unreachable(m),
+            H::HostKey(m) => Error::HostKey(m),
+            H::Failed(m) => Error::Failed(anyhow::anyhow!(m)),
+        }
+    }
+}

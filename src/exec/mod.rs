@@ -1,0 +1,246 @@
+//! The one executor: connects to hosts (in parallel, bounded by `--forks`), probes, applies plans
+//! through a `Transport`, and reports per host. The only module with remote effects.
+
+pub mod known_hosts;
+pub mod local;
+pub mod record;
+pub mod script;
+pub mod ssh;
+
+use crate::inventory::Host;
+use crate::plan::{HostPlan, Plan, Step};
+use script::{ApplyOutcome, Probed, StepResult, StepStatus};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Set by the Ctrl-C handler: hosts not yet started are not started.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Runs a shell script on one host.
+pub trait Transport {
+    /// Sends `script` to `sh` on the host's stdin; returns its output (stderr merged) and exit status.
+    fn run_script(&mut self, script: &str, deadline: Instant) -> Result<ScriptOutput, HostError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptOutput {
+    pub output: String,
+    pub status: i32,
+}
+
+/// Opens a transport to a host (and checks who it is).
+pub trait Connector: Sync {
+    fn connect(&self, host: &Host, deadline: Instant) -> Result<Box<dyn Transport>, HostError>;
+}
+
+/// Why a host could not be worked on.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum HostError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    HostKey(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How a host ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    Ok,
+    Changed,
+    Failed,
+    /// A validator refused a file: nothing was activated from that step on.
+    Invalid,
+    Unreachable,
+    HostKeyRefused,
+    /// Not started because the run was interrupted.
+    NotStarted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: String,
+    #[serde(flatten)]
+    pub result: StepResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub name: String,
+    pub address: String,
+    pub status: HostStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub elapsed_ms: u64,
+}
+
+impl HostReport {
+    fn new(host: &Host, status: HostStatus, error: Option<String>, started: Instant) -> Self {
+        HostReport {
+            name: host.name.clone(),
+            address: host.endpoint(),
+            status,
+            error,
+            steps: Vec::new(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// Progress the executor reports while it runs (the UI decides how to show it).
+pub enum Event<'a> {
+    Stage(&'a Host, &'static str),
+    Done(&'a HostReport),
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub forks: usize,
+    pub host_timeout: Duration,
+}
+
+/// Runs `work` for every item on at most `forks` threads. Items not started because of Ctrl-C are `None`.
+pub fn fan_out<T: Sync, R: Send>(items: &[T], forks: usize, work: impl Fn(&T) -> R + Sync) -> Vec<Option<R>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..forks.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() || INTERRUPTED.load(Ordering::SeqCst) {
+                    break;
+                }
+                let r = work(&items[i]);
+                results.lock().expect("no panics hold this lock")[i] = Some(r);
+            });
+        }
+    });
+    results.into_inner().expect("threads joined")
+}
+
+/// Applies a plan: every host in parallel, each in one session.
+pub fn apply(plan: &Plan, connector: &dyn Connector, limits: &Limits, events: &(dyn Fn(Event) + Sync)) -> Vec<HostReport> {
+    let started = Instant::now();
+    let results = fan_out(&plan.hosts, limits.forks, |hp| {
+        let report = apply_host(hp, connector, limits, events);
+        events(Event::Done(&report));
+        report
+    });
+    results
+        .into_iter()
+        .zip(&plan.hosts)
+        .map(|(r, hp)| r.unwrap_or_else(|| HostReport::new(&hp.host, HostStatus::NotStarted, Some("interrupted before this host started".into()), started)))
+        .collect()
+}
+
+fn file_paths(hp: &HostPlan) -> Vec<(usize, &str)> {
+    hp.steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Step::File(f) => Some((i, f.path.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads the current state of each planned file (for `--dry-run` diffs), indexed by step.
+pub fn probe(hp: &HostPlan, transport: &mut dyn Transport, deadline: Instant, with_content: bool) -> Result<Vec<Option<Probed>>, HostError> {
+    let files = file_paths(hp);
+    let mut by_step = vec![None; hp.steps.len()];
+    if files.is_empty() {
+        return Ok(by_step);
+    }
+    let paths: Vec<&str> = files.iter().map(|(_, p)| *p).collect();
+    let out = transport.run_script(&script::probe_script(&paths, with_content), deadline)?;
+    let probed = script::parse_probe(&out.output, paths.len()).map_err(HostError::Failed)?;
+    for ((i, _), p) in files.into_iter().zip(probed) {
+        by_step[i] = Some(p);
+    }
+    Ok(by_step)
+}
+
+fn apply_host(hp: &HostPlan, connector: &dyn Connector, limits: &Limits, events: &(dyn Fn(Event) + Sync)) -> HostReport {
+    let started = Instant::now();
+    let deadline = started + limits.host_timeout;
+    let fail = |e: HostError| {
+        let status = match e {
+            HostError::Unreachable(_) => HostStatus::Unreachable,
+            HostError::HostKey(_) => HostStatus::HostKeyRefused,
+            HostError::Failed(_) => HostStatus::Failed,
+        };
+        HostReport::new(&hp.host, status, Some(e.to_string()), started)
+    };
+    events(Event::Stage(&hp.host, "connecting"));
+    let mut transport = match connector.connect(&hp.host, deadline) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let remote_sha: Vec<Option<String>> = match probe(hp, transport.as_mut(), deadline, false) {
+        Ok(p) => p.into_iter().map(|p| p.and_then(|p| p.sha)).collect(),
+        Err(e) => return fail(e),
+    };
+    events(Event::Stage(&hp.host, "applying"));
+    let mut known = remote_sha;
+    // One retry: a concurrent run may change a file between our probe and our lock.
+    for _ in 0..2 {
+        let script = script::apply_script(hp, &known, limits.host_timeout.as_secs().max(1));
+        let out = match transport.run_script(&script, deadline) {
+            Ok(o) => o,
+            Err(e) => return fail(e),
+        };
+        match script::parse_apply(&out.output, hp.steps.len()) {
+            Ok(ApplyOutcome::Stale) => known = vec![None; hp.steps.len()],
+            Ok(ApplyOutcome::LockTimeout) => {
+                return fail(HostError::Failed(format!(
+                    "another cloudctl run held {} for longer than {}s; nothing was changed",
+                    script::LOCK_FILE,
+                    limits.host_timeout.as_secs()
+                )))
+            }
+            Ok(ApplyOutcome::Done { steps, diagnostics }) => return finish(hp, steps, diagnostics, out.status, started),
+            Err(e) => return fail(HostError::Failed(format!("{e} (exit status {}): {}", out.status, out.output.trim()))),
+        }
+    }
+    fail(HostError::Failed("files kept changing under a concurrent run; nothing more was changed".into()))
+}
+
+fn finish(hp: &HostPlan, steps: Vec<StepResult>, diagnostics: String, exit: i32, started: Instant) -> HostReport {
+    let worst = |s: StepStatus| steps.iter().any(|r| r.status == s);
+    let status = if worst(StepStatus::Invalid) {
+        HostStatus::Invalid
+    } else if worst(StepStatus::Failed) {
+        HostStatus::Failed
+    } else if exit != 0 || steps.iter().any(|r| r.status == StepStatus::NotRun) {
+        // The script died without reporting a failure: say so rather than claim success.
+        HostStatus::Failed
+    } else if worst(StepStatus::Changed) {
+        HostStatus::Changed
+    } else {
+        HostStatus::Ok
+    };
+    let error = match status {
+        HostStatus::Failed if !diagnostics.trim().is_empty() => Some(diagnostics.trim().to_string()),
+        HostStatus::Failed if !worst(StepStatus::Failed) => Some(format!("remote script exited with status {exit}")),
+        _ => None,
+    };
+    let mut report = HostReport::new(&hp.host, status, error, started);
+    report.steps = hp
+        .steps
+        .iter()
+        .zip(steps)
+        .map(|(s, mut result)| {
+            if matches!(s, Step::File(f) if f.secret) {
+                result.stdout.clear();
+                result.stderr.clear();
+            }
+            StepReport { step: s.label(), result }
+        })
+        .collect();
+    report
+}

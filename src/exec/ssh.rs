@@ -1,0 +1,184 @@
+//! SSH transport (libssh2 through the ssh2 crate): one session per host, strict host keys from
+//! cloudctl's own known_hosts, agent identities tried in turn, then the configured key.
+//!
+//! libssh2 traps handled here: exit status is only valid after EOF, reading all output and
+//! `wait_close`; stderr is merged into stdout remotely so one blocking read suffices; every
+//! blocking call has a timeout; the host-key algorithm is restricted to the pinned key's type.
+
+use super::known_hosts::{host_pattern, HostKey, KnownHosts};
+use super::{Connector, HostError, ScriptOutput, Transport};
+use crate::inventory::{HostKeyPolicy, Host};
+use ssh2::{MethodType, Session};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Host-key algorithms we accept when none is pinned yet, strongest first.
+const HOST_KEY_PREFS: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+
+pub struct SshConnector {
+    pub user: String,
+    pub identity: PathBuf,
+    pub known_hosts: KnownHosts,
+    pub policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+}
+
+/// What `host trust` shows: the pinned key (if any) and the one the host offers now.
+pub struct OfferedKey {
+    pub pattern: String,
+    pub pinned: Option<HostKey>,
+    pub offered: HostKey,
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, HostError> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| HostError::Unreachable("per-host time limit reached".into()))
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}
+
+impl SshConnector {
+    /// TCP connect and SSH handshake, preferring `pinned`'s key type. No authentication.
+    fn handshake(&self, host: &Host, pinned: Option<&HostKey>, deadline: Instant) -> Result<(Session, HostKey), HostError> {
+        let endpoint = host.endpoint();
+        let unreachable = |what: String| HostError::Unreachable(format!("{} ({endpoint}): {what}", host.name));
+        let timeout = self.connect_timeout.min(remaining(deadline)?);
+        let addr = (host.host.as_str(), host.port)
+            .to_socket_addrs()
+            .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| unreachable("no address".into()))?;
+        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let mut sess = Session::new().map_err(|e| unreachable(e.to_string()))?;
+        sess.set_tcp_stream(tcp);
+        sess.set_timeout(millis(timeout));
+        let prefs = match pinned.map(|k| k.key_type.as_str()) {
+            Some("ssh-rsa") => "rsa-sha2-512,rsa-sha2-256,ssh-rsa",
+            Some(t) => t,
+            None => HOST_KEY_PREFS,
+        };
+        sess.method_pref(MethodType::HostKey, prefs).map_err(|e| unreachable(e.to_string()))?;
+        sess.handshake().map_err(|e| match pinned {
+            Some(k) => HostError::HostKey(format!(
+                "{} ({endpoint}): SSH handshake failed while asking for the pinned {} key ({e}); the host may no longer have that key. If it was reinstalled, check and run `cloudctl host trust {}`",
+                host.name, k.key_type, host.name
+            )),
+            None => unreachable(format!("SSH handshake failed: {e}")),
+        })?;
+        let (blob, _) = sess.host_key().ok_or_else(|| unreachable("no host key offered".into()))?;
+        let offered = HostKey::from_blob(blob).ok_or_else(|| unreachable("malformed host key".into()))?;
+        Ok((sess, offered))
+    }
+
+    fn lookup(&self, pattern: &str) -> Result<Option<HostKey>, HostError> {
+        self.known_hosts
+            .lookup(pattern)
+            .map_err(|e| HostError::HostKey(format!("cannot read {}: {e}", self.known_hosts.path().display())))
+    }
+
+    /// The key a host offers now, next to the pinned one (for `host trust`).
+    pub fn offered_key(&self, host: &Host, deadline: Instant) -> Result<OfferedKey, HostError> {
+        let pattern = host_pattern(&host.host, host.port);
+        let pinned = self.lookup(&pattern)?;
+        let (_, offered) = self.handshake(host, None, deadline)?;
+        Ok(OfferedKey { pattern, pinned, offered })
+    }
+
+    /// Compares the offered key with the pinned one, pinning it first under `accept-new`.
+    fn verify(&self, host: &Host, pattern: &str, pinned: Option<HostKey>, offered: &HostKey) -> Result<(), HostError> {
+        let endpoint = host.endpoint();
+        match pinned {
+            Some(p) if p == *offered => Ok(()),
+            Some(p) => Err(HostError::HostKey(format!(
+                "HOST KEY CHANGED for {} ({endpoint}): pinned {} {}, now offered {} {}. Someone may be intercepting the connection, or the host was reinstalled. Nothing was done on it. If the change is expected, run `cloudctl host trust {}` to pin the new key.",
+                host.name, p.key_type, p.fingerprint(), offered.key_type, offered.fingerprint(), host.name
+            ))),
+            None if self.policy == HostKeyPolicy::AcceptNew => self
+                .known_hosts
+                .pin(pattern, offered)
+                .map_err(|e| HostError::HostKey(format!("cannot write {}: {e}", self.known_hosts.path().display()))),
+            None => Err(HostError::HostKey(format!(
+                "{} ({endpoint}) is not trusted yet: it offers {} {}. Check that fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run `cloudctl host trust {}`, or set host_key_policy = \"accept-new\" in [ssh].",
+                host.name, offered.key_type, offered.fingerprint(), host.name
+            ))),
+        }
+    }
+
+    fn authenticate(&self, sess: &Session, host: &Host) -> Result<(), HostError> {
+        let mut tried = Vec::new();
+        if let Ok(mut agent) = sess.agent() {
+            if agent.connect().is_ok() && agent.list_identities().is_ok() {
+                for id in agent.identities().unwrap_or_default() {
+                    if agent.userauth(&self.user, &id).is_ok() && sess.authenticated() {
+                        return Ok(());
+                    }
+                    tried.push(format!("agent key {:?}", id.comment()));
+                }
+            }
+        }
+        if self.identity.exists() {
+            match sess.userauth_pubkey_file(&self.user, None, &self.identity, None) {
+                Ok(()) if sess.authenticated() => return Ok(()),
+                Ok(()) => tried.push(self.identity.display().to_string()),
+                Err(e) => tried.push(format!("{} ({})", self.identity.display(), e.message())),
+            }
+        } else {
+            tried.push(format!("{} (file not found)", self.identity.display()));
+        }
+        Err(HostError::Unreachable(format!(
+            "{} ({}): authentication as {} failed; tried {}. Put the public key in the host's authorized_keys, load it into ssh-agent, or set [ssh] identity.",
+            host.name,
+            host.endpoint(),
+            self.user,
+            tried.join(", ")
+        )))
+    }
+}
+
+impl Connector for SshConnector {
+    fn connect(&self, host: &Host, deadline: Instant) -> Result<Box<dyn Transport>, HostError> {
+        let pattern = host_pattern(&host.host, host.port);
+        let pinned = self.lookup(&pattern)?;
+        let (sess, offered) = self.handshake(host, pinned.as_ref(), deadline)?;
+        self.verify(host, &pattern, pinned, &offered)?;
+        self.authenticate(&sess, host)?;
+        Ok(Box::new(SshTransport { sess, name: host.name.clone() }))
+    }
+}
+
+struct SshTransport {
+    sess: Session,
+    name: String,
+}
+
+impl Transport for SshTransport {
+    fn run_script(&mut self, script: &str, deadline: Instant) -> Result<ScriptOutput, HostError> {
+        self.sess.set_timeout(millis(remaining(deadline)?));
+        let name = &self.name;
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            let text = e.to_string();
+            if text.contains("imed out") || text.contains("Timeout") {
+                HostError::Failed(format!("{name}: per-host time limit reached while {what}; the host may be partly changed"))
+            } else {
+                HostError::Failed(format!("{name}: {what}: {text}"))
+            }
+        };
+        let mut ch = self.sess.channel_session().map_err(|e| failed("opening a channel", &e))?;
+        // stderr is merged remotely: libssh2 cannot read both streams blocking at once.
+        ch.exec("sh -s 2>&1").map_err(|e| failed("starting sh", &e))?;
+        ch.write_all(script.as_bytes()).map_err(|e| failed("sending the script", &e))?;
+        ch.send_eof().map_err(|e| failed("sending the script", &e))?;
+        let mut out = Vec::new();
+        ch.read_to_end(&mut out).map_err(|e| failed("reading the output", &e))?;
+        ch.wait_close().map_err(|e| failed("closing the channel", &e))?;
+        let status = ch.exit_status().map_err(|e| failed("reading the exit status", &e))?;
+        Ok(ScriptOutput { output: String::from_utf8_lossy(&out).into_owned(), status })
+    }
+}

@@ -1,0 +1,385 @@
+//! The inventory (`cloud.toml`): TOML model, loading, validation and host selection. Pure except `load`.
+//!
+//! Parsing turns every value into a typed value (see `types`); validation then checks what spans
+//! several values (duplicates, addresses inside the network). Every error names the file, the line
+//! and the field, and says how to fix it.
+
+use crate::types::{Address, Cidr, IpRange, Mac, Name, RemotePath};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Names that select groups and therefore cannot name a node.
+pub const GROUP_NAMES: [&str; 4] = ["all", "confignode", "snode", "hnode"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub cloud: CloudSection,
+    #[serde(default)]
+    pub ssh: SshSection,
+    pub network: Option<NetworkSection>,
+    pub confignode: Option<ConfigNodeSection>,
+    #[serde(default)]
+    pub profiles: BTreeMap<Name, Profile>,
+    #[serde(default)]
+    pub node: Vec<Node>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSection {
+    pub name: Name,
+    #[serde(default)]
+    pub hypervisor: Hypervisor,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hypervisor {
+    #[default]
+    Xen,
+    Kvm,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse a host whose key is not pinned yet.
+    #[default]
+    Strict,
+    /// Pin the key of a host seen for the first time; refuse a changed key.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshSection {
+    pub user: String,
+    pub port: u16,
+    pub identity: String,
+    pub known_hosts: String,
+    pub host_key_policy: HostKeyPolicy,
+    /// Seconds to wait for a TCP connection and the SSH handshake.
+    pub connect_timeout: u64,
+    /// Seconds one host may take for the whole job before it is given up.
+    pub host_timeout: u64,
+}
+
+impl Default for SshSection {
+    fn default() -> Self {
+        SshSection {
+            user: "root".into(),
+            port: 22,
+            identity: "~/.ssh/id_ed25519".into(),
+            known_hosts: "~/.config/cloudctl/known_hosts".into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: 10,
+            host_timeout: 600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub subnet: Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    pub dynamic_range: Option<Spanned<IpRange>>,
+    #[serde(default = "default_interface")]
+    pub interface: Name,
+}
+
+fn default_interface() -> Name {
+    "eth0".parse().expect("static name")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigNodeSection {
+    pub address: Address,
+    pub next_server: Option<Ipv4Addr>,
+    #[serde(default = "default_tftp_root")]
+    pub tftp_root: RemotePath,
+    #[serde(default = "default_dhcpd_conf")]
+    pub dhcpd_conf: RemotePath,
+}
+
+fn default_tftp_root() -> RemotePath {
+    "/srv/tftp".parse().expect("static path")
+}
+fn default_dhcpd_conf() -> RemotePath {
+    "/etc/dhcp/dhcpd.conf".parse().expect("static path")
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub kernel: RemotePath,
+    pub initrd: RemotePath,
+    pub xen: Option<RemotePath>,
+    pub xen_args: Option<String>,
+    #[serde(default)]
+    pub append: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Hnode,
+    Snode,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Hnode => "hnode",
+            Role::Snode => "snode",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: Spanned<Name>,
+    pub mac: Option<Spanned<Mac>>,
+    pub ip: Option<Spanned<Ipv4Addr>>,
+    pub role: Role,
+    pub profile: Option<Name>,
+    pub address: Option<Address>,
+}
+
+/// A machine cloudctl can connect to, with the groups it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Host {
+    pub name: String,
+    /// `confignode`, `snode` or `hnode`.
+    pub role: &'static str,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Host {
+    /// `host:port` as shown to users and used as the known_hosts key.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// An inventory error, located in its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct InventoryError {
+    pub location: String,
+    pub message: String,
+}
+
+/// Where to look for the inventory when `-i` and `CLOUDCTL_INVENTORY` are not given.
+pub fn default_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("cloud.toml")];
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(dir) = config_home {
+        paths.push(dir.join("cloudctl").join("cloud.toml"));
+    }
+    paths
+}
+
+/// Finds the inventory: the explicit path if given, else the first default that exists.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, InventoryError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let candidates = default_paths();
+    candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| InventoryError {
+        location: "inventory".into(),
+        message: format!(
+            "no inventory found (looked for {}); pass -i FILE, set CLOUDCTL_INVENTORY, or create a local lab with `cloudctl lab up`",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
+        ),
+    })
+}
+
+/// Reads and validates the inventory at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
+        location: path.display().to_string(),
+        message: format!("cannot read the inventory: {e}; pass -i FILE to use another one"),
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses and validates inventory text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Inventory, InventoryError> {
+    let inv: Inventory = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_string();
+        let hint = if message.starts_with("unknown field") {
+            " (check the spelling against the inventory format in README.md)"
+        } else {
+            ""
+        };
+        at(file, text, e.span(), format!("{message}{hint}"))
+    })?;
+    validate(file, text, &inv)?;
+    Ok(inv)
+}
+
+/// Builds an error pointing at `span` of `text`, quoting the offending line.
+fn at(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: String) -> InventoryError {
+    let Some(span) = span else {
+        return InventoryError { location: file.to_string(), message };
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    InventoryError {
+        location: format!("{file}:{line_no}"),
+        message: format!("{message}\n    {line_no} | {line}"),
+    }
+}
+
+fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryError> {
+    let err = |span: std::ops::Range<usize>, m: String| at(file, text, Some(span), m);
+    let mut names: BTreeMap<&Name, &Node> = BTreeMap::new();
+    let mut macs: BTreeMap<Mac, &Node> = BTreeMap::new();
+    let mut ips: BTreeMap<Ipv4Addr, &Node> = BTreeMap::new();
+    for node in &inv.node {
+        let name = node.name.get_ref();
+        if GROUP_NAMES.contains(&name.as_str()) {
+            return Err(err(
+                node.name.span(),
+                format!("node name \"{name}\" is reserved for a group ({}); choose another name", GROUP_NAMES.join(", ")),
+            ));
+        }
+        if let Some(other) = names.insert(name, node) {
+            return Err(err(
+                node.name.span(),
+                format!("duplicate node name \"{name}\" (first defined on line {}); node names must be unique", line_of(text, other.name.span())),
+            ));
+        }
+        if let Some(mac) = &node.mac {
+            if let Some(other) = macs.insert(*mac.get_ref(), node) {
+                return Err(err(
+                    mac.span(),
+                    format!("node \"{name}\" field mac: {} already belongs to node \"{}\"; each MAC identifies one machine", mac.get_ref(), other.name.get_ref()),
+                ));
+            }
+        }
+        if let Some(ip) = &node.ip {
+            let ipv = *ip.get_ref();
+            if let Some(other) = ips.insert(ipv, node) {
+                return Err(err(
+                    ip.span(),
+                    format!("node \"{name}\" field ip: {ipv} already belongs to node \"{}\"; give each node its own address", other.name.get_ref()),
+                ));
+            }
+            if let Some(net) = &inv.network {
+                if !net.subnet.is_host_address(ipv) {
+                    return Err(err(
+                        ip.span(),
+                        format!("node \"{name}\" field ip: {ipv} is not a host address of [network] subnet {}; pick one inside it", net.subnet),
+                    ));
+                }
+                if let Some(range) = &net.dynamic_range {
+                    if range.get_ref().contains(ipv) {
+                        return Err(err(
+                            ip.span(),
+                            format!("node \"{name}\" field ip: {ipv} is inside the DHCP dynamic_range {}; a fixed address must lie outside it", range.get_ref()),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(profile) = &node.profile {
+            if !inv.profiles.contains_key(profile) {
+                return Err(err(
+                    node.name.span(),
+                    format!("node \"{name}\" uses profile \"{profile}\", which has no [profiles.{profile}] section; add it or fix the name"),
+                ));
+            }
+        }
+    }
+    if let Some(net) = &inv.network {
+        if let Some(range) = &net.dynamic_range {
+            let r = range.get_ref();
+            if !net.subnet.contains(r.first) || !net.subnet.contains(r.last) {
+                return Err(err(range.span(), format!("[network] dynamic_range {r} is not inside subnet {}; fix one of them", net.subnet)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, span: std::ops::Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+impl Inventory {
+    /// Every host cloudctl may connect to, ConfigNode first, in inventory order.
+    pub fn hosts(&self) -> Vec<Host> {
+        let port = self.ssh.port;
+        let mut hosts = Vec::new();
+        if let Some(cn) = &self.confignode {
+            hosts.push(Host {
+                name: "confignode".into(),
+                role: "confignode",
+                host: cn.address.host.clone(),
+                port: cn.address.port.unwrap_or(port),
+            });
+        }
+        for n in &self.node {
+            let (host, p) = match (&n.address, &n.ip) {
+                (Some(a), _) => (a.host.clone(), a.port.unwrap_or(port)),
+                (None, Some(ip)) => (ip.get_ref().to_string(), port),
+                (None, None) => continue,
+            };
+            hosts.push(Host { name: n.name.get_ref().to_string(), role: n.role.as_str(), host, port: p });
+        }
+        hosts
+    }
+
+    /// Resolves selectors (`all`, a role, or a node name) to hosts, in inventory order, without duplicates.
+    pub fn select(&self, selectors: &[String]) -> Result<Vec<Host>, String> {
+        let hosts = self.hosts();
+        let mut chosen = vec![false; hosts.len()];
+        for sel in selectors {
+            let mut matched = false;
+            for (i, h) in hosts.iter().enumerate() {
+                if sel == "all" || sel == h.role || sel == &h.name {
+                    chosen[i] = true;
+                    matched = true;
+                }
+            }
+            if !matched {
+                let known: Vec<&str> = self.node.iter().map(|n| n.name.get_ref().as_str()).collect();
+                let is_node = known.contains(&sel.as_str());
+                return Err(if is_node {
+                    format!("node \"{sel}\" has neither `ip` nor `address` in the inventory, so cloudctl cannot reach it; add one")
+                } else if GROUP_NAMES.contains(&sel.as_str()) {
+                    format!("group \"{sel}\" has no hosts in the inventory")
+                } else {
+                    format!(
+                        "no host or group named {sel:?}; use all, confignode, snode, hnode or a node name ({})",
+                        if known.is_empty() { "the inventory has no nodes".to_string() } else { known.join(", ") }
+                    )
+                });
+            }
+        }
+        Ok(hosts.into_iter().zip(chosen).filter_map(|(h, c)| c.then_some(h)).collect())
+    }
+}
+
+/// Expands a leading `~/` to `$HOME`.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}

@@ -1,0 +1,119 @@
+//! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
+
+pub mod run;
+
+use crate::inventory::Host;
+use crate::types::RemotePath;
+use serde::{Deserialize, Serialize};
+
+/// Everything one command will do, host by host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// What the plan does, in a few words (shown in prompts and reports).
+    pub title: String,
+    pub hosts: Vec<HostPlan>,
+    /// Whether a change is made on the hosts (asks for confirmation); `run` makes none of its own.
+    pub confirm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostPlan {
+    pub host: Host,
+    /// Hold the host's cloudctl lock while applying, so concurrent runs serialise.
+    pub exclusive: bool,
+    pub steps: Vec<Step>,
+}
+
+/// One thing to do on a host. Steps run in order; the first failure stops the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    File(FileStep),
+    Dir(DirStep),
+    Command(CommandStep),
+}
+
+impl Step {
+    pub fn label(&self) -> String {
+        match self {
+            Step::File(f) => format!("file {}", f.path),
+            Step::Dir(d) => format!("directory {}", d.path),
+            Step::Command(c) => format!("run {}", c.display()),
+        }
+    }
+}
+
+/// Install a file: skipped if unchanged, validated before activation, old version kept as backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileStep {
+    /// Name other steps use to depend on this file changing (e.g. "dhcpd.conf").
+    pub id: String,
+    pub path: RemotePath,
+    #[serde(with = "content_serde")]
+    pub content: Vec<u8>,
+    pub mode: u32,
+    /// `user` or `user:group`; unset keeps the remote default (the SSH user).
+    pub owner: Option<String>,
+    /// Validator argv; `{}` stands for the temporary file beside the target.
+    pub validate: Option<Vec<String>>,
+    /// Never shown in diffs, output or logs.
+    pub secret: bool,
+}
+
+/// Ensure a directory exists with a mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirStep {
+    pub path: RemotePath,
+    pub mode: u32,
+}
+
+/// Run a program; each argument is quoted separately on the remote side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandStep {
+    pub argv: Vec<String>,
+    pub when: When,
+}
+
+impl CommandStep {
+    /// The command as a user would type it.
+    pub fn display(&self) -> String {
+        shlex::try_join(self.argv.iter().map(String::as_str)).unwrap_or_else(|_| self.argv.join(" "))
+    }
+}
+
+/// When a command runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    Always,
+    /// Only if one of these file steps (by id) changed in this run, e.g. a service restart.
+    Changed(Vec<String>),
+}
+
+/// File contents appear as text in plans when they are UTF-8, else as base64.
+mod content_serde {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Binary { base64: String },
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Repr::Text(text.to_string()),
+            Err(_) => Repr::Binary { base64: base64::engine::general_purpose::STANDARD.encode(bytes) },
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => Ok(t.into_bytes()),
+            Repr::Binary { base64 } => base64::engine::general_purpose::STANDARD.decode(base64).map_err(serde::de::Error::custom),
+        }
+    }
+}

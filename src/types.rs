@@ -1,0 +1,334 @@
+//! Typed values users give us (names, MACs, IPv4 networks, addresses, remote paths). Pure.
+//!
+//! Every user value becomes one of these before it reaches a template or a remote command, so a
+//! value that could inject into a shell line or a config file is rejected at the door.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// Implements Display-based Serialize and FromStr-based Deserialize for a typed value.
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A node, profile or group name: `[a-z0-9-]`, 1–63 characters, no leading or trailing `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Name {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if s.is_empty() || s.len() > 63 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(format!(
+                "invalid name {s:?}: use 1-63 lowercase letters, digits and '-' (not at either end), e.g. \"hnode1\""
+            ));
+        }
+        Ok(Name(s.to_string()))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(Name);
+
+/// A unicast Ethernet address, stored canonically as lowercase `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mac([u8; 6]);
+
+impl Mac {
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+    /// Accepts `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF` and Cisco's `aabb.ccdd.eeff`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid MAC {s:?}: write six hex octets like 52:54:00:00:02:01 (also accepted: 52-54-00-00-02-01, 5254.0000.0201)")
+        };
+        let hex: String = if s.len() == 17 && (s.split(':').count() == 6 || s.split('-').count() == 6) {
+            let sep = if s.contains(':') { ':' } else { '-' };
+            if s.split(sep).any(|p| p.len() != 2) {
+                return Err(bad());
+            }
+            s.split(sep).collect()
+        } else if s.len() == 14 && s.split('.').count() == 3 && s.split('.').all(|p| p.len() == 4) {
+            s.split('.').collect()
+        } else {
+            return Err(bad());
+        };
+        let mut octets = [0u8; 6];
+        for (i, o) in octets.iter_mut().enumerate() {
+            *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        }
+        if octets == [0; 6] {
+            return Err(format!("invalid MAC {s:?}: the all-zero address is not a real interface"));
+        }
+        if octets[0] & 1 == 1 {
+            return Err(format!(
+                "invalid MAC {s:?}: it is a multicast/broadcast address (lowest bit of the first octet set); a NIC has a unicast address"
+            ));
+        }
+        Ok(Mac(octets))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5])
+    }
+}
+string_serde!(Mac);
+
+/// An IPv4 network in CIDR notation, normalised to its network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn network(&self) -> Ipv4Addr {
+        self.network
+    }
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(mask(self.prefix))
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.network)
+    }
+    /// Addresses usable by hosts (not the network or broadcast address).
+    pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {
+        let host_bits = !mask(self.prefix);
+        self.contains(ip) && (self.prefix >= 31 || (u32::from(ip) & host_bits != 0 && u32::from(ip) & host_bits != host_bits))
+    }
+    /// The n-th address of the network (0 is the network address itself).
+    pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
+        let host_bits = !mask(self.prefix);
+        (n <= host_bits).then(|| Ipv4Addr::from(u32::from(self.network) + n))
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid network {s:?}: write an IPv4 network in CIDR form like 10.0.0.0/24");
+        let (ip, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        let network = Ipv4Addr::from(u32::from(ip) & mask(prefix));
+        if network != ip {
+            return Err(format!("invalid network {s:?}: host bits are set; did you mean {network}/{prefix}?"));
+        }
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+string_serde!(Cidr);
+
+/// An inclusive IPv4 range `first-last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.first <= ip && ip <= self.last
+    }
+}
+
+impl FromStr for IpRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid range {s:?}: write FIRST-LAST like 10.0.0.100-10.0.0.199");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let last: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+        if first > last {
+            return Err(format!("invalid range {s:?}: {first} comes after {last}"));
+        }
+        Ok(IpRange { first, last })
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+string_serde!(IpRange);
+
+/// Where cloudctl connects: `host` or `host:port`, host being an IPv4 address or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("invalid address {s:?}: {why}; write host or host:port, e.g. 10.0.0.2 or 10.0.0.2:2222");
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("bad port"))?)),
+            None => (s, None),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            && !host.starts_with('-');
+        if !host_ok {
+            return Err(bad("the host may hold only letters, digits, '.' and '-'"));
+        }
+        Ok(Address { host: host.to_string(), port })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+string_serde!(Address);
+
+/// An absolute path on a remote host: no NUL, newline or other control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RemotePath(String);
+
+impl RemotePath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The same path with `suffix` appended to its file name (for temp and backup files).
+    pub fn with_suffix(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.0)
+    }
+    /// The directory holding this path.
+    pub fn parent(&self) -> &str {
+        match self.0.rfind('/') {
+            Some(0) => "/",
+            Some(i) => &self.0[..i],
+            None => ".",
+        }
+    }
+}
+
+impl FromStr for RemotePath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') || s.chars().any(|c| c.is_control()) || s.ends_with('/') && s.len() > 1 {
+            return Err(format!(
+                "invalid remote path {s:?}: use an absolute path like /etc/dhcp/dhcpd.conf, without control characters or a trailing '/'"
+            ));
+        }
+        Ok(RemotePath(s.to_string()))
+    }
+}
+
+impl fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(RemotePath);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_forms_are_canonicalised() {
+        for form in ["52:54:00:00:02:01", "52-54-00-00-02-01", "5254.0000.0201", "52:54:00:00:02:01".to_uppercase().as_str()] {
+            assert_eq!(form.parse::<Mac>().unwrap().to_string(), "52:54:00:00:02:01", "{form}");
+        }
+    }
+
+    #[test]
+    fn bad_macs_are_refused_with_reason() {
+        assert!("00:00:00:00:00:00".parse::<Mac>().unwrap_err().contains("all-zero"));
+        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap_err().contains("multicast"));
+        assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap_err().contains("multicast"));
+        for bad in ["52:54:00:00:02", "52:54:00:00:02:0g", "52:54:00-00:02:01", "5254000002:01", "", "52:54:00:00:02:01;"] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_shell_and_config_metacharacters() {
+        for bad in ["a b", "a;b", "$(id)", "a\nb", "\"q\"", "-x", "x-", "Upper", "", "a'b", "a/b"] {
+            assert!(bad.parse::<Name>().is_err(), "{bad:?}");
+        }
+        assert!("hnode-1".parse::<Name>().is_ok());
+    }
+
+    #[test]
+    fn cidr_and_ranges() {
+        let c: Cidr = "10.0.0.0/24".parse().unwrap();
+        assert!(c.contains("10.0.0.5".parse().unwrap()));
+        assert!(!c.contains("10.0.1.5".parse().unwrap()));
+        assert!(!c.is_host_address("10.0.0.255".parse().unwrap()));
+        assert!("10.0.0.1/24".parse::<Cidr>().unwrap_err().contains("10.0.0.0/24"));
+        assert!("10.0.0.9-10.0.0.1".parse::<IpRange>().is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!("h.example:2222".parse::<Address>().unwrap().port, Some(2222));
+        for bad in ["h;rm", "h:0", "h:99999", "$(x)", ""] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `--dry-run` output: every step of the plan, each file as a unified diff against the host's
+//! current content.
+
+use crate::exec::script::Probed;
+use crate::plan::{HostPlan, Step, When};
+use similar::TextDiff;
+
+/// Renders one host's plan; `current[i]` is what a probe found for file step `i`
+/// (`None` when the host was not probed).
+pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
+    let mut out = format!("== {} ({})\n", hp.host.name, hp.host.endpoint());
+    for (i, step) in hp.steps.iter().enumerate() {
+        match step {
+            Step::File(f) => {
+                let old = current.get(i).cloned().flatten();
+                let old_bytes = old.as_ref().and_then(|p| p.content.clone()).unwrap_or_default();
+                let exists = old.as_ref().is_some_and(|p| p.sha.is_some());
+                if exists && old_bytes == f.content {
+                    out += &format!("  file {} unchanged\n", f.path);
+                } else if f.secret {
+                    out += &format!("  file {} ({} bytes, secret: content not shown) would be {}\n", f.path, f.content.len(), if exists { "replaced" } else { "created" });
+                } else {
+                    let (old_text, new_text) = (String::from_utf8_lossy(&old_bytes), String::from_utf8_lossy(&f.content));
+                    let old_name = if exists { f.path.to_string() } else { "/dev/null".to_string() };
+                    let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+                    out += &format!("  file {} (mode {:o}{})\n", f.path, f.mode, f.owner.as_ref().map(|o| format!(", owner {o}")).unwrap_or_default());
+                    out += &diff.unified_diff().context_radius(3).header(&old_name, f.path.as_str()).to_string();
+                    if let Some(v) = &f.validate {
+                        out += &format!("  validated with: {}\n", v.join(" "));
+                    }
+                }
+            }
+            Step::Dir(d) => out += &format!("  ensure directory {} (mode {:o})\n", d.path, d.mode),
+            Step::Command(c) => match &c.when {
+                When::Always => out += &format!("  run: {}\n", c.display()),
+                When::Changed(ids) => out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display()),
+            },
+        }
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! All printing: messages, errors, prompts, progress, plans and reports. Human text goes to
+//! stderr; `--json` documents (and `run`'s remote stdout) go to stdout.
+
+pub mod diff;
+pub mod progress;
+pub mod report;
+
+use crate::error::{Error, Exit};
+use std::io::IsTerminal;
+
+pub struct Ui {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Progress bars and prompts only make sense on a terminal.
+    pub interactive: bool,
+}
+
+impl Ui {
+    pub fn new(json: bool, quiet: bool, verbose: u8) -> Ui {
+        let interactive = std::io::stderr().is_terminal() && std::io::stdin().is_terminal();
+        Ui { json, quiet, verbose, interactive }
+    }
+
+    /// A normal message (suppressed by -q).
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// Detail shown with -v.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose > 0 {
+            eprintln!("{msg}");
+        }
+    }
+
+    pub fn warn(&self, msg: &str) {
+        eprintln!("warning: {msg}");
+    }
+
+    /// Prints the error that ended the command (and, with --json, a JSON document saying so).
+    pub fn error(&self, e: &Error) {
+        let exit = e.exit();
+        eprintln!("error: {e}");
+        if self.json {
+            self.print_json(&serde_json::json!({ "ok": false, "error": e.to_string(), "exit": exit, "exit_code": exit as i32 }));
+        }
+    }
+
+    pub fn print_json(&self, value: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+    }
+
+    /// Asks before a change. Without a TTY, only `--yes` lets it through.
+    pub fn confirm(&self, question: &str, yes: bool) -> Result<(), Error> {
+        if yes {
+            return Ok(());
+        }
+        if !self.interactive {
+            return Err(Error::NotConfirmed(format!(
+                "{question}: refusing to change hosts without confirmation and there is no TTY to ask on; pass --yes (or --dry-run to see the plan)"
+            )));
+        }
+        let go = dialoguer::Confirm::new()
+            .with_prompt(format!("{question}?"))
+            .default(false)
+            .interact()
+            .map_err(|e| Error::NotConfirmed(format!("could not ask for confirmation: {e}; pass --yes")))?;
+        if go {
+            Ok(())
+        } else {
+            Err(Error::NotConfirmed("not confirmed; nothing was changed".into()))
+        }
+    }
+
+    /// The JSON envelope every command shares: `ok`, `exit`, `exit_code`, plus the command's fields.
+    pub fn json_result(&self, exit: Exit, mut body: serde_json::Value) {
+        if let Some(map) = body.as_object_mut() {
+            map.insert("ok".into(), (exit == Exit::Ok).into());
+            map.insert("exit".into(), serde_json::to_value(exit).expect("enum serialises"));
+            map.insert("exit_code".into(), (exit as i32).into());
+        }
+        self.print_json(&body);
+    }
+}
+
+/// A timestamp for plain (non-TTY) progress lines.
+pub fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
