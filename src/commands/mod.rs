@@ -7,10 +7,9 @@ pub mod run;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
-use crate::exec::known_hosts::KnownHosts;
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
-use crate::inventory::{self, expand_home, Inventory};
+use crate::inventory::{self, Inventory};
 use crate::plan::Plan;
 use crate::ui::{diff, progress::Progress, report, Ui};
 use std::path::PathBuf;
@@ -35,13 +34,7 @@ impl Context {
     }
 
     pub fn connector(&self, inv: &Inventory) -> SshConnector {
-        SshConnector {
-            user: inv.ssh.user.clone(),
-            identity: expand_home(&inv.ssh.identity),
-            known_hosts: KnownHosts::new(expand_home(&inv.ssh.known_hosts)),
-            policy: inv.ssh.host_key_policy,
-            connect_timeout: Duration::from_secs(inv.ssh.connect_timeout.max(1)),
-        }
+        SshConnector::from_inventory(inv)
     }
 
     pub fn limits(&self, inv: &Inventory) -> Limits {

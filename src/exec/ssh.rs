@@ -7,7 +7,7 @@
 
 use super::known_hosts::{host_pattern, HostKey, KnownHosts};
 use super::{Connector, HostError, ScriptOutput, Transport};
-use crate::inventory::{HostKeyPolicy, Host};
+use crate::inventory::{expand_home, Host, HostKeyPolicy, Inventory};
 use ssh2::{MethodType, Session};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -44,6 +44,17 @@ fn millis(d: Duration) -> u32 {
 }
 
 impl SshConnector {
+    /// The connector an inventory's `[ssh]` section describes.
+    pub fn from_inventory(inv: &Inventory) -> SshConnector {
+        SshConnector {
+            user: inv.ssh.user.clone(),
+            identity: expand_home(&inv.ssh.identity),
+            known_hosts: KnownHosts::new(expand_home(&inv.ssh.known_hosts)),
+            policy: inv.ssh.host_key_policy,
+            connect_timeout: Duration::from_secs(inv.ssh.connect_timeout.max(1)),
+        }
+    }
+
     /// TCP connect and SSH handshake, preferring `pinned`'s key type. No authentication.
     fn handshake(&self, host: &Host, pinned: Option<&HostKey>, deadline: Instant) -> Result<(Session, HostKey), HostError> {
         let endpoint = host.endpoint();

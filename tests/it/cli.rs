@@ -1,0 +1,168 @@
+//! CLI behaviour with no host: help, usage and inventory errors, exit codes, nothing touched.
+
+use crate::support::{cloudctl, text, write};
+
+const GOOD: &str = r#"
+[cloud]
+name = "t"
+
+[ssh]
+known_hosts = "KH"
+identity = "ID"
+
+[network]
+subnet = "10.0.0.0/24"
+dynamic_range = "10.0.0.100-10.0.0.199"
+
+[[node]]
+name = "hnode1"
+mac = "52:54:00:00:02:01"
+ip = "10.0.0.31"
+role = "hnode"
+"#;
+
+#[test]
+fn help_documents_flags_groups_and_exit_codes() {
+    let out = cloudctl(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in ["--inventory", "--dry-run", "--yes", "--json", "--forks", "--templates", "CLOUDCTL_INVENTORY", "EXIT STATUS", "130", "run", "host", "lab"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    let run_help = text(&cloudctl(&["run", "--help"]).stdout);
+    assert!(run_help.contains("--on") && run_help.contains("pipes"), "{run_help}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(cloudctl(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(cloudctl(&["run"]).status.code(), Some(2), "run without a command");
+    assert_eq!(cloudctl(&["--forks", "0", "host", "list"]).status.code(), Some(2));
+}
+
+/// Runs `run` against an inventory text; returns (exit code, stderr).
+fn run_with(inventory: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(dir.path(), "cloud.toml", inventory);
+    let out = cloudctl(&["-i", inv.to_str().unwrap(), "run", "--", "true"]);
+    assert!(out.stdout.is_empty(), "nothing on stdout for an inventory error");
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn inventory_errors_name_file_line_and_fix() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("malformed TOML", "[cloud\nname = 1", &["cloud.toml:1"]),
+        ("unknown key", "[cloud]\nname = \"t\"\ncolour = \"red\"\n", &["cloud.toml:3", "colour", "unknown field"]),
+        ("bad MAC", &GOOD.replace("52:54:00:00:02:01", "52:54:00:zz:02:01"), &["cloud.toml:15", "invalid MAC", "52:54:00:00:02:01"]),
+        ("multicast MAC", &GOOD.replace("52:54:00:00:02:01", "01:00:5e:00:00:01"), &["multicast"]),
+        ("bad IP", &GOOD.replace("10.0.0.31", "10.0.0.300"), &["cloud.toml:16", "10.0.0.300"]),
+        ("IP outside subnet", &GOOD.replace("10.0.0.31", "10.9.0.31"), &["cloud.toml:16", "not a host address of [network] subnet 10.0.0.0/24"]),
+        ("IP in dynamic range", &GOOD.replace("10.0.0.31", "10.0.0.150"), &["dynamic_range 10.0.0.100-10.0.0.199"]),
+        ("name with space", &GOOD.replace("\"hnode1\"", "\"h node\""), &["cloud.toml:14", "invalid name \"h node\""]),
+        ("name with quote", &GOOD.replace("\"hnode1\"", "'h\"x'"), &["invalid name"]),
+        ("name with ;", &GOOD.replace("\"hnode1\"", "\"h;reboot\""), &["invalid name \"h;reboot\""]),
+        ("name with $()", &GOOD.replace("\"hnode1\"", "\"$(id)\""), &["invalid name \"$(id)\""]),
+        ("name with newline", &GOOD.replace("\"hnode1\"", "\"h\\nx\""), &["invalid name"]),
+        ("reserved name", &GOOD.replace("\"hnode1\"", "\"all\""), &["reserved for a group"]),
+        ("unknown role", &GOOD.replace("role = \"hnode\"", "role = \"boss\""), &["cloud.toml:17", "boss"]),
+        (
+            "duplicate name",
+            &format!("{GOOD}\n[[node]]\nname = \"hnode1\"\nmac = \"52:54:00:00:02:02\"\nip = \"10.0.0.32\"\nrole = \"hnode\"\n"),
+            &["duplicate node name \"hnode1\"", "first defined on line 14"],
+        ),
+        (
+            "duplicate MAC",
+            &format!("{GOOD}\n[[node]]\nname = \"hnode2\"\nmac = \"52-54-00-00-02-01\"\nip = \"10.0.0.32\"\nrole = \"hnode\"\n"),
+            &["already belongs to node \"hnode1\""],
+        ),
+        (
+            "duplicate IP",
+            &format!("{GOOD}\n[[node]]\nname = \"hnode2\"\nmac = \"52:54:00:00:02:02\"\nip = \"10.0.0.31\"\nrole = \"hnode\"\n"),
+            &["10.0.0.31 already belongs to node \"hnode1\""],
+        ),
+        ("address injection", &GOOD.replace("role = \"hnode\"", "role = \"hnode\"\naddress = \"h;rm -rf /\""), &["invalid address"]),
+    ];
+    for (what, inventory, needles) in cases {
+        let (code, err) = run_with(inventory);
+        assert_eq!(code, Some(2), "{what}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{what}: expected {n:?} in:\n{err}");
+        }
+    }
+}
+
+#[test]
+fn missing_inventory_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["run", "--", "true"])
+        .current_dir(dir.path())
+        .env_remove("CLOUDCTL_INVENTORY")
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("cloud.toml") && err.contains("-i FILE") && err.contains("lab up"), "{err}");
+}
+
+#[test]
+fn inventory_from_env_and_unknown_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(dir.path(), "cloud.toml", GOOD);
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["run", "--on", "nosuch", "--", "true"])
+        .env("CLOUDCTL_INVENTORY", &inv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("no host or group named \"nosuch\"") && err.contains("hnode1"), "{err}");
+}
+
+#[test]
+fn json_errors_are_one_document_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(dir.path(), "cloud.toml", "[cloud]\nname = \"t\"\nbogus = 1\n");
+    let out = cloudctl(&["--json", "-i", inv.to_str().unwrap(), "host", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(doc["exit_code"], 2);
+    assert_eq!(doc["ok"], false);
+    assert!(doc["error"].as_str().unwrap().contains("bogus"));
+}
+
+#[test]
+fn host_list_shows_unpinned_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(dir.path(), "cloud.toml", &GOOD.replace("KH", dir.path().join("kh").to_str().unwrap()));
+    let out = cloudctl(&["-i", inv.to_str().unwrap(), "host", "list"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("not pinned: cloudctl host trust hnode1"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn run_dry_run_shows_commands_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(dir.path(), "cloud.toml", GOOD);
+    // 10.0.0.31 is never contacted: a dry run of `run` needs no connection.
+    let out = cloudctl(&["-n", "-i", inv.to_str().unwrap(), "run", "--", "touch", "/tmp/x y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("run: touch '/tmp/x y'") && err.contains("nothing was changed"), "{err}");
+}
+
+#[test]
+fn lab_needs_root_or_valid_arguments() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let out = cloudctl(&["lab", "up", "--name", "Bad Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    if root {
+        assert!(err.contains("Bad Name"), "{err}");
+    } else {
+        assert!(err.contains("needs root"), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+//! The single integration-test binary: golden plans, CLI behaviour, the script layer, generated
+//! files, and end-to-end runs against real lab hosts.
+
+mod cli;
+mod e2e;
+mod examples;
+mod generated;
+mod golden;
+mod injection;
+mod support;

@@ -1,0 +1,104 @@
+//! Shared test helpers: running the binary, temp inventories, and starting a lab (or skipping
+//! loudly when its prerequisites are missing — never silently under CI=true).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cloudctl"))
+}
+
+/// Runs cloudctl with `args`, no stdin, no inherited inventory.
+pub fn cloudctl(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("CLOUDCTL_INVENTORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cloudctl")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Whether lab tests can run here. Missing prerequisites fail under CI and skip loudly elsewhere.
+pub fn lab_available() -> bool {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root".to_string());
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/ssh-keygen", "/usr/bin/nsenter"] {
+        if !Path::new(tool).exists() {
+            missing.push(tool.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("lab tests need {} (run `sudo .ci/run`)", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and a prerequisite is missing: {msg}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    false
+}
+
+/// A running lab, taken down when dropped (also when a test fails).
+pub struct Lab {
+    pub state: cloudctl::lab::LabState,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Starts lab `name` with `hosts` hosts on 10.201.`octet`.0/24 (unique per test).
+    pub fn up(name: &str, hosts: u8, octet: u8) -> Lab {
+        let _ = cloudctl::lab::down(name);
+        let dir = tempfile::tempdir().unwrap();
+        let req = cloudctl::lab::LabRequest {
+            name: name.into(),
+            hosts,
+            subnet: format!("10.201.{octet}.0/24").parse().unwrap(),
+            inventory: dir.path().join("cloud.toml"),
+        };
+        let templates = cloudctl::templates::Templates::load(None).unwrap();
+        let state = cloudctl::lab::up(&req, &templates).expect("lab up");
+        Lab { state, dir }
+    }
+
+    pub fn inventory(&self) -> String {
+        self.state.inventory.display().to_string()
+    }
+
+    /// Runs a shell command inside lab host `idx` (its mount, UTS and network namespaces).
+    pub fn sh(&self, idx: usize, script: &str) -> Output {
+        let pid = self.state.hosts[idx].sshd_pid.to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "-u", "-n", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Appends TOML to the lab's inventory (extra nodes for a test).
+    pub fn append_inventory(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.state.inventory).unwrap();
+        text += toml;
+        std::fs::write(&self.state.inventory, text).unwrap();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = cloudctl::lab::down(&self.state.name) {
+            eprintln!("lab down {}: {e:#}", self.state.name);
+        }
+    }
+}
