@@ -11,9 +11,16 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<String>) {
         if p.is_dir() {
             collect(&p, root, out);
         } else if p.extension().is_some_and(|e| e == "hbs") {
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
             let name = rel.trim_end_matches(".hbs").to_string();
-            out.push(format!("({name:?}, include_str!({:?})),", p.canonicalize().expect("exists").display().to_string()));
+            out.push(format!(
+                "({name:?}, include_str!({:?})),",
+                p.canonicalize().expect("exists").display().to_string()
+            ));
         }
     }
 }
@@ -23,7 +30,10 @@ fn main() {
     println!("cargo:rerun-if-changed=templates");
     let mut entries = Vec::new();
     collect(root, root, &mut entries);
-    let code = format!("/// (name, source) of every built-in template.\npub const EMBEDDED: &[(&str, &str)] = &[\n{}\n];\n", entries.join("\n"));
+    let code = format!(
+        "/// (name, source) of every built-in template.\npub const EMBEDDED: &[(&str, &str)] = &[\n{}\n];\n",
+        entries.join("\n")
+    );
     let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_templates.rs");
     fs::write(out, code).expect("write embedded_templates.rs");
 }

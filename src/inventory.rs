@@ -233,7 +233,10 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, InventoryError> {
 /// Builds an error pointing at `span` of `text`, quoting the offending line.
 fn at(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: String) -> InventoryError {
     let Some(span) = span else {
-        return InventoryError { location: file.to_string(), message };
+        return InventoryError {
+            location: file.to_string(),
+            message,
+        };
     };
     let start = span.start.min(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
@@ -255,20 +258,30 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
         if GROUP_NAMES.contains(&name.as_str()) {
             return Err(err(
                 node.name.span(),
-                format!("node name \"{name}\" is reserved for a group ({}); choose another name", GROUP_NAMES.join(", ")),
+                format!(
+                    "node name \"{name}\" is reserved for a group ({}); choose another name",
+                    GROUP_NAMES.join(", ")
+                ),
             ));
         }
         if let Some(other) = names.insert(name, node) {
             return Err(err(
                 node.name.span(),
-                format!("duplicate node name \"{name}\" (first defined on line {}); node names must be unique", line_of(text, other.name.span())),
+                format!(
+                    "duplicate node name \"{name}\" (first defined on line {}); node names must be unique",
+                    line_of(text, other.name.span())
+                ),
             ));
         }
         if let Some(mac) = &node.mac {
             if let Some(other) = macs.insert(*mac.get_ref(), node) {
                 return Err(err(
                     mac.span(),
-                    format!("node \"{name}\" field mac: {} already belongs to node \"{}\"; each MAC identifies one machine", mac.get_ref(), other.name.get_ref()),
+                    format!(
+                        "node \"{name}\" field mac: {} already belongs to node \"{}\"; each MAC identifies one machine",
+                        mac.get_ref(),
+                        other.name.get_ref()
+                    ),
                 ));
             }
         }
@@ -310,7 +323,13 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
         if let Some(range) = &net.dynamic_range {
             let r = range.get_ref();
             if !net.subnet.contains(r.first) || !net.subnet.contains(r.last) {
-                return Err(err(range.span(), format!("[network] dynamic_range {r} is not inside subnet {}; fix one of them", net.subnet)));
+                return Err(err(
+                    range.span(),
+                    format!(
+                        "[network] dynamic_range {r} is not inside subnet {}; fix one of them",
+                        net.subnet
+                    ),
+                ));
             }
         }
     }
@@ -340,7 +359,12 @@ impl Inventory {
                 (None, Some(ip)) => (ip.get_ref().to_string(), port),
                 (None, None) => continue,
             };
-            hosts.push(Host { name: n.name.get_ref().to_string(), role: n.role.as_str(), host, port: p });
+            hosts.push(Host {
+                name: n.name.get_ref().to_string(),
+                role: n.role.as_str(),
+                host,
+                port: p,
+            });
         }
         hosts
     }
@@ -367,12 +391,20 @@ impl Inventory {
                 } else {
                     format!(
                         "no host or group named {sel:?}; use all, confignode, snode, hnode or a node name ({})",
-                        if known.is_empty() { "the inventory has no nodes".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "the inventory has no nodes".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     )
                 });
             }
         }
-        Ok(hosts.into_iter().zip(chosen).filter_map(|(h, c)| c.then_some(h)).collect())
+        Ok(hosts
+            .into_iter()
+            .zip(chosen)
+            .filter_map(|(h, c)| c.then_some(h))
+            .collect())
     }
 }
 

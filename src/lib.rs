@@ -33,7 +33,9 @@ pub fn main() -> Exit {
         if exec::INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(Exit::Interrupted as i32);
         }
-        eprintln!("\ninterrupted: finishing hosts already in progress, starting no more (Ctrl-C again to stop at once)");
+        eprintln!(
+            "\ninterrupted: finishing hosts already in progress, starting no more (Ctrl-C again to stop at once)"
+        );
     });
     let (ui, result) = commands::dispatch(cli);
     let exit = match result {

@@ -23,18 +23,36 @@ impl Templates {
                 .map_err(|e| Error::Usage(format!("built-in template {name} is broken: {e}")))?;
         }
         if let Some(dir) = override_dir {
-            let entries = std::fs::read_dir(dir)
-                .map_err(|e| Error::Usage(format!("--templates {}: {e}; give a directory holding <noun>-<verb>/<file>.hbs", dir.display())))?;
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                Error::Usage(format!(
+                    "--templates {}: {e}; give a directory holding <noun>-<verb>/<file>.hbs",
+                    dir.display()
+                ))
+            })?;
             for sub in entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
-                for file in std::fs::read_dir(sub.path()).into_iter().flatten().filter_map(|e| e.ok()) {
+                for file in std::fs::read_dir(sub.path())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                {
                     let path = file.path();
-                    let Some(stem) = path.file_name().and_then(|f| f.to_str()).and_then(|f| f.strip_suffix(".hbs")) else { continue };
+                    let Some(stem) = path
+                        .file_name()
+                        .and_then(|f| f.to_str())
+                        .and_then(|f| f.strip_suffix(".hbs"))
+                    else {
+                        continue;
+                    };
                     let name = format!("{}/{stem}", sub.file_name().to_string_lossy());
                     if !EMBEDDED.iter().any(|(n, _)| *n == name) {
                         return Err(Error::Usage(format!(
                             "--templates: {} overrides no built-in template; built-in names are: {}",
                             path.display(),
-                            EMBEDDED.iter().map(|(n, _)| format!("{n}.hbs")).collect::<Vec<_>>().join(", ")
+                            EMBEDDED
+                                .iter()
+                                .map(|(n, _)| format!("{n}.hbs"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )));
                     }
                     hb.register_template_file(&name, &path)

@@ -90,7 +90,9 @@ impl FromStr for Mac {
             *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
         }
         if octets == [0; 6] {
-            return Err(format!("invalid MAC {s:?}: the all-zero address is not a real interface"));
+            return Err(format!(
+                "invalid MAC {s:?}: the all-zero address is not a real interface"
+            ));
         }
         if octets[0] & 1 == 1 {
             return Err(format!(
@@ -104,7 +106,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
     }
 }
 string_serde!(Mac);
@@ -132,7 +138,8 @@ impl Cidr {
     /// Addresses usable by hosts (not the network or broadcast address).
     pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {
         let host_bits = !mask(self.prefix);
-        self.contains(ip) && (self.prefix >= 31 || (u32::from(ip) & host_bits != 0 && u32::from(ip) & host_bits != host_bits))
+        self.contains(ip)
+            && (self.prefix >= 31 || (u32::from(ip) & host_bits != 0 && u32::from(ip) & host_bits != host_bits))
     }
     /// The n-th address of the network (0 is the network address itself).
     pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
@@ -161,7 +168,9 @@ impl FromStr for Cidr {
         }
         let network = Ipv4Addr::from(u32::from(ip) & mask(prefix));
         if network != ip {
-            return Err(format!("invalid network {s:?}: host bits are set; did you mean {network}/{prefix}?"));
+            return Err(format!(
+                "invalid network {s:?}: host bits are set; did you mean {network}/{prefix}?"
+            ));
         }
         Ok(Cidr { network, prefix })
     }
@@ -218,9 +227,19 @@ pub struct Address {
 impl FromStr for Address {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid address {s:?}: {why}; write host or host:port, e.g. 10.0.0.2 or 10.0.0.2:2222");
+        let bad = |why: &str| {
+            format!("invalid address {s:?}: {why}; write host or host:port, e.g. 10.0.0.2 or 10.0.0.2:2222")
+        };
         let (host, port) = match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("bad port"))?)),
+            Some((h, p)) => (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| bad("bad port"))?,
+                ),
+            ),
             None => (s, None),
         };
         let host_ok = !host.is_empty()
@@ -230,7 +249,10 @@ impl FromStr for Address {
         if !host_ok {
             return Err(bad("the host may hold only letters, digits, '.' and '-'"));
         }
-        Ok(Address { host: host.to_string(), port })
+        Ok(Address {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -291,7 +313,12 @@ mod tests {
 
     #[test]
     fn mac_forms_are_canonicalised() {
-        for form in ["52:54:00:00:02:01", "52-54-00-00-02-01", "5254.0000.0201", "52:54:00:00:02:01".to_uppercase().as_str()] {
+        for form in [
+            "52:54:00:00:02:01",
+            "52-54-00-00-02-01",
+            "5254.0000.0201",
+            "52:54:00:00:02:01".to_uppercase().as_str(),
+        ] {
             assert_eq!(form.parse::<Mac>().unwrap().to_string(), "52:54:00:00:02:01", "{form}");
         }
     }
@@ -301,14 +328,23 @@ mod tests {
         assert!("00:00:00:00:00:00".parse::<Mac>().unwrap_err().contains("all-zero"));
         assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap_err().contains("multicast"));
         assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap_err().contains("multicast"));
-        for bad in ["52:54:00:00:02", "52:54:00:00:02:0g", "52:54:00-00:02:01", "5254000002:01", "", "52:54:00:00:02:01;"] {
+        for bad in [
+            "52:54:00:00:02",
+            "52:54:00:00:02:0g",
+            "52:54:00-00:02:01",
+            "5254000002:01",
+            "",
+            "52:54:00:00:02:01;",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn names_refuse_shell_and_config_metacharacters() {
-        for bad in ["a b", "a;b", "$(id)", "a\nb", "\"q\"", "-x", "x-", "Upper", "", "a'b", "a/b"] {
+        for bad in [
+            "a b", "a;b", "$(id)", "a\nb", "\"q\"", "-x", "x-", "Upper", "", "a'b", "a/b",
+        ] {
             assert!(bad.parse::<Name>().is_err(), "{bad:?}");
         }
         assert!("hnode-1".parse::<Name>().is_ok());

@@ -19,7 +19,9 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
     let hosts = inv.select(targets).map_err(Error::Usage)?;
     let connector = ctx.connector(&inv);
     let limits = ctx.limits(&inv);
-    let offers = fan_out(&hosts, limits.forks, |h| connector.offered_key(h, Instant::now() + limits.host_timeout));
+    let offers = fan_out(&hosts, limits.forks, |h| {
+        connector.offered_key(h, Instant::now() + limits.host_timeout)
+    });
     let mut exit = Exit::Ok;
     let mut to_pin = Vec::new();
     let mut rows = Vec::new();
@@ -41,9 +43,20 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
                     Some(_) => "CHANGED",
                     None => "new",
                 };
-                ctx.ui.info(&format!("{:<12} {:<22} {} {}  ({state})", h.name, h.endpoint(), o.offered.key_type, o.offered.fingerprint()));
+                ctx.ui.info(&format!(
+                    "{:<12} {:<22} {} {}  ({state})",
+                    h.name,
+                    h.endpoint(),
+                    o.offered.key_type,
+                    o.offered.fingerprint()
+                ));
                 if let Some(p) = o.pinned.as_ref().filter(|p| **p != o.offered) {
-                    ctx.ui.warn(&format!("{}: the pinned key was {} {}; pinning replaces it", h.name, p.key_type, p.fingerprint()));
+                    ctx.ui.warn(&format!(
+                        "{}: the pinned key was {} {}; pinning replaces it",
+                        h.name,
+                        p.key_type,
+                        p.fingerprint()
+                    ));
                 }
                 rows.push(serde_json::json!({
                     "name": h.name, "address": h.endpoint(), "key_type": o.offered.key_type,
@@ -56,13 +69,27 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
         }
     }
     if !to_pin.is_empty() && !ctx.dry_run {
-        ctx.ui.confirm(&format!("Pin the key{} shown for {} host{}", if to_pin.len() == 1 { "" } else { "s" }, to_pin.len(), if to_pin.len() == 1 { "" } else { "s" }), ctx.yes)?;
+        ctx.ui.confirm(
+            &format!(
+                "Pin the key{} shown for {} host{}",
+                if to_pin.len() == 1 { "" } else { "s" },
+                to_pin.len(),
+                if to_pin.len() == 1 { "" } else { "s" }
+            ),
+            ctx.yes,
+        )?;
         for (h, o) in &to_pin {
-            connector
-                .known_hosts
-                .pin(&o.pattern, &o.offered)
-                .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write {}: {e}", connector.known_hosts.path().display())))?;
-            ctx.ui.info(&format!("{}: pinned in {}", h.name, connector.known_hosts.path().display()));
+            connector.known_hosts.pin(&o.pattern, &o.offered).map_err(|e| {
+                Error::Failed(anyhow::anyhow!(
+                    "cannot write {}: {e}",
+                    connector.known_hosts.path().display()
+                ))
+            })?;
+            ctx.ui.info(&format!(
+                "{}: pinned in {}",
+                h.name,
+                connector.known_hosts.path().display()
+            ));
         }
     } else if to_pin.is_empty() && exit == Exit::Ok {
         ctx.ui.info("no changes: every key shown is already pinned");
@@ -70,7 +97,10 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
         ctx.ui.info("dry run: nothing was pinned");
     }
     if ctx.ui.json {
-        ctx.ui.json_result(exit, serde_json::json!({ "command": "host trust", "dry_run": ctx.dry_run, "hosts": rows }));
+        ctx.ui.json_result(
+            exit,
+            serde_json::json!({ "command": "host trust", "dry_run": ctx.dry_run, "hosts": rows }),
+        );
     }
     Ok(exit)
 }
@@ -78,28 +108,55 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
 fn list(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let connector = ctx.connector(&inv);
-    let pinned = connector
-        .known_hosts
-        .list()
-        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", connector.known_hosts.path().display())))?;
+    let pinned = connector.known_hosts.list().map_err(|e| {
+        Error::Failed(anyhow::anyhow!(
+            "cannot read {}: {e}",
+            connector.known_hosts.path().display()
+        ))
+    })?;
     let hosts = inv.hosts();
-    let name_of = |pattern: &str| hosts.iter().find(|h| host_pattern(&h.host, h.port) == pattern).map(|h| h.name.clone());
+    let name_of = |pattern: &str| {
+        hosts
+            .iter()
+            .find(|h| host_pattern(&h.host, h.port) == pattern)
+            .map(|h| h.name.clone())
+    };
     if ctx.ui.json {
         let rows: Vec<_> = pinned
             .iter()
             .map(|p| serde_json::json!({ "host": p.host, "name": name_of(&p.host), "key_type": p.key_type, "fingerprint": p.fingerprint }))
             .collect();
-        let unpinned: Vec<_> = hosts.iter().filter(|h| !pinned.iter().any(|p| p.host == host_pattern(&h.host, h.port))).map(|h| h.name.clone()).collect();
+        let unpinned: Vec<_> = hosts
+            .iter()
+            .filter(|h| !pinned.iter().any(|p| p.host == host_pattern(&h.host, h.port)))
+            .map(|h| h.name.clone())
+            .collect();
         ctx.ui.json_result(Exit::Ok, serde_json::json!({ "command": "host list", "known_hosts": connector.known_hosts.path(), "pinned": rows, "not_pinned": unpinned }));
         return Ok(Exit::Ok);
     }
     println!("{:<12} {:<24} {:<12} FINGERPRINT", "NAME", "HOST", "TYPE");
     for p in &pinned {
-        println!("{:<12} {:<24} {:<12} {}", name_of(&p.host).unwrap_or_else(|| "-".into()), p.host, p.key_type, p.fingerprint);
+        println!(
+            "{:<12} {:<24} {:<12} {}",
+            name_of(&p.host).unwrap_or_else(|| "-".into()),
+            p.host,
+            p.key_type,
+            p.fingerprint
+        );
     }
-    for h in hosts.iter().filter(|h| !pinned.iter().any(|p| p.host == host_pattern(&h.host, h.port))) {
-        println!("{:<12} {:<24} {:<12} (not pinned: cloudctl host trust {})", h.name, host_pattern(&h.host, h.port), "-", h.name);
+    for h in hosts
+        .iter()
+        .filter(|h| !pinned.iter().any(|p| p.host == host_pattern(&h.host, h.port)))
+    {
+        println!(
+            "{:<12} {:<24} {:<12} (not pinned: cloudctl host trust {})",
+            h.name,
+            host_pattern(&h.host, h.port),
+            "-",
+            h.name
+        );
     }
-    ctx.ui.detail(&format!("known_hosts: {}", connector.known_hosts.path().display()));
+    ctx.ui
+        .detail(&format!("known_hosts: {}", connector.known_hosts.path().display()));
     Ok(Exit::Ok)
 }

@@ -13,11 +13,18 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
     match cmd {
         LabCommand::Up { hosts, name, subnet } => {
             lab::validate_name(&name).map_err(Error::Usage)?;
-            let subnet: Cidr = subnet.parse().map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?;
+            let subnet: Cidr = subnet
+                .parse()
+                .map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?;
             if subnet.prefix() != 24 {
-                return Err(Error::Usage(format!("--subnet {subnet}: the lab needs a /24, e.g. 10.201.0.0/24")));
+                return Err(Error::Usage(format!(
+                    "--subnet {subnet}: the lab needs a /24, e.g. 10.201.0.0/24"
+                )));
             }
-            let inventory = ctx.inventory_path.clone().unwrap_or_else(|| PathBuf::from("cloud.toml"));
+            let inventory = ctx
+                .inventory_path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("cloud.toml"));
             let templates = Templates::load(ctx.templates.as_deref())?;
             if ctx.dry_run {
                 ctx.ui.info(&format!(
@@ -26,13 +33,20 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                 ));
                 return Ok(Exit::Ok);
             }
-            let req = lab::LabRequest { name, hosts, subnet, inventory };
+            let req = lab::LabRequest {
+                name,
+                hosts,
+                subnet,
+                inventory,
+            };
             let state = lab::up(&req, &templates)?;
             if ctx.ui.json {
-                ctx.ui.json_result(Exit::Ok, serde_json::json!({ "command": "lab up", "lab": state }));
+                ctx.ui
+                    .json_result(Exit::Ok, serde_json::json!({ "command": "lab up", "lab": state }));
             } else {
                 for h in &state.hosts {
-                    ctx.ui.info(&format!("{:<12} {:<15} {}  {}", h.name, h.ip, h.role, h.fingerprint));
+                    ctx.ui
+                        .info(&format!("{:<12} {:<15} {}  {}", h.name, h.ip, h.role, h.fingerprint));
                 }
                 ctx.ui.info(&format!(
                     "lab \"{}\" is up: inventory {} (host keys already pinned). Try: cloudctl -i {} run -- uname -n",
@@ -45,15 +59,32 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
         }
         LabCommand::Status { name } => {
             let (state, health) = lab::status(&name)?;
-            let healthy = health.iter().all(|h| h.netns_present && h.sshd_running && h.ssh_port_open);
+            let healthy = health
+                .iter()
+                .all(|h| h.netns_present && h.sshd_running && h.ssh_port_open);
             let exit = if healthy { Exit::Ok } else { Exit::Unreachable };
             if ctx.ui.json {
-                ctx.ui.json_result(exit, serde_json::json!({ "command": "lab status", "lab": state, "health": health }));
+                ctx.ui.json_result(
+                    exit,
+                    serde_json::json!({ "command": "lab status", "lab": state, "health": health }),
+                );
             } else {
-                println!("lab \"{}\" on {} (inventory {})", state.name, state.subnet, state.inventory.display());
+                println!(
+                    "lab \"{}\" on {} (inventory {})",
+                    state.name,
+                    state.subnet,
+                    state.inventory.display()
+                );
                 for (h, s) in state.hosts.iter().zip(&health) {
-                    let word = if s.netns_present && s.sshd_running && s.ssh_port_open { "up" } else { "DOWN" };
-                    println!("{:<12} {:<15} {:<4} netns={} sshd={} port22={}", h.name, h.ip, word, s.netns_present, s.sshd_running, s.ssh_port_open);
+                    let word = if s.netns_present && s.sshd_running && s.ssh_port_open {
+                        "up"
+                    } else {
+                        "DOWN"
+                    };
+                    println!(
+                        "{:<12} {:<15} {:<4} netns={} sshd={} port22={}",
+                        h.name, h.ip, word, s.netns_present, s.sshd_running, s.ssh_port_open
+                    );
                 }
             }
             Ok(exit)
@@ -65,7 +96,8 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
             }
             let lines = lab::down(&name)?;
             if ctx.ui.json {
-                ctx.ui.json_result(Exit::Ok, serde_json::json!({ "command": "lab down", "removed": lines }));
+                ctx.ui
+                    .json_result(Exit::Ok, serde_json::json!({ "command": "lab down", "removed": lines }));
             } else {
                 for l in lines {
                     ctx.ui.info(&l);

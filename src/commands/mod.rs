@@ -38,7 +38,10 @@ impl Context {
     }
 
     pub fn limits(&self, inv: &Inventory) -> Limits {
-        Limits { forks: self.forks, host_timeout: Duration::from_secs(inv.ssh.host_timeout.max(1)) }
+        Limits {
+            forks: self.forks,
+            host_timeout: Duration::from_secs(inv.ssh.host_timeout.max(1)),
+        }
     }
 
     /// The shared flow: preview (dry run stops here), confirm, apply, report.
@@ -50,7 +53,8 @@ impl Context {
         }
         if plan.confirm {
             let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.name.as_str()).collect();
-            self.ui.confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
+            self.ui
+                .confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
         }
         let (reports, exit) = self.apply(&connector, &limits, plan);
         report::apply(&self.ui, &plan.title, &reports, exit);
@@ -73,7 +77,9 @@ impl Context {
             let deadline = Instant::now() + limits.host_timeout;
             let needs_probe = hp.steps.iter().any(|s| matches!(s, crate::plan::Step::File(_)));
             let current = if needs_probe {
-                connector.connect(&hp.host, deadline).and_then(|mut t| exec::probe(hp, t.as_mut(), deadline, true))
+                connector
+                    .connect(&hp.host, deadline)
+                    .and_then(|mut t| exec::probe(hp, t.as_mut(), deadline, true))
             } else {
                 Ok(vec![None; hp.steps.len()])
             };
@@ -99,7 +105,10 @@ impl Context {
             }
         }
         if self.ui.json {
-            self.ui.json_result(exit, serde_json::json!({ "command": plan.title, "dry_run": true, "hosts": json_hosts }));
+            self.ui.json_result(
+                exit,
+                serde_json::json!({ "command": plan.title, "dry_run": true, "hosts": json_hosts }),
+            );
         } else {
             self.ui.info("dry run: nothing was changed");
         }

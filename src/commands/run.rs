@@ -10,7 +10,9 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let hosts = inv.select(&args.on).map_err(Error::Usage)?;
     if args.command.iter().any(|a| a.contains('\0')) {
-        return Err(Error::Usage("the command contains a NUL byte, which no remote shell can pass on".into()));
+        return Err(Error::Usage(
+            "the command contains a NUL byte, which no remote shell can pass on".into(),
+        ));
     }
     let plan = plan::run::plan(&hosts, &args.command);
     let connector = ctx.connector(&inv);

@@ -19,17 +19,27 @@ impl HostKey {
     pub fn from_blob(blob: &[u8]) -> Option<HostKey> {
         let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
         let key_type = std::str::from_utf8(blob.get(4..4 + len)?).ok()?.to_string();
-        Some(HostKey { key_type, blob: blob.to_vec() })
+        Some(HostKey {
+            key_type,
+            blob: blob.to_vec(),
+        })
     }
 
     /// `SHA256:…` as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(&self.blob);
-        format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        )
     }
 
     fn line(&self, host: &str) -> String {
-        format!("{host} {} {}", self.key_type, base64::engine::general_purpose::STANDARD.encode(&self.blob))
+        format!(
+            "{host} {} {}",
+            self.key_type,
+            base64::engine::general_purpose::STANDARD.encode(&self.blob)
+        )
     }
 }
 
@@ -72,24 +82,39 @@ impl KnownHosts {
 
     /// The key pinned for `pattern`, if any.
     pub fn lookup(&self, pattern: &str) -> std::io::Result<Option<HostKey>> {
-        Ok(parse(&self.read()?).into_iter().find(|(h, _)| h == pattern).map(|(_, k)| k))
+        Ok(parse(&self.read()?)
+            .into_iter()
+            .find(|(h, _)| h == pattern)
+            .map(|(_, k)| k))
     }
 
     pub fn list(&self) -> std::io::Result<Vec<Pinned>> {
         Ok(parse(&self.read()?)
             .into_iter()
-            .map(|(host, k)| Pinned { host, key_type: k.key_type.clone(), fingerprint: k.fingerprint() })
+            .map(|(host, k)| Pinned {
+                host,
+                key_type: k.key_type.clone(),
+                fingerprint: k.fingerprint(),
+            })
             .collect())
     }
 
     /// Pins `key` for `pattern`, replacing a previous key of that host; other lines are kept as they are.
     pub fn pin(&self, pattern: &str, key: &HostKey) -> std::io::Result<()> {
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !dir.exists() {
             fs::create_dir_all(dir)?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
-        let lock = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(self.path.with_extension("lock"))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.path.with_extension("lock"))?;
         // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
         if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -118,7 +143,13 @@ fn parse(text: &str) -> Vec<(String, HostKey)> {
             let mut f = l.split_whitespace();
             let (host, key_type, b64) = (f.next()?, f.next()?, f.next()?);
             let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-            Some((host.to_string(), HostKey { key_type: key_type.to_string(), blob }))
+            Some((
+                host.to_string(),
+                HostKey {
+                    key_type: key_type.to_string(),
+                    blob,
+                },
+            ))
         })
         .collect()
 }

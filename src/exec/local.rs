@@ -22,10 +22,16 @@ impl Transport for LocalTransport {
         let script = script.to_string();
         let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
         let out = child.wait_with_output().map_err(|e| HostError::Failed(e.to_string()))?;
-        writer.join().expect("writer thread").map_err(|e| HostError::Failed(e.to_string()))?;
+        writer
+            .join()
+            .expect("writer thread")
+            .map_err(|e| HostError::Failed(e.to_string()))?;
         let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
         output += &String::from_utf8_lossy(&out.stderr);
-        Ok(ScriptOutput { output, status: out.status.code().unwrap_or(-1) })
+        Ok(ScriptOutput {
+            output,
+            status: out.status.code().unwrap_or(-1),
+        })
     }
 }
 

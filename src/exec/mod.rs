@@ -124,7 +124,12 @@ pub fn fan_out<T: Sync, R: Send>(items: &[T], forks: usize, work: impl Fn(&T) ->
 }
 
 /// Applies a plan: every host in parallel, each in one session.
-pub fn apply(plan: &Plan, connector: &dyn Connector, limits: &Limits, events: &(dyn Fn(Event) + Sync)) -> Vec<HostReport> {
+pub fn apply(
+    plan: &Plan,
+    connector: &dyn Connector,
+    limits: &Limits,
+    events: &(dyn Fn(Event) + Sync),
+) -> Vec<HostReport> {
     let started = Instant::now();
     let results = fan_out(&plan.hosts, limits.forks, |hp| {
         let report = apply_host(hp, connector, limits, events);
@@ -134,7 +139,16 @@ pub fn apply(plan: &Plan, connector: &dyn Connector, limits: &Limits, events: &(
     results
         .into_iter()
         .zip(&plan.hosts)
-        .map(|(r, hp)| r.unwrap_or_else(|| HostReport::new(&hp.host, HostStatus::NotStarted, Some("interrupted before this host started".into()), started)))
+        .map(|(r, hp)| {
+            r.unwrap_or_else(|| {
+                HostReport::new(
+                    &hp.host,
+                    HostStatus::NotStarted,
+                    Some("interrupted before this host started".into()),
+                    started,
+                )
+            })
+        })
         .collect()
 }
 
@@ -150,7 +164,12 @@ fn file_paths(hp: &HostPlan) -> Vec<(usize, &str)> {
 }
 
 /// Reads the current state of each planned file (for `--dry-run` diffs), indexed by step.
-pub fn probe(hp: &HostPlan, transport: &mut dyn Transport, deadline: Instant, with_content: bool) -> Result<Vec<Option<Probed>>, HostError> {
+pub fn probe(
+    hp: &HostPlan,
+    transport: &mut dyn Transport,
+    deadline: Instant,
+    with_content: bool,
+) -> Result<Vec<Option<Probed>>, HostError> {
     let files = file_paths(hp);
     let mut by_step = vec![None; hp.steps.len()];
     if files.is_empty() {
@@ -165,7 +184,12 @@ pub fn probe(hp: &HostPlan, transport: &mut dyn Transport, deadline: Instant, wi
     Ok(by_step)
 }
 
-fn apply_host(hp: &HostPlan, connector: &dyn Connector, limits: &Limits, events: &(dyn Fn(Event) + Sync)) -> HostReport {
+fn apply_host(
+    hp: &HostPlan,
+    connector: &dyn Connector,
+    limits: &Limits,
+    events: &(dyn Fn(Event) + Sync),
+) -> HostReport {
     let started = Instant::now();
     let deadline = started + limits.host_timeout;
     let fail = |e: HostError| {
@@ -203,11 +227,21 @@ fn apply_host(hp: &HostPlan, connector: &dyn Connector, limits: &Limits, events:
                     limits.host_timeout.as_secs()
                 )))
             }
-            Ok(ApplyOutcome::Done { steps, diagnostics }) => return finish(hp, steps, diagnostics, out.status, started),
-            Err(e) => return fail(HostError::Failed(format!("{e} (exit status {}): {}", out.status, out.output.trim()))),
+            Ok(ApplyOutcome::Done { steps, diagnostics }) => {
+                return finish(hp, steps, diagnostics, out.status, started)
+            }
+            Err(e) => {
+                return fail(HostError::Failed(format!(
+                    "{e} (exit status {}): {}",
+                    out.status,
+                    out.output.trim()
+                )))
+            }
         }
     }
-    fail(HostError::Failed("files kept changing under a concurrent run; nothing more was changed".into()))
+    fail(HostError::Failed(
+        "files kept changing under a concurrent run; nothing more was changed".into(),
+    ))
 }
 
 fn finish(hp: &HostPlan, steps: Vec<StepResult>, diagnostics: String, exit: i32, started: Instant) -> HostReport {
@@ -239,7 +273,10 @@ fn finish(hp: &HostPlan, steps: Vec<StepResult>, diagnostics: String, exit: i32,
                 result.stdout.clear();
                 result.stderr.clear();
             }
-            StepReport { step: s.label(), result }
+            StepReport {
+                step: s.label(),
+                result,
+            }
         })
         .collect();
     report

@@ -23,13 +23,22 @@ struct RecordTransport {
 
 impl Transport for RecordTransport {
     fn run_script(&mut self, script: &str, _deadline: Instant) -> Result<ScriptOutput, HostError> {
-        self.log.lock().expect("log").push((self.host.clone(), script.to_string()));
-        self.answers.next().ok_or_else(|| HostError::Failed("recording transport ran out of answers".into()))
+        self.log
+            .lock()
+            .expect("log")
+            .push((self.host.clone(), script.to_string()));
+        self.answers
+            .next()
+            .ok_or_else(|| HostError::Failed("recording transport ran out of answers".into()))
     }
 }
 
 impl Connector for RecordConnector {
     fn connect(&self, host: &Host, _deadline: Instant) -> Result<Box<dyn Transport>, HostError> {
-        Ok(Box::new(RecordTransport { host: host.name.clone(), log: self.log.clone(), answers: self.answers.clone().into_iter() }))
+        Ok(Box::new(RecordTransport {
+            host: host.name.clone(),
+            log: self.log.clone(),
+            answers: self.answers.clone().into_iter(),
+        }))
     }
 }

@@ -19,7 +19,13 @@ pub const EXIT_LOCK_TIMEOUT: i32 = 75;
 /// Quotes one word for `sh`. Values never contain NUL: typed values exclude it, and argv comes
 /// from the OS command line or from planners.
 pub fn quote(word: &str) -> Cow<'_, str> {
-    shlex::try_quote(word).unwrap_or_else(|_| Cow::Owned(shlex::try_quote(&word.replace('\0', "")).expect("NUL removed").into_owned()))
+    shlex::try_quote(word).unwrap_or_else(|_| {
+        Cow::Owned(
+            shlex::try_quote(&word.replace('\0', ""))
+                .expect("NUL removed")
+                .into_owned(),
+        )
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -65,15 +71,27 @@ pub fn parse_probe(output: &str, count: usize) -> Result<Vec<Probed>, String> {
         if (f.next(), f.next()) != (Some(RECORD), Some("probe")) {
             continue;
         }
-        let idx: usize = f.next().and_then(|i| i.parse().ok()).filter(|i| *i < count).ok_or_else(|| format!("bad probe line {line:?}"))?;
+        let idx: usize = f
+            .next()
+            .and_then(|i| i.parse().ok())
+            .filter(|i| *i < count)
+            .ok_or_else(|| format!("bad probe line {line:?}"))?;
         let sha = f.next().filter(|h| *h != "-").map(str::to_string);
         let content = match f.next() {
             Some("-") | None => None,
-            Some(b) => Some(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("bad probe content: {e}"))?),
+            Some(b) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| format!("bad probe content: {e}"))?,
+            ),
         };
         found[idx] = Some(Probed { sha, content });
     }
-    found.into_iter().enumerate().map(|(i, p)| p.ok_or_else(|| format!("probe did not report path #{i}: {output}"))).collect()
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| p.ok_or_else(|| format!("probe did not report path #{i}: {output}")))
+        .collect()
 }
 
 /// The apply script for one host. `remote_sha[i]` is what a probe found for step `i` (files only);
@@ -189,7 +207,16 @@ fn file_step(i: usize, f: &FileStep, send: bool) -> String {
         fix_meta(&tmp)
     );
     if let Some(v) = &f.validate {
-        let argv: Vec<String> = v.iter().map(|a| if a == "{}" { tmp.to_string() } else { quote(a).into_owned() }).collect();
+        let argv: Vec<String> = v
+            .iter()
+            .map(|a| {
+                if a == "{}" {
+                    tmp.to_string()
+                } else {
+                    quote(a).into_owned()
+                }
+            })
+            .collect();
         s += &format!(
             "  {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n  if [ $rc -ne 0 ]; then rm -f {tmp}; rec {i} invalid $rc; exit 3; fi\n",
             argv.join(" ")
@@ -227,7 +254,10 @@ pub struct StepResult {
 /// What an apply script reported.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyOutcome {
-    Done { steps: Vec<StepResult>, diagnostics: String },
+    Done {
+        steps: Vec<StepResult>,
+        diagnostics: String,
+    },
     /// A file changed between probe and apply; re-run sending every file.
     Stale,
     LockTimeout,
@@ -257,7 +287,11 @@ pub fn parse_apply(output: &str, step_count: usize) -> Result<ApplyOutcome, Stri
             _ => {}
         }
         let mut f = rest.split(' ');
-        let idx: usize = f.next().and_then(|i| i.parse().ok()).filter(|i| *i < step_count).ok_or_else(|| format!("bad record {line:?}"))?;
+        let idx: usize = f
+            .next()
+            .and_then(|i| i.parse().ok())
+            .filter(|i| *i < step_count)
+            .ok_or_else(|| format!("bad record {line:?}"))?;
         let status = match f.next() {
             Some("ok") => StepStatus::Ok,
             Some("changed") => StepStatus::Changed,
@@ -269,11 +303,23 @@ pub fn parse_apply(output: &str, step_count: usize) -> Result<ApplyOutcome, Stri
         let exit_status = f.next().and_then(|r| r.parse().ok());
         let stdout = decode(f.next())?;
         let stderr = decode(f.next())?;
-        steps[idx] = Some(StepResult { status, exit_status, stdout, stderr });
+        steps[idx] = Some(StepResult {
+            status,
+            exit_status,
+            stdout,
+            stderr,
+        });
     }
     let steps = steps
         .into_iter()
-        .map(|s| s.unwrap_or(StepResult { status: StepStatus::NotRun, exit_status: None, stdout: String::new(), stderr: String::new() }))
+        .map(|s| {
+            s.unwrap_or(StepResult {
+                status: StepStatus::NotRun,
+                exit_status: None,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        })
         .collect();
     Ok(ApplyOutcome::Done { steps, diagnostics })
 }

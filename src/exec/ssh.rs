@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Host-key algorithms we accept when none is pinned yet, strongest first.
-const HOST_KEY_PREFS: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+const HOST_KEY_PREFS: &str =
+    "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa";
 
 pub struct SshConnector {
     pub user: String,
@@ -56,7 +57,12 @@ impl SshConnector {
     }
 
     /// TCP connect and SSH handshake, preferring `pinned`'s key type. No authentication.
-    fn handshake(&self, host: &Host, pinned: Option<&HostKey>, deadline: Instant) -> Result<(Session, HostKey), HostError> {
+    fn handshake(
+        &self,
+        host: &Host,
+        pinned: Option<&HostKey>,
+        deadline: Instant,
+    ) -> Result<(Session, HostKey), HostError> {
         let endpoint = host.endpoint();
         let unreachable = |what: String| HostError::Unreachable(format!("{} ({endpoint}): {what}", host.name));
         let timeout = self.connect_timeout.min(remaining(deadline)?);
@@ -65,7 +71,8 @@ impl SshConnector {
             .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
             .next()
             .ok_or_else(|| unreachable("no address".into()))?;
-        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+        let tcp =
+            TcpStream::connect_timeout(&addr, timeout).map_err(|e| unreachable(format!("cannot connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let mut sess = Session::new().map_err(|e| unreachable(e.to_string()))?;
         sess.set_tcp_stream(tcp);
@@ -75,7 +82,8 @@ impl SshConnector {
             Some(t) => t,
             None => HOST_KEY_PREFS,
         };
-        sess.method_pref(MethodType::HostKey, prefs).map_err(|e| unreachable(e.to_string()))?;
+        sess.method_pref(MethodType::HostKey, prefs)
+            .map_err(|e| unreachable(e.to_string()))?;
         sess.handshake().map_err(|e| match pinned {
             Some(k) => HostError::HostKey(format!(
                 "{} ({endpoint}): SSH handshake failed while asking for the pinned {} key ({e}); the host may no longer have that key. If it was reinstalled, check and run `cloudctl host trust {}`",
@@ -83,7 +91,9 @@ impl SshConnector {
             )),
             None => unreachable(format!("SSH handshake failed: {e}")),
         })?;
-        let (blob, _) = sess.host_key().ok_or_else(|| unreachable("no host key offered".into()))?;
+        let (blob, _) = sess
+            .host_key()
+            .ok_or_else(|| unreachable("no host key offered".into()))?;
         let offered = HostKey::from_blob(blob).ok_or_else(|| unreachable("malformed host key".into()))?;
         Ok((sess, offered))
     }
@@ -99,7 +109,11 @@ impl SshConnector {
         let pattern = host_pattern(&host.host, host.port);
         let pinned = self.lookup(&pattern)?;
         let (_, offered) = self.handshake(host, None, deadline)?;
-        Ok(OfferedKey { pattern, pinned, offered })
+        Ok(OfferedKey {
+            pattern,
+            pinned,
+            offered,
+        })
     }
 
     /// Compares the offered key with the pinned one, pinning it first under `accept-new`.
@@ -160,7 +174,10 @@ impl Connector for SshConnector {
         let (sess, offered) = self.handshake(host, pinned.as_ref(), deadline)?;
         self.verify(host, &pattern, pinned, &offered)?;
         self.authenticate(&sess, host)?;
-        Ok(Box::new(SshTransport { sess, name: host.name.clone() }))
+        Ok(Box::new(SshTransport {
+            sess,
+            name: host.name.clone(),
+        }))
     }
 }
 
@@ -176,20 +193,29 @@ impl Transport for SshTransport {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             let text = e.to_string();
             if text.contains("imed out") || text.contains("Timeout") {
-                HostError::Failed(format!("{name}: per-host time limit reached while {what}; the host may be partly changed"))
+                HostError::Failed(format!(
+                    "{name}: per-host time limit reached while {what}; the host may be partly changed"
+                ))
             } else {
                 HostError::Failed(format!("{name}: {what}: {text}"))
             }
         };
-        let mut ch = self.sess.channel_session().map_err(|e| failed("opening a channel", &e))?;
+        let mut ch = self
+            .sess
+            .channel_session()
+            .map_err(|e| failed("opening a channel", &e))?;
         // stderr is merged remotely: libssh2 cannot read both streams blocking at once.
         ch.exec("sh -s 2>&1").map_err(|e| failed("starting sh", &e))?;
-        ch.write_all(script.as_bytes()).map_err(|e| failed("sending the script", &e))?;
+        ch.write_all(script.as_bytes())
+            .map_err(|e| failed("sending the script", &e))?;
         ch.send_eof().map_err(|e| failed("sending the script", &e))?;
         let mut out = Vec::new();
         ch.read_to_end(&mut out).map_err(|e| failed("reading the output", &e))?;
         ch.wait_close().map_err(|e| failed("closing the channel", &e))?;
         let status = ch.exit_status().map_err(|e| failed("reading the exit status", &e))?;
-        Ok(ScriptOutput { output: String::from_utf8_lossy(&out).into_owned(), status })
+        Ok(ScriptOutput {
+            output: String::from_utf8_lossy(&out).into_owned(),
+            status,
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! Local lab: real test hosts on this machine (network namespaces on a bridge, each with private /etc, /var, /run, /srv, hostname and its own sshd), created, checked and removed with root.
+//! Local lab: creates, checks and removes real test hosts on this machine (network namespaces on a bridge, each running its own sshd); needs root and changes the local machine.
 //!
 //! Everything a lab creates is named after it (`cl<name>br`, `cl-<name>-h<i>`, `cl<name>h<i>`,
 //! `/tmp/cloudctl-lab/<name>/`), so `down` can find and remove it even without its state file.
@@ -9,7 +9,7 @@ mod sys;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,10 +80,7 @@ pub fn require_root() -> Result<(), String> {
 
 /// Lab names end up in interface names, which Linux limits to 15 characters.
 pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = (1..=8).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = (1..=8).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !ok {
         return Err(format!(
             "invalid lab name {name:?}: use 1-8 lowercase letters or digits, e.g. \"lab1\" (it becomes part of interface names, which are limited to 15 characters)"
@@ -130,6 +127,11 @@ fn is_numbered(s: &str, prefix: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The trailing host number of a namespace or veth name, to list hosts in order (h2 before h10).
+fn host_number(s: &str) -> u32 {
+    s.rsplit('h').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 /// Network namespaces that exist now (first field of `ip netns list`).
 fn netns_list() -> Result<Vec<String>> {
     let out = sys::run("ip", &["netns", "list"])?;
@@ -151,10 +153,7 @@ fn link_list() -> Result<Vec<String>> {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn state_path(name: &str) -> PathBuf {
@@ -182,7 +181,10 @@ pub fn up(req: &LabRequest, templates: &crate::templates::Templates) -> Result<L
         bail!("a lab has 1 to {MAX_HOSTS} hosts, not {}", req.hosts);
     }
     if req.subnet.prefix() != 24 {
-        bail!("lab subnet {} is not a /24; use one like 10.201.0.0/24 (.1 is the gateway, hosts get .10 upwards)", req.subnet);
+        bail!(
+            "lab subnet {} is not a /24; use one like 10.201.0.0/24 (.1 is the gateway, hosts get .10 upwards)",
+            req.subnet
+        );
     }
     if state_path(name).exists() {
         bail!("lab \"{name}\" already exists; run `cloudctl lab down --name {name}` first");
@@ -198,9 +200,7 @@ pub fn up(req: &LabRequest, templates: &crate::templates::Templates) -> Result<L
         // No half lab: remove whatever was created, by name, exactly as `down` would.
         let what = format!("lab \"{name}\" could not be created");
         match down(name) {
-            Ok(_) => e.context(format!(
-                "{what}; everything it had created was removed again"
-            )),
+            Ok(_) => e.context(format!("{what}; everything it had created was removed again")),
             Err(d) => e.context(format!(
                 "{what}, and cleaning up failed too ({d:#}); run `cloudctl lab down --name {name}`"
             )),
@@ -241,7 +241,10 @@ fn check_subnet_free(subnet: &crate::types::Cidr) -> Result<()> {
             continue; // `default` and anything unparsable cannot collide with a /24 of ours
         };
         if subnet.contains(route.network()) || route.contains(subnet.network()) {
-            bail!("subnet {subnet} is already in use on this machine (route: {}); choose another, e.g. 10.201.N.0/24", line.trim());
+            bail!(
+                "subnet {subnet} is already in use on this machine (route: {}); choose another, e.g. 10.201.N.0/24",
+                line.trim()
+            );
         }
     }
     Ok(())
@@ -250,16 +253,24 @@ fn check_subnet_free(subnet: &crate::types::Cidr) -> Result<()> {
 /// Never overwrite a user's inventory: an existing file must carry a lab's marker line, and not
 /// be the inventory of another lab that still exists.
 fn check_inventory_ours(path: &Path) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!(
+            "cannot write the inventory to {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
     let text = match std::fs::read_to_string(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => bail!("cannot read existing inventory {}: {e}", path.display()),
         Ok(t) => t,
     };
     let first = text.lines().next().unwrap_or("");
-    let Some(owner) = first
-        .strip_prefix(MARKER_PREFIX)
-        .and_then(|r| r.strip_suffix("\")"))
-    else {
+    let Some(owner) = first.strip_prefix(MARKER_PREFIX).and_then(|r| r.strip_suffix("\")")) else {
         bail!("{} exists and was not written by `cloudctl lab up`; refusing to overwrite it (choose another path with --inventory)", path.display());
     };
     if validate_name(owner).is_ok() && state_path(owner).exists() {
@@ -280,8 +291,7 @@ fn make_lab_dir(name: &str) -> Result<PathBuf> {
         }
         _ => {}
     }
-    let meta = std::fs::symlink_metadata(LAB_ROOT)
-        .with_context(|| format!("cannot inspect {LAB_ROOT}"))?;
+    let meta = std::fs::symlink_metadata(LAB_ROOT).with_context(|| format!("cannot inspect {LAB_ROOT}"))?;
     if !meta.is_dir() || meta.uid() != 0 {
         bail!("{LAB_ROOT} is not a directory owned by root; remove it and try again");
     }
@@ -308,27 +318,17 @@ struct InventoryData<'a> {
 }
 
 /// Creates the lab in `dir` (which exists and is empty). On error the caller removes it all.
-fn build(
-    req: &LabRequest,
-    templates: &crate::templates::Templates,
-    dir: &Path,
-) -> Result<LabState> {
+fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) -> Result<LabState> {
     let name = &req.name;
     let nth = |n: u32| req.subnet.nth(n).expect("a /24 has addresses up to .255");
     let (gateway, bridge) = (nth(1), bridge_name(name));
     let client_key = dir.join("id_ed25519");
     keygen(&client_key, &format!("cloudctl-lab-{name}"))?;
-    std::fs::copy(
-        client_key.with_extension("pub"),
-        dir.join("authorized_keys"),
-    )
-    .context("cannot write authorized_keys")?;
+    std::fs::copy(client_key.with_extension("pub"), dir.join("authorized_keys"))
+        .context("cannot write authorized_keys")?;
 
     sys::run("ip", &["link", "add", &bridge, "type", "bridge"])?;
-    sys::run(
-        "ip",
-        &["addr", "add", &format!("{gateway}/24"), "dev", &bridge],
-    )?;
+    sys::run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
     sys::run("ip", &["link", "set", &bridge, "up"])?;
 
     // Start every host first and wait afterwards, so the sshds come up in parallel.
@@ -342,8 +342,7 @@ fn build(
             (format!("hnode{}", i - 1), "hnode")
         };
         let host_dir = dir.join(format!("h{i}"));
-        std::fs::create_dir(&host_dir)
-            .with_context(|| format!("cannot create {}", host_dir.display()))?;
+        std::fs::create_dir(&host_dir).with_context(|| format!("cannot create {}", host_dir.display()))?;
         let host = LabHost {
             name: host_name,
             role: role.into(),
@@ -355,40 +354,25 @@ fn build(
             fingerprint: String::new(),
         };
         wire_host(&host, &veth_name(name, i), &bridge)?;
-        keygen(
-            &host.host_key,
-            &format!("{}@cloudctl-lab-{name}", host.name),
-        )?;
-        std::fs::write(
-            host_dir.join("sshd_config"),
-            sshd::config(host.ip, &host_dir, dir),
-        )
-        .context("cannot write sshd_config")?;
+        keygen(&host.host_key, &format!("{}@cloudctl-lab-{name}", host.name))?;
+        std::fs::write(host_dir.join("sshd_config"), sshd::config(host.ip, &host_dir, dir))
+            .context("cannot write sshd_config")?;
         children.push(sshd::start(&host.name, &host.netns, &host_dir)?);
         hosts.push(host);
     }
     let mut known_hosts = String::new();
     for (i, (host, child)) in hosts.iter_mut().zip(&mut children).enumerate() {
-        host.sshd_pid =
-            sshd::wait_ready(child, &host.name, host.ip, &dir.join(format!("h{}", i + 1)))?;
-        let public = std::fs::read_to_string(host.host_key.with_extension("pub"))
-            .context("cannot read a host's public key")?;
+        host.sshd_pid = sshd::wait_ready(child, &host.name, host.ip, &dir.join(format!("h{}", i + 1)))?;
+        let public =
+            std::fs::read_to_string(host.host_key.with_extension("pub")).context("cannot read a host's public key")?;
         // known_hosts wants `<host> <type> <base64>`: the .pub's first two fields, without its comment.
         let fields: Vec<&str> = public.split_whitespace().take(2).collect();
         known_hosts += &format!("{} {}\n", host.ip, fields.join(" "));
         let listing = sys::run(
             "ssh-keygen",
-            &[
-                "-l",
-                "-f",
-                &host.host_key.with_extension("pub").display().to_string(),
-            ],
+            &["-l", "-f", &host.host_key.with_extension("pub").display().to_string()],
         )?;
-        host.fingerprint = listing
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
+        host.fingerprint = listing.split_whitespace().nth(1).unwrap_or_default().to_string();
     }
     let known_hosts_path = dir.join("known_hosts");
     sys::write_atomic(&known_hosts_path, known_hosts.as_bytes(), 0o600)?;
@@ -409,7 +393,10 @@ fn build(
         .render("lab-up/cloud.toml", &data)
         .map_err(|e| anyhow!("cannot render the lab inventory: {e}"))?;
     if inventory.lines().next() != Some(marker(name).as_str()) {
-        bail!("template lab-up/cloud.toml must start with the line {:?}, or `lab down` would not recognise the file", marker(name));
+        bail!(
+            "template lab-up/cloud.toml must start with the line {:?}, or `lab down` would not recognise the file",
+            marker(name)
+        );
     }
     let state = LabState {
         name: name.clone(),
@@ -434,19 +421,10 @@ fn build(
 }
 
 fn keygen(path: &Path, comment: &str) -> Result<()> {
+    let path = path.display().to_string();
     sys::run(
         "ssh-keygen",
-        &[
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-q",
-            "-C",
-            comment,
-            "-f",
-            &path.display().to_string(),
-        ],
+        &["-t", "ed25519", "-N", "", "-q", "-C", comment, "-f", &path],
     )?;
     Ok(())
 }
@@ -457,27 +435,14 @@ fn wire_host(host: &LabHost, veth: &str, bridge: &str) -> Result<()> {
     sys::run("ip", &["netns", "add", ns])?;
     sys::run(
         "ip",
-        &[
-            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ],
+        &["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
     )?;
     sys::run("ip", &["link", "set", veth, "master", bridge])?;
     sys::run("ip", &["link", "set", veth, "up"])?;
+    sys::run("ip", &["-n", ns, "link", "set", "eth0", "address", &host.mac])?;
     sys::run(
         "ip",
-        &["-n", ns, "link", "set", "eth0", "address", &host.mac],
-    )?;
-    sys::run(
-        "ip",
-        &[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{}/24", host.ip),
-            "dev",
-            "eth0",
-        ],
+        &["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", "eth0"],
     )?;
     sys::run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
     sys::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
@@ -500,11 +465,7 @@ pub fn status(name: &str) -> Result<(LabState, Vec<HostHealth>)> {
             name: h.name.clone(),
             netns_present: present.contains(&h.netns),
             sshd_running: sys::live_comm(h.sshd_pid).as_deref() == Some("sshd"),
-            ssh_port_open: TcpStream::connect_timeout(
-                &SocketAddr::from((h.ip, 22)),
-                Duration::from_millis(500),
-            )
-            .is_ok(),
+            ssh_port_open: sys::ssh_answers(SocketAddr::from((h.ip, 22)), Duration::from_millis(500)),
         })
         .collect();
     Ok((state, health))
@@ -526,15 +487,11 @@ pub fn down(name: &str) -> Result<Vec<String>> {
     // sshd first, by pid, so it stops cleanly; but only if that pid is still an sshd of a
     // namespace other than ours (a reused pid must never take down anything else).
     for h in hosts {
-        if sys::live_comm(h.sshd_pid).as_deref() == Some("sshd") && sys::in_other_netns(h.sshd_pid)
-        {
+        if sys::live_comm(h.sshd_pid).as_deref() == Some("sshd") && sys::in_other_netns(h.sshd_pid) {
             if sys::stop(&[h.sshd_pid], Duration::from_secs(2)).is_empty() {
                 done.push(format!("stopped sshd of {} (pid {})", h.name, h.sshd_pid));
             } else {
-                failed.push(format!(
-                    "sshd of {} (pid {}) would not die",
-                    h.name, h.sshd_pid
-                ));
+                failed.push(format!("sshd of {} (pid {}) would not die", h.name, h.sshd_pid));
             }
         }
     }
@@ -543,7 +500,7 @@ pub fn down(name: &str) -> Result<Vec<String>> {
         .into_iter()
         .filter(|n| is_numbered(n, &format!("cl-{name}-h")))
         .collect();
-    namespaces.sort();
+    namespaces.sort_by_key(|n| host_number(n));
     for ns in &namespaces {
         let pids: Vec<u32> = match sys::run("ip", &["netns", "pids", ns]) {
             Ok(out) => out.lines().filter_map(|l| l.trim().parse().ok()).collect(),
@@ -554,10 +511,7 @@ pub fn down(name: &str) -> Result<Vec<String>> {
         };
         if !pids.is_empty() {
             let left = sys::stop(&pids, Duration::from_secs(2));
-            done.push(format!(
-                "stopped {} process(es) in {ns}",
-                pids.len() - left.len()
-            ));
+            done.push(format!("stopped {} process(es) in {ns}", pids.len() - left.len()));
             if !left.is_empty() {
                 failed.push(format!("processes {left:?} in {ns} would not die"));
             }
@@ -575,7 +529,7 @@ pub fn down(name: &str) -> Result<Vec<String>> {
         .into_iter()
         .filter(|l| is_numbered(l, &veth_prefix))
         .collect();
-    links.sort();
+    links.sort_by_key(|l| host_number(l));
     links.extend(link_list()?.into_iter().filter(|l| *l == bridge));
     for link in links {
         match sys::run("ip", &["link", "delete", &link]) {
@@ -585,8 +539,12 @@ pub fn down(name: &str) -> Result<Vec<String>> {
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
-    if let Some(state) = &state {
-        remove_inventory(state, &mut done);
+    match &state {
+        Some(state) => remove_inventory(state, &mut done),
+        None if !done.is_empty() => {
+            done.push("no state file, so the lab's inventory (if any) was left in place".into())
+        }
+        None => {}
     }
     if !failed.is_empty() {
         bail!(
@@ -600,8 +558,7 @@ pub fn down(name: &str) -> Result<Vec<String>> {
     // file: a recursive delete must not follow an edited file elsewhere.
     let dir = lab_dir(name);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         done.push(format!("removed {}", dir.display()));
     }
     if done.is_empty() {
@@ -615,15 +572,10 @@ fn remove_inventory(state: &LabState, done: &mut Vec<String>) {
     let path = &state.inventory;
     match std::fs::read(path) {
         Err(_) => {}
-        Ok(bytes) if sha256_hex(&bytes) == state.inventory_sha256 => {
-            match std::fs::remove_file(path) {
-                Ok(()) => done.push(format!("removed inventory {}", path.display())),
-                Err(e) => done.push(format!(
-                    "left inventory {}: cannot remove it: {e}",
-                    path.display()
-                )),
-            }
-        }
+        Ok(bytes) if sha256_hex(&bytes) == state.inventory_sha256 => match std::fs::remove_file(path) {
+            Ok(()) => done.push(format!("removed inventory {}", path.display())),
+            Err(e) => done.push(format!("left inventory {}: cannot remove it: {e}", path.display())),
+        },
         Ok(_) => done.push(format!(
             "left inventory {}: it was changed after `cloudctl lab up` wrote it",
             path.display()

@@ -1,14 +1,14 @@
 //! One lab host's sshd: its config, starting it inside the host's namespaces, and waiting until it
-//! accepts connections. Starts processes on this machine.
+//! answers. Starts processes on this machine.
 
 use super::sys;
 use anyhow::{bail, Context, Result};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long one host's sshd may take to accept TCP; it normally needs well under a second.
+/// How long one host's sshd may take to answer; it normally needs well under a second.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs inside the host's fresh mount and UTS namespaces, then becomes sshd (`exec` keeps the pid).
@@ -52,8 +52,7 @@ pub fn config(ip: Ipv4Addr, host_dir: &Path, lab_dir: &Path) -> String {
 /// so a Ctrl-C there does not take the lab down.
 pub fn start(host: &str, netns: &str, host_dir: &Path) -> Result<Child> {
     let log_path = host_dir.join("sshd.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let ip = sys::find_tool("ip").unwrap_or_else(|| "ip".into());
     let unshare = sys::find_tool("unshare").unwrap_or_else(|| "unshare".into());
     sys::command("setsid")
@@ -77,12 +76,10 @@ pub fn start(host: &str, netns: &str, host_dir: &Path) -> Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| {
-            format!("cannot start host {host} (setsid ip netns exec {netns} unshare ... sshd)")
-        })
+        .with_context(|| format!("cannot start host {host} (setsid ip netns exec {netns} unshare ... sshd)"))
 }
 
-/// Waits until the host's sshd accepts TCP on ip:22, then checks the child really is sshd and
+/// Waits until the host's sshd answers on ip:22, then checks the child really is sshd and
 /// returns its pid. On failure the error carries the end of sshd.log.
 pub fn wait_ready(child: &mut Child, host: &str, ip: Ipv4Addr, host_dir: &Path) -> Result<u32> {
     let addr = SocketAddr::from((ip, 22));
@@ -95,12 +92,12 @@ pub fn wait_ready(child: &mut Child, host: &str, ip: Ipv4Addr, host_dir: &Path) 
                 sys::tail(&log, 20)
             );
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if sys::ssh_answers(addr, Duration::from_millis(500)) {
             break;
         }
         if Instant::now() >= deadline {
             bail!(
-                "sshd of host {host} did not accept connections on {addr} within {} s; {}",
+                "sshd of host {host} did not answer on {addr} within {} s; {}",
                 READY_TIMEOUT.as_secs(),
                 sys::tail(&log, 20)
             );

@@ -64,10 +64,7 @@ pub fn run(prog: &str, args: &[&str]) -> Result<String> {
     let deadline = Instant::now() + COMMAND_TIMEOUT;
     let mut pause = Duration::from_millis(1);
     let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("waiting for `{shown}`"))?
-        {
+        if let Some(status) = child.try_wait().with_context(|| format!("waiting for `{shown}`"))? {
             break status;
         }
         if Instant::now() >= deadline {
@@ -81,10 +78,7 @@ pub fn run(prog: &str, args: &[&str]) -> Result<String> {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
     if !status.success() {
         bail!("`{shown}` failed ({status}): {}", err.trim());
     }
@@ -108,10 +102,7 @@ pub fn live_comm(pid: u32) -> Option<String> {
 /// machine's own sshd does not, so a recycled pid can never make us kill the real one.
 pub fn in_other_netns(pid: u32) -> bool {
     let ino = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    match (
-        ino(format!("/proc/{pid}/ns/net")),
-        ino("/proc/self/ns/net".into()),
-    ) {
+    match (ino(format!("/proc/{pid}/ns/net")), ino("/proc/self/ns/net".into())) {
         (Some(theirs), Some(ours)) => theirs != ours,
         _ => false,
     }
@@ -177,9 +168,26 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+    // Name the file only: after a failed `up` the lab dir, log included, is already removed.
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
     if tail.trim().is_empty() {
-        format!("({} is empty)", path.display())
+        format!("{file} is empty")
     } else {
-        format!("last lines of {}:\n{tail}", path.display())
+        format!("{file} ends with:\n{tail}")
     }
+}
+
+/// True if an SSH server answers at `addr` within `timeout`: it sends its `SSH-` banner. We answer
+/// with our own identification before closing, because a bare connect-and-close makes sshd log an
+/// error line per probe into the host's log.
+pub fn ssh_answers(addr: std::net::SocketAddr, timeout: Duration) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut banner = [0u8; 4];
+        stream.read_exact(&mut banner)?;
+        stream.write_all(b"SSH-2.0-cloudctl-lab-probe\r\n")?;
+        Ok(&banner == b"SSH-")
+    };
+    probe().unwrap_or(false)
 }

@@ -105,7 +105,9 @@ mod content_serde {
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(bytes) {
             Ok(text) => Repr::Text(text.to_string()),
-            Err(_) => Repr::Binary { base64: base64::engine::general_purpose::STANDARD.encode(bytes) },
+            Err(_) => Repr::Binary {
+                base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            },
         }
         .serialize(s)
     }
@@ -113,7 +115,9 @@ mod content_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         match Repr::deserialize(d)? {
             Repr::Text(t) => Ok(t.into_bytes()),
-            Repr::Binary { base64 } => base64::engine::general_purpose::STANDARD.decode(base64).map_err(serde::de::Error::custom),
+            Repr::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

@@ -17,7 +17,10 @@ pub fn plan(hosts: &[Host], command: &[String]) -> Plan {
             .map(|h| HostPlan {
                 host: h.clone(),
                 exclusive: false,
-                steps: vec![Step::Command(CommandStep { argv: argv.clone(), when: When::Always })],
+                steps: vec![Step::Command(CommandStep {
+                    argv: argv.clone(),
+                    when: When::Always,
+                })],
             })
             .collect(),
     }

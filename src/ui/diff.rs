@@ -18,13 +18,32 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
                 if exists && old_bytes == f.content {
                     out += &format!("  file {} unchanged\n", f.path);
                 } else if f.secret {
-                    out += &format!("  file {} ({} bytes, secret: content not shown) would be {}\n", f.path, f.content.len(), if exists { "replaced" } else { "created" });
+                    out += &format!(
+                        "  file {} ({} bytes, secret: content not shown) would be {}\n",
+                        f.path,
+                        f.content.len(),
+                        if exists { "replaced" } else { "created" }
+                    );
                 } else {
-                    let (old_text, new_text) = (String::from_utf8_lossy(&old_bytes), String::from_utf8_lossy(&f.content));
-                    let old_name = if exists { f.path.to_string() } else { "/dev/null".to_string() };
+                    let (old_text, new_text) =
+                        (String::from_utf8_lossy(&old_bytes), String::from_utf8_lossy(&f.content));
+                    let old_name = if exists {
+                        f.path.to_string()
+                    } else {
+                        "/dev/null".to_string()
+                    };
                     let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
-                    out += &format!("  file {} (mode {:o}{})\n", f.path, f.mode, f.owner.as_ref().map(|o| format!(", owner {o}")).unwrap_or_default());
-                    out += &diff.unified_diff().context_radius(3).header(&old_name, f.path.as_str()).to_string();
+                    out += &format!(
+                        "  file {} (mode {:o}{})\n",
+                        f.path,
+                        f.mode,
+                        f.owner.as_ref().map(|o| format!(", owner {o}")).unwrap_or_default()
+                    );
+                    out += &diff
+                        .unified_diff()
+                        .context_radius(3)
+                        .header(&old_name, f.path.as_str())
+                        .to_string();
                     if let Some(v) = &f.validate {
                         out += &format!("  validated with: {}\n", v.join(" "));
                     }

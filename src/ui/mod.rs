@@ -19,7 +19,12 @@ pub struct Ui {
 impl Ui {
     pub fn new(json: bool, quiet: bool, verbose: u8) -> Ui {
         let interactive = std::io::stderr().is_terminal() && std::io::stdin().is_terminal();
-        Ui { json, quiet, verbose, interactive }
+        Ui {
+            json,
+            quiet,
+            verbose,
+            interactive,
+        }
     }
 
     /// A normal message (suppressed by -q).
@@ -45,12 +50,17 @@ impl Ui {
         let exit = e.exit();
         eprintln!("error: {e}");
         if self.json {
-            self.print_json(&serde_json::json!({ "ok": false, "error": e.to_string(), "exit": exit, "exit_code": exit as i32 }));
+            self.print_json(
+                &serde_json::json!({ "ok": false, "error": e.to_string(), "exit": exit, "exit_code": exit as i32 }),
+            );
         }
     }
 
     pub fn print_json(&self, value: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialise")
+        );
     }
 
     /// Asks before a change. Without a TTY, only `--yes` lets it through.

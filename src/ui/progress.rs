@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub enum Progress {
-    Bars { _multi: MultiProgress, bars: HashMap<String, ProgressBar> },
+    Bars {
+        _multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
     Lines,
     Silent,
 }
@@ -24,11 +27,16 @@ impl Progress {
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4);
-        let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}")).expect("valid template");
+        let style =
+            ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}")).expect("valid template");
         let bars = hosts
             .iter()
             .map(|h| {
-                let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(h.name.clone()));
+                let bar = multi.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(h.name.clone()),
+                );
                 bar.set_message("waiting");
                 bar.enable_steady_tick(Duration::from_millis(120));
                 (h.name.clone(), bar)

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 fn counts(reports: &[HostReport]) -> BTreeMap<String, usize> {
     let mut c = BTreeMap::new();
     for r in reports {
-        let key = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let key = serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         *c.entry(key).or_insert(0) += 1;
     }
     c
@@ -20,7 +23,12 @@ fn counts(reports: &[HostReport]) -> BTreeMap<String, usize> {
 fn summary_line(reports: &[HostReport]) -> String {
     let c = counts(reports);
     let parts: Vec<String> = c.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    format!("{} host{}: {}", reports.len(), if reports.len() == 1 { "" } else { "s" }, parts.join(", "))
+    format!(
+        "{} host{}: {}",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        parts.join(", ")
+    )
 }
 
 /// Why a host did not end well, step by step.
@@ -47,7 +55,10 @@ fn host_problem_lines(r: &HostReport) -> Vec<String> {
 /// Report of a plan applied to hosts.
 pub fn apply(ui: &Ui, title: &str, reports: &[HostReport], exit: Exit) {
     if ui.json {
-        ui.json_result(exit, serde_json::json!({ "command": title, "summary": counts(reports), "hosts": reports }));
+        ui.json_result(
+            exit,
+            serde_json::json!({ "command": title, "summary": counts(reports), "hosts": reports }),
+        );
         return;
     }
     for r in reports {
@@ -88,7 +99,10 @@ pub fn run(ui: &Ui, reports: &[HostReport], exit: Exit) {
                 })
             })
             .collect();
-        ui.json_result(exit, serde_json::json!({ "command": "run", "summary": counts(reports), "hosts": hosts }));
+        ui.json_result(
+            exit,
+            serde_json::json!({ "command": "run", "summary": counts(reports), "hosts": hosts }),
+        );
         return;
     }
     let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(0);

@@ -26,7 +26,20 @@ fn help_documents_flags_groups_and_exit_codes() {
     let out = cloudctl(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for needle in ["--inventory", "--dry-run", "--yes", "--json", "--forks", "--templates", "CLOUDCTL_INVENTORY", "EXIT STATUS", "130", "run", "host", "lab"] {
+    for needle in [
+        "--inventory",
+        "--dry-run",
+        "--yes",
+        "--json",
+        "--forks",
+        "--templates",
+        "CLOUDCTL_INVENTORY",
+        "EXIT STATUS",
+        "130",
+        "run",
+        "host",
+        "lab",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
     let run_help = text(&cloudctl(&["run", "--help"]).stdout);
@@ -104,7 +117,10 @@ fn missing_inventory_says_where_it_looked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("cloud.toml") && err.contains("-i FILE") && err.contains("lab up"), "{err}");
+    assert!(
+        err.contains("cloud.toml") && err.contains("-i FILE") && err.contains("lab up"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +134,10 @@ fn inventory_from_env_and_unknown_group() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("no host or group named \"nosuch\"") && err.contains("hnode1"), "{err}");
+    assert!(
+        err.contains("no host or group named \"nosuch\"") && err.contains("hnode1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,10 +155,18 @@ fn json_errors_are_one_document_on_stdout() {
 #[test]
 fn host_list_shows_unpinned_hosts() {
     let dir = tempfile::tempdir().unwrap();
-    let inv = write(dir.path(), "cloud.toml", &GOOD.replace("KH", dir.path().join("kh").to_str().unwrap()));
+    let inv = write(
+        dir.path(),
+        "cloud.toml",
+        &GOOD.replace("KH", dir.path().join("kh").to_str().unwrap()),
+    );
     let out = cloudctl(&["-i", inv.to_str().unwrap(), "host", "list"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("not pinned: cloudctl host trust hnode1"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("not pinned: cloudctl host trust hnode1"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -150,7 +177,10 @@ fn run_dry_run_shows_commands_and_touches_nothing() {
     let out = cloudctl(&["-n", "-i", inv.to_str().unwrap(), "run", "--", "touch", "/tmp/x y"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("run: touch '/tmp/x y'") && err.contains("nothing was changed"), "{err}");
+    assert!(
+        err.contains("run: touch '/tmp/x y'") && err.contains("nothing was changed"),
+        "{err}"
+    );
 }
 
 #[test]

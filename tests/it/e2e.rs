@@ -14,14 +14,32 @@ fn apply_to_lab(lab: &Lab, build: impl Fn(&cloudctl::inventory::Host) -> Vec<Ste
     let plan = Plan {
         title: "test".into(),
         confirm: false,
-        hosts: hosts.iter().map(|h| HostPlan { host: h.clone(), exclusive: true, steps: build(h) }).collect(),
+        hosts: hosts
+            .iter()
+            .map(|h| HostPlan {
+                host: h.clone(),
+                exclusive: true,
+                steps: build(h),
+            })
+            .collect(),
     };
-    apply(&plan, &SshConnector::from_inventory(&inv), &Limits { forks: 8, host_timeout: Duration::from_secs(60) }, &|_| {})
+    apply(
+        &plan,
+        &SshConnector::from_inventory(&inv),
+        &Limits {
+            forks: 8,
+            host_timeout: Duration::from_secs(60),
+        },
+        &|_| {},
+    )
 }
 
 fn app_steps(content: &str) -> Vec<Step> {
     vec![
-        Step::Dir(DirStep { path: "/srv/app".parse().unwrap(), mode: 0o755 }),
+        Step::Dir(DirStep {
+            path: "/srv/app".parse().unwrap(),
+            mode: 0o755,
+        }),
         Step::File(FileStep {
             id: "app.conf".into(),
             path: "/srv/app/app.conf".parse().unwrap(),
@@ -35,7 +53,10 @@ fn app_steps(content: &str) -> Vec<Step> {
             argv: vec!["sh".into(), "-c".into(), "echo restarted >> /srv/app/restarts".into()],
             when: When::Changed(vec!["app.conf".into()]),
         }),
-        Step::Command(CommandStep { argv: vec!["true".into()], when: When::Always }),
+        Step::Command(CommandStep {
+            argv: vec!["true".into()],
+            when: When::Always,
+        }),
     ]
 }
 
@@ -54,11 +75,26 @@ fn run_reaches_every_host_and_reports_the_unreachable_one() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     for name in ["confignode", "hnode1", "hnode2"] {
-        assert!(stdout.lines().any(|l| l.split(" | ").map(str::trim).eq([name, name])), "{name} missing:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l.split(" | ").map(str::trim).eq([name, name])),
+            "{name} missing:\n{stdout}"
+        );
     }
-    let failing = cloudctl(&["-i", &inv, "run", "--on", "hnode1", "--", "echo out; echo err >&2; exit 3"]);
+    let failing = cloudctl(&[
+        "-i",
+        &inv,
+        "run",
+        "--on",
+        "hnode1",
+        "--",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(failing.status.code(), Some(1));
-    assert!(text(&failing.stderr).contains("hnode1 ! err") && text(&failing.stderr).contains("hnode1 = exit 3"), "{}", text(&failing.stderr));
+    assert!(
+        text(&failing.stderr).contains("hnode1 ! err") && text(&failing.stderr).contains("hnode1 = exit 3"),
+        "{}",
+        text(&failing.stderr)
+    );
 
     // A node whose address answers nothing, among reachable ones.
     lab.append_inventory(&format!(
@@ -83,12 +119,43 @@ fn run_reaches_every_host_and_reports_the_unreachable_one() {
     }
 }
 
+#[test]
+fn ctrl_c_finishes_hosts_in_flight_and_starts_no_more() {
+    if !crate::support::lab_available() {
+        return;
+    }
+    let lab = Lab::up("tint", 3, 65);
+    let child = std::process::Command::new(crate::support::bin())
+        .args(["-i", &lab.inventory(), "--forks", "1", "run", "--", "sleep 1; echo slept"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling the child we spawned, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = text(&out.stderr);
+    assert!(text(&out.stdout).contains("confignode | slept"), "the host in flight finished");
+    for name in ["hnode1", "hnode2"] {
+        assert!(err.lines().any(|l| l.starts_with(name) && l.contains("= not started")), "{name}: {err}");
+    }
+}
+
 /// Writes a copy of the lab inventory with another known_hosts file and policy.
 fn inventory_with(lab: &Lab, known_hosts: &str, policy: &str) -> String {
     let text = std::fs::read_to_string(&lab.state.inventory).unwrap();
     let text = text
-        .replace(&format!("known_hosts = \"{}\"", lab.state.known_hosts.display()), &format!("known_hosts = \"{known_hosts}\""))
-        .replace("host_key_policy = \"strict\"", &format!("host_key_policy = \"{policy}\""));
+        .replace(
+            &format!("known_hosts = \"{}\"", lab.state.known_hosts.display()),
+            &format!("known_hosts = \"{known_hosts}\""),
+        )
+        .replace(
+            "host_key_policy = \"strict\"",
+            &format!("host_key_policy = \"{policy}\""),
+        );
     assert!(text.contains(known_hosts), "the lab inventory names its known_hosts");
     let path = lab.dir.path().join(format!("{policy}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -109,7 +176,10 @@ fn host_keys_strict_accept_new_trust_and_changed() {
     let out = cloudctl(&["-i", &strict, "run", "--", "true"]);
     assert_eq!(out.status.code(), Some(5));
     let err = text(&out.stderr);
-    assert!(err.contains(&hnode.fingerprint) && err.contains("cloudctl host trust hnode1"), "{err}");
+    assert!(
+        err.contains(&hnode.fingerprint) && err.contains("cloudctl host trust hnode1"),
+        "{err}"
+    );
     assert!(!std::path::Path::new(&kh).exists(), "strict never pins");
 
     // host trust without a TTY needs --yes; with it, pins and shows fingerprints.
@@ -129,14 +199,23 @@ fn host_keys_strict_accept_new_trust_and_changed() {
 
     // The host gets a new key: refused under both policies, naming old and new fingerprints.
     let key = hnode.host_key.display().to_string();
-    let rekey = format!("rm -f {key} {key}.pub && ssh-keygen -q -t ed25519 -N '' -f {key} && kill -HUP {}", hnode.sshd_pid);
+    let rekey = format!(
+        "rm -f {key} {key}.pub && ssh-keygen -q -t ed25519 -N '' -f {key} && kill -HUP {}",
+        hnode.sshd_pid
+    );
     let out = std::process::Command::new("sh").args(["-c", &rekey]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let new_fp = text(&std::process::Command::new("ssh-keygen").args(["-lf", &format!("{key}.pub")]).output().unwrap().stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let new_fp = text(
+        &std::process::Command::new("ssh-keygen")
+            .args(["-lf", &format!("{key}.pub")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
     let mut last = None;
     for _ in 0..50 {
         let out = cloudctl(&["-i", &accept, "run", "--", "hostname"]);
@@ -148,9 +227,19 @@ fn host_keys_strict_accept_new_trust_and_changed() {
     }
     let out = last.expect("changed key refused within 5 s");
     let err = text(&out.stderr);
-    assert!(err.contains("HOST KEY CHANGED") && err.contains(&hnode.fingerprint) && err.contains(&new_fp), "{err}");
-    assert!(text(&out.stdout).contains("confignode | confignode"), "the other host still ran");
-    assert_eq!(std::fs::read_to_string(&kh2).unwrap(), pinned, "a changed key is never re-pinned silently");
+    assert!(
+        err.contains("HOST KEY CHANGED") && err.contains(&hnode.fingerprint) && err.contains(&new_fp),
+        "{err}"
+    );
+    assert!(
+        text(&out.stdout).contains("confignode | confignode"),
+        "the other host still ran"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh2).unwrap(),
+        pinned,
+        "a changed key is never re-pinned silently"
+    );
     assert_eq!(cloudctl(&["-i", &strict, "run", "--", "true"]).status.code(), Some(5));
 
     // An expected change is accepted explicitly.
@@ -169,20 +258,35 @@ fn files_are_validated_activated_once_and_restart_only_on_change() {
     let first = apply_to_lab(&lab, |_| app_steps("ok = 1\n"));
     assert_eq!(statuses(&first), [HostStatus::Changed; 3], "{first:?}");
     let second = apply_to_lab(&lab, |_| app_steps("ok = 1\n"));
-    assert_eq!(statuses(&second), [HostStatus::Ok; 3], "second identical apply: {second:?}");
+    assert_eq!(
+        statuses(&second),
+        [HostStatus::Ok; 3],
+        "second identical apply: {second:?}"
+    );
 
     let refused = apply_to_lab(&lab, |_| app_steps("broken\n"));
     assert_eq!(statuses(&refused), [HostStatus::Invalid; 3]);
     assert_eq!(cloudctl::error::Exit::from_reports(&refused) as i32, 3);
     for i in 0..3 {
         let out = lab.sh(i, "cat /srv/app/app.conf; cat /srv/app/restarts; ls -A /srv/app");
-        assert_eq!(text(&out.stdout), "ok = 1\nrestarted\napp.conf\nrestarts\n", "host {i}: old file kept, one restart, no temp file");
+        assert_eq!(
+            text(&out.stdout),
+            "ok = 1\nrestarted\napp.conf\nrestarts\n",
+            "host {i}: old file kept, one restart, no temp file"
+        );
     }
 
     let changed = apply_to_lab(&lab, |_| app_steps("ok = 2\n"));
     assert_eq!(statuses(&changed), [HostStatus::Changed; 3]);
-    let out = lab.sh(1, "cat /srv/app/app.conf /srv/app/app.conf.cloudctl-bak; wc -l < /srv/app/restarts");
-    assert_eq!(text(&out.stdout), "ok = 2\nok = 1\n2\n", "new file, backup of the old, second restart");
+    let out = lab.sh(
+        1,
+        "cat /srv/app/app.conf /srv/app/app.conf.cloudctl-bak; wc -l < /srv/app/restarts",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "ok = 2\nok = 1\n2\n",
+        "new file, backup of the old, second restart"
+    );
 }
 
 #[test]
@@ -208,7 +312,11 @@ fn concurrent_runs_on_one_host_serialise() {
                 secret: false,
             }),
             Step::Command(CommandStep {
-                argv: vec!["sh".into(), "-c".into(), "echo start >> /srv/log; sleep 1; echo end >> /srv/log".into()],
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo start >> /srv/log; sleep 1; echo end >> /srv/log".into(),
+                ],
                 when: When::Always,
             }),
         ]
@@ -223,8 +331,15 @@ fn concurrent_runs_on_one_host_serialise() {
     let out = lab.sh(0, "cat /srv/log; sha256sum < /srv/big | cut -c1-64");
     let text = text(&out.stdout);
     let mut lines = text.lines();
-    assert_eq!(lines.by_ref().take(4).collect::<Vec<_>>(), ["start", "end", "start", "end"], "runs overlapped");
+    assert_eq!(
+        lines.by_ref().take(4).collect::<Vec<_>>(),
+        ["start", "end", "start", "end"],
+        "runs overlapped"
+    );
     let sha = lines.next().unwrap();
-    let whole = [cloudctl::exec::script::sha256_hex(&big(b'a')), cloudctl::exec::script::sha256_hex(&big(b'b'))];
+    let whole = [
+        cloudctl::exec::script::sha256_hex(&big(b'a')),
+        cloudctl::exec::script::sha256_hex(&big(b'b')),
+    ];
     assert!(whole.contains(&sha.to_string()), "torn file");
 }

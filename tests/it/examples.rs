@@ -24,7 +24,13 @@ fn every_example_loads_and_plans() {
 fn seed_lab_groups() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml");
     let inv = inventory::load(&path).unwrap();
-    let names = |sel: &str| inv.select(&[sel.to_string()]).unwrap().into_iter().map(|h| h.name).collect::<Vec<_>>();
+    let names = |sel: &str| {
+        inv.select(&[sel.to_string()])
+            .unwrap()
+            .into_iter()
+            .map(|h| h.name)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names("confignode"), ["confignode"]);
     assert_eq!(names("snode"), ["snode1", "snode2"]);
     assert_eq!(names("hnode"), ["hnode1", "hnode2"]);
@@ -32,5 +38,9 @@ fn seed_lab_groups() {
     let both = inv.select(&["hnode2".into(), "hnode".into()]).unwrap();
     assert_eq!(both.len(), 2, "selectors are a union without duplicates");
     let over = inv.select(&["hnode2".into()]).unwrap();
-    assert_eq!((over[0].host.as_str(), over[0].port), ("hnode2.lab.example", 2222), "address overrides ip and port");
+    assert_eq!(
+        (over[0].host.as_str(), over[0].port),
+        ("hnode2.lab.example", 2222),
+        "address overrides ip and port"
+    );
 }

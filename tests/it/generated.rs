@@ -18,7 +18,10 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     for sub in cmd.get_subcommands() {
         let name = format!("cloudctl-{}", sub.get_name());
         for leaf in sub.get_subcommands() {
-            pages.push((format!("{name}-{}", leaf.get_name()), leaf.clone().name(format!("{name}-{}", leaf.get_name()))));
+            pages.push((
+                format!("{name}-{}", leaf.get_name()),
+                leaf.clone().name(format!("{name}-{}", leaf.get_name())),
+            ));
         }
         pages.push((name.clone(), sub.clone().name(name)));
     }
@@ -42,7 +45,10 @@ fn completions_and_man_pages_are_up_to_date() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(stale.is_empty(), "stale generated files (run `CLOUDCTL_BLESS=1 cargo test generated`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale generated files (run `CLOUDCTL_BLESS=1 cargo test generated`): {stale:?}"
+    );
     let main_page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/cloudctl.1")).unwrap();
     assert!(main_page.contains("EXIT STATUS"), "the man page documents exit codes");
 }

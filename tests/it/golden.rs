@@ -7,12 +7,15 @@ use cloudctl::plan::{self, CommandStep, DirStep, FileStep, HostPlan, Step, When}
 use std::path::PathBuf;
 
 pub fn assert_golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("CLOUDCTL_BLESS").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with CLOUDCTL_BLESS=1 to create it)", path.display()));
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with CLOUDCTL_BLESS=1 to create it)", path.display()));
     assert!(expected == actual, "{name} differs from the golden file; if intended, rerun with CLOUDCTL_BLESS=1\n--- expected\n{expected}\n--- actual\n{actual}");
 }
 
@@ -28,7 +31,13 @@ fn run_plan_for_the_seed_lab() {
     let p = plan::run::plan(&hosts, &["df -h | tail -1".into()]);
     assert_golden("run-seed-lab.json", &serde_json::to_string_pretty(&p).unwrap());
     let argv = plan::run::plan(&hosts, &["touch".into(), "a b".into()]);
-    assert_eq!(argv.hosts[0].steps, vec![Step::Command(CommandStep { argv: vec!["touch".into(), "a b".into()], when: When::Always })]);
+    assert_eq!(
+        argv.hosts[0].steps,
+        vec![Step::Command(CommandStep {
+            argv: vec!["touch".into(), "a b".into()],
+            when: When::Always
+        })]
+    );
 }
 
 /// A host plan exercising every step kind: file with validator and owner, directory, restart on change.
@@ -38,7 +47,10 @@ pub fn sample_host_plan() -> HostPlan {
         host,
         exclusive: true,
         steps: vec![
-            Step::Dir(DirStep { path: "/etc/demo".parse().unwrap(), mode: 0o755 }),
+            Step::Dir(DirStep {
+                path: "/etc/demo".parse().unwrap(),
+                mode: 0o755,
+            }),
             Step::File(FileStep {
                 id: "demo.conf".into(),
                 path: "/etc/demo/demo.conf".parse().unwrap(),
@@ -48,7 +60,10 @@ pub fn sample_host_plan() -> HostPlan {
                 validate: Some(vec!["grep".into(), "-q".into(), "option".into(), "{}".into()]),
                 secret: false,
             }),
-            Step::Command(CommandStep { argv: vec!["service".into(), "demo".into(), "restart".into()], when: When::Changed(vec!["demo.conf".into()]) }),
+            Step::Command(CommandStep {
+                argv: vec!["service".into(), "demo".into(), "restart".into()],
+                when: When::Changed(vec!["demo.conf".into()]),
+            }),
         ],
     }
 }
@@ -60,7 +75,10 @@ fn apply_script_first_run_and_no_change_run() {
     // When the probe saw the planned content, the file is not sent again.
     let sha = script::sha256_hex(b"option = 1\n");
     let second = script::apply_script(&hp, &[None, Some(sha.clone()), None], 600);
-    assert!(!second.contains("CLOUDCTL_EOF"), "unchanged content must not be re-sent");
+    assert!(
+        !second.contains("CLOUDCTL_EOF"),
+        "unchanged content must not be re-sent"
+    );
     assert!(second.contains(&format!("= {sha} ] || {{ echo '@cloudctl stale'")));
     assert_golden("apply-unchanged.sh", &second);
 }
@@ -73,5 +91,8 @@ fn probe_script_and_parsing() {
     assert_eq!(parsed[0].sha.as_deref(), Some("abc"));
     assert_eq!(parsed[0].content.as_deref(), Some(&b"hi"[..]));
     assert_eq!(parsed[1], script::Probed::default());
-    assert!(script::parse_probe("@cloudctl probe 0 abc -\n", 2).is_err(), "a missing path is an error, not a guess");
+    assert!(
+        script::parse_probe("@cloudctl probe 0 abc -\n", 2).is_err(),
+        "a missing path is an error, not a guess"
+    );
 }

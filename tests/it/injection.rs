@@ -8,12 +8,28 @@ use cloudctl::plan::{CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When}
 use std::time::Duration;
 
 fn local_plan(steps: Vec<Step>) -> Plan {
-    let host = Host { name: "local".into(), role: "hnode", host: "localhost".into(), port: 22 };
-    Plan { title: "test".into(), confirm: false, hosts: vec![HostPlan { host, exclusive: false, steps }] }
+    let host = Host {
+        name: "local".into(),
+        role: "hnode",
+        host: "localhost".into(),
+        port: 22,
+    };
+    Plan {
+        title: "test".into(),
+        confirm: false,
+        hosts: vec![HostPlan {
+            host,
+            exclusive: false,
+            steps,
+        }],
+    }
 }
 
 fn limits() -> Limits {
-    Limits { forks: 1, host_timeout: Duration::from_secs(30) }
+    Limits {
+        forks: 1,
+        host_timeout: Duration::from_secs(30),
+    }
 }
 
 #[test]
@@ -29,7 +45,10 @@ fn hostile_values_are_never_executed() {
     let mut content = format!("CLOUDCTL_EOF\n{evil}\nEOF\n").into_bytes();
     content.extend_from_slice(&[0, 159, 255, b'\n']);
     let steps = vec![
-        Step::Dir(DirStep { path: dir.parse().unwrap(), mode: 0o750 }),
+        Step::Dir(DirStep {
+            path: dir.parse().unwrap(),
+            mode: 0o750,
+        }),
         Step::File(FileStep {
             id: "evil".into(),
             path: file.parse().unwrap(),
@@ -40,7 +59,14 @@ fn hostile_values_are_never_executed() {
             secret: false,
         }),
         Step::Command(CommandStep {
-            argv: vec!["sh".into(), "-c".into(), "printf %s \"$1\" > \"$2\"".into(), "x".into(), evil.clone(), out.clone()],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "printf %s \"$1\" > \"$2\"".into(),
+                "x".into(),
+                evil.clone(),
+                out.clone(),
+            ],
             when: When::Changed(vec!["evil".into()]),
         }),
     ];
@@ -48,11 +74,20 @@ fn hostile_values_are_never_executed() {
     let reports = apply(&plan, &LocalConnector, &limits(), &|_| {});
     assert_eq!(reports[0].status, HostStatus::Changed, "{:?}", reports[0]);
     assert_eq!(std::fs::read(&file).unwrap(), content, "content arrives byte for byte");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), evil, "arguments arrive literally");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        evil,
+        "arguments arrive literally"
+    );
     assert!(!pwned.exists(), "a hostile value was executed");
 
     let again = apply(&plan, &LocalConnector, &limits(), &|_| {});
-    assert_eq!(again[0].status, HostStatus::Ok, "second identical apply changes nothing: {:?}", again[0]);
+    assert_eq!(
+        again[0].status,
+        HostStatus::Ok,
+        "second identical apply changes nothing: {:?}",
+        again[0]
+    );
     assert!(!pwned.exists());
 }
 
@@ -72,13 +107,22 @@ fn failed_validator_keeps_old_file_and_skips_dependents() {
             validate: Some(vec!["grep".into(), "-q".into(), "good".into(), "{}".into()]),
             secret: false,
         }),
-        Step::Command(CommandStep { argv: vec!["touch".into(), marker.display().to_string()], when: When::Changed(vec!["app.conf".into()]) }),
+        Step::Command(CommandStep {
+            argv: vec!["touch".into(), marker.display().to_string()],
+            when: When::Changed(vec!["app.conf".into()]),
+        }),
     ];
     let reports = apply(&local_plan(steps), &LocalConnector, &limits(), &|_| {});
     assert_eq!(reports[0].status, HostStatus::Invalid, "{:?}", reports[0]);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "good = 1\n");
-    assert!(!marker.exists(), "the service must not be restarted after a refused file");
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        !marker.exists(),
+        "the service must not be restarted after a refused file"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "no temp file left beside the target: {leftovers:?}");
 }
 
@@ -98,12 +142,18 @@ fn changed_file_keeps_a_backup_and_triggers_restart() {
             validate: None,
             secret: true,
         }),
-        Step::Command(CommandStep { argv: vec!["touch".into(), marker.display().to_string()], when: When::Changed(vec!["app.conf".into()]) }),
+        Step::Command(CommandStep {
+            argv: vec!["touch".into(), marker.display().to_string()],
+            when: When::Changed(vec!["app.conf".into()]),
+        }),
     ];
     let reports = apply(&local_plan(steps), &LocalConnector, &limits(), &|_| {});
     assert_eq!(reports[0].status, HostStatus::Changed);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
-    assert_eq!(std::fs::read_to_string(tmp.path().join("app.conf.cloudctl-bak")).unwrap(), "old\n");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("app.conf.cloudctl-bak")).unwrap(),
+        "old\n"
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
     assert!(marker.exists());

@@ -7,4 +7,6 @@ mod examples;
 mod generated;
 mod golden;
 mod injection;
+mod round_trips;
 mod support;
+mod templates;

@@ -35,7 +35,13 @@ pub fn lab_available() -> bool {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root".to_string());
     }
-    for tool in ["/usr/sbin/sshd", "/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/ssh-keygen", "/usr/bin/nsenter"] {
+    for tool in [
+        "/usr/sbin/sshd",
+        "/usr/sbin/ip",
+        "/usr/bin/unshare",
+        "/usr/bin/ssh-keygen",
+        "/usr/bin/nsenter",
+    ] {
         if !Path::new(tool).exists() {
             missing.push(tool.to_string());
         }

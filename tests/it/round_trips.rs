@@ -1,0 +1,68 @@
+//! Round trips per host, counted with the recording transport: what goes over the wire.
+
+use cloudctl::exec::record::{Log, RecordConnector};
+use cloudctl::exec::script::sha256_hex;
+use cloudctl::exec::{apply, HostStatus, Limits, ScriptOutput};
+use cloudctl::plan::{HostPlan, Plan, Step};
+use std::time::Duration;
+
+fn run(hp: HostPlan, answers: Vec<&str>) -> (Vec<(String, String)>, HostStatus) {
+    let log = Log::default();
+    let connector = RecordConnector {
+        log: log.clone(),
+        answers: answers.into_iter().map(|a| ScriptOutput { output: a.into(), status: 0 }).collect(),
+    };
+    let plan = Plan { title: "t".into(), confirm: false, hosts: vec![hp] };
+    let reports = apply(&plan, &connector, &Limits { forks: 1, host_timeout: Duration::from_secs(5) }, &|_| {});
+    let scripts = log.lock().unwrap().clone();
+    (scripts, reports[0].status)
+}
+
+#[test]
+fn a_command_only_plan_is_one_round_trip() {
+    let mut hp = crate::golden::sample_host_plan();
+    hp.steps.retain(|s| matches!(s, Step::Command(_)));
+    let (scripts, status) = run(hp, vec!["@cloudctl 0 skipped - - -\n"]);
+    assert_eq!(scripts.len(), 1);
+    assert_eq!(status, HostStatus::Ok);
+}
+
+#[test]
+fn unchanged_files_cost_one_probe_and_are_not_resent() {
+    let hp = crate::golden::sample_host_plan();
+    let sha = sha256_hex(b"option = 1\n");
+    let (scripts, status) = run(
+        hp,
+        vec![
+            &format!("@cloudctl probe 0 {sha}\n"),
+            "@cloudctl 0 ok - - -\n@cloudctl 1 ok - - -\n@cloudctl 2 skipped - - -\n",
+        ],
+    );
+    assert_eq!(scripts.len(), 2, "probe + apply");
+    assert!(!scripts[1].1.contains("CLOUDCTL_EOF"), "content not sent again");
+    assert_eq!(status, HostStatus::Ok);
+}
+
+#[test]
+fn a_stale_probe_is_retried_with_full_content() {
+    let hp = crate::golden::sample_host_plan();
+    let sha = sha256_hex(b"option = 1\n");
+    let (scripts, status) = run(
+        hp,
+        vec![
+            &format!("@cloudctl probe 0 {sha}\n"),
+            "@cloudctl stale\n",
+            "@cloudctl 0 ok - - -\n@cloudctl 1 changed - - -\n@cloudctl 2 changed 0 - -\n",
+        ],
+    );
+    assert_eq!(scripts.len(), 3);
+    assert!(scripts[2].1.contains("CLOUDCTL_EOF"), "the retry sends the content");
+    assert_eq!(status, HostStatus::Changed);
+}
+
+#[test]
+fn a_script_that_dies_without_reporting_is_a_failure() {
+    let hp = crate::golden::sample_host_plan();
+    let (_, status) = run(hp, vec!["@cloudctl probe 0 -\n", "sh: 3: Syntax error\n"]);
+    assert_eq!(status, HostStatus::Failed);
+}
