@@ -12,33 +12,29 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
     lab::require_root().map_err(Error::Usage)?;
     match cmd {
         LabCommand::Up { hosts, name, subnet } => {
-            lab::validate_name(&name).map_err(Error::Usage)?;
             let subnet: Cidr = subnet
                 .parse()
                 .map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?;
-            if subnet.prefix() != 24 {
-                return Err(Error::Usage(format!(
-                    "--subnet {subnet}: the lab needs a /24, e.g. 10.201.0.0/24"
-                )));
-            }
             let inventory = ctx
                 .inventory_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("cloud.toml"));
             let templates = Templates::load(ctx.templates.as_deref())?;
-            if ctx.dry_run {
-                ctx.ui.info(&format!(
-                    "dry run: would create lab \"{name}\" with {hosts} hosts on {subnet} and write {}",
-                    inventory.display()
-                ));
-                return Ok(Exit::Ok);
-            }
             let req = lab::LabRequest {
                 name,
                 hosts,
                 subnet,
                 inventory,
             };
+            // Refusals (name taken, subnet in use, a user's inventory in the way) touch nothing.
+            lab::preflight(&req).map_err(|e| Error::Usage(format!("{e:#}")))?;
+            if ctx.dry_run {
+                let (name, n, subnet, inv) = (&req.name, req.hosts, req.subnet, req.inventory.display());
+                ctx.ui.info(&format!(
+                    "dry run: would create lab \"{name}\" with {n} hosts on {subnet} and write {inv}"
+                ));
+                return Ok(Exit::Ok);
+            }
             let state = lab::up(&req, &templates)?;
             if ctx.ui.json {
                 ctx.ui

@@ -172,7 +172,8 @@ fn read_state(name: &str) -> Result<Option<LabState>> {
     }
 }
 
-pub fn up(req: &LabRequest, templates: &crate::templates::Templates) -> Result<LabState> {
+/// Every check `up` makes before it touches anything (a failure here is a usage error).
+pub fn preflight(req: &LabRequest) -> Result<()> {
     require_root().map_err(anyhow::Error::msg)?;
     validate_name(&req.name).map_err(anyhow::Error::msg)?;
     check_tools().map_err(anyhow::Error::msg)?;
@@ -194,7 +195,12 @@ pub fn up(req: &LabRequest, templates: &crate::templates::Templates) -> Result<L
         bail!("parts of an earlier lab \"{name}\" are still there ({}); run `cloudctl lab down --name {name}` to remove them", leftovers.join(", "));
     }
     check_subnet_free(&req.subnet)?;
-    check_inventory_ours(&req.inventory)?;
+    check_inventory_ours(&req.inventory)
+}
+
+pub fn up(req: &LabRequest, templates: &crate::templates::Templates) -> Result<LabState> {
+    preflight(req)?;
+    let name = &req.name;
     let dir = make_lab_dir(name)?;
     build(req, templates, &dir).map_err(|e| {
         // No half lab: remove whatever was created, by name, exactly as `down` would.

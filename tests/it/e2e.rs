@@ -126,7 +126,15 @@ fn ctrl_c_finishes_hosts_in_flight_and_starts_no_more() {
     }
     let lab = Lab::up("tint", 3, 65);
     let child = std::process::Command::new(crate::support::bin())
-        .args(["-i", &lab.inventory(), "--forks", "1", "run", "--", "sleep 1; echo slept"])
+        .args([
+            "-i",
+            &lab.inventory(),
+            "--forks",
+            "1",
+            "run",
+            "--",
+            "sleep 1; echo slept",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -138,9 +146,15 @@ fn ctrl_c_finishes_hosts_in_flight_and_starts_no_more() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let err = text(&out.stderr);
-    assert!(text(&out.stdout).contains("confignode | slept"), "the host in flight finished");
+    assert!(
+        text(&out.stdout).contains("confignode | slept"),
+        "the host in flight finished"
+    );
     for name in ["hnode1", "hnode2"] {
-        assert!(err.lines().any(|l| l.starts_with(name) && l.contains("= not started")), "{name}: {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with(name) && l.contains("= not started")),
+            "{name}: {err}"
+        );
     }
 }
 

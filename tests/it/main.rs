@@ -7,6 +7,7 @@ mod examples;
 mod generated;
 mod golden;
 mod injection;
+mod lab_lifecycle;
 mod round_trips;
 mod support;
 mod templates;

@@ -10,10 +10,28 @@ fn run(hp: HostPlan, answers: Vec<&str>) -> (Vec<(String, String)>, HostStatus) 
     let log = Log::default();
     let connector = RecordConnector {
         log: log.clone(),
-        answers: answers.into_iter().map(|a| ScriptOutput { output: a.into(), status: 0 }).collect(),
+        answers: answers
+            .into_iter()
+            .map(|a| ScriptOutput {
+                output: a.into(),
+                status: 0,
+            })
+            .collect(),
     };
-    let plan = Plan { title: "t".into(), confirm: false, hosts: vec![hp] };
-    let reports = apply(&plan, &connector, &Limits { forks: 1, host_timeout: Duration::from_secs(5) }, &|_| {});
+    let plan = Plan {
+        title: "t".into(),
+        confirm: false,
+        hosts: vec![hp],
+    };
+    let reports = apply(
+        &plan,
+        &connector,
+        &Limits {
+            forks: 1,
+            host_timeout: Duration::from_secs(5),
+        },
+        &|_| {},
+    );
     let scripts = log.lock().unwrap().clone();
     (scripts, reports[0].status)
 }

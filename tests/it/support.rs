@@ -1,6 +1,7 @@
 //! Shared test helpers: running the binary, temp inventories, and starting a lab (or skipping
 //! loudly when its prerequisites are missing — never silently under CI=true).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -30,30 +31,20 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 
 /// Whether lab tests can run here. Missing prerequisites fail under CI and skip loudly elsewhere.
 pub fn lab_available() -> bool {
-    let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root".to_string());
-    }
-    for tool in [
-        "/usr/sbin/sshd",
-        "/usr/sbin/ip",
-        "/usr/bin/unshare",
-        "/usr/bin/ssh-keygen",
-        "/usr/bin/nsenter",
-    ] {
-        if !Path::new(tool).exists() {
-            missing.push(tool.to_string());
-        }
-    }
-    if missing.is_empty() {
+    let Some(reason) = cloudctl::lab::require_root()
+        .err()
+        .or_else(|| cloudctl::lab::check_tools().err())
+    else {
         return true;
-    }
-    let msg = format!("lab tests need {} (run `sudo .ci/run`)", missing.join(", "));
+    };
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and a prerequisite is missing: {msg}");
+        panic!("CI=true and a lab prerequisite is missing: {reason}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    // Straight to the stderr handle: the harness swallows eprintln! output of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED: lab test needs root and the lab tools: {reason} !!!!!!!!\n"
+    );
     false
 }
 

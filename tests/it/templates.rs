@@ -19,11 +19,24 @@ fn override_dir_replaces_a_builtin_and_rejects_unknown_names() {
     std::fs::create_dir(dir.path().join("lab-up")).unwrap();
     std::fs::write(dir.path().join("lab-up/cloud.toml.hbs"), "custom {{name}}\n").unwrap();
     let t = Templates::load(Some(dir.path())).unwrap();
-    assert_eq!(t.render("lab-up/cloud.toml", &serde_json::json!({ "name": "x" })).unwrap(), "custom x\n");
+    assert_eq!(
+        t.render("lab-up/cloud.toml", &serde_json::json!({ "name": "x" }))
+            .unwrap(),
+        "custom x\n"
+    );
 
     std::fs::write(dir.path().join("lab-up/typo.hbs"), "x").unwrap();
-    let err = Templates::load(Some(dir.path())).err().expect("unknown template name refused").to_string();
-    assert!(err.contains("typo.hbs") && err.contains("lab-up/cloud.toml.hbs"), "{err}");
-    let err = Templates::load(Some(&dir.path().join("missing"))).err().unwrap().to_string();
+    let err = Templates::load(Some(dir.path()))
+        .err()
+        .expect("unknown template name refused")
+        .to_string();
+    assert!(
+        err.contains("typo.hbs") && err.contains("lab-up/cloud.toml.hbs"),
+        "{err}"
+    );
+    let err = Templates::load(Some(&dir.path().join("missing")))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("--templates"), "{err}");
 }

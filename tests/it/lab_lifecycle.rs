@@ -3,32 +3,10 @@
 //! Needs root; creates and removes lab "tlife" on 10.201.77.0/24.
 
 use cloudctl::lab;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
 const NAME: &str = "tlife";
-
-/// Skips (loudly) where the lab cannot run; in CI a skip would hide a broken setup, so it fails.
-fn lab_unavailable() -> Option<String> {
-    let reason = lab::require_root()
-        .err()
-        .or_else(|| lab::check_tools().err())
-        .or_else(|| {
-            let ssh = Command::new("ssh").arg("-V").output();
-            ssh.is_err()
-                .then(|| "the ssh client is not installed (package openssh-client)".to_string())
-        })?;
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("lab test cannot run in CI: {reason}");
-    }
-    // Straight to the stderr handle: the test harness captures eprintln! output of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: lab_lifecycle needs root and the lab tools: {reason}"
-    );
-    Some(reason)
-}
 
 /// Takes the lab down when the test ends, also when an assertion failed half way.
 struct Teardown;
@@ -83,7 +61,7 @@ fn is_live_sshd(pid: u32) -> bool {
 
 #[test]
 fn lab_up_status_down() {
-    if lab_unavailable().is_some() {
+    if !crate::support::lab_available() {
         return;
     }
     // A run that was killed earlier may have left the lab behind; start clean.
