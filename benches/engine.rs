@@ -110,7 +110,11 @@ fn main() {
         println!("note: SSH_AUTH_SOCK is set: cloudctl and ssh both try agent keys before the bench key");
     }
 
-    let lab = Lab::start(count);
+    let skip_bashrc = std::env::var("BENCH_SKIP_BASHRC").is_ok_and(|v| v == "1");
+    if skip_bashrc {
+        println!("note: BENCH_SKIP_BASHRC=1: the hosts' sshd sets SHLVL=1, so root's login shell skips ~/.bashrc in SSH sessions");
+    }
+    let lab = Lab::start(count, skip_bashrc);
     let job = Job::new(&lab.hosts);
     let plan = job.plan();
     let scripts = job.floor_scripts();
@@ -159,7 +163,7 @@ fn main() {
     }
 
     println!(
-        "\nwhere the time goes ({count} hosts at once on {} cores; median round):",
+        "\nwhere the time goes ({count} hosts at once on {} cores; median round of each):",
         cores()
     );
     for (pass, f, c) in [
@@ -167,9 +171,22 @@ fn main() {
         ("no-change", &floor.second, &cloud.second),
     ] {
         let (f, c) = (median_sample(f), median_sample(c));
+        let sessions = c.phases.iter().filter(|p| p.what != "connect").count() as f64 / count as f64;
         println!(
-            "  {pass:<9}  floor: wall {:.2} s, CPU busy {:.2} s (ssh clients {:.2} s)   cloudctl: wall {:.2} s, CPU busy {:.2} s (cloudctl process {:.2} s)",
-            f.wall, f.busy, f.client, c.wall, c.busy, c.client
+            "  {pass}: floor {:.2} s wall, {:.2} s CPU busy ({:.2} s in the ssh clients), {:.0} processes/host, 1 session/host",
+            f.wall,
+            f.busy,
+            f.client,
+            f.forks as f64 / count as f64
+        );
+        println!(
+            "  {:w$}  cloudctl {:.2} s wall, {:.2} s CPU busy ({:.2} s in cloudctl), {:.0} processes/host, {sessions:.0} sessions/host",
+            "",
+            c.wall,
+            c.busy,
+            c.client,
+            c.forks as f64 / count as f64,
+            w = pass.len()
         );
         print_phases(&c.phases);
     }
@@ -233,7 +250,7 @@ struct Keys {
 static STARTED: Mutex<(Vec<PathBuf>, Option<PathBuf>)> = Mutex::new((Vec::new(), None));
 
 impl Lab {
-    fn start(count: usize) -> Lab {
+    fn start(count: usize, skip_bashrc: bool) -> Lab {
         let dir = tempfile::Builder::new()
             .prefix("cloudctl-bench.")
             .tempdir()
@@ -272,7 +289,7 @@ impl Lab {
             let (kind, blob) = (fields.next().expect("key type"), fields.next().expect("key blob"));
             known += &format!("{} {kind} {blob}\n", host_pattern("127.0.0.1", port));
             let config = hdir.join("sshd_config");
-            fs::write(&config, sshd_config(port, &hdir, &root)).expect("cannot write sshd_config");
+            fs::write(&config, sshd_config(port, &hdir, &root, skip_bashrc)).expect("cannot write sshd_config");
             STARTED.lock().unwrap().0.push(hdir.join("sshd.pid"));
             // Without -D sshd forks into the background; the parent only checks the config first.
             let out = Command::new(SSHD)
@@ -375,8 +392,11 @@ impl Keys {
     }
 }
 
-fn sshd_config(port: u16, host_dir: &Path, root: &Path) -> String {
+/// `skip_bashrc`: bash sources ~/.bashrc when started by sshd as a top-level shell; SHLVL=1 in
+/// its environment makes it a nested one.
+fn sshd_config(port: u16, host_dir: &Path, root: &Path, skip_bashrc: bool) -> String {
     let (h, r) = (host_dir.display(), root.display());
+    let set_env = if skip_bashrc { "SetEnv SHLVL=1\n" } else { "" };
     format!(
         "# cloudctl engine bench host\n\
          ListenAddress 127.0.0.1:{port}\n\
@@ -390,7 +410,8 @@ fn sshd_config(port: u16, host_dir: &Path, root: &Path) -> String {
          KbdInteractiveAuthentication no\n\
          UseDNS no\n\
          MaxStartups 100\n\
-         LogLevel ERROR\n"
+         LogLevel ERROR\n\
+         {set_env}"
     )
 }
 
@@ -607,11 +628,12 @@ struct Sample {
     wall: f64,
     busy: f64,
     client: f64,
+    forks: u64,
     phases: Vec<Phase>,
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (Sample, T) {
-    let (busy0, own0) = (machine_busy(), own_cpu());
+    let (busy0, own0, forks0) = (machine_busy(), own_cpu(), machine_forks());
     let start = Instant::now();
     let value = f();
     let wall = start.elapsed().as_secs_f64();
@@ -619,6 +641,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Sample, T) {
         wall,
         busy: machine_busy() - busy0,
         client: own_cpu() - own0,
+        forks: machine_forks() - forks0,
         phases: Vec::new(),
     };
     (sample, value)
@@ -746,6 +769,15 @@ fn machine_busy() -> f64 {
     (total - idle) / hz
 }
 
+/// Processes started on the machine since boot (from /proc/stat).
+fn machine_forks() -> u64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds of this process and its reaped children.
 fn own_cpu() -> f64 {
     let usage = |who| {
@@ -756,6 +788,16 @@ fn own_cpu() -> f64 {
         secs(u.ru_utime) + secs(u.ru_stime)
     };
     usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+}
+
+fn login_shell() -> String {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find(|l| l.starts_with("root:"))
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or("?")
+        .to_string()
 }
 
 fn load_average() -> String {
@@ -872,7 +914,7 @@ fn print_phases(phases: &[Phase]) {
         let first_began = mine.iter().map(|p| p.from).min().unwrap_or_default().as_secs_f64();
         let last_ended = mine.iter().map(|p| p.to).max().unwrap_or_default().as_secs_f64();
         println!(
-            "      cloudctl {what:<8} per host median {:.3} s, max {:.3} s; first began at {:.3} s, last ended at {:.3} s",
+            "      {what:<8} per host median {:.3} s, max {:.3} s; first began at {:.3} s, last ended at {:.3} s",
             median(durations),
             max,
             first_began,
@@ -888,6 +930,7 @@ fn connection_anatomy(keys: &Keys, connector: &TimedConnector, job: &Job) {
     let reps = 5;
     let mut parts: Vec<Vec<f64>> = vec![Vec::new(); 5];
     let mut methods = String::new();
+    let mut session_forks = Vec::new();
     for _ in 0..reps {
         let t0 = Instant::now();
         let tcp = TcpStream::connect((host.host.as_str(), host.port)).expect("connect");
@@ -909,6 +952,7 @@ fn connection_anatomy(keys: &Keys, connector: &TimedConnector, job: &Job) {
         sess.userauth_pubkey_file("root", None, &keys.client_key, None)
             .expect("pubkey auth");
         let t4 = Instant::now();
+        let forks0 = machine_forks();
         let mut ch = sess.channel_session().expect("channel");
         ch.exec("true").expect("exec");
         ch.send_eof().expect("eof");
@@ -916,6 +960,7 @@ fn connection_anatomy(keys: &Keys, connector: &TimedConnector, job: &Job) {
         ch.read_to_end(&mut sink).expect("read");
         ch.wait_close().expect("close");
         let t5 = Instant::now();
+        session_forks.push((machine_forks() - forks0) as f64);
         for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]
             .into_iter()
             .enumerate()
@@ -937,6 +982,13 @@ fn connection_anatomy(keys: &Keys, connector: &TimedConnector, job: &Job) {
     let ms = |i: usize| median(parts[i].clone());
     println!("\none connection to {} alone (median of {reps}, ms): TCP {:.1}, SSH handshake {:.1}, agent attempt {:.1}, pubkey auth {:.1}, one exec channel `true` {:.1}", host.name, ms(0), ms(1), ms(2), ms(3), ms(4));
     println!("  libssh2 negotiated: {methods}");
+    let per_session = median(session_forks);
+    println!(
+        "  one SSH session (exec channel) starts {:.0} processes on the host: sshd's session child and root's login shell {} `-c`{}",
+        per_session,
+        login_shell(),
+        if per_session > 20.0 { " (its startup files run programs; BENCH_SKIP_BASHRC=1 skips ~/.bashrc)" } else { "" }
+    );
 
     let ssh_true: Vec<f64> = (0..reps)
         .map(|_| {

@@ -61,6 +61,12 @@ pub enum Command {
     /// Several arguments are passed exactly, each quoted: cloudctl run -- touch 'a file'.
     /// The command's stdin is /dev/null. `run` does not ask for confirmation: the command is the request.
     Run(RunArgs),
+    /// Set up the ConfigNode: DHCP, TFTP and the PXE tree every other node boots from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Register machines by MAC so they PXE-boot their profile; list and remove them.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Pin and list SSH host keys in cloudctl's own known_hosts.
     #[command(subcommand)]
     Host(HostCommand),
@@ -122,4 +128,60 @@ pub enum LabCommand {
         #[arg(long, default_value = "lab")]
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Install and configure dhcpd, tftpd and pxelinux on the ConfigNode (idempotent).
+    ///
+    /// Installs isc-dhcp-server, tftpd-hpa, pxelinux and syslinux-common when missing; renders
+    /// dhcpd.conf (subnet, dynamic range, gateway, DNS, next-server, pxelinux.0, an include of the
+    /// cloudctl-managed hosts file and of dhcpd.local.conf for your own settings), the dhcpd
+    /// interface and the tftpd settings; stages pxelinux.0, ldlinux.c32, mboot.c32 and libcom32.c32
+    /// into tftp_root with a default that boots the local disk; writes every node's host entry and
+    /// per-MAC file; then starts or restarts the services, only when their configuration changed.
+    /// Every dhcpd file is checked with `dhcpd -t` before it replaces the running one.
+    Init,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Add a node (or a rack from a CSV file) to the inventory and the ConfigNode.
+    ///
+    /// Writes the DHCP host entry and pxelinux.cfg/01-<mac> from the node's profile, validates,
+    /// activates, and restarts dhcpd only if its configuration changed; the inventory keeps its
+    /// comments and layout. MACs may be written aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or
+    /// aabb.ccdd.eeff. Without --ip the node gets the lowest free address outside the dynamic range.
+    /// Adding a node exactly as it already is changes nothing.
+    Add(NodeAddArgs),
+    /// Remove a node from the inventory, its DHCP host entry and its per-MAC PXE file.
+    Remove {
+        /// The node's name.
+        name: String,
+    },
+    /// List the inventory's nodes: name, role, MAC, IP, profile.
+    List,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["name", "from"]))]
+pub struct NodeAddArgs {
+    /// Node name ([a-z0-9-]).
+    #[arg(requires = "mac")]
+    pub name: Option<String>,
+    /// The node's boot NIC MAC address.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Fixed address (default: the lowest free one outside the dynamic range).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// hnode (hardware node) or snode (storage node).
+    #[arg(long, value_name = "ROLE", default_value = "hnode")]
+    pub role: String,
+    /// Boot profile ([profiles.NAME]); defaults to the role.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Add every node of a CSV file (name,mac,ip,role[,profile]; ip and role may be empty) in one run.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "mac", "ip", "profile"])]
+    pub from: Option<std::path::PathBuf>,
 }

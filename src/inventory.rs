@@ -4,7 +4,7 @@
 //! several values (duplicates, addresses inside the network). Every error names the file, the line
 //! and the field, and says how to fix it.
 
-use crate::types::{Address, Cidr, IpRange, Mac, Name, RemotePath};
+use crate::types::{Address, Cidr, IpRange, KernelArgs, Mac, Name, RemotePath};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -122,9 +122,9 @@ pub struct Profile {
     pub kernel: RemotePath,
     pub initrd: RemotePath,
     pub xen: Option<RemotePath>,
-    pub xen_args: Option<String>,
+    pub xen_args: Option<KernelArgs>,
     #[serde(default)]
-    pub append: String,
+    pub append: KernelArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod error;
 pub mod exec;
 pub mod inventory;
+pub mod inventory_file;
 pub mod lab;
 pub mod plan;
 pub mod templates;

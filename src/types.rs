@@ -307,6 +307,36 @@ impl fmt::Display for RemotePath {
 }
 string_serde!(RemotePath);
 
+/// Kernel or hypervisor arguments: one line of printable text (a newline would add directives
+/// to a pxelinux file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelArgs(String);
+
+impl KernelArgs {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for KernelArgs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.chars().any(|c| c.is_control()) {
+            return Err(format!(
+                "invalid kernel arguments {s:?}: keep them on one line, without control characters"
+            ));
+        }
+        Ok(KernelArgs(s.trim().to_string()))
+    }
+}
+
+impl fmt::Display for KernelArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(KernelArgs);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +388,15 @@ mod tests {
         assert!(!c.is_host_address("10.0.0.255".parse().unwrap()));
         assert!("10.0.0.1/24".parse::<Cidr>().unwrap_err().contains("10.0.0.0/24"));
         assert!("10.0.0.9-10.0.0.1".parse::<IpRange>().is_err());
+    }
+
+    #[test]
+    fn kernel_args_stay_on_one_line() {
+        assert!("console=ttyS0\nDEFAULT evil".parse::<KernelArgs>().is_err());
+        assert_eq!(
+            "console=ttyS0 quiet".parse::<KernelArgs>().unwrap().as_str(),
+            "console=ttyS0 quiet"
+        );
     }
 
     #[test]

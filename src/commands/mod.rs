@@ -1,8 +1,10 @@
 //! Commands: one file per noun turns clap arguments into a request; this file holds what they
 //! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
 
+pub mod config;
 pub mod host;
 pub mod lab;
+pub mod node;
 pub mod run;
 
 use crate::cli::{Cli, Command};
@@ -42,6 +44,27 @@ impl Context {
             forks: self.forks,
             host_timeout: Duration::from_secs(inv.ssh.host_timeout.max(1)),
         }
+    }
+
+    /// Runs a read-only script on one host (facts for a planner).
+    pub fn gather(&self, inv: &Inventory, host: &crate::inventory::Host, script: &str) -> Result<String, Error> {
+        let connector = self.connector(inv);
+        let deadline = Instant::now() + self.limits(inv).host_timeout;
+        let mut transport = connector.connect(host, deadline)?;
+        let out = transport.run_script(script, deadline)?;
+        if out.status != 0 {
+            return Err(Error::Failed(anyhow::anyhow!(
+                "probing {} failed (exit {}): {}",
+                host.name,
+                out.status,
+                out.output.trim()
+            )));
+        }
+        Ok(out.output)
+    }
+
+    pub fn templates(&self) -> Result<crate::templates::Templates, Error> {
+        crate::templates::Templates::load(self.templates.as_deref())
     }
 
     /// The shared flow: preview (dry run stops here), confirm, apply, report.
@@ -127,6 +150,8 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, args),
+        Command::Config(cmd) => config::run(&ctx, cmd),
+        Command::Node(cmd) => node::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
     };

@@ -130,16 +130,27 @@ pub fn apply_script(hp: &HostPlan, remote_sha: &[Option<String>], lock_timeout_s
                      else rec {i} failed 1; exit 1; fi\n"
                 );
             }
+            Step::Absent(a) => {
+                let p = quote(a.path.as_str());
+                s += &format!(
+                    "if [ -e {p} ] || [ -L {p} ]; then if rm -f {p} 2>\"$T/e\"; then c{i}=1; rec {i} changed; else rec {i} failed 1; exit 1; fi\n\
+                     else rec {i} ok; fi\n"
+                );
+            }
             Step::Command(c) => {
                 let argv: Vec<_> = c.argv.iter().map(|a| quote(a)).collect();
-                let (cond, status) = match &c.when {
-                    When::Always => ("true".to_string(), "ok"),
-                    When::Changed(ids) => (changed_condition(hp, ids), "changed"),
+                let (cond, status, otherwise) = match &c.when {
+                    When::Always => ("true".to_string(), "ok", "skipped"),
+                    When::Changed(ids) => (changed_condition(hp, ids), "changed", "skipped"),
+                    When::Unless(check) => {
+                        let check: Vec<_> = check.iter().map(|a| quote(a)).collect();
+                        (format!("! {} >/dev/null 2>&1 9>&-", check.join(" ")), "changed", "ok")
+                    }
                 };
                 s += &format!(
                     "if {cond}; then {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
                      if [ $rc -eq 0 ]; then c{i}=1; rec {i} {status} 0; else rec {i} failed $rc; exit 1; fi\n\
-                     else rec {i} skipped; fi\n",
+                     else rec {i} {otherwise}; fi\n",
                     argv.join(" ")
                 );
             }

@@ -1,5 +1,7 @@
 //! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
 
+pub mod confignode;
+pub mod node;
 pub mod run;
 
 use crate::inventory::Host;
@@ -31,6 +33,8 @@ pub enum Step {
     File(FileStep),
     Dir(DirStep),
     Command(CommandStep),
+    /// Remove a file if it is there (e.g. the PXE file of a removed node).
+    Absent(AbsentStep),
 }
 
 impl Step {
@@ -39,6 +43,7 @@ impl Step {
             Step::File(f) => format!("file {}", f.path),
             Step::Dir(d) => format!("directory {}", d.path),
             Step::Command(c) => format!("run {}", c.display()),
+            Step::Absent(a) => format!("remove {}", a.path),
         }
     }
 }
@@ -67,6 +72,11 @@ pub struct DirStep {
     pub mode: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbsentStep {
+    pub path: RemotePath,
+}
+
 /// Run a program; each argument is quoted separately on the remote side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandStep {
@@ -88,6 +98,8 @@ pub enum When {
     Always,
     /// Only if one of these file steps (by id) changed in this run, e.g. a service restart.
     Changed(Vec<String>),
+    /// Only if this check command fails, e.g. install a package unless it is installed.
+    Unless(Vec<String>),
 }
 
 /// File contents appear as text in plans when they are UTF-8, else as base64.

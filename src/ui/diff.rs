@@ -49,10 +49,15 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
                     }
                 }
             }
+            Step::Absent(a) => out += &format!("  remove {} if present\n", a.path),
             Step::Dir(d) => out += &format!("  ensure directory {} (mode {:o})\n", d.path, d.mode),
             Step::Command(c) => match &c.when {
                 When::Always => out += &format!("  run: {}\n", c.display()),
                 When::Changed(ids) => out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display()),
+                When::Unless(check) => {
+                    let check = shlex::try_join(check.iter().map(String::as_str)).unwrap_or_default();
+                    out += &format!("  run unless `{check}` succeeds: {}\n", c.display())
+                }
             },
         }
     }

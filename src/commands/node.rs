@@ -1,0 +1,175 @@
+//! `cloudctl node add|remove|list`: the inventory's nodes and their DHCP/PXE entries on the
+//! ConfigNode, changed together under the inventory lock.
+
+use super::config::plan_confignode;
+use super::Context;
+use crate::cli::{NodeAddArgs, NodeCommand};
+use crate::error::{Error, Exit};
+use crate::inventory::{self, Inventory};
+use crate::inventory_file::{self, InventoryLock};
+use crate::plan::confignode::{profile_of, Scope};
+use crate::plan::node;
+use std::path::Path;
+
+pub fn run(ctx: &Context, cmd: NodeCommand) -> Result<Exit, Error> {
+    match cmd {
+        NodeCommand::Add(args) => add(ctx, args),
+        NodeCommand::Remove { name } => remove(ctx, &name),
+        NodeCommand::List => list(ctx),
+    }
+}
+
+fn requests(args: &NodeAddArgs) -> Result<Vec<node::NodeRequest>, Error> {
+    if let Some(file) = &args.from {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("--from {}: {e}", file.display())))?;
+        return node::parse_csv(&file.display().to_string(), &text).map_err(Error::Usage);
+    }
+    let (Some(name), Some(mac)) = (&args.name, &args.mac) else {
+        return Err(Error::Usage("node add needs NAME --mac MAC, or --from FILE".into()));
+    };
+    let r = node::request(name, mac, args.ip.as_deref(), Some(&args.role), args.profile.as_deref());
+    Ok(vec![r.map_err(Error::Usage)?])
+}
+
+fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
+    let requests = requests(&args)?;
+    let path = inventory::locate(ctx.inventory_path.as_deref())?;
+    let _lock = lock(ctx, &path)?;
+    let (text, inv) = read(&path)?;
+    let new = node::resolve(&inv, &requests).map_err(Error::Usage)?;
+    let new_text = inventory_file::add_nodes(&text, &new)?;
+    let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
+    let added: Vec<&str> = new.iter().map(|n| n.name.as_str()).collect();
+    let required: Vec<String> = new_inv
+        .node
+        .iter()
+        .filter(|n| requests.iter().any(|r| r.name == *n.name.get_ref()))
+        .filter_map(|n| profile_of(&new_inv, n))
+        .flat_map(|(_, p)| {
+            [
+                Some(p.kernel.to_string()),
+                Some(p.initrd.to_string()),
+                p.xen.as_ref().map(|x| x.to_string()),
+            ]
+        })
+        .flatten()
+        .collect();
+    converge_then_save(
+        ctx,
+        &path,
+        &text,
+        &new_text,
+        &new_inv,
+        &required,
+        &format!("add {}", describe(&added)),
+    )
+}
+
+fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
+    let path = inventory::locate(ctx.inventory_path.as_deref())?;
+    let _lock = lock(ctx, &path)?;
+    let (text, inv) = read(&path)?;
+    let Some(new_text) = inventory_file::remove_node(&text, name)? else {
+        let known: Vec<String> = inv.node.iter().map(|n| n.name.get_ref().to_string()).collect();
+        return Err(Error::Usage(format!(
+            "no node named {name:?} in {} (nodes: {})",
+            path.display(),
+            known.join(", ")
+        )));
+    };
+    let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
+    converge_then_save(
+        ctx,
+        &path,
+        &text,
+        &new_text,
+        &new_inv,
+        &[],
+        &format!("remove node {name}"),
+    )
+}
+
+fn describe(names: &[&str]) -> String {
+    match names {
+        [] => "no new node (already in the inventory as given)".into(),
+        [one] => format!("node {one}"),
+        many => format!("{} nodes ({})", many.len(), many.join(", ")),
+    }
+}
+
+fn lock(ctx: &Context, path: &Path) -> Result<InventoryLock, Error> {
+    let lock = InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
+    ctx.ui.detail(&format!("holding {}", lock.path().display()));
+    Ok(lock)
+}
+
+fn read(path: &Path) -> Result<(String, Inventory), Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let inv = inventory::parse(&path.display().to_string(), &text)?;
+    Ok((text, inv))
+}
+
+/// Converges the ConfigNode to the edited inventory and writes the inventory only when that
+/// worked, so the file never names a node the ConfigNode refused. The dry run shows the
+/// inventory diff too and writes nothing.
+fn converge_then_save(
+    ctx: &Context,
+    path: &Path,
+    old: &str,
+    new: &str,
+    inv: &Inventory,
+    required: &[String],
+    what: &str,
+) -> Result<Exit, Error> {
+    let mut plan = plan_confignode(ctx, inv, Scope::Nodes, required)?;
+    plan.title = what.to_string();
+    if ctx.dry_run && !ctx.ui.json && old != new {
+        let diff = similar::TextDiff::from_lines(old, new);
+        let name = path.display().to_string();
+        eprint!("== inventory\n{}", diff.unified_diff().header(&name, &name));
+    }
+    let exit = ctx.converge(inv, &plan)?;
+    if !ctx.dry_run && exit == Exit::Ok && old != new {
+        inventory_file::replace(path, new)?;
+        ctx.ui.info(&format!("{}: {what}", path.display()));
+    }
+    Ok(exit)
+}
+
+fn list(ctx: &Context) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let rows: Vec<serde_json::Value> = inv
+        .node
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": n.name.get_ref(),
+                "role": n.role,
+                "mac": n.mac.as_ref().map(|m| m.get_ref().to_string()),
+                "ip": n.ip.as_ref().map(|i| i.get_ref().to_string()),
+                "profile": profile_of(&inv, n).map(|(p, _)| p),
+                "address": n.address.as_ref().map(|a| a.to_string()),
+            })
+        })
+        .collect();
+    if ctx.ui.json {
+        ctx.ui
+            .json_result(Exit::Ok, serde_json::json!({ "command": "node list", "nodes": rows }));
+        return Ok(Exit::Ok);
+    }
+    let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!("{:<16} {:<6} {:<18} {:<16} PROFILE", "NAME", "ROLE", "MAC", "IP");
+    for r in &rows {
+        println!(
+            "{:<16} {:<6} {:<18} {:<16} {}",
+            cell(&r["name"]),
+            cell(&r["role"]),
+            cell(&r["mac"]),
+            cell(&r["ip"]),
+            cell(&r["profile"])
+        );
+    }
+    Ok(Exit::Ok)
+}

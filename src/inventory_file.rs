@@ -1,0 +1,145 @@
+//! Changing the inventory file itself: comment-preserving edits of `[[node]]` entries
+//! (toml_edit), an exclusive lock against concurrent cloudctl runs, and atomic replacement.
+
+use crate::error::Error;
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+
+/// A node as `node add` writes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewNode {
+    pub name: String,
+    pub mac: String,
+    pub ip: String,
+    pub role: String,
+    pub profile: Option<String>,
+}
+
+fn parse(text: &str) -> Result<DocumentMut, Error> {
+    text.parse::<DocumentMut>()
+        .map_err(|e| Error::Usage(format!("the inventory is not valid TOML: {e}")))
+}
+
+fn nodes(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, Error> {
+    doc.entry("node")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| Error::Usage("`node` in the inventory must be written as [[node]] tables".into()))
+}
+
+/// Appends `[[node]]` tables, keeping everything else byte for byte.
+pub fn add_nodes(text: &str, new: &[NewNode]) -> Result<String, Error> {
+    let mut doc = parse(text)?;
+    let arr = nodes(&mut doc)?;
+    for n in new {
+        let mut t = Table::new();
+        t["name"] = value(&n.name);
+        t["mac"] = value(&n.mac);
+        t["ip"] = value(&n.ip);
+        t["role"] = value(&n.role);
+        if let Some(p) = &n.profile {
+            t["profile"] = value(p);
+        }
+        arr.push(t);
+    }
+    Ok(doc.to_string())
+}
+
+/// Removes the `[[node]]` named `name`; `None` if there is none.
+pub fn remove_node(text: &str, name: &str) -> Result<Option<String>, Error> {
+    let mut doc = parse(text)?;
+    let arr = nodes(&mut doc)?;
+    let before = arr.len();
+    arr.retain(|t| t.get("name").and_then(|v| v.as_str()) != Some(name));
+    Ok((arr.len() != before).then(|| doc.to_string()))
+}
+
+/// An exclusive lock on an inventory, held until dropped. It locks a separate, never-replaced
+/// `.NAME.lock` file because the inventory itself is replaced by rename.
+pub struct InventoryLock {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl InventoryLock {
+    /// Waits (saying so) while another cloudctl run holds the lock.
+    pub fn acquire(inventory: &Path, on_wait: impl Fn(&str)) -> Result<InventoryLock, Error> {
+        let name = inventory
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cloud.toml".into());
+        let path = inventory.with_file_name(format!(".{name}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::Usage(format!("cannot create the inventory lock {}: {e}", path.display())))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a descriptor we own; the lock is released when `file` closes.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            on_wait(&format!(
+                "waiting for another cloudctl run that holds {}",
+                path.display()
+            ));
+            // SAFETY: as above, now blocking.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(Error::Failed(anyhow::anyhow!(
+                    "cannot lock {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        Ok(InventoryLock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Replaces the inventory atomically (temp file beside it, same mode, rename).
+pub fn replace(inventory: &Path, text: &str) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::Failed(anyhow::anyhow!("cannot write {}: {e}", inventory.display()));
+    let dir = inventory
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    if let Ok(meta) = fs::metadata(inventory) {
+        tmp.as_file().set_permissions(meta.permissions()).map_err(fail)?;
+    }
+    tmp.persist(inventory).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str =
+        "# my cloud\n[cloud]\nname = \"t\" # inline\n\n# first node\n[[node]]\nname = \"a\"\nrole = \"hnode\"\n";
+
+    #[test]
+    fn add_and_remove_keep_comments_and_layout() {
+        let n = NewNode {
+            name: "b".into(),
+            mac: "52:54:00:00:00:02".into(),
+            ip: "10.0.0.2".into(),
+            role: "hnode".into(),
+            profile: None,
+        };
+        let added = add_nodes(TEXT, std::slice::from_ref(&n)).unwrap();
+        assert!(added.starts_with(TEXT), "existing text kept byte for byte:\n{added}");
+        assert!(added.contains("[[node]]\nname = \"b\"\nmac = \"52:54:00:00:00:02\""));
+        let removed = remove_node(&added, "b").unwrap().unwrap();
+        assert_eq!(removed, TEXT);
+        assert_eq!(remove_node(TEXT, "zz").unwrap(), None);
+    }
+}

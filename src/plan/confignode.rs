@@ -1,0 +1,341 @@
+//! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
+//! pxelinux tree, fully re-rendered from the inventory so every run is idempotent. Pure.
+
+use super::{AbsentStep, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+use crate::error::Error;
+use crate::exec::script::quote;
+use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
+use crate::templates::Templates;
+use crate::types::{Mac, RemotePath};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Packages `config init` installs when missing.
+pub const PACKAGES: [&str; 4] = ["isc-dhcp-server", "tftpd-hpa", "pxelinux", "syslinux-common"];
+
+/// Boot files staged into the TFTP root: (source on the ConfigNode, name in the TFTP root).
+const BOOT_FILES: [(&str, &str); 4] = [
+    ("/usr/lib/PXELINUX/pxelinux.0", "pxelinux.0"),
+    ("/usr/lib/syslinux/modules/bios/ldlinux.c32", "ldlinux.c32"),
+    ("/usr/lib/syslinux/modules/bios/mboot.c32", "mboot.c32"),
+    ("/usr/lib/syslinux/modules/bios/libcom32.c32", "libcom32.c32"),
+];
+
+/// What `config init` does, or only what node changes touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Init,
+    Nodes,
+}
+
+/// What a read-only probe of the ConfigNode found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// Per-MAC files present in pxelinux.cfg (`01-…`).
+    pub mac_files: BTreeSet<String>,
+    /// Boot files the profiles in use need that do not exist.
+    pub missing: Vec<String>,
+    /// Whether dhcpd.conf includes cloudctl's hosts file (i.e. `config init` ran).
+    pub initialised: bool,
+}
+
+/// The pieces of the inventory the ConfigNode needs, checked.
+pub struct Sections<'a> {
+    pub network: &'a NetworkSection,
+    pub confignode: &'a ConfigNodeSection,
+}
+
+pub fn sections(inv: &Inventory) -> Result<Sections<'_>, Error> {
+    match (&inv.network, &inv.confignode) {
+        (Some(network), Some(confignode)) => Ok(Sections { network, confignode }),
+        _ => Err(Error::Usage(
+            "the inventory needs [network] (subnet, dynamic_range, interface) and [confignode] (address) sections for this command; see examples/seed-lab.toml".into(),
+        )),
+    }
+}
+
+fn dhcp_dir(cn: &ConfigNodeSection) -> &str {
+    cn.dhcpd_conf.parent()
+}
+
+pub fn hosts_file(cn: &ConfigNodeSection) -> String {
+    format!("{}/cloudctl-hosts.conf", dhcp_dir(cn))
+}
+
+fn local_file(cn: &ConfigNodeSection) -> String {
+    format!("{}/dhcpd.local.conf", dhcp_dir(cn))
+}
+
+fn pxe_dir(cn: &ConfigNodeSection) -> String {
+    format!("{}/pxelinux.cfg", cn.tftp_root)
+}
+
+/// `01-aa-bb-cc-dd-ee-ff`, the file pxelinux looks for first.
+pub fn mac_file_name(mac: &Mac) -> String {
+    format!("01-{}", mac.to_string().replace(':', "-"))
+}
+
+/// The profile a node boots: its own, else the one named like its role (if defined).
+pub fn profile_of<'a>(inv: &'a Inventory, node: &Node) -> Option<(String, &'a Profile)> {
+    let name = node
+        .profile
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| node.role.as_str().to_string());
+    inv.profiles
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .map(|(k, p)| (k.to_string(), p))
+}
+
+/// A path under the TFTP root, as pxelinux asks for it (relative to the root).
+fn tftp_relative(cn: &ConfigNodeSection, profile: &str, field: &str, path: &RemotePath) -> Result<String, Error> {
+    let root = format!("{}/", cn.tftp_root.as_str().trim_end_matches('/'));
+    path.as_str().strip_prefix(&root).map(str::to_string).ok_or_else(|| {
+        Error::Usage(format!(
+            "[profiles.{profile}] {field} = \"{path}\" is outside tftp_root {}: TFTP serves only files under it; move the file there and fix the path",
+            cn.tftp_root
+        ))
+    })
+}
+
+/// Boot files the inventory's nodes need on the ConfigNode (checked by a read-only probe).
+pub fn needed_boot_files(inv: &Inventory) -> Vec<String> {
+    let mut files = BTreeSet::new();
+    for node in inv.node.iter().filter(|n| n.mac.is_some()) {
+        if let Some((_, p)) = profile_of(inv, node) {
+            files.extend([p.kernel.to_string(), p.initrd.to_string()]);
+            files.extend(p.xen.as_ref().map(|x| x.to_string()));
+        }
+    }
+    files.into_iter().collect()
+}
+
+/// A read-only script reporting the facts `plan` needs.
+pub fn facts_script(inv: &Inventory) -> Result<String, Error> {
+    let s = sections(inv)?;
+    let cn = s.confignode;
+    let mut script = format!(
+        "ls -1 {} 2>/dev/null | grep '^01-' | sed 's/^/macfile /'\n",
+        quote(&pxe_dir(cn))
+    );
+    for f in needed_boot_files(inv) {
+        script += &format!("[ -f {} ] || echo missing {}\n", quote(&f), quote(&f));
+    }
+    let include = format!("include \"{}\";", hosts_file(cn));
+    script += &format!(
+        "grep -qxF {} {} 2>/dev/null && echo initialised\n",
+        quote(&include),
+        quote(cn.dhcpd_conf.as_str())
+    );
+    Ok(script + "exit 0\n")
+}
+
+pub fn parse_facts(output: &str) -> Facts {
+    let mut facts = Facts::default();
+    for line in output.lines() {
+        match line.split_once(' ') {
+            Some(("macfile", f)) => {
+                facts.mac_files.insert(f.to_string());
+            }
+            Some(("missing", f)) => facts.missing.push(f.to_string()),
+            _ if line == "initialised" => facts.initialised = true,
+            _ => {}
+        }
+    }
+    facts
+}
+
+fn file(id: &str, path: String, content: String, validate: Option<Vec<String>>) -> Result<Step, Error> {
+    Ok(Step::File(FileStep {
+        id: id.into(),
+        path: path.parse().map_err(Error::Usage)?,
+        content: content.into_bytes(),
+        mode: 0o644,
+        owner: None,
+        validate,
+        secret: false,
+    }))
+}
+
+fn command(argv: &[&str], when: When) -> Step {
+    Step::Command(CommandStep {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        when,
+    })
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
+fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
+    [
+        command(&["service", name, "restart"], When::Changed(strings(ids))),
+        command(
+            &["service", name, "start"],
+            When::Unless(strings(&["service", name, "status"])),
+        ),
+    ]
+}
+
+pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope) -> Result<Plan, Error> {
+    let s = sections(inv)?;
+    let (net, cn) = (s.network, s.confignode);
+    let host = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
+    let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
+    let mut steps = Vec::new();
+    if scope == Scope::Init {
+        let installed = format!("for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done", PACKAGES.join(" "));
+        let mut install = strings(&[
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ]);
+        install.extend(strings(&PACKAGES));
+        steps.push(Step::Command(CommandStep {
+            argv: install,
+            when: When::Unless(strings(&["sh", "-c", &installed])),
+        }));
+        steps.push(Step::Dir(DirStep {
+            path: cn.tftp_root.clone(),
+            mode: 0o755,
+        }));
+        steps.push(Step::Dir(DirStep {
+            path: pxe_dir(cn).parse().map_err(Error::Usage)?,
+            mode: 0o755,
+        }));
+        let root = cn.tftp_root.to_string();
+        let pairs: Vec<String> = BOOT_FILES
+            .iter()
+            .map(|(src, name)| format!("{src} {root}/{name}"))
+            .collect();
+        // Copies the boot files whose staged copy differs; pairs arrive as arguments, never spliced into the script.
+        let stage = "set -e; while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || cp \"$1\" \"$2\"; shift 2; done";
+        let same = "while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || exit 1; shift 2; done";
+        let args: Vec<String> = pairs.iter().flat_map(|p| p.split(' ').map(str::to_string)).collect();
+        let with = |script: &str| [strings(&["sh", "-c", script, "sh"]), args.clone()].concat();
+        steps.push(Step::Command(CommandStep {
+            argv: with(stage),
+            when: When::Unless(with(same)),
+        }));
+        steps.push(file(
+            "dhcpd-default",
+            "/etc/default/isc-dhcp-server".into(),
+            templates.render("config-init/isc-dhcp-server", &json!({ "interface": net.interface }))?,
+            None,
+        )?);
+        steps.push(file(
+            "tftpd-default",
+            "/etc/default/tftpd-hpa".into(),
+            templates.render("config-init/tftpd-hpa", &json!({ "tftp_root": cn.tftp_root }))?,
+            None,
+        )?);
+    } else if !facts.initialised {
+        return Err(Error::Usage(format!(
+            "the ConfigNode's {} does not include {} yet; run `cloudctl config init` first",
+            cn.dhcpd_conf,
+            hosts_file(cn)
+        )));
+    }
+    let nodes: Vec<_> = inv
+        .node
+        .iter()
+        .filter_map(|n| {
+            Some(json!({ "name": n.name.get_ref(), "mac": n.mac.as_ref()?.get_ref(), "ip": n.ip.as_ref()?.get_ref() }))
+        })
+        .collect();
+    let hosts = templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))?;
+    steps.push(file("dhcpd-hosts", hosts_file(cn), hosts, dhcpd_check("{}"))?);
+    if scope == Scope::Init {
+        steps.push(command(
+            &["touch", &local_file(cn)],
+            When::Unless(strings(&["test", "-e", &local_file(cn)])),
+        ));
+        let range = net
+            .dynamic_range
+            .as_ref()
+            .map(|r| format!("{} {}", r.get_ref().first, r.get_ref().last));
+        let dns: Vec<String> = net.dns.iter().map(|d| d.to_string()).collect();
+        let conf = templates.render(
+            "config-init/dhcpd.conf",
+            &json!({
+                "cloud": inv.cloud.name,
+                "network": net.subnet.network(),
+                "netmask": net.subnet.netmask(),
+                "range": range,
+                "gateway": net.gateway,
+                "dns": if dns.is_empty() { None } else { Some(dns.join(", ")) },
+                "next_server": cn.next_server.map(|n| n.to_string()).unwrap_or_else(|| cn.address.host.clone()),
+                "hosts_file": hosts_file(cn),
+                "local_file": local_file(cn),
+            }),
+        )?;
+        steps.push(file("dhcpd.conf", cn.dhcpd_conf.to_string(), conf, dhcpd_check("{}"))?);
+        steps.push(file(
+            "pxe-default",
+            format!("{}/default", pxe_dir(cn)),
+            templates.render("config-init/pxelinux-default", &json!({}))?,
+            None,
+        )?);
+    }
+    let mut wanted = BTreeSet::new();
+    for node in &inv.node {
+        let (Some(mac), Some((pname, p))) = (&node.mac, profile_of(inv, node)) else {
+            continue;
+        };
+        let name = mac_file_name(mac.get_ref());
+        let data = json!({
+            "name": node.name.get_ref(),
+            "mac": mac.get_ref(),
+            "profile": pname,
+            "kernel": tftp_relative(cn, &pname, "kernel", &p.kernel)?,
+            "initrd": tftp_relative(cn, &pname, "initrd", &p.initrd)?,
+            "xen": p.xen.as_ref().map(|x| tftp_relative(cn, &pname, "xen", x)).transpose()?,
+            "xen_args": p.xen_args.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            "append": p.append,
+        });
+        steps.push(file(
+            &name,
+            format!("{}/{name}", pxe_dir(cn)),
+            templates.render("node-add/pxelinux-node", &data)?,
+            None,
+        )?);
+        wanted.insert(name);
+    }
+    for stale in facts.mac_files.iter().filter(|f| !wanted.contains(*f)) {
+        // Only names cloudctl itself would write (01- plus a MAC) are candidates for removal.
+        if stale.strip_prefix("01-").and_then(|m| m.parse::<Mac>().ok()).is_some() {
+            steps.push(Step::Absent(AbsentStep {
+                path: format!("{}/{stale}", pxe_dir(cn)).parse().map_err(Error::Usage)?,
+            }));
+        }
+    }
+    let dhcp_ids: &[&str] = if scope == Scope::Init {
+        &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]
+    } else {
+        &["dhcpd-hosts"]
+    };
+    steps.extend(service_steps("isc-dhcp-server", dhcp_ids));
+    if scope == Scope::Init {
+        steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
+    }
+    let title = match scope {
+        Scope::Init => "config init",
+        Scope::Nodes => "converge the ConfigNode's node entries",
+    };
+    Ok(Plan {
+        title: title.into(),
+        confirm: true,
+        hosts: vec![HostPlan {
+            host,
+            exclusive: true,
+            steps,
+        }],
+    })
+}
