@@ -2,6 +2,8 @@
 //! files, and end-to-end runs against real lab hosts.
 
 mod cli;
+mod confignode_e2e;
+mod confignode_plan;
 mod e2e;
 mod examples;
 mod generated;

@@ -48,6 +48,15 @@ pub fn lab_available() -> bool {
     false
 }
 
+/// Serialises tests that start tftpd: Debian's tftpd-hpa init script finds "its" daemon by
+/// executable name machine-wide, and lab hosts share one process table.
+pub static TFTPD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Prints a figure even when the harness captures test output.
+pub fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A running lab, taken down when dropped (also when a test fails).
 pub struct Lab {
     pub state: cloudctl::lab::LabState,
@@ -82,6 +91,13 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// Runs a shell command in lab host `idx` and returns its stdout, panicking on failure.
+    pub fn sh_ok(&self, idx: usize, script: &str) -> String {
+        let out = self.sh(idx, script);
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+        text(&out.stdout)
     }
 
     /// Appends TOML to the lab's inventory (extra nodes for a test).
