@@ -18,8 +18,7 @@
 //! lock is off: it exists once per real host, and here every "host" shares one kernel.
 
 use base64::Engine as _;
-use cloudctl::exec::known_hosts::host_pattern;
-use cloudctl::exec::known_hosts::KnownHosts;
+use cloudctl::exec::known_hosts::{host_pattern, HostKey, KnownHosts};
 use cloudctl::exec::ssh::SshConnector;
 use cloudctl::exec::{self, Connector, HostError, HostReport, HostStatus, Limits, ScriptOutput, Transport};
 use cloudctl::inventory::{self, Host, HostKeyPolicy};
@@ -118,12 +117,19 @@ fn main() {
     let job = Job::new(&lab.hosts);
     let plan = job.plan();
     let scripts = job.floor_scripts();
-    let connector = TimedConnector::new(SshConnector {
+    let connector = TimedConnector::new(Box::new(SshConnector {
         user: "root".into(),
         identity: lab.keys.client_key.clone(),
         known_hosts: KnownHosts::new(lab.keys.known_hosts.clone()),
         policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
+    }));
+    let what_if = std::env::var("BENCH_WHATIF").is_ok_and(|v| v == "1").then(|| {
+        println!("note: BENCH_WHATIF=1: also timing cloudctl's plans over a prototype transport in this bench that keeps one SSH session per host (not the engine's)");
+        TimedConnector::new(Box::new(OneSessionConnector {
+            client_key: lab.keys.client_key.clone(),
+            known_hosts: KnownHosts::new(lab.keys.known_hosts.clone()),
+        }))
     });
     println!(
         "job per host: config {} bytes (validated), upload {} bytes, 1 directory, 1 command, restart on config change",
@@ -139,16 +145,29 @@ fn main() {
 
     let mut floor = Rounds::default();
     let mut cloud = Rounds::default();
+    let mut one_session = Rounds::default();
     for round in 0..ROUNDS {
-        let floor_first = round % 2 == 0;
-        for tool in if floor_first {
-            ["floor", "cloudctl"]
-        } else {
-            ["cloudctl", "floor"]
-        } {
-            let (first, second) = match tool {
-                "floor" => run_floor_round(&lab.keys, &job, &scripts),
-                _ => run_cloudctl_round(&job, &connector, &plan),
+        let mut tools = vec!["floor", "cloudctl"];
+        if what_if.is_some() {
+            tools.push("what-if");
+        }
+        if round % 2 == 1 {
+            tools.reverse();
+        }
+        for tool in tools {
+            let (first, second, rounds) = match (tool, &what_if) {
+                ("floor", _) => {
+                    let (a, b) = run_floor_round(&lab.keys, &job, &scripts);
+                    (a, b, &mut floor)
+                }
+                ("what-if", Some(c)) => {
+                    let (a, b) = run_cloudctl_round(&job, c, &plan);
+                    (a, b, &mut one_session)
+                }
+                _ => {
+                    let (a, b) = run_cloudctl_round(&job, &connector, &plan);
+                    (a, b, &mut cloud)
+                }
             };
             println!(
                 "round {}: {tool:<8} first {:.2} s, no change {:.2} s",
@@ -156,7 +175,6 @@ fn main() {
                 first.wall,
                 second.wall
             );
-            let rounds = if tool == "floor" { &mut floor } else { &mut cloud };
             rounds.first.push(first);
             rounds.second.push(second);
         }
@@ -213,6 +231,16 @@ fn main() {
             format!("<={target:.1}"),
             if ratio <= target { "PASS" } else { "MISS" }
         );
+    }
+    if what_if.is_some() {
+        println!("what-if, not the engine: the same plans and scripts over one SSH session per host (prototype transport in this bench):");
+        for (pass, f, c) in [
+            ("first run", &floor.first, &one_session.first),
+            ("second run (no change)", &floor.second, &one_session.second),
+        ] {
+            let (f, c) = (median_sample(f).wall, median_sample(c).wall);
+            println!("{pass:<24} {f:>7.2} s {c:>8.2} s {:>9.2}x", c / f);
+        }
     }
     println!("measured elsewhere (ANCHORS.md), same job, 24 hosts, first / second run:");
     for (tool, first, second) in ANCHORS {
@@ -834,13 +862,13 @@ struct Phase {
 }
 
 struct TimedConnector {
-    inner: SshConnector,
+    inner: Box<dyn Connector>,
     start: Mutex<Instant>,
     log: Arc<Mutex<Vec<Phase>>>,
 }
 
 impl TimedConnector {
-    fn new(inner: SshConnector) -> Self {
+    fn new(inner: Box<dyn Connector>) -> Self {
         TimedConnector {
             inner,
             start: Mutex::new(Instant::now()),
@@ -1091,4 +1119,97 @@ fn inventory_text(nodes: usize) -> String {
         );
     }
     s
+}
+
+// ---------------------------------------------------------------------------------------------
+// What-if (BENCH_WHATIF=1): one SSH session per host
+
+/// A prototype transport, not the engine's: one `sh -s` session per host for all of a host's
+/// scripts (the engine opens one per script, and sshd starts the user's login shell for each).
+/// Host key checked against the same known_hosts, bench key only.
+struct OneSessionConnector {
+    client_key: PathBuf,
+    known_hosts: KnownHosts,
+}
+
+/// Ends each script's output; carries its exit status.
+const END_MARK: &str = "@cloudctl-bench end";
+
+impl Connector for OneSessionConnector {
+    fn connect(&self, host: &Host, deadline: Instant) -> Result<Box<dyn Transport>, HostError> {
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| HostError::Unreachable(format!("{}: {what}: {e}", host.name));
+        let tcp = TcpStream::connect((host.host.as_str(), host.port)).map_err(|e| fail("connect", &e))?;
+        let _ = tcp.set_nodelay(true);
+        let mut sess = ssh2::Session::new().map_err(|e| fail("session", &e))?;
+        sess.set_tcp_stream(tcp);
+        sess.set_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .clamp(1, u32::MAX as u128) as u32,
+        );
+        sess.method_pref(ssh2::MethodType::HostKey, "ssh-ed25519")
+            .map_err(|e| fail("host key preference", &e))?;
+        sess.handshake().map_err(|e| fail("handshake", &e))?;
+        let offered = sess.host_key().and_then(|(blob, _)| HostKey::from_blob(blob));
+        let pinned = self
+            .known_hosts
+            .lookup(&host_pattern(&host.host, host.port))
+            .map_err(|e| fail("known_hosts", &e))?;
+        if offered.is_none() || offered != pinned {
+            return Err(HostError::HostKey(format!(
+                "{}: host key does not match known_hosts",
+                host.name
+            )));
+        }
+        sess.userauth_pubkey_file("root", None, &self.client_key, None)
+            .map_err(|e| fail("authentication", &e))?;
+        let mut ch = sess.channel_session().map_err(|e| fail("channel", &e))?;
+        ch.exec("sh -s 2>&1").map_err(|e| fail("starting sh", &e))?;
+        Ok(Box::new(OneSession { _sess: sess, ch }))
+    }
+}
+
+struct OneSession {
+    _sess: ssh2::Session,
+    ch: ssh2::Channel,
+}
+
+impl Transport for OneSession {
+    /// Runs the script in a subshell of the session's shell, then reads up to its end mark.
+    fn run_script(&mut self, script: &str, _deadline: Instant) -> Result<ScriptOutput, HostError> {
+        let fail = |e: std::io::Error| HostError::Failed(format!("one-session transport: {e}"));
+        let framed = format!("(\n{script}\n)\nprintf '\\n{END_MARK} %d\\n' $?\n");
+        self.ch.write_all(framed.as_bytes()).map_err(fail)?;
+        self.ch.flush().map_err(fail)?;
+        let mark = format!("\n{END_MARK} ");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = self.ch.read(&mut buf).map_err(fail)?;
+            if n == 0 {
+                return Err(HostError::Failed(
+                    "one-session transport: the remote shell ended early".into(),
+                ));
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some(at) = text.rfind(&mark) {
+                if let Some(status) = text[at + mark.len()..].strip_suffix('\n') {
+                    let status = status.trim().parse().unwrap_or(-1);
+                    return Ok(ScriptOutput {
+                        output: text[..at].to_string(),
+                        status,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for OneSession {
+    fn drop(&mut self) {
+        let _ = self.ch.send_eof();
+    }
 }

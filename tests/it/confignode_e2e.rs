@@ -21,7 +21,9 @@ fn snapshot(lab: &Lab) -> String {
 }
 
 fn dhcpd_pid(lab: &Lab) -> String {
-    lab.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid").trim().to_string()
+    lab.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -41,36 +43,68 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
 
     ok(&["config", "init"]);
     let pid = dhcpd_pid(&lab);
-    assert!(ok(&["config", "init"]).contains("no changes"), "second config init changes nothing");
+    assert!(
+        ok(&["config", "init"]).contains("no changes"),
+        "second config init changes nothing"
+    );
     assert_eq!(dhcpd_pid(&lab), pid, "dhcpd not restarted by an unchanged config init");
     let tftp = lab.sh_ok(0, "ls /srv/tftp");
     for f in ["ldlinux.c32", "libcom32.c32", "mboot.c32", "pxelinux.0", "pxelinux.cfg"] {
         assert!(tftp.contains(f), "{f} staged: {tftp}");
     }
-    lab.sh_ok(0, "echo 'option domain-name \"hand.example\";' >> /etc/dhcp/dhcpd.local.conf");
+    lab.sh_ok(
+        0,
+        "echo 'option domain-name \"hand.example\";' >> /etc/dhcp/dhcpd.local.conf",
+    );
 
     // A profile's boot files must exist before a node may use it.
     let before_inv = std::fs::read_to_string(&inv).unwrap();
     let out = cloudctl(&["-i", &inv, "--yes", "node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("/srv/tftp/images/t/vmlinuz"), "{}", text(&out.stderr));
-    lab.sh_ok(0, "mkdir -p /srv/tftp/images/t && echo k > /srv/tftp/images/t/vmlinuz && echo i > /srv/tftp/images/t/initrd.img");
+    assert!(
+        text(&out.stderr).contains("/srv/tftp/images/t/vmlinuz"),
+        "{}",
+        text(&out.stderr)
+    );
+    lab.sh_ok(
+        0,
+        "mkdir -p /srv/tftp/images/t && echo k > /srv/tftp/images/t/vmlinuz && echo i > /srv/tftp/images/t/initrd.img",
+    );
 
     // Dry run: diffs of the DHCP hosts file and the new per-MAC file; nothing changes anywhere.
     let snap = snapshot(&lab);
     let out = cloudctl(&["-i", &inv, "-n", "node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let diff = text(&out.stderr);
-    for needle in ["+++ /etc/dhcp/cloudctl-hosts.conf", "+host web1 {", "+  hardware ethernet aa:bb:cc:00:00:01;", "--- /dev/null", "+++ /srv/tftp/pxelinux.cfg/01-aa-bb-cc-00-00-01", "+  APPEND initrd=images/t/initrd.img console=ttyS0 marker=e2e", "+name = \"web1\""] {
+    for needle in [
+        "+++ /etc/dhcp/cloudctl-hosts.conf",
+        "+host web1 {",
+        "+  hardware ethernet aa:bb:cc:00:00:01;",
+        "--- /dev/null",
+        "+++ /srv/tftp/pxelinux.cfg/01-aa-bb-cc-00-00-01",
+        "+  APPEND initrd=images/t/initrd.img console=ttyS0 marker=e2e",
+        "+name = \"web1\"",
+    ] {
         assert!(diff.contains(needle), "dry run lacks {needle:?}:\n{diff}");
     }
     assert_eq!(snapshot(&lab), snap, "dry run changed the ConfigNode");
-    assert_eq!(std::fs::read_to_string(&inv).unwrap(), before_inv, "dry run changed the inventory");
+    assert_eq!(
+        std::fs::read_to_string(&inv).unwrap(),
+        before_inv,
+        "dry run changed the inventory"
+    );
     assert_eq!(dhcpd_pid(&lab), pid);
 
     ok(&["node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
-    assert!(std::fs::read_to_string(&inv).unwrap().contains("mac = \"aa:bb:cc:00:00:01\""), "canonical MAC stored");
-    assert!(lab.sh_ok(0, "cat /etc/dhcp/cloudctl-hosts.conf").contains("host web1 {"));
+    assert!(
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .contains("mac = \"aa:bb:cc:00:00:01\""),
+        "canonical MAC stored"
+    );
+    assert!(lab
+        .sh_ok(0, "cat /etc/dhcp/cloudctl-hosts.conf")
+        .contains("host web1 {"));
     let pid = dhcpd_pid(&lab);
     assert!(ok(&["node", "add", "web1", "--mac", "aa:bb:cc:00:00:01"]).contains("no changes"));
     assert_eq!(dhcpd_pid(&lab), pid, "re-adding the same node leaves dhcpd alone");
@@ -78,36 +112,91 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     // Every refusal: exit 2, the conflict named, nothing touched.
     let snap = snapshot(&lab);
     let inv_text = std::fs::read_to_string(&inv).unwrap();
-    let web1_ip = inv_text.split("name = \"web1\"").nth(1).unwrap().split("ip = \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let web1_ip = inv_text
+        .split("name = \"web1\"")
+        .nth(1)
+        .unwrap()
+        .split("ip = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let refusals: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["web1", "--mac", "aa:bb:cc:00:00:09"], "web1 is already in the inventory"),
+        (
+            vec!["web1", "--mac", "aa:bb:cc:00:00:09"],
+            "web1 is already in the inventory",
+        ),
         (vec!["web2", "--mac", "aabb.cc00.0001"], "already belongs to node web1"),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", &web1_ip], "already belongs to node web1"),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.9.9.9"], "not a host address of subnet 10.201.66.0/24"),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.201.66.120"], "inside the DHCP dynamic_range"),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", &web1_ip],
+            "already belongs to node web1",
+        ),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.9.9.9"],
+            "not a host address of subnet 10.201.66.0/24",
+        ),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.201.66.120"],
+            "inside the DHCP dynamic_range",
+        ),
         (vec!["web2", "--mac", "01:00:5e:00:00:02"], "multicast"),
         (vec!["web2", "--mac", "00:00:00:00:00:00"], "all-zero"),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--role", "boss"], "unknown role \"boss\""),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--profile", "nope"], "unknown profile \"nope\""),
-        (vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--profile", "ghost"], "/srv/tftp/images/none/vmlinuz"),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--role", "boss"],
+            "unknown role \"boss\"",
+        ),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--profile", "nope"],
+            "unknown profile \"nope\"",
+        ),
+        (
+            vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--profile", "ghost"],
+            "/srv/tftp/images/none/vmlinuz",
+        ),
         (vec!["web 2", "--mac", "aa:bb:cc:00:00:02"], "invalid name"),
     ];
     for (args, needle) in refusals {
         let out = cloudctl(&[&["-i", inv.as_str(), "--yes", "node", "add"], args.as_slice()].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(needle), "{args:?}: expected {needle:?} in {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: expected {needle:?} in {}",
+            text(&out.stderr)
+        );
         assert_eq!(snapshot(&lab), snap, "{args:?} touched the ConfigNode");
-        assert_eq!(std::fs::read_to_string(&inv).unwrap(), inv_text, "{args:?} touched the inventory");
+        assert_eq!(
+            std::fs::read_to_string(&inv).unwrap(),
+            inv_text,
+            "{args:?} touched the inventory"
+        );
     }
     assert_eq!(dhcpd_pid(&lab), pid);
 
     // A template override that renders an invalid dhcpd.conf is refused by dhcpd -t.
     let templates = lab.dir.path().join("templates");
     std::fs::create_dir_all(templates.join("config-init")).unwrap();
-    std::fs::write(templates.join("config-init/dhcpd.conf.hbs"), "# a brace left open\nsubnet {{network}} netmask {{netmask}} {\n  next-server {{next_server}};\n").unwrap();
-    let out = cloudctl(&["-i", &inv, "--yes", "--templates", templates.to_str().unwrap(), "config", "init"]);
+    std::fs::write(
+        templates.join("config-init/dhcpd.conf.hbs"),
+        "# a brace left open\nsubnet {{network}} netmask {{netmask}} {\n  next-server {{next_server}};\n",
+    )
+    .unwrap();
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "--templates",
+        templates.to_str().unwrap(),
+        "config",
+        "init",
+    ]);
     assert_eq!(out.status.code(), Some(3), "validation refused: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("refused by validator"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused by validator"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(snapshot(&lab), snap, "running config untouched");
     assert_eq!(dhcpd_pid(&lab), pid, "dhcpd still running with its old pid");
 
@@ -123,22 +212,48 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
         let b = s.spawn(|| spawn("human1", "aa:bb:cc:00:01:02").unwrap());
         (a.join().unwrap(), b.join().unwrap())
     });
-    assert_eq!((a.status.code(), b.status.code()), (Some(0), Some(0)), "{}\n{}", text(&a.stderr), text(&b.stderr));
-    let hosts = lab.sh_ok(0, "cat /etc/dhcp/cloudctl-hosts.conf; dhcpd -t -q -cf /etc/dhcp/dhcpd.conf && echo VALID");
-    assert!(hosts.contains("host cron1 {") && hosts.contains("host human1 {") && hosts.contains("VALID"), "{hosts}");
+    assert_eq!(
+        (a.status.code(), b.status.code()),
+        (Some(0), Some(0)),
+        "{}\n{}",
+        text(&a.stderr),
+        text(&b.stderr)
+    );
+    let hosts = lab.sh_ok(
+        0,
+        "cat /etc/dhcp/cloudctl-hosts.conf; dhcpd -t -q -cf /etc/dhcp/dhcpd.conf && echo VALID",
+    );
+    assert!(
+        hosts.contains("host cron1 {") && hosts.contains("host human1 {") && hosts.contains("VALID"),
+        "{hosts}"
+    );
     let inv_text = std::fs::read_to_string(&inv).unwrap();
-    assert!(inv_text.contains("name = \"cron1\"") && inv_text.contains("name = \"human1\""), "{inv_text}");
+    assert!(
+        inv_text.contains("name = \"cron1\"") && inv_text.contains("name = \"human1\""),
+        "{inv_text}"
+    );
 
     // node list and node remove.
     let out = cloudctl(&["-i", &inv, "--json", "node", "list"]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = doc["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["hnode1", "web1", "cron1", "human1"]);
     ok(&["node", "remove", "web1"]);
     let after = snapshot(&lab);
-    assert!(!after.contains("web1") && !after.contains("01-aa-bb-cc-00-00-01"), "{after}");
+    assert!(
+        !after.contains("web1") && !after.contains("01-aa-bb-cc-00-00-01"),
+        "{after}"
+    );
     assert!(!std::fs::read_to_string(&inv).unwrap().contains("web1"));
-    assert!(lab.sh_ok(0, "cat /etc/dhcp/dhcpd.local.conf").contains("hand.example"), "hand edits survive");
+    assert!(
+        lab.sh_ok(0, "cat /etc/dhcp/dhcpd.local.conf").contains("hand.example"),
+        "hand edits survive"
+    );
     let out = cloudctl(&["-i", &inv, "--yes", "node", "remove", "web1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no node named \"web1\""));

@@ -11,68 +11,157 @@ fn seed() -> inventory::Inventory {
 }
 
 fn initialised(stale: &[&str]) -> Facts {
-    Facts { mac_files: stale.iter().map(|s| s.to_string()).collect(), missing: vec![], initialised: true }
+    Facts {
+        mac_files: stale.iter().map(|s| s.to_string()).collect(),
+        missing: vec![],
+        initialised: true,
+    }
 }
 
 #[test]
 fn config_init_plan_for_the_seed_lab() {
     let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &Facts::default(), Scope::Init).unwrap();
-    assert_golden("config-init-seed-lab.json", &serde_json::to_string_pretty(&plan).unwrap());
+    assert_golden(
+        "config-init-seed-lab.json",
+        &serde_json::to_string_pretty(&plan).unwrap(),
+    );
 }
 
 #[test]
 fn node_plan_removes_only_stale_per_mac_files() {
-    let facts = initialised(&["01-52-54-00-00-02-01", "01-52-54-00-99-99-99", "01-not-a-mac", "default"]);
+    let facts = initialised(&[
+        "01-52-54-00-00-02-01",
+        "01-52-54-00-99-99-99",
+        "01-not-a-mac",
+        "default",
+    ]);
     let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &facts, Scope::Nodes).unwrap();
-    assert_golden("node-converge-seed-lab.json", &serde_json::to_string_pretty(&plan).unwrap());
+    assert_golden(
+        "node-converge-seed-lab.json",
+        &serde_json::to_string_pretty(&plan).unwrap(),
+    );
     let json = serde_json::to_string(&plan).unwrap();
     assert!(json.contains("\"kind\":\"absent\",\"path\":\"/srv/tftp/pxelinux.cfg/01-52-54-00-99-99-99\""));
-    assert!(!json.contains("01-not-a-mac"), "a file cloudctl would not write is never removed");
+    assert!(
+        !json.contains("01-not-a-mac"),
+        "a file cloudctl would not write is never removed"
+    );
     assert!(!json.contains("apt-get"), "node changes do not install packages");
 }
 
 #[test]
 fn node_changes_need_config_init_first() {
-    let err = confignode::plan(&seed(), &Templates::load(None).unwrap(), &Facts::default(), Scope::Nodes).unwrap_err();
+    let err = confignode::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &Facts::default(),
+        Scope::Nodes,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("cloudctl config init"), "{err}");
 }
 
 #[test]
 fn xen_profiles_boot_through_mboot_and_paths_are_tftp_relative() {
-    let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &initialised(&[]), Scope::Nodes).unwrap();
+    let plan = confignode::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &initialised(&[]),
+        Scope::Nodes,
+    )
+    .unwrap();
     let json = serde_json::to_value(&plan).unwrap();
-    let hnode1 = json["hosts"][0]["steps"].as_array().unwrap().iter().find(|s| s["id"] == "01-52-54-00-00-02-01").unwrap();
+    let hnode1 = json["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "01-52-54-00-00-02-01")
+        .unwrap();
     let text = hnode1["content"].as_str().unwrap();
     assert!(text.contains("KERNEL mboot.c32"), "{text}");
-    assert!(text.contains("APPEND images/dom0/xen.gz dom0_mem=1024M --- images/dom0/vmlinuz console=ttyS0 --- images/dom0/initrd.img"), "{text}");
-    let snode1 = json["hosts"][0]["steps"].as_array().unwrap().iter().find(|s| s["id"] == "01-52-54-00-00-01-01").unwrap();
-    assert!(snode1["content"].as_str().unwrap().contains("APPEND initrd=images/snode/initrd.img console=ttyS0"));
+    assert!(
+        text.contains(
+            "APPEND images/dom0/xen.gz dom0_mem=1024M --- images/dom0/vmlinuz console=ttyS0 --- images/dom0/initrd.img"
+        ),
+        "{text}"
+    );
+    let snode1 = json["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "01-52-54-00-00-01-01")
+        .unwrap();
+    assert!(snode1["content"]
+        .as_str()
+        .unwrap()
+        .contains("APPEND initrd=images/snode/initrd.img console=ttyS0"));
 }
 
 #[test]
 fn a_profile_outside_the_tftp_root_is_refused() {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap();
-    let inv = inventory::parse("x.toml", &text.replace("/srv/tftp/images/snode/vmlinuz", "/boot/vmlinuz")).unwrap();
-    let err = confignode::plan(&inv, &Templates::load(None).unwrap(), &initialised(&[]), Scope::Nodes).unwrap_err().to_string();
-    assert!(err.contains("[profiles.snode] kernel") && err.contains("outside tftp_root"), "{err}");
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml"))
+        .unwrap();
+    let inv = inventory::parse(
+        "x.toml",
+        &text.replace("/srv/tftp/images/snode/vmlinuz", "/boot/vmlinuz"),
+    )
+    .unwrap();
+    let err = confignode::plan(&inv, &Templates::load(None).unwrap(), &initialised(&[]), Scope::Nodes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[profiles.snode] kernel") && err.contains("outside tftp_root"),
+        "{err}"
+    );
 }
 
 fn add(inv: &inventory::Inventory, name: &str, mac: &str, ip: Option<&str>) -> Result<Vec<String>, String> {
     let r = node::request(name, mac, ip, None, None)?;
-    Ok(node::resolve(inv, &[r])?.into_iter().map(|n| format!("{} {} {}", n.name, n.mac, n.ip)).collect())
+    Ok(node::resolve(inv, &[r])?
+        .into_iter()
+        .map(|n| format!("{} {} {}", n.name, n.mac, n.ip))
+        .collect())
 }
 
 #[test]
 fn node_add_checks_name_every_conflict() {
     let inv = seed();
-    assert_eq!(add(&inv, "hnode3", "5254.0000.0203", None).unwrap(), ["hnode3 52:54:00:00:02:03 10.0.0.3"], "MAC canonicalised, first free IP");
-    assert_eq!(add(&inv, "hnode1", "52:54:00:00:02:01", Some("10.0.0.31")).unwrap(), Vec::<String>::new(), "identical node: nothing to add");
+    assert_eq!(
+        add(&inv, "hnode3", "5254.0000.0203", None).unwrap(),
+        ["hnode3 52:54:00:00:02:03 10.0.0.3"],
+        "MAC canonicalised, first free IP"
+    );
+    assert_eq!(
+        add(&inv, "hnode1", "52:54:00:00:02:01", Some("10.0.0.31")).unwrap(),
+        Vec::<String>::new(),
+        "identical node: nothing to add"
+    );
     let refusals = [
-        ("hnode1", "52:54:00:00:02:09", None, "hnode1 is already in the inventory"),
+        (
+            "hnode1",
+            "52:54:00:00:02:09",
+            None,
+            "hnode1 is already in the inventory",
+        ),
         ("hnode3", "52-54-00-00-02-01", None, "already belongs to node hnode1"),
-        ("hnode3", "52:54:00:00:02:03", Some("10.0.0.31"), "10.0.0.31 already belongs to node hnode1"),
-        ("hnode3", "52:54:00:00:02:03", Some("10.9.0.5"), "not a host address of subnet 10.0.0.0/24"),
-        ("hnode3", "52:54:00:00:02:03", Some("10.0.0.150"), "inside the DHCP dynamic_range"),
+        (
+            "hnode3",
+            "52:54:00:00:02:03",
+            Some("10.0.0.31"),
+            "10.0.0.31 already belongs to node hnode1",
+        ),
+        (
+            "hnode3",
+            "52:54:00:00:02:03",
+            Some("10.9.0.5"),
+            "not a host address of subnet 10.0.0.0/24",
+        ),
+        (
+            "hnode3",
+            "52:54:00:00:02:03",
+            Some("10.0.0.150"),
+            "inside the DHCP dynamic_range",
+        ),
         ("hnode3", "52:54:00:00:02:03", Some("10.0.0.1"), "gateway"),
         ("hnode3", "01:00:5e:00:00:01", None, "multicast"),
         ("hnode3", "00:00:00:00:00:00", None, "all-zero"),
@@ -85,7 +174,9 @@ fn node_add_checks_name_every_conflict() {
     let err = node::request("x", "52:54:00:00:02:03", None, Some("boss"), None).unwrap_err();
     assert!(err.contains("unknown role \"boss\""), "{err}");
     let r = node::request("x", "52:54:00:00:02:03", None, None, Some("nope")).unwrap();
-    assert!(node::resolve(&inv, &[r]).unwrap_err().contains("unknown profile \"nope\""));
+    assert!(node::resolve(&inv, &[r])
+        .unwrap_err()
+        .contains("unknown profile \"nope\""));
 }
 
 #[test]
@@ -94,7 +185,10 @@ fn csv_rack_import() {
     let reqs = node::parse_csv("rack.csv", csv).unwrap();
     let new = node::resolve(&seed(), &reqs).unwrap();
     assert_eq!(new.len(), 2);
-    assert_eq!((new[0].ip.as_str(), new[1].mac.as_str()), ("10.0.0.3", "52:54:00:00:01:03"));
+    assert_eq!(
+        (new[0].ip.as_str(), new[1].mac.as_str()),
+        ("10.0.0.3", "52:54:00:00:01:03")
+    );
     let err = node::parse_csv("rack.csv", "a,52:54:00:00:02:03\n").unwrap_err();
     assert!(err.contains("rack.csv:1") && err.contains("name,mac,ip,role"), "{err}");
     let err = node::parse_csv("rack.csv", "ok,52:54:00:00:02:03,,hnode\nbad,zz,,hnode\n").unwrap_err();

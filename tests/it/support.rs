@@ -31,19 +31,32 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 
 /// Whether lab tests can run here. Missing prerequisites fail under CI and skip loudly elsewhere.
 pub fn lab_available() -> bool {
-    let Some(reason) = cloudctl::lab::require_root()
+    let reason = cloudctl::lab::require_root()
         .err()
-        .or_else(|| cloudctl::lab::check_tools().err())
-    else {
-        return true;
-    };
+        .or_else(|| cloudctl::lab::check_tools().err());
+    available(reason)
+}
+
+/// Like `lab_available`, and these files must exist too (e.g. QEMU, a kernel).
+pub fn lab_with(files: &[&str]) -> bool {
+    let missing: Vec<&str> = files.iter().copied().filter(|f| !Path::new(f).exists()).collect();
+    let reason = cloudctl::lab::require_root()
+        .err()
+        .or_else(|| cloudctl::lab::check_tools().err());
+    available(reason.or_else(|| {
+        (!missing.is_empty()).then(|| format!("missing {} (run `sudo .ci/install-deps`)", missing.join(", ")))
+    }))
+}
+
+fn available(reason: Option<String>) -> bool {
+    let Some(reason) = reason else { return true };
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and a lab prerequisite is missing: {reason}");
+        panic!("CI=true and a test prerequisite is missing: {reason}");
     }
     // Straight to the stderr handle: the harness swallows eprintln! output of passing tests.
     let _ = writeln!(
         std::io::stderr(),
-        "\n!!!!!!!! SKIPPED: lab test needs root and the lab tools: {reason} !!!!!!!!\n"
+        "\n!!!!!!!! SKIPPED: lab test needs root and its tools: {reason} !!!!!!!!\n"
     );
     false
 }

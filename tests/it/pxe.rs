@@ -1,0 +1,186 @@
+//! A real (virtual) machine PXE-boots what `node add` registered: QEMU (TCG) on the lab bridge
+//! gets its lease from the ConfigNode host's dhcpd, fetches pxelinux, the per-MAC file, the
+//! kernel and a busybox initramfs over tftpd, and prints its /proc/cmdline on the serial console.
+
+use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MAC: &str = "52:54:00:12:34:56";
+const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+const ROM: &str = "/usr/lib/ipxe/qemu/pxe-e1000.rom";
+
+fn kernel() -> Option<PathBuf> {
+    let mut k: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains("vmlinuz-"))
+        .collect();
+    k.sort();
+    k.pop()
+}
+
+/// A gzip'd newc initramfs whose /init prints the kernel command line and powers off.
+fn initramfs(dir: &Path) -> PathBuf {
+    let root = dir.join("initramfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n/bin/busybox mkdir -p /proc\n/bin/busybox mount -t proc proc /proc\n\
+                echo \"CLOUDCTL-CMDLINE: $(/bin/busybox cat /proc/cmdline)\"\n/bin/busybox poweroff -f\n";
+    std::fs::write(root.join("init"), init).unwrap();
+    let out = dir.join("initrd.img");
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "cd \"$1\" && chmod +x init && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"",
+            "sh",
+        ])
+        .args([&root, &out])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// A QEMU VM on the lab bridge through a tap; killed and its tap removed when dropped.
+struct Vm {
+    child: Child,
+    tap: String,
+    log: PathBuf,
+}
+
+impl Vm {
+    fn start(lab: &Lab, tap: &str, log: PathBuf) -> Vm {
+        let _ = Command::new("ip").args(["link", "del", tap]).output();
+        for args in [
+            vec!["tuntap", "add", "dev", tap, "mode", "tap"],
+            vec!["link", "set", tap, "master", &lab.state.bridge, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+        }
+        let child = Command::new(QEMU)
+            .args([
+                "-accel",
+                "tcg",
+                "-m",
+                "256",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-serial",
+            ])
+            .arg(format!("file:{}", log.display()))
+            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
+            .args([
+                "-device",
+                &format!("e1000,netdev=n0,mac={MAC},bootindex=1,romfile={ROM}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Vm {
+            child,
+            tap: tap.to_string(),
+            log,
+        }
+    }
+
+    /// Waits (bounded) for a serial console line containing `needle`.
+    fn wait_for(&self, needle: &str, limit: Duration) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return Some(line.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("ip").args(["link", "del", &self.tap]).output();
+    }
+}
+
+#[test]
+fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
+    let Some(kernel) = kernel() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no kernel in /boot (package linux-image-amd64)"
+        );
+        report("SKIPPED: PXE test needs a kernel in /boot (linux-image-amd64)");
+        return;
+    };
+    if !crate::support::lab_with(&[
+        QEMU,
+        ROM,
+        "/bin/busybox",
+        "/usr/bin/cpio",
+        "/usr/sbin/dhcpd",
+        "/usr/sbin/in.tftpd",
+        "/usr/lib/PXELINUX/pxelinux.0",
+    ]) {
+        return;
+    }
+    let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("tpxe", 1, 67);
+    lab.append_inventory(
+        "\n[profiles.hnode]\nkernel = \"/srv/tftp/images/pxe/vmlinuz\"\ninitrd = \"/srv/tftp/images/pxe/initrd.img\"\nappend = \"console=ttyS0 panic=-1 cloudctl-pxe=booted-by-profile\"\n",
+    );
+    let inv = lab.inventory();
+    let initrd = initramfs(lab.dir.path());
+    lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/pxe && cp {} /srv/tftp/images/pxe/vmlinuz && cp {} /srv/tftp/images/pxe/initrd.img", kernel.display(), initrd.display()));
+    let out = cloudctl(&["-i", &inv, "--yes", "config", "init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let started = Instant::now();
+    let out = cloudctl(&["-i", &inv, "--yes", "node", "add", "pxe1", "--mac", MAC]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let node_add = started.elapsed();
+    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot1.log"));
+    let line = vm.wait_for("CLOUDCTL-CMDLINE:", Duration::from_secs(150));
+    let booted = started.elapsed();
+    drop(vm);
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "no kernel command line on the serial console: {}",
+            std::fs::read_to_string(lab.dir.path().join("boot1.log")).unwrap_or_default()
+        )
+    });
+    assert!(
+        line.contains("console=ttyS0 panic=-1 cloudctl-pxe=booted-by-profile"),
+        "{line}"
+    );
+    assert!(line.contains("initrd=images/pxe/initrd.img"), "{line}");
+    report(&format!(
+        "PXE: node add took {:.1} s; node add → kernel command line on the console: {:.1} s",
+        node_add.as_secs_f64(),
+        booted.as_secs_f64()
+    ));
+
+    let out = cloudctl(&["-i", &inv, "--yes", "node", "remove", "pxe1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot2.log"));
+    // The VM does ask (it gets a dynamic lease) but no longer boots the profile.
+    let asked = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        lab.sh_ok(0, "cat /var/lib/dhcp/dhcpd.leases 2>/dev/null")
+            .contains(&format!("hardware ethernet {MAC}"))
+    });
+    assert!(asked, "the removed node's VM never asked dhcpd for an address");
+    assert_eq!(
+        vm.wait_for("CLOUDCTL-CMDLINE:", Duration::from_secs(25)),
+        None,
+        "a removed node still boots its profile"
+    );
+}
