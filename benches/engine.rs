@@ -16,6 +16,11 @@
 //! The hosts are sshd processes on 127.0.0.1:42201.. (`BENCH_HOSTS`, default 24) sharing this
 //! machine's filesystem, so host `h<i>` works under /tmp/cloudctl-bench/h<i>/, and cloudctl's per-host
 //! lock is off: it exists once per real host, and here every "host" shares one kernel.
+//!
+//! Diagnostics: `BENCH_SKIP_BASHRC=1` makes the hosts' login shell skip root's ~/.bashrc in SSH
+//! sessions (sshd `SetEnv SHLVL=1`), to see the engine without the per-session startup cost of the
+//! shell; `BENCH_WHATIF=1` also times the same plans over a prototype transport (in this file, not the
+//! engine) that keeps one SSH session per host.
 
 use base64::Engine as _;
 use cloudctl::exec::known_hosts::{host_pattern, HostKey, KnownHosts};
@@ -180,6 +185,16 @@ fn main() {
         }
     }
 
+    print_breakdown(count, &floor, &cloud, what_if.as_ref().map(|_| &one_session));
+
+    let inventory = inventory_scale();
+    drop(lab);
+
+    print_results(count, &floor, &cloud, what_if.as_ref().map(|_| &one_session), inventory);
+}
+
+/// Where the time goes: wall, CPU, processes and sessions per host, and cloudctl's phases.
+fn print_breakdown(count: usize, floor: &Rounds, cloud: &Rounds, what_if: Option<&Rounds>) {
     println!(
         "\nwhere the time goes ({count} hosts at once on {} cores; median round of each):",
         cores()
@@ -207,11 +222,23 @@ fn main() {
             w = pass.len()
         );
         print_phases(&c.phases);
+        if let Some(one) = what_if {
+            let w = median_sample(if pass == "first" { &one.first } else { &one.second });
+            println!(
+                "  {:w$}  what-if  {:.2} s wall, {:.2} s CPU busy ({:.2} s in cloudctl), {:.0} processes/host, 1 session/host",
+                "",
+                w.wall,
+                w.busy,
+                w.client,
+                w.forks as f64 / count as f64,
+                w = pass.len()
+            );
+        }
     }
+}
 
-    let inventory = inventory_scale();
-    drop(lab);
-
+/// The summary table against the targets, the ANCHORS figures and the inventory timing.
+fn print_results(count: usize, floor: &Rounds, cloud: &Rounds, what_if: Option<&Rounds>, inventory: (f64, f64)) {
     println!("\n=== results: {count} hosts, median of {ROUNDS} rounds ===");
     println!(
         "{:<24} {:>9} {:>10} {:>10} {:>8} {:>7}",
@@ -232,7 +259,7 @@ fn main() {
             if ratio <= target { "PASS" } else { "MISS" }
         );
     }
-    if what_if.is_some() {
+    if let Some(one_session) = what_if {
         println!("what-if, not the engine: the same plans and scripts over one SSH session per host (prototype transport in this bench):");
         for (pass, f, c) in [
             ("first run", &floor.first, &one_session.first),
