@@ -33,10 +33,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Helpers every script defines first.
+/// `hash_of FILE` sets H to the file's sha256 (empty if absent) with one process; `rec` encodes
+/// a step's captured output only when there is some. Few forks keep a no-change run cheap.
+const HASH_OF: &str = "hash_of() { H=; [ -f \"$1\" ] && H=$(sha256sum < \"$1\") && H=${H%% *}; }\n";
 const PRELUDE: &str = r#"set -u
-sha() { [ -f "$1" ] && sha256sum < "$1" | cut -c1-64; }
-b64() { if [ -s "$1" ]; then base64 -w0 < "$1"; else printf -; fi; }
-rec() { printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$(b64 "$T/o")" "$(b64 "$T/e")"; : > "$T/o"; : > "$T/e"; }
+rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
 trap 'rm -rf "$T"' EXIT
 : > "$T/o"; : > "$T/e"
@@ -45,12 +46,12 @@ trap 'rm -rf "$T"' EXIT
 /// A read-only script printing, for each path, its checksum (and its content with `with_content`).
 /// Output: one `@cloudctl probe INDEX SHA|- [BASE64|-]` line per path.
 pub fn probe_script(paths: &[&str], with_content: bool) -> String {
-    let mut s = String::from("main() {\nset -u\nsha() { [ -f \"$1\" ] && sha256sum < \"$1\" | cut -c1-64; }\n");
+    let mut s = format!("main() {{\nset -u\n{HASH_OF}");
     for (i, p) in paths.iter().enumerate() {
         let p = quote(p);
-        s += &format!("h=$(sha {p}); printf '{RECORD} probe {i} %s' \"${{h:--}}\"\n");
+        s += &format!("hash_of {p}; printf '{RECORD} probe {i} %s' \"${{H:--}}\"\n");
         if with_content {
-            s += &format!("if [ -n \"$h\" ] && [ -s {p} ]; then printf ' '; base64 -w0 < {p}; else printf ' -'; fi\n");
+            s += &format!("if [ -n \"$H\" ] && [ -s {p} ]; then printf ' '; base64 -w0 < {p}; else printf ' -'; fi\n");
         }
         s += "echo\n";
     }
@@ -100,6 +101,7 @@ pub fn parse_probe(output: &str, count: usize) -> Result<Vec<Probed>, String> {
 pub fn apply_script(hp: &HostPlan, remote_sha: &[Option<String>], lock_timeout_secs: u64) -> String {
     let mut s = String::from("main() {\n");
     s += PRELUDE;
+    s += HASH_OF;
     if hp.exclusive {
         s += &format!(
             "mkdir -p /run/lock && exec 9>>{LOCK_FILE} && flock -w {lock_timeout_secs} 9 || {{ echo '{RECORD} lock timeout'; exit {EXIT_LOCK_TIMEOUT}; }}\n"
@@ -110,7 +112,7 @@ pub fn apply_script(hp: &HostPlan, remote_sha: &[Option<String>], lock_timeout_s
         if let Step::File(f) = step {
             if unsent(i, f) {
                 s += &format!(
-                    "[ \"$(sha {})\" = {} ] || {{ echo '{RECORD} stale'; exit 0; }}\n",
+                    "hash_of {}; [ \"$H\" = {} ] || {{ echo '{RECORD} stale'; exit 0; }}\n",
                     quote(f.path.as_str()),
                     sha256_hex(&f.content)
                 );
@@ -194,15 +196,19 @@ fn file_step(i: usize, f: &FileStep, send: bool) -> String {
         }
         m
     };
-    let mut s = format!("if [ \"$(sha {p})\" = {sha} ]; then\n");
+    // An unsent file's content was checked by the stale guard at the top: only its metadata is left.
+    let mut s = if send {
+        format!("hash_of {p}; if [ \"$H\" = {sha} ]; then\n")
+    } else {
+        "if true; then\n".to_string()
+    };
     s += &format!(
         "  if [ \"$(stat -c {stat_fmt} {p})\" = {want_meta} ]; then rec {i} ok\n  \
          elif {} 2>\"$T/e\"; then c{i}=1; rec {i} changed; else rec {i} failed 1; exit 1; fi\n",
         fix_meta(&p)
     );
     if !send {
-        // The probe saw this content already; the stale check above guarantees it is still there.
-        return s + &format!("else rec {i} failed 1; exit 1; fi\n");
+        return s + "fi\n";
     }
     let encoded = base64::engine::general_purpose::STANDARD.encode(&f.content);
     s += "else\n  { base64 -d > ";
@@ -214,7 +220,7 @@ fn file_step(i: usize, f: &FileStep, send: bool) -> String {
     }
     s += "CLOUDCTL_EOF\n  } 2>\"$T/e\"";
     s += &format!(
-        " && [ \"$(sha {tmp})\" = {sha} ] && {} 2>>\"$T/e\" || {{ rm -f {tmp}; rec {i} failed 1; exit 1; }}\n",
+        " && hash_of {tmp} && [ \"$H\" = {sha} ] && {} 2>>\"$T/e\" || {{ rm -f {tmp}; rec {i} failed 1; exit 1; }}\n",
         fix_meta(&tmp)
     );
     if let Some(v) = &f.validate {

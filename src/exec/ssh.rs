@@ -1,9 +1,10 @@
 //! SSH transport (libssh2 through the ssh2 crate): one session per host, strict host keys from
 //! cloudctl's own known_hosts, agent identities tried in turn, then the configured key.
 //!
-//! libssh2 traps handled here: exit status is only valid after EOF, reading all output and
-//! `wait_close`; stderr is merged into stdout remotely so one blocking read suffices; every
-//! blocking call has a timeout; the host-key algorithm is restricted to the pinned key's type.
+//! libssh2 traps handled here: a channel's exit status is only valid after EOF and `wait_close`,
+//! so each script instead ends with a line carrying its status, in one long-lived `sh` per host;
+//! stderr is merged into stdout remotely so one blocking read suffices; every blocking call has a
+//! timeout; the host-key algorithm is restricted to the pinned key's type.
 
 use super::known_hosts::{host_pattern, HostKey, KnownHosts};
 use super::{Connector, HostError, ScriptOutput, Transport};
@@ -177,45 +178,93 @@ impl Connector for SshConnector {
         Ok(Box::new(SshTransport {
             sess,
             name: host.name.clone(),
+            shell: None,
+            scripts: 0,
         }))
     }
 }
 
+/// One `sh` per host, started once: every script of the run goes through the same channel, so
+/// the login shell (and its rc files) starts once per host, not once per script.
 struct SshTransport {
     sess: Session,
     name: String,
+    shell: Option<ssh2::Channel>,
+    scripts: u64,
+}
+
+impl SshTransport {
+    fn failed(&self, what: &str, e: &dyn std::fmt::Display) -> HostError {
+        let text = e.to_string();
+        if text.contains("imed out") || text.contains("Timeout") {
+            HostError::Failed(format!(
+                "{}: per-host time limit reached while {what}; the host may be partly changed",
+                self.name
+            ))
+        } else {
+            HostError::Failed(format!("{}: {what}: {text}", self.name))
+        }
+    }
+
+    fn shell(&mut self) -> Result<&mut ssh2::Channel, HostError> {
+        if self.shell.is_none() {
+            let mut ch = self
+                .sess
+                .channel_session()
+                .map_err(|e| self.failed("opening a channel", &e))?;
+            // stderr is merged remotely: libssh2 cannot read both streams blocking at once.
+            ch.exec("sh -s 2>&1").map_err(|e| self.failed("starting sh", &e))?;
+            self.shell = Some(ch);
+        }
+        Ok(self.shell.as_mut().expect("just set"))
+    }
 }
 
 impl Transport for SshTransport {
     fn run_script(&mut self, script: &str, deadline: Instant) -> Result<ScriptOutput, HostError> {
         self.sess.set_timeout(millis(remaining(deadline)?));
-        let name = &self.name;
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            let text = e.to_string();
-            if text.contains("imed out") || text.contains("Timeout") {
-                HostError::Failed(format!(
-                    "{name}: per-host time limit reached while {what}; the host may be partly changed"
-                ))
-            } else {
-                HostError::Failed(format!("{name}: {what}: {text}"))
+        self.scripts += 1;
+        // The subshell keeps `exit` and traps inside one script; its stdin is /dev/null so no
+        // command can swallow the next script. The end line carries the exit status.
+        let end = format!("@cloudctl-end-{}-{}", std::process::id(), self.scripts);
+        let framed = format!("(\n{script}\n) </dev/null\nprintf '\\n{end} %d\\n' $?\n");
+        let write = self.shell()?.write_all(framed.as_bytes());
+        write.map_err(|e| self.failed("sending the script", &e))?;
+        let needle = format!("\n{end} ");
+        let mut out: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 32 * 1024];
+        loop {
+            let read = self.shell()?.read(&mut chunk);
+            let n = read.map_err(|e| self.failed("reading the output", &e))?;
+            if n == 0 {
+                self.shell = None;
+                return Err(HostError::Failed(format!(
+                    "{}: the remote shell ended before the script finished: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out).trim()
+                )));
             }
-        };
-        let mut ch = self
-            .sess
-            .channel_session()
-            .map_err(|e| failed("opening a channel", &e))?;
-        // stderr is merged remotely: libssh2 cannot read both streams blocking at once.
-        ch.exec("sh -s 2>&1").map_err(|e| failed("starting sh", &e))?;
-        ch.write_all(script.as_bytes())
-            .map_err(|e| failed("sending the script", &e))?;
-        ch.send_eof().map_err(|e| failed("sending the script", &e))?;
-        let mut out = Vec::new();
-        ch.read_to_end(&mut out).map_err(|e| failed("reading the output", &e))?;
-        ch.wait_close().map_err(|e| failed("closing the channel", &e))?;
-        let status = ch.exit_status().map_err(|e| failed("reading the exit status", &e))?;
-        Ok(ScriptOutput {
-            output: String::from_utf8_lossy(&out).into_owned(),
-            status,
-        })
+            out.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some(pos) = text.find(&needle) {
+                let rest = &text[pos + needle.len()..];
+                if let Some(line_end) = rest.find('\n') {
+                    let status = rest[..line_end].trim().parse().unwrap_or(-1);
+                    return Ok(ScriptOutput {
+                        output: text[..pos].to_string(),
+                        status,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        if let Some(mut ch) = self.shell.take() {
+            // Best effort: let sh see EOF and exit; the session closes either way.
+            let _ = ch.send_eof();
+        }
     }
 }

@@ -1,25 +1,24 @@
 main() {
 set -u
-sha() { [ -f "$1" ] && sha256sum < "$1" | cut -c1-64; }
-b64() { if [ -s "$1" ]; then base64 -w0 < "$1"; else printf -; fi; }
-rec() { printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$(b64 "$T/o")" "$(b64 "$T/e")"; : > "$T/o"; : > "$T/e"; }
+rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
 trap 'rm -rf "$T"' EXIT
 : > "$T/o"; : > "$T/e"
+hash_of() { H=; [ -f "$1" ] && H=$(sha256sum < "$1") && H=${H%% *}; }
 mkdir -p /run/lock && exec 9>>/run/lock/cloudctl.lock && flock -w 600 9 || { echo '@cloudctl lock timeout'; exit 75; }
 c0=0
 if [ -d /etc/demo ] && [ "$(stat -c %a /etc/demo)" = 755 ]; then rec 0 ok
 elif mkdir -p /etc/demo 2>"$T/e" && chmod 755 /etc/demo 2>"$T/e"; then c0=1; rec 0 changed
 else rec 0 failed 1; exit 1; fi
 c1=0
-if [ "$(sha /etc/demo/demo.conf)" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ]; then
+hash_of /etc/demo/demo.conf; if [ "$H" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ]; then
   if [ "$(stat -c '%a %U:%G' /etc/demo/demo.conf)" = '644 root:root' ]; then rec 1 ok
   elif chmod 644 /etc/demo/demo.conf && chown root:root /etc/demo/demo.conf 2>"$T/e"; then c1=1; rec 1 changed; else rec 1 failed 1; exit 1; fi
 else
   { base64 -d > /etc/demo/.demo.conf.cloudctl-new <<'CLOUDCTL_EOF'
 b3B0aW9uID0gMQo=
 CLOUDCTL_EOF
-  } 2>"$T/e" && [ "$(sha /etc/demo/.demo.conf.cloudctl-new)" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ] && chmod 644 /etc/demo/.demo.conf.cloudctl-new && chown root:root /etc/demo/.demo.conf.cloudctl-new 2>>"$T/e" || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }
+  } 2>"$T/e" && hash_of /etc/demo/.demo.conf.cloudctl-new && [ "$H" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ] && chmod 644 /etc/demo/.demo.conf.cloudctl-new && chown root:root /etc/demo/.demo.conf.cloudctl-new 2>>"$T/e" || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }
   grep -q option /etc/demo/.demo.conf.cloudctl-new >"$T/o" 2>"$T/e" 9>&-; rc=$?
   if [ $rc -ne 0 ]; then rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 invalid $rc; exit 3; fi
   if [ -e /etc/demo/demo.conf ]; then ln -f /etc/demo/demo.conf /etc/demo/demo.conf.cloudctl-bak 2>/dev/null || cp -p /etc/demo/demo.conf /etc/demo/demo.conf.cloudctl-bak; fi

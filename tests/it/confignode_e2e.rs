@@ -4,16 +4,13 @@
 
 use crate::support::{cloudctl, text, Lab, TFTPD};
 
-const PROFILE: &str = r#"
-[profiles.hnode]
-kernel = "/srv/tftp/images/t/vmlinuz"
-initrd = "/srv/tftp/images/t/initrd.img"
-append = "console=ttyS0 marker=e2e"
-
-[profiles.ghost]
-kernel = "/srv/tftp/images/none/vmlinuz"
-initrd = "/srv/tftp/images/none/initrd.img"
-"#;
+/// The lab's own [profiles.hnode] gets a recognisable append line; "ghost" names files that do not exist.
+fn add_profiles(lab: &Lab) {
+    let text = std::fs::read_to_string(&lab.state.inventory).unwrap();
+    let text = text.replace("append = \"console=ttyS0\"", "append = \"console=ttyS0 marker=e2e\"");
+    std::fs::write(&lab.state.inventory, text).unwrap();
+    lab.append_inventory("\n[profiles.ghost]\nkernel = \"/srv/tftp/images/none/vmlinuz\"\ninitrd = \"/srv/tftp/images/none/initrd.img\"\n");
+}
 
 /// Everything cloudctl manages for DHCP/PXE on the ConfigNode, to compare byte for byte.
 fn snapshot(lab: &Lab) -> String {
@@ -33,7 +30,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     }
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tcfg", 2, 66);
-    lab.append_inventory(PROFILE);
+    add_profiles(&lab);
     let inv = lab.inventory();
     let ok = |args: &[&str]| {
         let out = cloudctl(&[&["-i", &inv, "--yes"], args].concat());
@@ -62,13 +59,13 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     let out = cloudctl(&["-i", &inv, "--yes", "node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("/srv/tftp/images/t/vmlinuz"),
+        text(&out.stderr).contains("/srv/tftp/images/hnode/vmlinuz"),
         "{}",
         text(&out.stderr)
     );
     lab.sh_ok(
         0,
-        "mkdir -p /srv/tftp/images/t && echo k > /srv/tftp/images/t/vmlinuz && echo i > /srv/tftp/images/t/initrd.img",
+        "mkdir -p /srv/tftp/images/hnode && echo k > /srv/tftp/images/hnode/vmlinuz && echo i > /srv/tftp/images/hnode/initrd.img",
     );
 
     // Dry run: diffs of the DHCP hosts file and the new per-MAC file; nothing changes anywhere.
@@ -82,7 +79,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
         "+  hardware ethernet aa:bb:cc:00:00:01;",
         "--- /dev/null",
         "+++ /srv/tftp/pxelinux.cfg/01-aa-bb-cc-00-00-01",
-        "+  APPEND initrd=images/t/initrd.img console=ttyS0 marker=e2e",
+        "+  APPEND initrd=images/hnode/initrd.img console=ttyS0 marker=e2e",
         "+name = \"web1\"",
     ] {
         assert!(diff.contains(needle), "dry run lacks {needle:?}:\n{diff}");

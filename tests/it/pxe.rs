@@ -134,12 +134,12 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
     }
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tpxe", 1, 67);
-    lab.append_inventory(
-        "\n[profiles.hnode]\nkernel = \"/srv/tftp/images/pxe/vmlinuz\"\ninitrd = \"/srv/tftp/images/pxe/initrd.img\"\nappend = \"console=ttyS0 panic=-1 cloudctl-pxe=booted-by-profile\"\n",
-    );
+    let toml = std::fs::read_to_string(&lab.state.inventory).unwrap();
+    let append = "append = \"console=ttyS0 panic=-1 cloudctl-pxe=booted-by-profile\"";
+    std::fs::write(&lab.state.inventory, toml.replace("append = \"console=ttyS0\"", append)).unwrap();
     let inv = lab.inventory();
     let initrd = initramfs(lab.dir.path());
-    lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/pxe && cp {} /srv/tftp/images/pxe/vmlinuz && cp {} /srv/tftp/images/pxe/initrd.img", kernel.display(), initrd.display()));
+    lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/hnode && cp {} /srv/tftp/images/hnode/vmlinuz && cp {} /srv/tftp/images/hnode/initrd.img", kernel.display(), initrd.display()));
     let out = cloudctl(&["-i", &inv, "--yes", "config", "init"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
@@ -161,7 +161,7 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
         line.contains("console=ttyS0 panic=-1 cloudctl-pxe=booted-by-profile"),
         "{line}"
     );
-    assert!(line.contains("initrd=images/pxe/initrd.img"), "{line}");
+    assert!(line.contains("initrd=images/hnode/initrd.img"), "{line}");
     report(&format!(
         "PXE: node add took {:.1} s; node add → kernel command line on the console: {:.1} s",
         node_add.as_secs_f64(),
