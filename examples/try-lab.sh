@@ -14,7 +14,7 @@ work=$(mktemp -d)
 tap=cllabdemo0
 qemu_pid=
 cleanup() {
-    [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null
+    if [ -n "$qemu_pid" ]; then kill "$qemu_pid" 2>/dev/null || true; fi
     ip link del "$tap" 2>/dev/null || true
     rm -rf "$work"
 }

@@ -7,7 +7,7 @@ use crate::cli::{NodeAddArgs, NodeCommand};
 use crate::error::{Error, Exit};
 use crate::inventory::{self, Inventory};
 use crate::inventory_file::{self, InventoryLock};
-use crate::plan::confignode::{profile_of, Scope};
+use crate::plan::confignode::{boot_files, profile_of, Scope};
 use crate::plan::node;
 use std::path::Path;
 
@@ -41,20 +41,7 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
     let new_text = inventory_file::add_nodes(&text, &new)?;
     let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
     let added: Vec<&str> = new.iter().map(|n| n.name.as_str()).collect();
-    let required: Vec<String> = new_inv
-        .node
-        .iter()
-        .filter(|n| requests.iter().any(|r| r.name == *n.name.get_ref()))
-        .filter_map(|n| profile_of(&new_inv, n))
-        .flat_map(|(_, p)| {
-            [
-                Some(p.kernel.to_string()),
-                Some(p.initrd.to_string()),
-                p.xen.as_ref().map(|x| x.to_string()),
-            ]
-        })
-        .flatten()
-        .collect();
+    let required = boot_files(&new_inv, |n| requests.iter().any(|r| r.name == *n.name.get_ref()));
     converge_then_save(
         ctx,
         &path,

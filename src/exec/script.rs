@@ -260,6 +260,19 @@ pub enum StepStatus {
     NotRun,
 }
 
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Changed => "changed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+            StepStatus::Invalid => "invalid",
+            StepStatus::NotRun => "not run",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepResult {
     pub status: StepStatus,

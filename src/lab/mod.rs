@@ -73,7 +73,10 @@ pub struct HostHealth {
 pub fn require_root() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("`cloudctl lab` needs root (it creates network namespaces and a bridge); run it with sudo".into());
+        return Err(
+            "`cloudctl lab` needs root (it creates network namespaces and a bridge); run it as root (e.g. with sudo)"
+                .into(),
+        );
     }
     Ok(())
 }

@@ -101,8 +101,13 @@ fn tftp_relative(cn: &ConfigNodeSection, profile: &str, field: &str, path: &Remo
 
 /// Boot files the inventory's nodes need on the ConfigNode (checked by a read-only probe).
 pub fn needed_boot_files(inv: &Inventory) -> Vec<String> {
+    boot_files(inv, |_| true)
+}
+
+/// Boot files (kernel, initrd, xen) of the profiles that the nodes chosen by `which` boot.
+pub fn boot_files(inv: &Inventory, which: impl Fn(&Node) -> bool) -> Vec<String> {
     let mut files = BTreeSet::new();
-    for node in inv.node.iter().filter(|n| n.mac.is_some()) {
+    for node in inv.node.iter().filter(|n| n.mac.is_some() && which(n)) {
         if let Some((_, p)) = profile_of(inv, node) {
             files.extend([p.kernel.to_string(), p.initrd.to_string()]);
             files.extend(p.xen.as_ref().map(|x| x.to_string()));

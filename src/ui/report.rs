@@ -68,7 +68,7 @@ pub fn apply(ui: &Ui, title: &str, reports: &[HostReport], exit: Exit) {
         }
         if ui.verbose > 0 {
             for s in &r.steps {
-                eprintln!("{}: {} {:?}", r.name, s.step, s.result.status);
+                eprintln!("{}: {}: {}", r.name, s.step, s.result.status.as_str());
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn lab_with(files: &[&str]) -> bool {
         .err()
         .or_else(|| cloudctl::lab::check_tools().err());
     available(reason.or_else(|| {
-        (!missing.is_empty()).then(|| format!("missing {} (run `sudo .ci/install-deps`)", missing.join(", ")))
+        (!missing.is_empty()).then(|| format!("missing {} (run `.ci/install-deps` as root)", missing.join(", ")))
     }))
 }
 
