@@ -14,7 +14,10 @@ work=$(mktemp -d)
 tap=cllabdemo0
 qemu_pid=
 cleanup() {
-    if [ -n "$qemu_pid" ]; then kill "$qemu_pid" 2>/dev/null || true; fi
+    if [ -n "$qemu_pid" ]; then
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
     ip link del "$tap" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -42,6 +45,7 @@ step "cloudctl node add demo-vm --mac 52:54:00:de:00:01"
 "$cloudctl" node list
 
 step "A QEMU VM with that MAC PXE-boots from the ConfigNode (about 30 s under TCG)"
+ip link del "$tap" 2>/dev/null || true   # left over from an interrupted run
 ip tuntap add dev "$tap" mode tap
 ip link set "$tap" master cllabbr up
 qemu-system-x86_64 -accel tcg -m 256 -display none -no-reboot -serial "file:$work/console.log" \
