@@ -152,6 +152,30 @@ pub struct Node {
     pub role: Role,
     pub profile: Option<Name>,
     pub address: Option<Address>,
+    /// Overrides `[cloud] hypervisor` for this hardware node.
+    pub hypervisor: Option<Hypervisor>,
+    /// How `hnode boot` powers the node on (default: Wake-on-LAN).
+    #[serde(default)]
+    pub power: Power,
+    pub ipmi: Option<Ipmi>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Power {
+    #[default]
+    Wol,
+    Ipmi,
+    None,
+}
+
+/// A node's BMC. The password stays in a local file (0600), never in the inventory or argv.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipmi {
+    pub address: Address,
+    pub user: Name,
+    pub password_file: String,
 }
 
 /// A machine cloudctl can connect to, with the groups it belongs to.

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod cpio;
 pub mod error;
 pub mod exec;
 pub mod inventory;

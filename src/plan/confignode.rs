@@ -37,6 +37,8 @@ pub struct Facts {
     pub missing: Vec<String>,
     /// Whether dhcpd.conf includes cloudctl's hosts file (i.e. `config init` ran).
     pub initialised: bool,
+    /// Nodes with a per-node overlay initrd (written by `hnode boot`) in `tftp_root/nodes/`.
+    pub overlays: BTreeSet<String>,
 }
 
 /// The pieces of the inventory the ConfigNode needs, checked.
@@ -68,6 +70,16 @@ fn local_file(cn: &ConfigNodeSection) -> String {
 
 fn pxe_dir(cn: &ConfigNodeSection) -> String {
     format!("{}/pxelinux.cfg", cn.tftp_root)
+}
+
+/// Where `hnode boot` keeps a node's files, relative to tftp_root.
+pub fn node_dir(name: &str) -> String {
+    format!("nodes/{name}")
+}
+
+/// The node's own initrd (profile initrd + overlay), relative to tftp_root.
+pub fn node_initrd(name: &str) -> String {
+    format!("{}/initrd.img", node_dir(name))
 }
 
 /// `01-aa-bb-cc-dd-ee-ff`, the file pxelinux looks for first.
@@ -127,6 +139,10 @@ pub fn facts_script(inv: &Inventory) -> Result<String, Error> {
     for f in needed_boot_files(inv) {
         script += &format!("[ -f {} ] || echo missing {}\n", quote(&f), quote(&f));
     }
+    script += &format!(
+        "for f in {}/nodes/*/overlay.img; do [ -f \"$f\" ] && {{ d=${{f%/overlay.img}}; echo overlay ${{d##*/}}; }}; done\n",
+        quote(cn.tftp_root.as_str())
+    );
     let include = format!("include \"{}\";", hosts_file(cn));
     script += &format!(
         "grep -qxF {} {} 2>/dev/null && echo initialised\n",
@@ -144,6 +160,9 @@ pub fn parse_facts(output: &str) -> Facts {
                 facts.mac_files.insert(f.to_string());
             }
             Some(("missing", f)) => facts.missing.push(f.to_string()),
+            Some(("overlay", n)) => {
+                facts.overlays.insert(n.to_string());
+            }
             _ if line == "initialised" => facts.initialised = true,
             _ => {}
         }
@@ -300,7 +319,12 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             "mac": mac.get_ref(),
             "profile": pname,
             "kernel": tftp_relative(cn, &pname, "kernel", &p.kernel)?,
-            "initrd": tftp_relative(cn, &pname, "initrd", &p.initrd)?,
+            // A node with an overlay boots its own initrd: the profile's with the overlay appended.
+            "initrd": if facts.overlays.contains(node.name.get_ref().as_str()) {
+                node_initrd(node.name.get_ref().as_str())
+            } else {
+                tftp_relative(cn, &pname, "initrd", &p.initrd)?
+            },
             "xen": p.xen.as_ref().map(|x| tftp_relative(cn, &pname, "xen", x)).transpose()?,
             "xen_args": p.xen_args.as_ref().map(|a| a.to_string()).unwrap_or_default(),
             "append": p.append,

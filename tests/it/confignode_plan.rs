@@ -13,8 +13,8 @@ fn seed() -> inventory::Inventory {
 fn initialised(stale: &[&str]) -> Facts {
     Facts {
         mac_files: stale.iter().map(|s| s.to_string()).collect(),
-        missing: vec![],
         initialised: true,
+        ..Facts::default()
     }
 }
 
