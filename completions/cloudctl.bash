@@ -28,6 +28,9 @@ _cloudctl() {
             cloudctl,lab)
                 cmd="cloudctl__subcmd__lab"
                 ;;
+            cloudctl,lamp)
+                cmd="cloudctl__subcmd__lamp"
+                ;;
             cloudctl,node)
                 cmd="cloudctl__subcmd__node"
                 ;;
@@ -58,6 +61,9 @@ _cloudctl() {
             cloudctl__subcmd__help,lab)
                 cmd="cloudctl__subcmd__help__subcmd__lab"
                 ;;
+            cloudctl__subcmd__help,lamp)
+                cmd="cloudctl__subcmd__help__subcmd__lamp"
+                ;;
             cloudctl__subcmd__help,node)
                 cmd="cloudctl__subcmd__help__subcmd__node"
                 ;;
@@ -81,6 +87,12 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__lab,up)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__up"
+                ;;
+            cloudctl__subcmd__help__subcmd__lamp,deploy)
+                cmd="cloudctl__subcmd__help__subcmd__lamp__subcmd__deploy"
+                ;;
+            cloudctl__subcmd__help__subcmd__lamp,status)
+                cmd="cloudctl__subcmd__help__subcmd__lamp__subcmd__status"
                 ;;
             cloudctl__subcmd__help__subcmd__node,add)
                 cmd="cloudctl__subcmd__help__subcmd__node__subcmd__add"
@@ -133,6 +145,24 @@ _cloudctl() {
             cloudctl__subcmd__lab__subcmd__help,up)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__up"
                 ;;
+            cloudctl__subcmd__lamp,deploy)
+                cmd="cloudctl__subcmd__lamp__subcmd__deploy"
+                ;;
+            cloudctl__subcmd__lamp,help)
+                cmd="cloudctl__subcmd__lamp__subcmd__help"
+                ;;
+            cloudctl__subcmd__lamp,status)
+                cmd="cloudctl__subcmd__lamp__subcmd__status"
+                ;;
+            cloudctl__subcmd__lamp__subcmd__help,deploy)
+                cmd="cloudctl__subcmd__lamp__subcmd__help__subcmd__deploy"
+                ;;
+            cloudctl__subcmd__lamp__subcmd__help,help)
+                cmd="cloudctl__subcmd__lamp__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__lamp__subcmd__help,status)
+                cmd="cloudctl__subcmd__lamp__subcmd__help__subcmd__status"
+                ;;
             cloudctl__subcmd__node,add)
                 cmd="cloudctl__subcmd__node__subcmd__add"
                 ;;
@@ -164,7 +194,7 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node host lab help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -296,7 +326,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help)
-            opts="run config node host lab help"
+            opts="run config node lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -436,6 +466,48 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__lab__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lamp)
+            opts="deploy status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lamp__subcmd__deploy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lamp__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -852,6 +924,152 @@ _cloudctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version deploy status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__deploy)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__help)
+            opts="deploy status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__help__subcmd__deploy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lamp__subcmd__status)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

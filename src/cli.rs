@@ -67,6 +67,9 @@ pub enum Command {
     /// Register machines by MAC so they PXE-boot their profile; list and remove them.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The LAMP stack of the [lamp] section: pen, Apache/PHP on shared storage, MariaDB.
+    #[command(subcommand)]
+    Lamp(LampCommand),
     /// Pin and list SSH host keys in cloudctl's own known_hosts.
     #[command(subcommand)]
     Host(HostCommand),
@@ -184,4 +187,30 @@ pub struct NodeAddArgs {
     /// Add every node of a CSV file (name,mac,ip,role[,profile]; ip and role may be empty) in one run.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "mac", "ip", "profile"])]
     pub from: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LampCommand {
+    /// Build the web stack: pen → Apache/PHP web nodes on shared storage → MariaDB (idempotent).
+    ///
+    /// On the balancer: pen (client tracking for [lamp.pen] timeout seconds, the seed's -T 10) run by
+    /// /etc/init.d/cloudctl-pen with its settings in /etc/default/cloudctl-pen, started at boot and
+    /// restarted only when they change. On every web node: Apache2 + PHP serving <mount>/htdocs,
+    /// PHP sessions in <mount>/sessions, a status page (/status.php) naming the web node that
+    /// answered and whether the database is reachable; every Apache file is checked with
+    /// `apache2ctl -t` before it is activated. The shared filesystem is DRBD primary/primary with
+    /// OCFS2 on top (DRBD metadata and mkfs.ocfs2 exactly once, refused on a disk that holds data),
+    /// or with storage = "bind" a directory already shared between the web nodes, bind-mounted;
+    /// both are listed in /etc/fstab. On the database node: MariaDB with external locking,
+    /// delay-key-write OFF, query cache off and MyISAM as the default engine, checked with mariadbd
+    /// before activation and read back from the running server. The web nodes' database password
+    /// is generated once and kept on the database node (mode 0600); it is never printed, logged
+    /// or passed on a command line. One mysqld is the default: OCFS2's o2cb stack has no
+    /// cluster-wide POSIX locks, so several need `allow_multiple_mysqld = true`.
+    Deploy,
+    /// Show each LAMP component up or down and the web nodes pen balances to.
+    ///
+    /// Read-only. Exit status 0 when every component is up, 1 when one is down, 4 when a node
+    /// cannot be reached.
+    Status,
 }

@@ -11,6 +11,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub mod lamp;
+
 /// Names that select groups and therefore cannot name a node.
 pub const GROUP_NAMES: [&str; 4] = ["all", "confignode", "snode", "hnode"];
 
@@ -26,6 +28,8 @@ pub struct Inventory {
     pub profiles: BTreeMap<Name, Profile>,
     #[serde(default)]
     pub node: Vec<Node>,
+    /// `lamp deploy`: balancer, web and database nodes, shared storage.
+    pub lamp: Option<Spanned<lamp::LampSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +360,9 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
                 ));
             }
         }
+    }
+    if let Some(section) = &inv.lamp {
+        lamp::validate(inv, section, &err)?;
     }
     Ok(())
 }

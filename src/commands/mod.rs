@@ -4,6 +4,7 @@
 pub mod config;
 pub mod host;
 pub mod lab;
+pub mod lamp;
 pub mod node;
 pub mod run;
 
@@ -154,6 +155,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Node(cmd) => node::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
+        Command::Lamp(cmd) => lamp::run(&ctx, cmd),
     };
     (ctx.ui, result)
 }

@@ -1,6 +1,7 @@
 //! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
 
 pub mod confignode;
+pub mod lamp;
 pub mod node;
 pub mod run;
 
@@ -49,7 +50,9 @@ impl Step {
 }
 
 /// Install a file: skipped if unchanged, validated before activation, old version kept as backup.
+/// A secret file's content is never serialised (plans appear in `--json` dry runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ShownFileStep")]
 pub struct FileStep {
     /// Name other steps use to depend on this file changing (e.g. "dhcpd.conf").
     pub id: String,
@@ -63,6 +66,38 @@ pub struct FileStep {
     pub validate: Option<Vec<String>>,
     /// Never shown in diffs, output or logs.
     pub secret: bool,
+}
+
+/// How a file step is serialised: as it is, except that a secret's content is replaced by its size.
+#[derive(Serialize)]
+struct ShownFileStep {
+    id: String,
+    path: RemotePath,
+    #[serde(with = "content_serde")]
+    content: Vec<u8>,
+    mode: u32,
+    owner: Option<String>,
+    validate: Option<Vec<String>>,
+    secret: bool,
+}
+
+impl From<FileStep> for ShownFileStep {
+    fn from(f: FileStep) -> Self {
+        let content = if f.secret {
+            format!("<secret: {} bytes, not shown>", f.content.len()).into_bytes()
+        } else {
+            f.content
+        };
+        ShownFileStep {
+            id: f.id,
+            path: f.path,
+            content,
+            mode: f.mode,
+            owner: f.owner,
+            validate: f.validate,
+            secret: f.secret,
+        }
+    }
 }
 
 /// Ensure a directory exists with a mode.

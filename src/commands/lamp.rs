@@ -1,0 +1,133 @@
+//! `cloudctl lamp deploy|status`: the LAMP stack of the `[lamp]` section — facts from every LAMP
+//! node, the database password generated once, one plan for all nodes; and a read-only status.
+
+use super::Context;
+use crate::cli::LampCommand;
+use crate::error::{Error, Exit};
+use crate::exec;
+use crate::inventory::lamp::MULTIPLE_MYSQLD_WARNING;
+use crate::inventory::Inventory;
+use crate::inventory_file::InventoryLock;
+use crate::plan::lamp::{self, status, Facts, Role, Secret};
+use crate::types::Name;
+use crate::ui;
+use std::io::Read;
+
+pub fn run(ctx: &Context, cmd: LampCommand) -> Result<Exit, Error> {
+    match cmd {
+        LampCommand::Deploy => deploy(ctx),
+        LampCommand::Status => show_status(ctx),
+    }
+}
+
+fn deploy(ctx: &Context) -> Result<Exit, Error> {
+    let (path, inv) = ctx.load_inventory()?;
+    let section = lamp::section(&inv)?;
+    if section.databases().len() > 1 {
+        ctx.ui.warn(&format!(
+            "{MULTIPLE_MYSQLD_WARNING}. Running {} mysqld anyway because [lamp] allow_multiple_mysqld = true.",
+            section.databases().len()
+        ));
+    }
+    // Two deploys at once must not generate two passwords and leave nodes disagreeing.
+    let _lock = InventoryLock::acquire(&path, |msg| ctx.ui.info(msg))?;
+    let templates = ctx.templates()?;
+    let facts = gather_facts(ctx, &inv)?;
+    let password = match &facts.db_password {
+        Some(p) => p.clone(),
+        None => {
+            ctx.ui
+                .detail("no database password on the database node yet: generating one");
+            generate_password()?
+        }
+    };
+    let plan = lamp::plan(&inv, &templates, &facts, &password)?;
+    ctx.converge(&inv, &plan)
+}
+
+/// Probes every LAMP node in parallel (read-only).
+fn gather_facts(ctx: &Context, inv: &Inventory) -> Result<Facts, Error> {
+    let section = lamp::section(inv)?;
+    let nodes = lamp::nodes(section);
+    let outputs = exec::fan_out(&nodes, ctx.forks, |(name, roles)| {
+        let host = lamp::host(inv, name)?;
+        ctx.gather(inv, &host, &lamp::facts_script(section, roles))
+    });
+    let mut facts = Facts::default();
+    for ((name, roles), out) in nodes.iter().zip(outputs) {
+        let out = out.ok_or_else(|| Error::Failed(anyhow::anyhow!("interrupted while probing the LAMP nodes")))??;
+        lamp::parse_facts(&mut facts, name, roles, &out);
+    }
+    Ok(facts)
+}
+
+/// 40 random letters and digits from the kernel's generator; never printed or logged.
+fn generate_password() -> Result<Secret, Error> {
+    let mut urandom = std::fs::File::open("/dev/urandom").map_err(|e| {
+        Error::Failed(anyhow::anyhow!(
+            "cannot open /dev/urandom to generate the database password: {e}"
+        ))
+    })?;
+    loop {
+        let mut bytes = [0u8; 64];
+        urandom
+            .read_exact(&mut bytes)
+            .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read /dev/urandom: {e}")))?;
+        if let Some(secret) = Secret::from_random(&bytes) {
+            return Ok(secret);
+        }
+    }
+}
+
+fn show_status(ctx: &Context) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let section = lamp::section(&inv)?;
+    let nodes = lamp::nodes(section);
+    let backends: Vec<String> = section
+        .web
+        .get_ref()
+        .iter()
+        .map(|w| format!("{}:{}", lamp::ip(&inv, w), section.pen.backend_port))
+        .collect();
+    let probe = |(name, roles): &(Name, Vec<Role>)| -> Result<status::NodeStatus, Error> {
+        let host = lamp::host(&inv, name)?;
+        let out = ctx.gather(&inv, &host, &status::script(section, roles, &backends))?;
+        Ok(status::parse(name.as_str(), &host.endpoint(), roles, &out))
+    };
+    let results = exec::fan_out(&nodes, ctx.forks, probe);
+    let mut exit = Exit::Ok;
+    let mut report = Vec::new();
+    for ((name, roles), r) in nodes.iter().zip(results) {
+        let address = lamp::host(&inv, name).map(|h| h.endpoint()).unwrap_or_default();
+        let failed = |e: String| status::NodeStatus {
+            name: name.to_string(),
+            address: address.clone(),
+            roles: status::role_names(roles),
+            error: Some(e),
+            components: vec![],
+            backends: vec![],
+        };
+        let st = match r {
+            None => {
+                exit = Exit::Interrupted;
+                failed("interrupted before this node was probed".into())
+            }
+            Some(Err(e)) => {
+                exit = exit.max(match e.exit() {
+                    Exit::HostKey => Exit::HostKey,
+                    _ => Exit::Unreachable,
+                });
+                failed(e.to_string())
+            }
+            Some(Ok(st)) => {
+                if !st.healthy() && exit == Exit::Ok {
+                    exit = Exit::Failed;
+                }
+                st
+            }
+        };
+        report.push(st);
+    }
+    ui::lamp::status(&ctx.ui, &report, exit);
+    Ok(exit)
+}

@@ -1,0 +1,193 @@
+//! `lamp status`: the read-only probe each LAMP node runs and what its output means — each
+//! component up or down, the backends pen balances to and whether each answers. Pure.
+
+use super::{Role, MARIADB_SETTINGS, PEN_CONTROL, PEN_SERVICE};
+use crate::exec::script::quote;
+use crate::inventory::lamp::{LampSection, Storage};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub roles: Vec<&'static str>,
+    /// Set when the node could not be probed (then `components` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub components: Vec<Component>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Component {
+    pub name: String,
+    pub up: bool,
+    pub detail: String,
+}
+
+/// A web node as pen sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backend {
+    pub address: String,
+    /// A TCP connection from the balancer to it succeeded.
+    pub answers: bool,
+    /// Connections pen has open to it now.
+    pub connections: u64,
+    /// Bytes pen sent to and received from it.
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl NodeStatus {
+    pub fn healthy(&self) -> bool {
+        self.error.is_none() && self.components.iter().all(|c| c.up) && self.backends.iter().all(|b| b.answers)
+    }
+}
+
+pub fn role_names(roles: &[Role]) -> Vec<&'static str> {
+    roles
+        .iter()
+        .map(|r| match r {
+            Role::Balancer => "balancer",
+            Role::Web => "web",
+            Role::Database => "database",
+        })
+        .collect()
+}
+
+/// The probe for one node; `backends` are the web nodes' `ip:port` (for the balancer).
+pub fn script(lamp: &LampSection, roles: &[Role], backends: &[String]) -> String {
+    let up = |name: &str, check: &str, yes: &str, no: &str| {
+        let (name, yes, no) = (quote(name), quote(yes), quote(no));
+        format!("if {check} >/dev/null 2>&1; then printf 'up %s %s\\n' {name} {yes}; else printf 'down %s %s\\n' {name} {no}; fi\n")
+    };
+    let running = |name: &str, check: &str| up(name, check, "running", "not running");
+    let mut s = String::new();
+    if roles.contains(&Role::Balancer) {
+        s += &running("pen", &format!("service {PEN_SERVICE} status"));
+        s += &format!("penctl {PEN_CONTROL} servers 2>/dev/null | sed 's/^/pen /'\n");
+        for b in backends {
+            let (host, port) = b.rsplit_once(':').unwrap_or((b, "80"));
+            // bash's /dev/tcp: a plain TCP connect, with nothing to install on the balancer.
+            s += &format!(
+                "if timeout 3 bash -c 'exec 3<>\"/dev/tcp/$1/$2\"' sh {} {} 2>/dev/null; then echo 'answers {b}'; else echo 'silent {b}'; fi\n",
+                quote(host),
+                quote(port)
+            );
+        }
+    }
+    if roles.contains(&Role::Web) {
+        let mount = lamp.mount.get_ref().as_str();
+        s += &running("apache2", "service apache2 status");
+        s += &up(
+            "mount",
+            &format!("mountpoint -q {}", quote(mount)),
+            &format!("{mount} mounted"),
+            &format!("{mount} not mounted"),
+        );
+        let page = format!("{mount}/htdocs/status.php");
+        s += &up(
+            "docroot",
+            &format!("test -f {}", quote(&page)),
+            &format!("{page} present"),
+            &format!("{page} missing"),
+        );
+        if let (Storage::DrbdOcfs2, Some(drbd)) = (lamp.storage, &lamp.drbd) {
+            let res = quote(drbd.get_ref().resource.as_str()).into_owned();
+            s += &running("o2cb", "service o2cb status");
+            s += &format!(
+                "echo \"drbd $(drbdadm role {res} 2>/dev/null | head -1) $(drbdadm dstate {res} 2>/dev/null | head -1) $(drbdadm cstate {res} 2>/dev/null | head -1)\"\n"
+            );
+        }
+    }
+    if roles.contains(&Role::Database) {
+        s += &running("mariadb", "service mariadb status");
+        s += "echo \"settings $(mariadb -N -B -e 'SELECT @@GLOBAL.skip_external_locking, @@GLOBAL.delay_key_write, @@GLOBAL.query_cache_size, @@GLOBAL.default_storage_engine' 2>/dev/null | tr '\\t' ' ')\"\n";
+    }
+    s + "exit 0\n"
+}
+
+/// Turns a node's probe output into its status.
+pub fn parse(name: &str, address: &str, roles: &[Role], output: &str) -> NodeStatus {
+    let mut st = NodeStatus {
+        name: name.into(),
+        address: address.into(),
+        roles: role_names(roles),
+        error: None,
+        components: Vec::new(),
+        backends: Vec::new(),
+    };
+    let mut pen_servers: Vec<(String, u64, u64, u64)> = Vec::new();
+    let mut answering: Vec<(String, bool)> = Vec::new();
+    for line in output.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "up" | "down" => {
+                let (name, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+                st.components.push(Component {
+                    name: name.into(),
+                    up: key == "up",
+                    detail: detail.into(),
+                })
+            }
+            "pen" => {
+                // `0 addr 10.0.0.31 port 80 conn 0 max 0 hard 0 weight 0 prio 0 sx 0 rx 0`
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let field = |k: &str| f.iter().position(|x| *x == k).and_then(|i| f.get(i + 1)).copied();
+                let num = |k: &str| field(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+                if let (Some(a), Some(p)) = (field("addr"), field("port")) {
+                    pen_servers.push((format!("{a}:{p}"), num("conn"), num("sx"), num("rx")));
+                }
+            }
+            "answers" | "silent" => answering.push((rest.into(), key == "answers")),
+            "drbd" => {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let up = f.first() == Some(&"Primary") && f.get(1).is_some_and(|d| d.starts_with("UpToDate"));
+                st.components.push(Component {
+                    name: "drbd".into(),
+                    up,
+                    detail: if f.is_empty() { "down".into() } else { f.join(" ") },
+                });
+            }
+            "settings" => {
+                let want: Vec<&str> = vec!["0", "OFF", "0", "MyISAM"];
+                let got: Vec<&str> = rest.split_whitespace().collect();
+                let names: Vec<&str> = MARIADB_SETTINGS.iter().map(|(k, _)| *k).collect();
+                st.components.push(Component {
+                    name: "mariadb-settings".into(),
+                    up: got == want,
+                    detail: if got.is_empty() {
+                        "server not answering".into()
+                    } else if got == want {
+                        "external-locking ON, delay-key-write OFF, query-cache-size 0, default engine MyISAM".into()
+                    } else {
+                        format!("{} = {}", names.join(", "), got.join(" "))
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+    if roles.contains(&Role::Balancer) {
+        let pen_up = st.components.iter().any(|c| c.name == "pen" && c.up);
+        for (addr, answers) in answering {
+            let known = pen_servers.iter().find(|(a, ..)| *a == addr);
+            st.backends.push(Backend {
+                address: addr.clone(),
+                answers,
+                connections: known.map_or(0, |k| k.1),
+                sent: known.map_or(0, |k| k.2),
+                received: known.map_or(0, |k| k.3),
+            });
+            if pen_up && known.is_none() {
+                st.components.push(Component {
+                    name: format!("pen backend {addr}"),
+                    up: false,
+                    detail: "pen does not list this web node (deploy again)".into(),
+                });
+            }
+        }
+    }
+    st
+}

@@ -1,0 +1,269 @@
+//! The web nodes' shared filesystem for `lamp deploy`: DRBD primary/primary + OCFS2 on real hosts
+//! (metadata and mkfs exactly once, refused on a disk holding data), or a directory that is
+//! already shared, bind-mounted (the lab). Both end mounted at `mount` and listed in fstab. Pure.
+
+use super::{command, config, dir, file, sh, strings, Facts, FileSpec, WebFacts};
+use crate::error::Error;
+use crate::inventory::lamp::{DrbdSettings, LampSection, Storage};
+use crate::plan::{CommandStep, Step, When};
+use crate::templates::Templates;
+use crate::types::Name;
+use serde_json::json;
+
+pub const DRBD_PACKAGES: [&str; 2] = ["drbd-utils", "ocfs2-tools"];
+pub const OCFS2_CLUSTER_CONF: &str = "/etc/ocfs2/cluster.conf";
+
+/// Replaces the fstab entries for mount point $1 with line $2, keeping everything else; checks
+/// the result parses (`findmnt --verify`) before it replaces /etc/fstab, and keeps a backup.
+const FSTAB_ENSURE: &str = r#"t=/etc/.fstab.cloudctl-new
+M=$1 awk '/^[ \t]*#/ || $2 != ENVIRON["M"]' /etc/fstab > "$t" && printf '%s\n' "$2" >> "$t" || { rm -f "$t"; exit 1; }
+case $(findmnt --verify --tab-file "$t" 2>&1) in
+  *'Success, no errors'*|*'0 parse errors'*) ;;
+  *) rm -f "$t"; echo "the new /etc/fstab would not parse" >&2; exit 1 ;;
+esac
+chmod 644 "$t" && cp -p /etc/fstab /etc/fstab.cloudctl-bak && mv -f "$t" /etc/fstab"#;
+
+/// Creates DRBD metadata on $2 for resource $1, refusing a disk that holds any signature.
+const CREATE_MD: &str = r#"sig=$(wipefs -n -O TYPE --noheadings "$2") || exit 1
+if [ -n "$sig" ]; then echo "refusing to create DRBD metadata on $2: it holds data ($sig); wipe it yourself if it is really unused" >&2; exit 1; fi
+drbdadm create-md --force "$1""#;
+
+/// Formats $1 as OCFS2 (cluster $2, label $3, $4 node slots) unless it holds anything: a device
+/// with OCFS2 on it is left as it is, one with other data is refused.
+pub const MKFS_OCFS2: &str = r#"t=$(blkid -p -o value -s TYPE "$1" 2>/dev/null)
+case $t in
+  ocfs2) exit 0 ;;
+  '') ;;
+  *) echo "refusing to format $1: it holds a $t filesystem" >&2; exit 1 ;;
+esac
+sig=$(wipefs -n -O TYPE --noheadings "$1") || exit 1
+if [ -n "$sig" ]; then echo "refusing to format $1: it holds data ($sig)" >&2; exit 1; fi
+mkfs.ocfs2 -q -N "$4" -L "$3" --cluster-stack=o2cb --cluster-name="$2" "$1" </dev/null"#;
+
+/// Waits (at most $1 seconds) until the check script $2 (with argument $3) succeeds.
+const WAIT: &str = r#"i=0
+until sh -c "$2" sh "$3" >/dev/null 2>&1; do
+  i=$((i + 1))
+  if [ "$i" -ge "$1" ]; then echo "gave up after $1 s waiting for: $4" >&2; exit 1; fi
+  sleep 1
+done"#;
+
+pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
+    match lamp.storage {
+        Storage::DrbdOcfs2 => DRBD_PACKAGES.to_vec(),
+        Storage::Bind => vec![],
+    }
+}
+
+/// The web nodes' part of the read-only probe.
+pub fn facts_script(lamp: &LampSection) -> String {
+    let q = |s: &str| crate::exec::script::quote(s).into_owned();
+    match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
+        (Storage::DrbdOcfs2, Some(drbd), _) => {
+            let disk = q(drbd.get_ref().disk.as_str());
+            format!("if [ -e {disk} ]; then echo disk; wipefs -n -O TYPE --noheadings {disk} 2>/dev/null | sed 's/^/signature /'; fi\n")
+        }
+        (Storage::Bind, _, Some(src)) => format!("[ -d {} ] && echo source\n", q(src.get_ref().as_str())),
+        _ => String::new(),
+    }
+}
+
+pub fn parse_facts(output: &str) -> WebFacts {
+    let mut f = WebFacts::default();
+    for line in output.lines() {
+        if line == "disk" {
+            f.disk_signatures = Some(Vec::new());
+        } else if line == "source" {
+            f.bind_source = true;
+        } else if let (Some(sig), Some(list)) = (line.strip_prefix("signature "), f.disk_signatures.as_mut()) {
+            list.push(sig.trim().to_string());
+        }
+    }
+    f
+}
+
+fn wait(seconds: u32, check: &str, arg: &str, what: &str) -> Step {
+    Step::Command(CommandStep {
+        argv: sh(WAIT, &[&seconds.to_string(), check, arg, what]),
+        when: When::Always,
+    })
+}
+
+/// Mounts the shared filesystem at `mount` from `fstab_line`, now and at boot.
+fn mount_steps(mount: &str, fstab_line: &str) -> Vec<Step> {
+    vec![
+        command(&["mkdir", "-p", mount], When::Unless(strings(&["test", "-d", mount]))),
+        Step::Command(CommandStep {
+            argv: sh(FSTAB_ENSURE, &[mount, fstab_line]),
+            when: When::Unless(sh("grep -qxF -- \"$1\" /etc/fstab", &[fstab_line])),
+        }),
+        command(&["mount", mount], When::Unless(strings(&["mountpoint", "-q", mount]))),
+    ]
+}
+
+pub fn steps(
+    lamp: &LampSection,
+    templates: &Templates,
+    facts: &Facts,
+    node: &Name,
+    cloud: &str,
+) -> Result<Vec<Step>, Error> {
+    let mount = lamp.mount.get_ref().as_str();
+    let found = facts.web.get(node.as_str()).cloned().unwrap_or_default();
+    match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
+        (Storage::Bind, _, Some(src)) => {
+            let src = src.get_ref().as_str();
+            if !found.bind_source {
+                return Err(Error::Usage(format!(
+                    "[lamp] bind_source {src} is not a directory on web node {node}; storage = \"bind\" serves a directory that is already shared between the web nodes (mount it there first)"
+                )));
+            }
+            Ok(mount_steps(mount, &format!("{src} {mount} none bind 0 0")))
+        }
+        (Storage::DrbdOcfs2, Some(drbd), _) => drbd_steps(lamp, drbd.get_ref(), templates, &found, node, cloud),
+        _ => Err(Error::Usage("[lamp] storage settings are incomplete".into())),
+    }
+}
+
+fn drbd_steps(
+    lamp: &LampSection,
+    drbd: &DrbdSettings,
+    templates: &Templates,
+    found: &WebFacts,
+    node: &Name,
+    cloud: &str,
+) -> Result<Vec<Step>, Error> {
+    let (res, disk, device) = (
+        drbd.resource.as_str(),
+        drbd.disk.as_str(),
+        drbd.device.get_ref().as_str(),
+    );
+    let mount = lamp.mount.get_ref().as_str();
+    let web = lamp.web.get_ref();
+    let first = node == &web[0];
+    let fresh = match &found.disk_signatures {
+        None => {
+            return Err(Error::Usage(format!(
+                "[lamp.drbd] disk {disk} does not exist on web node {node}; fix the path"
+            )))
+        }
+        Some(sigs) if sigs.iter().any(|s| s == "drbd") => false,
+        Some(sigs) if !sigs.is_empty() => {
+            return Err(Error::Usage(format!(
+                "[lamp.drbd] disk {disk} on web node {node} holds data ({}) and no DRBD metadata; cloudctl will not put DRBD on it. If it is really unused, wipe it yourself (wipefs -a {disk}) and deploy again",
+                sigs.join(", ")
+            )))
+        }
+        Some(_) => true,
+    };
+    let nodes: Vec<_> = web
+        .iter()
+        .enumerate()
+        .map(|(i, w)| json!({ "name": w, "id": i, "address": drbd.address.get_ref()[w].to_string() }))
+        .collect();
+    let mut steps = vec![config(
+        "drbd-res",
+        &format!("/etc/drbd.d/{res}.res"),
+        templates.render(
+            "lamp-deploy/drbd.res",
+            &json!({ "cloud": cloud, "resource": res, "device": device, "disk": disk, "port": drbd.port, "nodes": nodes }),
+        )?,
+        Some(strings(&["drbdadm", "-c", "{}", "dump"])),
+    )?];
+    let cluster = lamp.ocfs2.cluster.get_ref().as_str();
+    steps.push(dir("/etc/ocfs2", 0o755)?);
+    steps.push(config(
+        "ocfs2-cluster",
+        OCFS2_CLUSTER_CONF,
+        templates.render(
+            "lamp-deploy/cluster.conf",
+            &json!({ "cluster": cluster, "count": web.len(), "port": lamp.ocfs2.port, "nodes": nodes }),
+        )?,
+        Some(sh(
+            "o2cb --config-file=\"$1\" list-cluster \"$2\" 2>&1 | grep -qx 'cluster:'",
+            &["{}", cluster],
+        )),
+    )?);
+    steps.push(file(FileSpec {
+        id: "o2cb-default",
+        path: "/etc/default/o2cb",
+        content: templates.render(
+            "lamp-deploy/o2cb-default",
+            &json!({ "cloud": cloud, "cluster": cluster }),
+        )?,
+        mode: 0o644,
+        owner: None,
+        validate: Some(strings(&["sh", "-n", "{}"])),
+        secret: false,
+    })?);
+    steps.push(command(
+        &["service", "o2cb", "start"],
+        When::Unless(strings(&["service", "o2cb", "status"])),
+    ));
+    steps.push(command(
+        &["service", "o2cb", "restart"],
+        When::Changed(strings(&["ocfs2-cluster", "o2cb-default"])),
+    ));
+    steps.push(Step::Command(CommandStep {
+        argv: sh(CREATE_MD, &[res, disk]),
+        when: When::Unless(sh("wipefs -n -O TYPE --noheadings \"$1\" | grep -qx drbd", &[disk])),
+    }));
+    steps.push(command(
+        &["drbdadm", "up", res],
+        When::Unless(strings(&["drbdadm", "status", res])),
+    ));
+    steps.push(command(
+        &["drbdadm", "adjust", res],
+        When::Changed(strings(&["drbd-res"])),
+    ));
+    steps.push(wait(
+        120,
+        "drbdadm cstate \"$1\" | grep -qx Connected",
+        res,
+        "the DRBD peer to connect",
+    ));
+    let is_primary = sh("drbdadm role \"$1\" | grep -qx Primary", &[res]);
+    if first {
+        if fresh {
+            // Both disks were just given metadata and hold nothing: no initial sync needed.
+            steps.push(Step::Command(CommandStep {
+                argv: strings(&["drbdadm", "new-current-uuid", "--clear-bitmap", &format!("{res}/0")]),
+                when: When::Unless(sh(
+                    "! drbdadm dstate \"$1\" | grep -qx Inconsistent/Inconsistent",
+                    &[res],
+                )),
+            }));
+        }
+        steps.push(Step::Command(CommandStep {
+            argv: strings(&["drbdadm", "primary", res]),
+            when: When::Unless(is_primary),
+        }));
+        // Exactly once, on the first web node only; MKFS_OCFS2 refuses a device holding data.
+        steps.push(Step::Command(CommandStep {
+            argv: sh(MKFS_OCFS2, &[device, cluster, res, &web.len().to_string()]),
+            when: When::Unless(sh("blkid -p -o value -s TYPE \"$1\" | grep -qx ocfs2", &[device])),
+        }));
+    } else {
+        steps.push(wait(
+            600,
+            "drbdadm dstate \"$1\" | grep -q ^UpToDate",
+            res,
+            "this node's DRBD disk to be UpToDate (initial sync); deploy again when it is",
+        ));
+        steps.push(Step::Command(CommandStep {
+            argv: strings(&["drbdadm", "primary", res]),
+            when: When::Unless(is_primary),
+        }));
+        steps.push(wait(
+            300,
+            "blkid -p -o value -s TYPE \"$1\" | grep -qx ocfs2",
+            device,
+            "the first web node to create the OCFS2 filesystem",
+        ));
+    }
+    steps.extend(mount_steps(
+        mount,
+        &format!("{device} {mount} ocfs2 _netdev,defaults 0 0"),
+    ));
+    Ok(steps)
+}

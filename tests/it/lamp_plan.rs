@@ -1,0 +1,469 @@
+//! `lamp deploy` with no host at all: golden plans for the whole stack (DRBD/OCFS2 and the lab's
+//! bind mount), the `[lamp]` inventory checks with their line numbers, the planner's refusals,
+//! every rendered file run through its real validator, and mkfs/DRBD-metadata guards on file images.
+
+use crate::golden::assert_golden;
+use cloudctl::inventory;
+use cloudctl::plan::lamp::{self, storage, Facts, Secret, WebFacts};
+use cloudctl::plan::{Plan, Step, When};
+use cloudctl::templates::Templates;
+use std::path::Path;
+use std::process::Command;
+
+pub const TEST_PASSWORD: &str = "TestOnlyNotARealPassword0123456789abcdef";
+
+fn example() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lamp.toml")).unwrap()
+}
+
+fn parse(text: &str) -> inventory::Inventory {
+    inventory::parse("cloud.toml", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn secret() -> Secret {
+    Secret::parse(TEST_PASSWORD).unwrap()
+}
+
+/// Facts of two web nodes whose backing disks are blank (a first deploy).
+fn fresh_disks() -> Facts {
+    let mut f = Facts::default();
+    for w in ["web1", "web2"] {
+        f.web.insert(
+            w.into(),
+            WebFacts {
+                disk_signatures: Some(vec![]),
+                bind_source: false,
+            },
+        );
+    }
+    f
+}
+
+fn plan(text: &str, facts: &Facts) -> Result<Plan, cloudctl::error::Error> {
+    lamp::plan(&parse(text), &Templates::load(None).unwrap(), facts, &secret())
+}
+
+/// The lab's shape: a ConfigNode, then lb, two web nodes and the database; bind-mounted docroot.
+pub fn lab_inventory(octet: u8, source: &str, timeout: u32) -> String {
+    let mut s = String::from("[cloud]\nname = \"lamplab\"\n\n");
+    for (i, n) in ["hnode1", "hnode2", "hnode3", "hnode4"].iter().enumerate() {
+        s += &format!(
+            "[[node]]\nname = \"{n}\"\nip = \"10.201.{octet}.{}\"\nrole = \"hnode\"\n\n",
+            11 + i
+        );
+    }
+    s + &lamp_section(source, timeout)
+}
+
+pub fn lamp_section(source: &str, timeout: u32) -> String {
+    format!(
+        "[lamp]\nbalancer = \"hnode1\"\nweb = [\"hnode2\", \"hnode3\"]\ndatabase = \"hnode4\"\nstorage = \"bind\"\nbind_source = \"{source}\"\n\n[lamp.pen]\ntimeout = {timeout}\n"
+    )
+}
+
+fn bind_facts() -> Facts {
+    let mut f = Facts::default();
+    for w in ["hnode2", "hnode3"] {
+        f.web.insert(
+            w.into(),
+            WebFacts {
+                disk_signatures: None,
+                bind_source: true,
+            },
+        );
+    }
+    f
+}
+
+#[test]
+fn golden_plan_drbd_ocfs2_first_deploy() {
+    let p = plan(&example(), &fresh_disks()).unwrap();
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    assert!(
+        !json.contains(TEST_PASSWORD),
+        "a secret leaked into the serialised plan"
+    );
+    assert_golden("lamp-deploy-drbd.json", &json);
+    let names: Vec<&str> = p.hosts.iter().map(|h| h.host.name.as_str()).collect();
+    assert_eq!(names, ["lb1", "web1", "web2", "db1"]);
+    let argv = |host: usize| -> Vec<String> {
+        p.hosts[host]
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Command(c) => Some(c.display()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mkfs = |host: usize| argv(host).iter().filter(|a| a.contains("mkfs.ocfs2")).count();
+    assert_eq!((mkfs(1), mkfs(2)), (1, 0), "mkfs.ocfs2 on the first web node only");
+    assert!(
+        argv(1).iter().any(|a| a.contains("--clear-bitmap")),
+        "fresh pair: no initial sync"
+    );
+    assert!(json.contains("allow-two-primaries yes") && json.contains("after-sb-2pri disconnect"));
+    assert!(json.contains("/dev/drbd0 /srv/www ocfs2 _netdev,defaults 0 0"));
+}
+
+#[test]
+fn a_second_deploy_over_existing_drbd_metadata_does_not_reset_it() {
+    let mut facts = fresh_disks();
+    for w in facts.web.values_mut() {
+        // The backing disk of a running pair shows DRBD's metadata and the OCFS2 inside.
+        w.disk_signatures = Some(vec!["ocfs2".into(), "drbd".into()]);
+    }
+    let json = serde_json::to_string(&plan(&example(), &facts).unwrap()).unwrap();
+    assert!(!json.contains("--clear-bitmap"), "only for a pair created in this run");
+    assert!(json.contains("create-md"), "still guarded by its own check");
+}
+
+#[test]
+fn golden_plan_lab_bind_mount() {
+    let p = plan(&lab_inventory(70, "/tmp/lamp-www", 10), &bind_facts()).unwrap();
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    assert!(!json.contains(TEST_PASSWORD));
+    assert_golden("lamp-deploy-bind.json", &json);
+    assert!(json.contains("/tmp/lamp-www /srv/www none bind 0 0"));
+    assert!(!json.contains("drbd"), "the lab plan has no DRBD");
+    // Restarts hang on the files they depend on.
+    let lb = &p.hosts[0].steps;
+    let restart = lb.iter().find_map(|s| match s {
+        Step::Command(c) if c.argv == ["service", "cloudctl-pen", "restart"] => Some(c.when.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        restart,
+        Some(When::Changed(vec!["pen-default".into(), "pen-init".into()]))
+    );
+    assert!(json.contains("PEN_TIMEOUT=10") && json.contains("PEN_BACKENDS=\\\"10.201.70.12:80 10.201.70.13:80\\\""));
+}
+
+#[test]
+fn secrets_are_files_never_arguments() {
+    let p = plan(&example(), &fresh_disks()).unwrap();
+    for hp in &p.hosts {
+        for s in &hp.steps {
+            match s {
+                Step::Command(c) => assert!(!c.display().contains(TEST_PASSWORD), "{}", c.display()),
+                Step::File(f) if String::from_utf8_lossy(&f.content).contains(TEST_PASSWORD) => {
+                    assert!(f.secret, "{} holds the password but is not secret", f.path);
+                    assert!(f.mode & 0o007 == 0, "{} is readable by others", f.path);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(format!("{:?}", secret()).contains("hidden"));
+    assert!(Secret::parse("short").is_none() && Secret::parse(&format!("{TEST_PASSWORD}'")).is_none());
+    let generated = Secret::from_random(&[7u8; 64]).unwrap();
+    assert_eq!(generated.expose().len(), 40);
+    assert!(
+        Secret::from_random(&[250u8; 64]).is_none(),
+        "biased bytes are skipped, not used"
+    );
+}
+
+#[test]
+fn planner_refusals_name_the_node_and_touch_nothing() {
+    let mut facts = fresh_disks();
+    facts.web.get_mut("web2").unwrap().disk_signatures = Some(vec!["ext4".into()]);
+    let err = plan(&example(), &facts).unwrap_err().to_string();
+    assert!(
+        err.contains("/dev/sdb on web node web2 holds data (ext4)") && err.contains("wipefs -a"),
+        "{err}"
+    );
+    facts.web.get_mut("web2").unwrap().disk_signatures = None;
+    let err = plan(&example(), &facts).unwrap_err().to_string();
+    assert!(err.contains("disk /dev/sdb does not exist on web node web2"), "{err}");
+    let mut facts = bind_facts();
+    facts.web.get_mut("hnode3").unwrap().bind_source = false;
+    let err = plan(&lab_inventory(70, "/tmp/lamp-www", 10), &facts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/tmp/lamp-www is not a directory on web node hnode3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn facts_parsing() {
+    let text = lab_inventory(70, "/tmp/x", 10);
+    let inv = parse(&text);
+    let section = lamp::section(&inv).unwrap();
+    let mut facts = Facts::default();
+    let nodes = lamp::nodes(section);
+    let db = &nodes[3];
+    lamp::parse_facts(&mut facts, &db.0, &db.1, &format!("password {TEST_PASSWORD}\n"));
+    assert_eq!(facts.db_password, Some(secret()));
+    let mut facts = Facts::default();
+    lamp::parse_facts(&mut facts, &db.0, &db.1, "password bad'value\n");
+    assert_eq!(facts.db_password, None, "a tampered password is not used");
+    assert_eq!(
+        storage::parse_facts("disk\nsignature ext4\nsignature dos\n").disk_signatures,
+        Some(vec!["ext4".to_string(), "dos".to_string()])
+    );
+}
+
+/// (inventory text, what the error says, the line it names)
+fn bad(lamp: &str) -> String {
+    let base = example();
+    let head = &base[..base.find("[lamp]").unwrap()];
+    format!("{head}{lamp}")
+}
+
+#[test]
+fn inventory_errors_name_the_line() {
+    let drbd =
+        "\n[lamp.drbd]\ndisk = \"/dev/sdb\"\n[lamp.drbd.address]\nweb1 = \"192.168.100.1\"\nweb2 = \"192.168.100.2\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (bad(&format!("[lamp]\nbalancer = \"lb9\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n{drbd}")), "no [[node]] named \"lb9\"", "balancer = \"lb9\""),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\"]\ndatabase = \"db1\"\n{drbd}")), "at least two web nodes", "web = [\"web1\"]"),
+        (bad(&format!("[lamp]\nbalancer = \"web1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n{drbd}")), "also a web node", "balancer = \"web1\""),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = [\"web1\", \"web2\"]\n{drbd}")), "no cluster-wide POSIX locks", "database = [\"web1\", \"web2\"]"),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = [\"web1\", \"db1\"]\nallow_multiple_mysqld = true\n{drbd}")), "\"db1\" is not a web node", "database = [\"web1\", \"db1\"]"),
+        (bad("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n"), "needs a [lamp.drbd] section", "[lamp]"),
+        (bad("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n\n[lamp.drbd]\ndisk = \"/dev/sdb\"\n[lamp.drbd.address]\nweb1 = \"192.168.100.1\"\n"), "no cross-over address for web node \"web2\"", "[lamp.drbd.address]"),
+        (bad("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\nstorage = \"bind\"\n"), "needs bind_source", "[lamp]"),
+        (bad("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\nstorage = \"bind\"\nbind_source = \"/srv/a b\"\n"), "may not contain blanks", "bind_source = \"/srv/a b\""),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n{drbd}\n[lamp.ocfs2]\ncluster = \"a-very-long-cluster-name\"\n")), "at most 16 characters", "cluster = \"a-very-long-cluster-name\""),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\npen_timeout = 5\n{drbd}")), "unknown field `pen_timeout`", "pen_timeout = 5"),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n{drbd}\n[lamp.pen]\ntimeout = \"ten\"\n")), "invalid type", "timeout = \"ten\""),
+        (bad(&format!("[lamp]\nbalancer = \"lb1\"\nweb = [\"web1\", \"web2\"]\ndatabase = \"db1\"\n{}", drbd.replace("disk = \"/dev/sdb\"", "disk = \"/dev/sdb\"\ndevice = \"/dev/sdc\""))), "write /dev/drbdN", "device = \"/dev/sdc\""),
+    ];
+    for (text, needle, line) in cases {
+        let err = inventory::parse("cloud.toml", &text).expect_err(needle).to_string();
+        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+        let line_no = text.lines().position(|l| l.trim() == line).unwrap() + 1;
+        assert!(
+            err.starts_with(&format!("cloud.toml:{line_no}:")),
+            "{needle}: expected line {line_no} ({line}) in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn several_mysqld_only_when_asked_for_and_on_shared_storage() {
+    let text = example().replace(
+        "database = \"db1\"",
+        "database = [\"web1\", \"web2\"]\nallow_multiple_mysqld = true",
+    );
+    let p = plan(&text, &fresh_disks()).unwrap();
+    let names: Vec<&str> = p.hosts.iter().map(|h| h.host.name.as_str()).collect();
+    assert_eq!(names, ["lb1", "web1", "web2"], "mysqld on both web nodes, none on db1");
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(
+        json.contains("datadir = /srv/www/mysql"),
+        "data directory on the shared filesystem"
+    );
+    let installs = json.matches("mariadb-install-db").count();
+    assert_eq!(
+        installs, 1,
+        "the shared data directory is created once, by the first node"
+    );
+    assert!(cloudctl::inventory::lamp::MULTIPLE_MYSQLD_WARNING.contains("no cluster-wide POSIX locks"));
+}
+
+/// Every file of both golden plans, checked by the validator the plan names, run here for real:
+/// apache2ctl, mariadbd, drbdadm, o2cb, php -l, sh -n, my_print_defaults.
+#[test]
+fn every_rendered_file_passes_its_real_validator() {
+    if !crate::support::lab_with(&[
+        "/usr/sbin/apache2ctl",
+        "/usr/sbin/mariadbd",
+        "/usr/sbin/drbdadm",
+        "/usr/sbin/o2cb",
+        "/usr/bin/php",
+        "/usr/bin/my_print_defaults",
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = std::collections::BTreeSet::new();
+    let plans = [
+        plan(&example(), &fresh_disks()).unwrap(),
+        plan(&lab_inventory(70, "/tmp/lamp-www", 10), &bind_facts()).unwrap(),
+    ];
+    for p in &plans {
+        for hp in &p.hosts {
+            for s in &hp.steps {
+                let Step::File(f) = s else { continue };
+                let Some(v) = &f.validate else { continue };
+                let tmp = dir.path().join(format!(".{}.cloudctl-new", f.id));
+                std::fs::write(&tmp, &f.content).unwrap();
+                let argv: Vec<String> = v
+                    .iter()
+                    .map(|a| {
+                        if a == "{}" {
+                            tmp.display().to_string()
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{} on {}: {argv:?} refused it:\n{}{}",
+                    f.path,
+                    hp.host.name,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked.insert(f.id.clone());
+            }
+        }
+    }
+    for id in [
+        "pen-default",
+        "pen-init",
+        "apache-ports",
+        "apache-site",
+        "lamp-db",
+        "index.php",
+        "status.php",
+        "mariadb-cnf",
+        "db-credentials",
+        "drbd-res",
+        "ocfs2-cluster",
+        "o2cb-default",
+    ] {
+        assert!(checked.contains(id), "{id} was not validated (checked: {checked:?})");
+    }
+}
+
+/// The validators refuse broken files (a validator that accepts everything proves nothing).
+#[test]
+fn validators_refuse_broken_files() {
+    if !crate::support::lab_with(&["/usr/sbin/apache2ctl", "/usr/sbin/mariadbd", "/usr/sbin/drbdadm"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(&example(), &fresh_disks()).unwrap();
+    let breakers: [(&str, &str, &str); 5] = [
+        ("apache-site", "Require all granted", "Requir all granted"),
+        ("apache-ports", "Listen 80", "Listen eighty"),
+        ("mariadb-cnf", "delay-key-write = OFF", "delay-key-write = ALL"),
+        ("mariadb-cnf", "external-locking", "externl-locking"),
+        ("drbd-res", "protocol C;", "protocl C;"),
+    ];
+    for (id, from, to) in breakers {
+        let f = p
+            .hosts
+            .iter()
+            .flat_map(|h| &h.steps)
+            .find_map(|s| match s {
+                Step::File(f) if f.id == id => Some(f),
+                _ => None,
+            })
+            .unwrap();
+        let text = String::from_utf8_lossy(&f.content).replace(from, to);
+        let tmp = dir.path().join(format!(".{id}.cloudctl-new"));
+        std::fs::write(&tmp, text).unwrap();
+        let v = f.validate.as_ref().unwrap();
+        let argv: Vec<String> = v
+            .iter()
+            .map(|a| {
+                if a == "{}" {
+                    tmp.display().to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(!out.status.success(), "{id} with {to:?} was accepted");
+    }
+}
+
+fn run_step(argv: &[String]) -> std::process::Output {
+    Command::new(&argv[0]).args(&argv[1..]).output().unwrap()
+}
+
+/// mkfs.ocfs2 runs exactly once: on a blank image it formats, a second time it leaves the
+/// filesystem alone, and an image holding another filesystem is refused and left intact.
+#[test]
+fn mkfs_ocfs2_exactly_once_and_never_over_data() {
+    if !crate::support::lab_with(&["/usr/sbin/mkfs.ocfs2", "/usr/sbin/debugfs.ocfs2", "/usr/sbin/mkfs.ext4"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("drbd0.img");
+    let image = img.display().to_string();
+    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    let argv: Vec<String> = ["sh", "-c", storage::MKFS_OCFS2, "sh", &image, "www", "www", "2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(run_step(&argv).status.success());
+    let stats = |p: &str| {
+        let out = Command::new("debugfs.ocfs2").args(["-R", "stats", p]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = stats(&image);
+    assert!(
+        first.contains("Cluster name: www") && first.contains("Max Node Slots: 2"),
+        "{first}"
+    );
+    let uuid = |s: &str| s.lines().find(|l| l.contains("UUID:")).unwrap_or_default().to_string();
+    assert!(run_step(&argv).status.success(), "a formatted device is left as it is");
+    assert_eq!(uuid(&stats(&image)), uuid(&first), "not formatted a second time");
+
+    let ext4 = dir.path().join("data.img");
+    std::fs::File::create(&ext4).unwrap().set_len(32 << 20).unwrap();
+    let e = ext4.display().to_string();
+    assert!(Command::new("mkfs.ext4").args(["-q", &e]).status().unwrap().success());
+    let before = std::fs::read(&ext4).unwrap();
+    let mut refused = argv.clone();
+    refused[4] = e.clone();
+    let out = run_step(&refused);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds a ext4 filesystem"));
+    assert!(std::fs::read(&ext4).unwrap() == before, "the ext4 image is untouched");
+}
+
+/// The web nodes' probe finds what is on a backing disk, so a disk with data is refused before
+/// anything runs; DRBD metadata counts as ours.
+#[test]
+fn the_disk_probe_sees_real_signatures() {
+    if !crate::support::lab_with(&["/usr/sbin/mkfs.ext4", "/usr/sbin/drbdmeta", "/usr/sbin/wipefs"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |path: &Path| {
+        let text = example().replace("/dev/sdb", &path.display().to_string());
+        let inv = parse(&text);
+        let script = lamp::facts_script(lamp::section(&inv).unwrap(), &[lamp::Role::Web]);
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        storage::parse_facts(&String::from_utf8_lossy(&out.stdout)).disk_signatures
+    };
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank).unwrap().set_len(32 << 20).unwrap();
+    assert_eq!(probe(&blank), Some(vec![]));
+    assert_eq!(probe(&dir.path().join("missing.img")), None);
+    let ext4 = dir.path().join("ext4.img");
+    std::fs::File::create(&ext4).unwrap().set_len(32 << 20).unwrap();
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", &ext4.display().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(probe(&ext4), Some(vec!["ext4".to_string()]));
+    let md = dir.path().join("md.img");
+    std::fs::File::create(&md).unwrap().set_len(32 << 20).unwrap();
+    let out = Command::new("drbdmeta")
+        .args([
+            "--force",
+            "0",
+            "v09",
+            &md.display().to_string(),
+            "internal",
+            "create-md",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(probe(&md), Some(vec!["drbd".to_string()]));
+}
