@@ -10,6 +10,7 @@ mod generated;
 mod golden;
 mod injection;
 mod lab_lifecycle;
+mod lamp_e2e;
 mod lamp_plan;
 mod pxe;
 mod round_trips;
