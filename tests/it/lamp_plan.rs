@@ -467,3 +467,45 @@ fn the_disk_probe_sees_real_signatures() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(probe(&md), Some(vec!["drbd".to_string()]));
 }
+
+/// The command line: the warning about several mysqld comes first, unreachable nodes are exit 4
+/// (probes only go to loopback addresses where nothing listens), no [lamp] section is exit 2.
+#[test]
+fn cli_warns_about_several_mysqld_and_reports_unreachable_nodes() {
+    use crate::support::{cloudctl, text, write};
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = format!(
+        "[ssh]\nport = 1\nconnect_timeout = 2\nknown_hosts = \"{0}/known_hosts\"\nidentity = \"{0}/id\"\n\n",
+        dir.path().display()
+    );
+    let text_inv = lab_inventory(70, "/tmp/x", 10)
+        .replace("10.201.70.", "127.0.0.")
+        .replacen("[[node]]", &format!("{ssh}[[node]]"), 1)
+        .replace(
+            "database = \"hnode4\"",
+            "database = [\"hnode2\", \"hnode3\"]\nallow_multiple_mysqld = true",
+        );
+    let inv = write(dir.path(), "cloud.toml", &text_inv);
+    let inv = inv.to_str().unwrap();
+    let out = cloudctl(&["-i", inv, "--yes", "lamp", "deploy"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("warning: more than one mysqld") && err.contains("no cluster-wide POSIX locks"),
+        "{err}"
+    );
+
+    let out = cloudctl(&["-i", inv, "--json", "lamp", "status"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["healthy"], false);
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n["error"].is_string()), "{doc}");
+    assert_eq!(nodes[1]["roles"], serde_json::json!(["web", "database"]));
+
+    let plain = write(dir.path(), "plain.toml", "[cloud]\nname = \"x\"\n");
+    let out = cloudctl(&["-i", plain.to_str().unwrap(), "lamp", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no [lamp] section"), "{}", text(&out.stderr));
+}
