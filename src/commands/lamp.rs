@@ -23,11 +23,13 @@ pub fn run(ctx: &Context, cmd: LampCommand) -> Result<Exit, Error> {
 fn deploy(ctx: &Context) -> Result<Exit, Error> {
     let (path, inv) = ctx.load_inventory()?;
     let section = lamp::section(&inv)?;
-    if section.databases().len() > 1 {
-        ctx.ui.warn(&format!(
-            "{MULTIPLE_MYSQLD_WARNING}. Running {} mysqld anyway because [lamp] allow_multiple_mysqld = true.",
-            section.databases().len()
-        ));
+    if section.allow_multiple_mysqld {
+        let n = section.databases().len();
+        ctx.ui.warn(&if n > 1 {
+            format!("{MULTIPLE_MYSQLD_WARNING}. Running {n} mysqld anyway because [lamp] allow_multiple_mysqld = true.")
+        } else {
+            format!("{MULTIPLE_MYSQLD_WARNING}. [lamp] allow_multiple_mysqld = true, though only one database node is named now.")
+        });
     }
     // Two deploys at once must not generate two passwords and leave nodes disagreeing.
     let _lock = InventoryLock::acquire(&path, |msg| ctx.ui.info(msg))?;

@@ -33,6 +33,7 @@ fn fresh_disks() -> Facts {
             WebFacts {
                 disk_signatures: Some(vec![]),
                 bind_source: false,
+                hostname: Some(w.to_string()),
             },
         );
     }
@@ -69,6 +70,7 @@ fn bind_facts() -> Facts {
             WebFacts {
                 disk_signatures: None,
                 bind_source: true,
+                hostname: None,
             },
         );
     }
@@ -176,6 +178,10 @@ fn planner_refusals_name_the_node_and_touch_nothing() {
     facts.web.get_mut("web2").unwrap().disk_signatures = None;
     let err = plan(&example(), &facts).unwrap_err().to_string();
     assert!(err.contains("disk /dev/sdb does not exist on web node web2"), "{err}");
+    let mut facts = fresh_disks();
+    facts.web.get_mut("web2").unwrap().hostname = Some("www-b".into());
+    let err = plan(&example(), &facts).unwrap_err().to_string();
+    assert!(err.contains("web node web2 calls itself \"www-b\""), "{err}");
     let mut facts = bind_facts();
     facts.web.get_mut("hnode3").unwrap().bind_source = false;
     let err = plan(&lab_inventory(70, "/tmp/lamp-www", 10), &facts)
@@ -200,10 +206,9 @@ fn facts_parsing() {
     let mut facts = Facts::default();
     lamp::parse_facts(&mut facts, &db.0, &db.1, "password bad'value\n");
     assert_eq!(facts.db_password, None, "a tampered password is not used");
-    assert_eq!(
-        storage::parse_facts("disk\nsignature ext4\nsignature dos\n").disk_signatures,
-        Some(vec!["ext4".to_string(), "dos".to_string()])
-    );
+    let web = storage::parse_facts("hostname web1\ndisk\nsignature ext4\nsignature dos\n");
+    assert_eq!(web.disk_signatures, Some(vec!["ext4".to_string(), "dos".to_string()]));
+    assert_eq!(web.hostname.as_deref(), Some("web1"));
 }
 
 /// (inventory text, what the error says, the line it names)

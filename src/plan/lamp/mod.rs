@@ -121,6 +121,8 @@ pub struct WebFacts {
     pub disk_signatures: Option<Vec<String>>,
     /// `storage = "bind"`: the shared directory exists.
     pub bind_source: bool,
+    /// `uname -n` (DRBD's `on` sections and o2cb's cluster.conf name nodes by it).
+    pub hostname: Option<String>,
 }
 
 /// The `[lamp]` section, or a usage error saying how to add one.

@@ -61,7 +61,7 @@ pub fn facts_script(lamp: &LampSection) -> String {
     match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
         (Storage::DrbdOcfs2, Some(drbd), _) => {
             let disk = q(drbd.get_ref().disk.as_str());
-            format!("if [ -e {disk} ]; then echo disk; wipefs -n -O TYPE --noheadings {disk} 2>/dev/null | sed 's/^/signature /'; fi\n")
+            format!("echo \"hostname $(uname -n)\"\nif [ -e {disk} ]; then echo disk; wipefs -n -O TYPE --noheadings {disk} 2>/dev/null | sed 's/^/signature /'; fi\n")
         }
         (Storage::Bind, _, Some(src)) => format!("[ -d {} ] && echo source\n", q(src.get_ref().as_str())),
         _ => String::new(),
@@ -75,6 +75,8 @@ pub fn parse_facts(output: &str) -> WebFacts {
             f.disk_signatures = Some(Vec::new());
         } else if line == "source" {
             f.bind_source = true;
+        } else if let Some(h) = line.strip_prefix("hostname ") {
+            f.hostname = Some(h.trim().to_string());
         } else if let (Some(sig), Some(list)) = (line.strip_prefix("signature "), f.disk_signatures.as_mut()) {
             list.push(sig.trim().to_string());
         }
@@ -141,6 +143,11 @@ fn drbd_steps(
     let mount = lamp.mount.get_ref().as_str();
     let web = lamp.web.get_ref();
     let first = node == &web[0];
+    if let Some(h) = found.hostname.as_deref().filter(|h| *h != node.as_str()) {
+        return Err(Error::Usage(format!(
+            "web node {node} calls itself \"{h}\" (uname -n); DRBD and o2cb find a node's section by its host name, so name the [[node]] \"{h}\" or change the host name"
+        )));
+    }
     let fresh = match &found.disk_signatures {
         None => {
             return Err(Error::Usage(format!(
