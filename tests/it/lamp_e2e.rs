@@ -120,6 +120,16 @@ fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
         first.as_secs_f64()
     ));
 
+    // Persistent across reboots: pen's init script is enabled, the shared mount is in fstab.
+    lab.sh_ok(1, "ls /etc/rc2.d/S*cloudctl-pen");
+    for web in [2, 3] {
+        let fstab = lab.sh_ok(web, "cat /etc/fstab");
+        assert!(
+            fstab.contains(&format!("{} /srv/www none bind 0 0", shared.display())),
+            "{fstab}"
+        );
+    }
+
     // The password: generated once, only in 0600/0640 files.
     let stat = |i: usize, f: &str| lab.sh_ok(i, &format!("stat -c '%a %U:%G' {f}")).trim().to_string();
     assert_eq!(stat(4, "/etc/mysql/cloudctl-lamp.cnf"), "600 root:root");
