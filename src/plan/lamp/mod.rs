@@ -500,9 +500,13 @@ fn database_steps(
         &client_check,
     )?);
     steps.push(secret("db-grants", DB_GRANTS, "lamp-deploy/db-grants.sql", &None)?);
-    // The SQL arrives on the client's stdin from the file: the password is in no argv.
+    // The SQL arrives on the client's stdin from the file: the password is in no argv. The
+    // client's messages may quote the SQL (and so the password): they are not passed on.
     steps.push(Step::Command(CommandStep {
-        argv: sh("mariadb --batch < \"$1\"", &[DB_GRANTS]),
+        argv: sh(
+            "mariadb --batch < \"$1\" >/dev/null 2>&1 || { echo \"the database refused $1; run 'mariadb < $1' as root on this node to see why\" >&2; exit 1; }",
+            &[DB_GRANTS],
+        ),
         when: When::Changed(strings(&["db-grants", "mariadb-cnf"])),
     }));
     Ok(steps)
