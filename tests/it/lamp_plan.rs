@@ -514,3 +514,61 @@ fn cli_warns_about_several_mysqld_and_reports_unreachable_nodes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no [lamp] section"), "{}", text(&out.stderr));
 }
+
+/// `lamp status` reads pen's server list, the balancer's TCP checks, DRBD's state and MariaDB's
+/// effective settings (outputs as the probes print them).
+#[test]
+fn status_parsing() {
+    use cloudctl::plan::lamp::{status, Role};
+    let lb = status::parse(
+        "lb1",
+        "10.0.0.40:22",
+        &[Role::Balancer],
+        "up pen running\n\
+         pen 0 addr 10.0.0.41 port 80 conn 2 max 0 hard 0 weight 0 prio 0 sx 516 rx 2658\n\
+         pen 1 addr 10.0.0.42 port 80 conn 0 max 0 hard 0 weight 0 prio 0 sx 0 rx 0\n\
+         answers 10.0.0.41:80\nsilent 10.0.0.42:80\n",
+    );
+    assert_eq!(lb.backends.len(), 2);
+    assert_eq!(
+        (
+            lb.backends[0].connections,
+            lb.backends[0].sent,
+            lb.backends[0].received,
+            lb.backends[0].answers
+        ),
+        (2, 516, 2658, true)
+    );
+    assert!(!lb.backends[1].answers && !lb.healthy());
+
+    let web = status::parse(
+        "web1",
+        "10.0.0.41:22",
+        &[Role::Web],
+        "up apache2 running\nup mount /srv/www mounted\nup docroot /srv/www/htdocs/status.php present\nup o2cb running\ndrbd Primary UpToDate Connected\n",
+    );
+    assert!(web.healthy(), "{web:?}");
+    let drbd = web.components.iter().find(|c| c.name == "drbd").unwrap();
+    assert_eq!(drbd.detail, "Primary UpToDate Connected");
+    let web = status::parse(
+        "web2",
+        "x",
+        &[Role::Web],
+        "up apache2 running\ndrbd Secondary UpToDate Connected\n",
+    );
+    assert!(!web.healthy(), "a secondary cannot mount OCFS2: not up");
+
+    let db = status::parse(
+        "db1",
+        "x",
+        &[Role::Database],
+        "up mariadb running\nsettings 1 ON 0 InnoDB\n",
+    );
+    let settings = db.components.iter().find(|c| c.name == "mariadb-settings").unwrap();
+    assert!(
+        !settings.up && settings.detail.contains("1 ON 0 InnoDB"),
+        "{settings:?}"
+    );
+    let db = status::parse("db1", "x", &[Role::Database], "down mariadb not running\nsettings \n");
+    assert!(db.components.iter().all(|c| !c.up), "{db:?}");
+}
