@@ -22,6 +22,9 @@ _cloudctl() {
             cloudctl,help)
                 cmd="cloudctl__subcmd__help"
                 ;;
+            cloudctl,hnode)
+                cmd="cloudctl__subcmd__hnode"
+                ;;
             cloudctl,host)
                 cmd="cloudctl__subcmd__host"
                 ;;
@@ -55,6 +58,9 @@ _cloudctl() {
             cloudctl__subcmd__help,help)
                 cmd="cloudctl__subcmd__help__subcmd__help"
                 ;;
+            cloudctl__subcmd__help,hnode)
+                cmd="cloudctl__subcmd__help__subcmd__hnode"
+                ;;
             cloudctl__subcmd__help,host)
                 cmd="cloudctl__subcmd__help__subcmd__host"
                 ;;
@@ -72,6 +78,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__config,init)
                 cmd="cloudctl__subcmd__help__subcmd__config__subcmd__init"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,boot)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__boot"
                 ;;
             cloudctl__subcmd__help__subcmd__host,list)
                 cmd="cloudctl__subcmd__help__subcmd__host__subcmd__list"
@@ -102,6 +111,18 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__node,remove)
                 cmd="cloudctl__subcmd__help__subcmd__node__subcmd__remove"
+                ;;
+            cloudctl__subcmd__hnode,boot)
+                cmd="cloudctl__subcmd__hnode__subcmd__boot"
+                ;;
+            cloudctl__subcmd__hnode,help)
+                cmd="cloudctl__subcmd__hnode__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,boot)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__boot"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,help)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__help"
                 ;;
             cloudctl__subcmd__host,help)
                 cmd="cloudctl__subcmd__host__subcmd__help"
@@ -194,7 +215,7 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node lamp host lab help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node hnode lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,7 +347,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help)
-            opts="run config node lamp host lab help"
+            opts="run config node hnode lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -370,6 +391,34 @@ _cloudctl() {
         cloudctl__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode)
+            opts="boot"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__boot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -580,6 +629,116 @@ _cloudctl() {
         cloudctl__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__boot)
+            opts="-i -n -y -q -v -h -V --power --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --power)
+                    COMPREPLY=($(compgen -W "wol ipmi none" -- "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help)
+            opts="boot help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__boot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -67,6 +67,9 @@ pub enum Command {
     /// Register machines by MAC so they PXE-boot their profile; list and remove them.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Boot diskless hardware nodes (hypervisor hosts) and wait until they answer.
+    #[command(subcommand)]
+    Hnode(HnodeCommand),
     /// The LAMP stack of the [lamp] section: pen, Apache/PHP on shared storage, MariaDB.
     #[command(subcommand)]
     Lamp(LampCommand),
@@ -187,6 +190,41 @@ pub struct NodeAddArgs {
     /// Add every node of a CSV file (name,mac,ip,role[,profile]; ip and role may be empty) in one run.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "mac", "ip", "profile"])]
     pub from: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HnodeCommand {
+    /// Boot a hardware node from the network and (with --wait) wait until it is up and trusted.
+    ///
+    /// Generates the node's SSH host key once (kept beside cloudctl's known_hosts and pinned
+    /// there, so reboots never change it), writes a per-node overlay initrd (hostname, network,
+    /// authorized_keys, host keys) and the node's PXE entry on the ConfigNode, and powers the
+    /// node on from the ConfigNode. With --wait it reports the boot stages as they happen, connects
+    /// with strict host-key checking, and verifies the hypervisor (`xl info` for Xen, /dev/kvm and
+    /// QEMU for KVM). On timeout it says which stage was seen last (exit 4).
+    Boot(HnodeBootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HnodeBootArgs {
+    /// The hardware node's name.
+    pub name: String,
+    /// How to power it on (default: the node's `power` setting, else wol).
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub power: Option<PowerArg>,
+    /// Wait up to SECONDS for the node to answer SSH with its pinned key, then verify it.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PowerArg {
+    /// Wake-on-LAN magic packet, sent on the ConfigNode's network.
+    Wol,
+    /// IPMI chassis power on (BMC address, user and password file from the inventory).
+    Ipmi,
+    /// Do not power it on (it is switched on by hand, or already booting).
+    None,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
 
 pub mod config;
+pub mod hnode;
 pub mod host;
 pub mod lab;
 pub mod lamp;
@@ -153,6 +154,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Run(args) => run::run(&ctx, args),
         Command::Config(cmd) => config::run(&ctx, cmd),
         Command::Node(cmd) => node::run(&ctx, cmd),
+        Command::Hnode(cmd) => hnode::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
         Command::Lamp(cmd) => lamp::run(&ctx, cmd),

@@ -8,6 +8,7 @@ mod e2e;
 mod examples;
 mod generated;
 mod golden;
+mod hnode;
 mod injection;
 mod lab_lifecycle;
 mod lamp_e2e;

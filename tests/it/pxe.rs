@@ -8,10 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:12:34:56";
-const QEMU: &str = "/usr/bin/qemu-system-x86_64";
-const ROM: &str = "/usr/lib/ipxe/qemu/pxe-e1000.rom";
+pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+pub const ROM: &str = "/usr/lib/ipxe/qemu/pxe-e1000.rom";
 
-fn kernel() -> Option<PathBuf> {
+pub fn kernel() -> Option<PathBuf> {
     let mut k: Vec<PathBuf> = std::fs::read_dir("/boot")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -44,14 +44,14 @@ fn initramfs(dir: &Path) -> PathBuf {
 }
 
 /// A QEMU VM on the lab bridge through a tap; killed and its tap removed when dropped.
-struct Vm {
+pub struct Vm {
     child: Child,
     tap: String,
     log: PathBuf,
 }
 
 impl Vm {
-    fn start(lab: &Lab, tap: &str, log: PathBuf) -> Vm {
+    pub fn start(lab: &Lab, tap: &str, log: PathBuf, mac: &str) -> Vm {
         let _ = Command::new("ip").args(["link", "del", tap]).output();
         for args in [
             vec!["tuntap", "add", "dev", tap, "mode", "tap"],
@@ -75,7 +75,7 @@ impl Vm {
             .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
             .args([
                 "-device",
-                &format!("e1000,netdev=n0,mac={MAC},bootindex=1,romfile={ROM}"),
+                &format!("e1000,netdev=n0,mac={mac},bootindex=1,romfile={ROM}"),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,7 +90,7 @@ impl Vm {
     }
 
     /// Waits (bounded) for a serial console line containing `needle`.
-    fn wait_for(&self, needle: &str, limit: Duration) -> Option<String> {
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> Option<String> {
         let start = Instant::now();
         while start.elapsed() < limit {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -147,7 +147,7 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
     let out = cloudctl(&["-i", &inv, "--yes", "node", "add", "pxe1", "--mac", MAC]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let node_add = started.elapsed();
-    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot1.log"));
+    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot1.log"), MAC);
     let line = vm.wait_for("CLOUDCTL-CMDLINE:", Duration::from_secs(150));
     let booted = started.elapsed();
     drop(vm);
@@ -170,7 +170,7 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
 
     let out = cloudctl(&["-i", &inv, "--yes", "node", "remove", "pxe1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot2.log"));
+    let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot2.log"), MAC);
     // The VM does ask (it gets a dynamic lease) but no longer boots the profile.
     let asked = (0..300).any(|_| {
         std::thread::sleep(Duration::from_millis(200));

@@ -1,0 +1,325 @@
+//! `cloudctl hnode boot`: a diskless hardware node's keys, overlay and PXE entry, power-on, and
+//! (with --wait) its boot stages until it answers SSH with its pinned key.
+
+use super::Context;
+use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
+use crate::error::{Error, Exit};
+use crate::exec::known_hosts::{host_pattern, HostKey};
+use crate::exec::Connector;
+use crate::inventory::{expand_home, Host, HostKeyPolicy, Hypervisor, Inventory, Node, Power, Role};
+use crate::plan::confignode;
+use crate::plan::hnode::{self, NodeSecrets};
+use crate::ui::timestamp;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
+    match cmd {
+        HnodeCommand::Boot(args) => boot(ctx, args),
+    }
+}
+
+fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let Some(node) = inv.node.iter().find(|n| n.name.get_ref().as_str() == args.name) else {
+        let known: Vec<&str> = inv
+            .node
+            .iter()
+            .filter(|n| n.role == Role::Hnode)
+            .map(|n| n.name.get_ref().as_str())
+            .collect();
+        return Err(Error::Usage(format!(
+            "no node named {:?}; hardware nodes: {}",
+            args.name,
+            known.join(", ")
+        )));
+    };
+    if node.role != Role::Hnode {
+        return Err(Error::Usage(format!(
+            "{} is a {} node; hnode boot boots hardware nodes (role = \"hnode\")",
+            args.name,
+            node.role.as_str()
+        )));
+    }
+    let power = match args.power {
+        Some(PowerArg::Wol) => Power::Wol,
+        Some(PowerArg::Ipmi) => Power::Ipmi,
+        Some(PowerArg::None) => Power::None,
+        None => node.power,
+    };
+    let target = inv
+        .select(std::slice::from_ref(&args.name))
+        .map_err(Error::Usage)?
+        .remove(0);
+    let secrets = node_secrets(ctx, &inv, node, &target, power)?;
+    let confignode = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
+    let facts = confignode::parse_facts(&ctx.gather(&inv, &confignode, &confignode::facts_script(&inv)?)?);
+    let needed = confignode::boot_files(&inv, |n| n.name.get_ref() == node.name.get_ref());
+    let missing: Vec<&String> = facts.missing.iter().filter(|f| needed.contains(f)).collect();
+    if !missing.is_empty() {
+        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "boot files of {}'s profile are missing on the ConfigNode: {}",
+            args.name,
+            list.join(", ")
+        )));
+    }
+    let plan = hnode::plan(&inv, &ctx.templates()?, &facts, node, power, &secrets)?;
+    let exit = ctx.converge(&inv, &plan)?;
+    match (exit, args.wait) {
+        (Exit::Ok, Some(secs)) if !ctx.dry_run => {
+            wait_until_up(ctx, &inv, node, &confignode, &target, Duration::from_secs(secs))
+        }
+        _ => Ok(exit),
+    }
+}
+
+/// The node's host key, generated once beside cloudctl's known_hosts and pinned there.
+fn node_secrets(
+    ctx: &Context,
+    inv: &Inventory,
+    node: &Node,
+    target: &Host,
+    power: Power,
+) -> Result<NodeSecrets, Error> {
+    let name = node.name.get_ref().as_str();
+    let connector = ctx.connector(inv);
+    let known_hosts_dir = connector
+        .known_hosts
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = known_hosts_dir.join("hostkeys").join(name);
+    let key = dir.join("ssh_host_ed25519_key");
+    let local = |what: &str, e: &dyn std::fmt::Display| Error::Failed(anyhow::anyhow!("{what}: {e}"));
+    if !key.exists() {
+        if ctx.dry_run {
+            ctx.ui.info(&format!(
+                "dry run: would generate {name}'s SSH host key in {}",
+                dir.display()
+            ));
+            return Ok(NodeSecrets {
+                host_key: vec![],
+                host_key_pub: vec![],
+                dropbear_key: vec![],
+                authorized_keys: vec![],
+                ipmi_password: None,
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| local(&format!("cannot create {}", dir.display()), &e))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| local("chmod", &e))?;
+        tool(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &format!("{name} (cloudctl)"),
+                "-f",
+                &key.display().to_string(),
+            ],
+        )?;
+        ctx.ui
+            .info(&format!("{name}: generated its SSH host key in {}", dir.display()));
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(|e| local(&format!("cannot read {}", p.display()), &e));
+    let host_key_pub = read(&key.with_extension("pub"))?;
+    let pub_text = String::from_utf8_lossy(&host_key_pub).to_string();
+    let blob = pub_text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok());
+    let offered = blob.as_deref().and_then(HostKey::from_blob).ok_or_else(|| {
+        Error::Failed(anyhow::anyhow!(
+            "{} is not an OpenSSH public key",
+            key.with_extension("pub").display()
+        ))
+    })?;
+    let pattern = host_pattern(&target.host, target.port);
+    match connector.known_hosts.lookup(&pattern).map_err(|e| local("cannot read known_hosts", &e))? {
+        Some(pinned) if pinned == offered => {}
+        Some(pinned) => {
+            return Err(Error::HostKey(format!(
+                "{} pins {} {} for {name} ({pattern}), but cloudctl gave {name} the key {} in {}. If that old entry is stale, delete its line from {} and run again.",
+                connector.known_hosts.path().display(),
+                pinned.key_type,
+                pinned.fingerprint(),
+                offered.fingerprint(),
+                key.display(),
+                connector.known_hosts.path().display()
+            )))
+        }
+        None if ctx.dry_run => ctx.ui.info(&format!("dry run: would pin {name}'s key {}", offered.fingerprint())),
+        None => {
+            connector.known_hosts.pin(&pattern, &offered).map_err(|e| local("cannot write known_hosts", &e))?;
+            ctx.ui.info(&format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display()));
+        }
+    }
+    let dropbear = dir.join("dropbear_ed25519_host_key");
+    if !dropbear.exists() && !ctx.dry_run {
+        tool(
+            "dropbearconvert",
+            &[
+                "openssh",
+                "dropbear",
+                &key.display().to_string(),
+                &dropbear.display().to_string(),
+            ],
+        )?;
+    }
+    let identity = expand_home(&inv.ssh.identity).with_extension("pub");
+    let authorized_keys = read(&identity).map_err(|_| {
+        Error::Usage(format!("{} is missing: the node lets in the public key of [ssh] identity; create it with ssh-keygen -y -f KEY > KEY.pub", identity.display()))
+    })?;
+    let ipmi_password = match (power, &node.ipmi) {
+        (Power::Ipmi, Some(ipmi)) => Some(read(&expand_home(&ipmi.password_file))?.trim_ascii_end().to_vec()),
+        _ => None,
+    };
+    Ok(NodeSecrets {
+        host_key: read(&key)?,
+        host_key_pub,
+        dropbear_key: if dropbear.exists() { read(&dropbear)? } else { vec![] },
+        authorized_keys,
+        ipmi_password,
+    })
+}
+
+/// Runs a local tool, naming its package when it is missing.
+fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        let package = if program.starts_with("dropbear") {
+            "dropbear-bin"
+        } else {
+            "openssh-client"
+        };
+        Error::Usage(format!("cannot run {program} ({e}); install the {package} package"))
+    })?;
+    if !out.status.success() {
+        return Err(Error::Failed(anyhow::anyhow!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
+fn wait_until_up(
+    ctx: &Context,
+    inv: &Inventory,
+    node: &Node,
+    confignode: &Host,
+    target: &Host,
+    limit: Duration,
+) -> Result<Exit, Error> {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let name = node.name.get_ref().as_str();
+    let ip = node
+        .ip
+        .as_ref()
+        .map(|i| i.get_ref().to_string())
+        .unwrap_or_else(|| target.host.clone());
+    let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
+    let mut connector = ctx.connector(inv);
+    // cloudctl pinned this node's key itself: never accept another one.
+    connector.policy = HostKeyPolicy::Strict;
+    let mut cn = connector.connect(confignode, deadline)?;
+    cn.run_script(&format!("ip neigh flush to {ip} 2>/dev/null; exit 0"), deadline)?;
+    let stages = [
+        ("neigh", "talked to the ConfigNode from its address (DHCP lease in use)"),
+        ("ping", "answers ping at its address (boot firmware or kernel)"),
+        ("ssh", "SSH answers with the pinned host key"),
+    ];
+    let mut seen: Vec<&str> = Vec::new();
+    let note = |key: &'static str, seen: &mut Vec<&str>| {
+        if !seen.contains(&key) {
+            seen.push(key);
+            let what = stages.iter().find(|(k, _)| *k == key).map(|(_, w)| *w).unwrap_or(key);
+            ctx.ui.info(&format!(
+                "{} {name}: {what} (+{:.1} s)",
+                timestamp(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    };
+    let probe = format!(
+        "ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
+    );
+    loop {
+        if Instant::now() >= deadline {
+            let last = seen
+                .last()
+                .and_then(|k| stages.iter().find(|(s, _)| s == k))
+                .map(|(_, w)| *w)
+                .unwrap_or("none (no sign of the node on the network)");
+            return Err(Error::Unreachable(format!(
+                "{name} did not come up within {} s; last stage seen: {last}",
+                limit.as_secs()
+            )));
+        }
+        let round = Instant::now();
+        let out = match cn.run_script(&probe, deadline) {
+            Ok(out) => out,
+            // The deadline ran out during the probe itself: report it as the timeout it is.
+            Err(_) if Instant::now() >= deadline => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if out.output.lines().any(|l| l == "neigh") {
+            note("neigh", &mut seen);
+        }
+        if out.output.lines().any(|l| l == "ping") {
+            note("ping", &mut seen);
+            match connector.connect(target, deadline.min(Instant::now() + Duration::from_secs(5))) {
+                Ok(mut t) => {
+                    note("ssh", &mut seen);
+                    return verify(ctx, inv, node, t.as_mut(), deadline, started);
+                }
+                Err(e @ crate::exec::HostError::HostKey(_)) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
+    }
+}
+
+fn verify(
+    ctx: &Context,
+    inv: &Inventory,
+    node: &Node,
+    t: &mut dyn crate::exec::Transport,
+    deadline: Instant,
+    started: Instant,
+) -> Result<Exit, Error> {
+    let name = node.name.get_ref().as_str();
+    let (kind, script) = match hnode::hypervisor(inv, node) {
+        Hypervisor::Xen => ("xen", "xl info >/dev/null 2>&1 && echo ok || echo 'xl info failed (no Xen dom0?)'"),
+        Hypervisor::Kvm => (
+            "kvm",
+            "m=; [ -c /dev/kvm ] || m=\"/dev/kvm missing\"; command -v qemu-system-x86_64 >/dev/null || m=\"$m${m:+, }qemu-system-x86_64 missing\"; echo \"${m:-ok}\"",
+        ),
+    };
+    let out = t.run_script(&format!("uname -r; {script}"), deadline)?;
+    let mut lines = out.output.lines();
+    let kernel = lines.next().unwrap_or("?").to_string();
+    let verdict = lines.next().unwrap_or("no answer").to_string();
+    let up = format!(
+        "{name} is up after {:.1} s (kernel {kernel}, SSH host key pinned)",
+        started.elapsed().as_secs_f64()
+    );
+    let ok = verdict == "ok";
+    let exit = if ok { Exit::Ok } else { Exit::Failed };
+    if ctx.ui.json {
+        ctx.ui.json_result(exit, serde_json::json!({ "command": "hnode boot", "node": name, "up": true, "kernel": kernel, "hypervisor": kind, "hypervisor_ok": ok, "hypervisor_check": verdict, "seconds": started.elapsed().as_secs_f64() }));
+    } else {
+        ctx.ui.info(&up);
+        ctx.ui.info(&format!("{name}: hypervisor {kind}: {verdict}"));
+    }
+    Ok(exit)
+}

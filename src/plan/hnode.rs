@@ -1,0 +1,216 @@
+//! Planner for `hnode boot`: the node's overlay initrd and boot profile on the ConfigNode, then
+//! power-on (Wake-on-LAN or IPMI, run from the ConfigNode, which sits on the nodes' network). Pure.
+
+use super::confignode::{self, node_dir, node_initrd, Facts, Scope};
+use super::{CommandStep, DirStep, FileStep, Plan, Step, When};
+use crate::cpio;
+use crate::error::Error;
+use crate::inventory::{Hypervisor, Inventory, Node, Power};
+use crate::templates::Templates;
+
+/// What cloudctl generated for the node (host keys) and what it lets in (authorized keys).
+pub struct NodeSecrets {
+    pub host_key: Vec<u8>,
+    pub host_key_pub: Vec<u8>,
+    /// The same key in dropbear's format, for initramfs-based nodes.
+    pub dropbear_key: Vec<u8>,
+    pub authorized_keys: Vec<u8>,
+    /// For `power = "ipmi"`: the BMC password, read from the local password file.
+    pub ipmi_password: Option<Vec<u8>>,
+}
+
+/// The hypervisor a node runs: its own setting, else the cloud's.
+pub fn hypervisor(inv: &Inventory, node: &Node) -> Hypervisor {
+    node.hypervisor.unwrap_or(inv.cloud.hypervisor)
+}
+
+/// The overlay initrd: hostname, network settings, host keys and authorized keys, unpacked by
+/// the kernel on top of the profile's initrd.
+pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Vec<u8>, Error> {
+    let net = confignode::sections(inv)?.network;
+    let name = node.name.get_ref().to_string();
+    let (Some(ip), Some(mac)) = (&node.ip, &node.mac) else {
+        return Err(Error::Usage(format!(
+            "node {name} needs `ip` and `mac` in the inventory to boot from the network"
+        )));
+    };
+    let dns: Vec<String> = net.dns.iter().map(|d| d.to_string()).collect();
+    let settings = format!(
+        "NAME={name}\nMAC={}\nIP={}\nPREFIX={}\nGATEWAY={}\nDNS=\"{}\"\nHYPERVISOR={}\n",
+        mac.get_ref(),
+        ip.get_ref(),
+        net.subnet.prefix(),
+        net.gateway.map(|g| g.to_string()).unwrap_or_default(),
+        dns.join(" "),
+        match hypervisor(inv, node) {
+            Hypervisor::Xen => "xen",
+            Hypervisor::Kvm => "kvm",
+        }
+    );
+    let hostname = format!("{name}\n");
+    let dir = |path| cpio::Entry {
+        path,
+        mode: 0o755,
+        content: None,
+    };
+    let entries = [
+        dir("etc"),
+        cpio::Entry {
+            path: "etc/hostname",
+            mode: 0o644,
+            content: Some(hostname.as_bytes()),
+        },
+        dir("etc/cloudctl"),
+        cpio::Entry {
+            path: "etc/cloudctl/node.conf",
+            mode: 0o644,
+            content: Some(settings.as_bytes()),
+        },
+        dir("etc/ssh"),
+        cpio::Entry {
+            path: "etc/ssh/ssh_host_ed25519_key",
+            mode: 0o600,
+            content: Some(&secrets.host_key),
+        },
+        cpio::Entry {
+            path: "etc/ssh/ssh_host_ed25519_key.pub",
+            mode: 0o644,
+            content: Some(&secrets.host_key_pub),
+        },
+        dir("etc/dropbear"),
+        cpio::Entry {
+            path: "etc/dropbear/dropbear_ed25519_host_key",
+            mode: 0o600,
+            content: Some(&secrets.dropbear_key),
+        },
+        cpio::Entry {
+            path: "root",
+            mode: 0o700,
+            content: None,
+        },
+        cpio::Entry {
+            path: "root/.ssh",
+            mode: 0o700,
+            content: None,
+        },
+        cpio::Entry {
+            path: "root/.ssh/authorized_keys",
+            mode: 0o600,
+            content: Some(&secrets.authorized_keys),
+        },
+    ];
+    Ok(cpio::archive(&entries))
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The ConfigNode plan for booting `node`: its files and PXE entry, then power-on.
+pub fn plan(
+    inv: &Inventory,
+    templates: &Templates,
+    facts: &Facts,
+    node: &Node,
+    power: Power,
+    secrets: &NodeSecrets,
+) -> Result<Plan, Error> {
+    let name = node.name.get_ref().to_string();
+    let sections = confignode::sections(inv)?;
+    let (cn, net) = (sections.confignode, sections.network);
+    let Some((pname, profile)) = confignode::profile_of(inv, node) else {
+        return Err(Error::Usage(format!(
+            "node {name} has no boot profile: add [profiles.{}] or set `profile` on the node",
+            node.role.as_str()
+        )));
+    };
+    let root = cn.tftp_root.as_str().trim_end_matches('/');
+    let dir = format!("{root}/{}", node_dir(&name));
+    let overlay_path = format!("{dir}/overlay.img");
+    let combined = format!("{root}/{}", node_initrd(&name));
+    let base = profile.initrd.to_string();
+    let mut with_overlay = facts.clone();
+    with_overlay.overlays.insert(name.clone());
+    let mut plan = confignode::plan(inv, templates, &with_overlay, Scope::Nodes)?;
+    plan.title = format!("boot hardware node {name} (profile {pname})");
+    // Node files come first: the PXE entry that names them is written after they exist.
+    // The kernel unpacks concatenated archives, but after a compressed one it only accepts another
+    // compressed one ("junk at the end of compressed archive"): the overlay is gzipped too.
+    let build = "{ cat \"$1\" && gzip -9nc \"$2\"; }";
+    let concat_script =
+        format!("{build} > \"$3.new\" && chown root:tftp \"$3.new\" && chmod 640 \"$3.new\" && mv \"$3.new\" \"$3\"");
+    let same_script = format!("{build} | cmp -s - \"$3\"");
+    let concat = ["sh", "-c", &concat_script, "sh", &base, &overlay_path, &combined];
+    let same = ["sh", "-c", &same_script, "sh", &base, &overlay_path, &combined];
+    let node_steps = vec![
+        Step::Dir(DirStep {
+            path: dir.parse().map_err(Error::Usage)?,
+            mode: 0o755,
+        }),
+        Step::File(FileStep {
+            id: "overlay".into(),
+            path: overlay_path.parse().map_err(Error::Usage)?,
+            content: overlay(inv, node, secrets)?,
+            // Holds the node's private host key: readable by tftpd (group tftp), by no one else.
+            mode: 0o640,
+            owner: Some("root:tftp".into()),
+            validate: None,
+            secret: true,
+        }),
+        Step::Command(CommandStep {
+            argv: strings(&concat),
+            when: When::Unless(strings(&same)),
+        }),
+    ];
+    let steps = &mut plan.hosts[0].steps;
+    steps.splice(0..0, node_steps);
+    let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
+    match power {
+        Power::None => {}
+        Power::Wol => {
+            let broadcast = net
+                .subnet
+                .nth(!0u32 >> net.subnet.prefix())
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "255.255.255.255".into());
+            steps.push(Step::Command(CommandStep {
+                argv: strings(&["wakeonlan", "-i", &broadcast, "-p", "9", &mac]),
+                when: When::Always,
+            }));
+        }
+        Power::Ipmi => {
+            let Some(ipmi) = &node.ipmi else {
+                return Err(Error::Usage(format!(
+                    "node {name}: --power ipmi needs an `ipmi = {{ address, user, password_file }}` table on the node"
+                )));
+            };
+            let password = secrets
+                .ipmi_password
+                .clone()
+                .ok_or_else(|| Error::Usage(format!("node {name}: no IPMI password was read")))?;
+            let secret_path = format!("/etc/cloudctl/ipmi/{name}");
+            steps.push(Step::Dir(DirStep {
+                path: "/etc/cloudctl/ipmi".parse().map_err(Error::Usage)?,
+                mode: 0o700,
+            }));
+            steps.push(Step::File(FileStep {
+                id: "ipmi-password".into(),
+                path: secret_path.parse().map_err(Error::Usage)?,
+                content: password,
+                mode: 0o600,
+                owner: Some("root:root".into()),
+                validate: None,
+                secret: true,
+            }));
+            // ipmitool -E reads the password from IPMI_PASSWORD: never on a command line.
+            let power_on =
+                "IPMI_PASSWORD=$(cat \"$1\") exec ipmitool -I lanplus -H \"$2\" -U \"$3\" -E chassis power on";
+            let host = ipmi.address.to_string();
+            steps.push(Step::Command(CommandStep {
+                argv: strings(&["sh", "-c", power_on, "sh", &secret_path, &host, ipmi.user.as_str()]),
+                when: When::Always,
+            }));
+        }
+    }
+    Ok(plan)
+}

@@ -1,0 +1,204 @@
+//! `hnode boot` for real: a QEMU VM PXE-boots a diskless node (busybox + dropbear initramfs with
+//! cloudctl's per-node overlay), answers SSH with the host key cloudctl generated and pinned,
+//! and a second boot needs no host-key change. Also: Wake-on-LAN reaches the node's network.
+
+use crate::pxe::{kernel, Vm, QEMU, ROM};
+use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MAC: &str = "52:54:00:12:34:57";
+
+fn copy_into(root: &Path, file: &str) {
+    let dest = root.join(file.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(file, &dest).unwrap_or_else(|e| panic!("{file}: {e}"));
+}
+
+/// A diskless node's base initramfs: busybox, dropbear (with its libraries) and the e1000 driver;
+/// /init takes its address by DHCP and serves SSH with the host key from cloudctl's overlay.
+fn diskless_initrd(dir: &Path, kernel_version: &str) -> PathBuf {
+    let root = dir.join("diskless");
+    copy_into(&root, "/bin/busybox");
+    copy_into(&root, "/usr/sbin/dropbear");
+    let ldd = Command::new("ldd").arg("/usr/sbin/dropbear").output().unwrap();
+    for lib in text(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+        copy_into(&root, lib);
+    }
+    let e1000 = format!("/lib/modules/{kernel_version}/kernel/drivers/net/ethernet/intel/e1000/e1000.ko");
+    std::fs::copy(&e1000, root.join("e1000.ko")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(root.join("etc/shells"), "/bin/sh\n").unwrap();
+    std::fs::write(
+        root.join("etc/udhcpc.script"),
+        "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$mask\" dev \"$interface\";; esac\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("init"),
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmkdir -p /proc /sys /dev /tmp /run\n\
+         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
+         hostname \"$(cat /etc/hostname)\"\ninsmod /e1000.ko\nip link set lo up; ip link set eth0 up\n\
+         udhcpc -i eth0 -n -q -t 30 -s /etc/udhcpc.script\necho \"NODE UP: $(hostname)\"\n\
+         exec dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22\n",
+    )
+    .unwrap();
+    let out = dir.join("diskless.img");
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "cd \"$1\" && chmod +x init etc/udhcpc.script && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"",
+            "sh",
+        ])
+        .args([&root, &out])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// A lab whose ConfigNode serves `initrd` as the hnode profile's initrd, with node vm1 added.
+fn boot_lab(name: &str, octet: u8, kernel: &Path, initrd: &Path, power: &str) -> Lab {
+    let lab = Lab::up(name, 1, octet);
+    lab.append_inventory(&format!("\n[[node]]\nname = \"vm1\"\nmac = \"{MAC}\"\nip = \"10.201.{octet}.50\"\nrole = \"hnode\"\npower = \"{power}\"\n"));
+    lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/hnode && cp {} /srv/tftp/images/hnode/vmlinuz && cp {} /srv/tftp/images/hnode/initrd.img", kernel.display(), initrd.display()));
+    let out = cloudctl(&["-i", &lab.inventory(), "--yes", "config", "init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    lab
+}
+
+#[test]
+fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
+    let Some(kernel) = kernel() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no kernel in /boot (package linux-image-amd64)"
+        );
+        report("SKIPPED: hnode boot test needs a kernel in /boot");
+        return;
+    };
+    let version = kernel
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    if !crate::support::lab_with(&[
+        QEMU,
+        ROM,
+        "/bin/busybox",
+        "/usr/bin/cpio",
+        "/usr/sbin/dropbear",
+        "/usr/bin/dropbearconvert",
+        "/usr/sbin/dhcpd",
+    ]) {
+        return;
+    }
+    let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let initrd = diskless_initrd(work.path(), &version);
+    let lab = boot_lab("thn", 68, &kernel, &initrd, "none");
+    let inv = lab.inventory();
+
+    // First `hnode boot` (no wait) generates and pins the key and writes the node's boot files.
+    let out = cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "vm1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let known_hosts = std::fs::read_to_string(&lab.state.known_hosts).unwrap();
+    assert!(known_hosts.contains("10.201.68.50 ssh-ed25519 "), "{known_hosts}");
+    let pxe = lab.sh_ok(0, "cat /srv/tftp/pxelinux.cfg/01-52-54-00-12-34-57; stat -c '%a %U:%G' /srv/tftp/nodes/vm1/overlay.img /srv/tftp/nodes/vm1/initrd.img");
+    assert!(
+        pxe.contains("APPEND initrd=nodes/vm1/initrd.img console=ttyS0") && pxe.contains("640 root:tftp"),
+        "{pxe}"
+    );
+
+    for boot in 1..=2 {
+        let vm = Vm::start(&lab, "thn0", lab.dir.path().join(format!("boot{boot}.log")), MAC);
+        let started = Instant::now();
+        let out = cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "vm1", "--wait", "150"]);
+        let err = text(&out.stderr);
+        drop(vm);
+        let console = std::fs::read_to_string(lab.dir.path().join(format!("boot{boot}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = console
+            .lines()
+            .rev()
+            .filter(|l| !l.starts_with("[ "))
+            .take(25)
+            .collect();
+        assert!(
+            err.contains("vm1: SSH answers with the pinned host key") && err.contains("vm1 is up after"),
+            "boot {boot}: {err}\nconsole (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+        // A TCG guest has no /dev/kvm: the check says so instead of claiming a working hypervisor.
+        assert!(err.contains("hypervisor kvm: /dev/kvm missing"), "{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "hypervisor check failed, so not success: {err}"
+        );
+        assert!(!err.contains("HOST KEY"), "boot {boot}: {err}");
+        report(&format!(
+            "hnode boot {boot}: VM power-on → SSH with the pinned key in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&lab.state.known_hosts).unwrap(),
+        known_hosts,
+        "the second boot changed no pinned key"
+    );
+}
+
+/// Receives one UDP datagram on port 9 inside network namespace `netns` (bounded wait).
+fn receive_wol(netns: &str, limit: Duration) -> std::thread::JoinHandle<Option<Vec<u8>>> {
+    let path = format!("/var/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).ok()?;
+        // SAFETY: moves only this thread into the namespace; the file descriptor is valid.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+            return None;
+        }
+        let sock = std::net::UdpSocket::bind("0.0.0.0:9").ok()?;
+        sock.set_read_timeout(Some(limit)).ok()?;
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    })
+}
+
+#[test]
+fn wake_on_lan_reaches_the_nodes_network() {
+    if !crate::support::lab_with(&["/usr/bin/wakeonlan"]) {
+        return;
+    }
+    let lab = Lab::up("twol", 2, 69);
+    lab.append_inventory(&format!(
+        "\n[[node]]\nname = \"vm1\"\nmac = \"{MAC}\"\nip = \"10.201.69.50\"\nrole = \"hnode\"\n"
+    ));
+    lab.sh_ok(0, "mkdir -p /srv/tftp/images/hnode && echo k > /srv/tftp/images/hnode/vmlinuz && echo i > /srv/tftp/images/hnode/initrd.img");
+    let out = cloudctl(&["-i", &lab.inventory(), "--yes", "config", "init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listener = receive_wol(&lab.state.hosts[1].netns, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300)); // the listener binds first
+    let out = cloudctl(&[
+        "-i",
+        &lab.inventory(),
+        "--yes",
+        "hnode",
+        "boot",
+        "vm1",
+        "--power",
+        "wol",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let packet = listener.join().unwrap().expect("no magic packet arrived within 30 s");
+    let mac: Vec<u8> = MAC.split(':').map(|o| u8::from_str_radix(o, 16).unwrap()).collect();
+    let mut expected = vec![0xff; 6];
+    for _ in 0..16 {
+        expected.extend_from_slice(&mac);
+    }
+    assert_eq!(packet, expected, "a magic packet is 6 x 0xff then the MAC 16 times");
+}
