@@ -67,6 +67,9 @@ pub enum Command {
     /// Register machines by MAC so they PXE-boot their profile; list and remove them.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Shared block storage on the storage nodes: md, DRBD primary/primary, AoE export.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Boot diskless hardware nodes (hypervisor hosts) and wait until they answer.
     #[command(subcommand)]
     Hnode(HnodeCommand),
@@ -251,4 +254,30 @@ pub enum LampCommand {
     /// Read-only. Exit status 0 when every component is up, 1 when one is down, 4 when a node
     /// cannot be reached.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Build the storage layer of [storage] on the storage nodes (idempotent).
+    ///
+    /// An md array from the member disks (mdadm.conf kept), a DRBD resource over it between the
+    /// two storage nodes (primary/primary, protocol C, fencing, after-sb-2pri disconnect, a shared
+    /// secret generated once and kept 0600, never printed), and an AoE export of the DRBD device
+    /// with vblade restricted to the hardware nodes' MACs, started at boot. Every member disk is
+    /// probed first (blkid -p): a disk holding a filesystem, a partition table or foreign metadata
+    /// is refused, naming the disk and what it holds, unless --force-wipe names it. DRBD metadata
+    /// is created and the initial sync forced only on a fresh resource, never on a re-run.
+    Init(StorageInitArgs),
+    /// Show md, DRBD (role, connection, disk state, sync) and AoE export state per storage node.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct StorageInitArgs {
+    /// Only these storage nodes (default: both).
+    #[arg(value_name = "SNODE")]
+    pub nodes: Vec<String>,
+    /// Wipe this member disk although it holds data (asks you to type its name; --yes skips that).
+    #[arg(long, value_name = "DISK")]
+    pub force_wipe: Vec<String>,
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub mod lamp;
+pub mod storage;
 
 /// Names that select groups and therefore cannot name a node.
 pub const GROUP_NAMES: [&str; 4] = ["all", "confignode", "snode", "hnode"];
@@ -30,6 +31,8 @@ pub struct Inventory {
     pub node: Vec<Node>,
     /// `lamp deploy`: balancer, web and database nodes, shared storage.
     pub lamp: Option<Spanned<lamp::LampSection>>,
+    /// `storage init`: md + DRBD primary/primary + AoE export on two storage nodes.
+    pub storage: Option<Spanned<storage::StorageSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -360,6 +363,9 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
                 ));
             }
         }
+    }
+    if let Some(section) = &inv.storage {
+        storage::validate(inv, section, &err)?;
     }
     if let Some(section) = &inv.lamp {
         lamp::validate(inv, section, &err)?;

@@ -8,6 +8,7 @@ pub mod lab;
 pub mod lamp;
 pub mod node;
 pub mod run;
+pub mod storage;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
@@ -154,6 +155,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Run(args) => run::run(&ctx, args),
         Command::Config(cmd) => config::run(&ctx, cmd),
         Command::Node(cmd) => node::run(&ctx, cmd),
+        Command::Storage(cmd) => storage::run(&ctx, cmd),
         Command::Hnode(cmd) => hnode::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),

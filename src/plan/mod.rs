@@ -5,6 +5,7 @@ pub mod hnode;
 pub mod lamp;
 pub mod node;
 pub mod run;
+pub mod storage;
 
 use crate::inventory::Host;
 use crate::types::RemotePath;

@@ -86,6 +86,30 @@ impl Ui {
         }
     }
 
+    /// For destructive steps: the user must type `expected` (e.g. a disk name) to go on.
+    pub fn confirm_typed(&self, what: &str, expected: &str, yes: bool) -> Result<(), Error> {
+        if yes {
+            return Ok(());
+        }
+        if !self.interactive {
+            return Err(Error::NotConfirmed(format!(
+                "{what}: no TTY to confirm on; pass --yes to confirm"
+            )));
+        }
+        let typed: String = dialoguer::Input::new()
+            .with_prompt(format!("{what}. Type {expected} to confirm"))
+            .allow_empty(true)
+            .interact_text()
+            .map_err(|e| Error::NotConfirmed(format!("could not ask for confirmation: {e}; pass --yes")))?;
+        if typed.trim() == expected {
+            Ok(())
+        } else {
+            Err(Error::NotConfirmed(format!(
+                "you typed {typed:?}, not {expected}; nothing was changed"
+            )))
+        }
+    }
+
     /// The JSON envelope every command shares: `ok`, `exit`, `exit_code`, plus the command's fields.
     pub fn json_result(&self, exit: Exit, mut body: serde_json::Value) {
         if let Some(map) = body.as_object_mut() {

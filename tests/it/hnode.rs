@@ -202,3 +202,71 @@ fn wake_on_lan_reaches_the_nodes_network() {
     }
     assert_eq!(packet, expected, "a magic packet is 6 x 0xff then the MAC 16 times");
 }
+
+fn plan_for(inv_text: &str) -> cloudctl::plan::Plan {
+    use cloudctl::plan::{confignode::Facts, hnode};
+    let inv = cloudctl::inventory::parse("seed.toml", inv_text).unwrap();
+    let node = inv.node.iter().find(|n| n.name.get_ref().as_str() == "hnode1").unwrap();
+    let secrets = hnode::NodeSecrets {
+        host_key: b"PRIVATE".to_vec(),
+        host_key_pub: b"ssh-ed25519 AAAA hnode1".to_vec(),
+        dropbear_key: b"DROPBEAR".to_vec(),
+        authorized_keys: b"ssh-ed25519 AAAA admin".to_vec(),
+        ipmi_password: None,
+    };
+    let facts = Facts {
+        initialised: true,
+        ..Facts::default()
+    };
+    hnode::plan(
+        &inv,
+        &cloudctl::templates::Templates::load(None).unwrap(),
+        &facts,
+        node,
+        cloudctl::inventory::Power::Wol,
+        &secrets,
+    )
+    .unwrap()
+}
+
+#[test]
+fn golden_hnode_boot_plans_for_xen_and_kvm() {
+    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap();
+    let xen = plan_for(&seed);
+    let json = serde_json::to_string_pretty(&xen).unwrap();
+    assert!(
+        !json.contains("PRIVATE") && !json.contains("DROPBEAR"),
+        "host keys never appear in a plan's output"
+    );
+    crate::golden::assert_golden("hnode-boot-xen.json", &json);
+    let pxe = |plan: &cloudctl::plan::Plan| {
+        plan.hosts[0]
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                cloudctl::plan::Step::File(f) if f.id == "01-52-54-00-00-02-01" => {
+                    Some(String::from_utf8_lossy(&f.content).into_owned())
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert!(pxe(&xen).contains("KERNEL mboot.c32\n  APPEND images/dom0/xen.gz dom0_mem=1024M --- images/dom0/vmlinuz console=ttyS0 --- nodes/hnode1/initrd.img"), "{}", pxe(&xen));
+    let last = xen.hosts[0].steps.last().unwrap();
+    assert!(
+        matches!(last, cloudctl::plan::Step::Command(c) if c.argv == ["wakeonlan", "-i", "10.0.0.255", "-p", "9", "52:54:00:00:02:01"]),
+        "{last:?}"
+    );
+
+    let kvm_text = seed
+        .replace("hypervisor = \"xen\"", "hypervisor = \"kvm\"")
+        .replace("xen = \"/srv/tftp/images/dom0/xen.gz\"\n", "")
+        .replace("xen_args = \"dom0_mem=1024M\"\n", "");
+    let kvm = plan_for(&kvm_text);
+    crate::golden::assert_golden("hnode-boot-kvm.json", &serde_json::to_string_pretty(&kvm).unwrap());
+    assert!(
+        pxe(&kvm).contains("KERNEL images/dom0/vmlinuz\n  APPEND initrd=nodes/hnode1/initrd.img console=ttyS0"),
+        "{}",
+        pxe(&kvm)
+    );
+}

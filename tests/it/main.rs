@@ -15,5 +15,6 @@ mod lamp_e2e;
 mod lamp_plan;
 mod pxe;
 mod round_trips;
+mod storage;
 mod support;
 mod templates;

@@ -1,0 +1,161 @@
+//! `cloudctl storage init|status`: the storage nodes' md + DRBD + AoE layer.
+
+use super::Context;
+use crate::cli::{StorageCommand, StorageInitArgs};
+use crate::error::{Error, Exit};
+use crate::inventory::storage::StorageSection;
+use crate::inventory::Inventory;
+use crate::plan::storage::{self, NodeFacts};
+use std::io::Read;
+
+pub fn run(ctx: &Context, cmd: StorageCommand) -> Result<Exit, Error> {
+    match cmd {
+        StorageCommand::Init(args) => init(ctx, args),
+        StorageCommand::Status => status(ctx),
+    }
+}
+
+fn section(inv: &Inventory) -> Result<&StorageSection, Error> {
+    inv.storage.as_ref().map(|s| s.get_ref()).ok_or_else(|| {
+        Error::Usage("the inventory has no [storage] section (nodes, disks, ...); see examples/seed-lab.toml".into())
+    })
+}
+
+fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let s = section(&inv)?;
+    let nodes = s.nodes.get_ref();
+    if let Some(bad) = args
+        .nodes
+        .iter()
+        .find(|n| !nodes.iter().any(|x| x.as_str() == n.as_str()))
+    {
+        return Err(Error::Usage(format!(
+            "{bad} is not one of [storage] nodes ({}, {})",
+            nodes[0], nodes[1]
+        )));
+    }
+    if let Some(bad) = args
+        .force_wipe
+        .iter()
+        .find(|d| !s.disks.get_ref().iter().any(|x| x.as_str() == d.as_str()))
+    {
+        return Err(Error::Usage(format!("--force-wipe {bad}: not one of [storage] disks")));
+    }
+    // Both nodes are probed even when one is chosen: the DRBD resource names both.
+    let mut facts: [NodeFacts; 2] = Default::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
+        let out = ctx.gather(&inv, &host, &storage::facts_script(s))?;
+        facts[i] = storage::parse_facts(&out, &storage::md_uuid(&inv, n.as_str(), s.md_device.as_str()));
+        if facts[i].hostname != n.as_str() {
+            return Err(Error::Usage(format!(
+                "{n} reports hostname {:?}: DRBD finds its `on` section by hostname, so the node's hostname must be {n}",
+                facts[i].hostname
+            )));
+        }
+    }
+    let mut wipe: [Vec<String>; 2] = Default::default();
+    for (i, n) in nodes.iter().enumerate() {
+        if args.nodes.is_empty() || args.nodes.iter().any(|o| o == n.as_str()) {
+            wipe[i] = storage::check_disks(n.as_str(), s, &facts[i], &args.force_wipe).map_err(Error::Usage)?;
+        }
+    }
+    if !ctx.dry_run {
+        for (i, disks) in wipe.iter().enumerate() {
+            for d in disks {
+                ctx.ui.confirm_typed(
+                    &format!("{}: {d} holds data that --force-wipe will destroy", nodes[i]),
+                    d,
+                    ctx.yes,
+                )?;
+            }
+        }
+    }
+    let secret = match (&facts[0].secret, &facts[1].secret) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::Usage(format!(
+                "the DRBD shared secrets of {} and {} differ; make {} the same on both (or remove one) and run again",
+                nodes[0],
+                nodes[1],
+                format_args!("/etc/drbd.d/{}.res", s.resource)
+            )))
+        }
+        (Some(a), _) | (None, Some(a)) => a.clone(),
+        (None, None) => new_secret()?,
+    };
+    let plan = storage::plan(&inv, &ctx.templates()?, &facts, &wipe, &secret, &args.nodes)?;
+    ctx.converge(&inv, &plan)
+}
+
+/// 32 random bytes as hex, from the kernel's generator.
+fn new_secret() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read /dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn status(ctx: &Context) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let s = section(&inv)?;
+    let md = crate::exec::script::quote(s.md_device.as_str()).into_owned();
+    let res = s.resource.as_str();
+    let script = format!(
+        "if mdadm --detail {md} >/dev/null 2>&1; then echo \"md $(mdadm --detail {md} | sed -n 's/^ *State : //p')\"; else echo 'md absent'; fi\n\
+         echo \"drbd-role $(drbdadm role {res} 2>/dev/null || echo unknown)\"\n\
+         echo \"drbd-cstate $(drbdadm cstate {res} 2>/dev/null || echo unknown)\"\n\
+         echo \"drbd-dstate $(drbdadm dstate {res} 2>/dev/null || echo unknown)\"\n\
+         echo \"drbd-sync $(sed -n 's/.*sync.ed: *\\([0-9.]*%\\).*/\\1/p' /proc/drbd 2>/dev/null | head -n1)\"\n\
+         if service cloudctl-aoe status >/dev/null 2>&1; then echo 'aoe exporting'; else echo 'aoe stopped'; fi\nexit 0\n"
+    );
+    let mut rows = Vec::new();
+    let mut exit = Exit::Ok;
+    for n in s.nodes.get_ref() {
+        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
+        let mut row = serde_json::Map::new();
+        row.insert("node".into(), n.as_str().into());
+        match ctx.gather(&inv, &host, &script) {
+            Ok(out) => {
+                for line in out.lines() {
+                    if let Some((k, v)) = line.split_once(' ') {
+                        row.insert(k.replace('-', "_"), v.trim().into());
+                    }
+                }
+            }
+            Err(e) => {
+                exit = exit.max(e.exit());
+                row.insert("error".into(), e.to_string().into());
+            }
+        }
+        rows.push(serde_json::Value::Object(row));
+    }
+    if ctx.ui.json {
+        ctx.ui
+            .json_result(exit, serde_json::json!({ "command": "storage status", "nodes": rows }));
+        return Ok(exit);
+    }
+    let cell = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
+    println!(
+        "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} AOE",
+        "NODE", "MD", "ROLE", "CONNECTION", "DISK", "SYNC"
+    );
+    for r in &rows {
+        if let Some(e) = r["error"].as_str() {
+            println!("{:<12} {e}", cell(r, "node"));
+            continue;
+        }
+        println!(
+            "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} {}",
+            cell(r, "node"),
+            cell(r, "md"),
+            cell(r, "drbd_role"),
+            cell(r, "drbd_cstate"),
+            cell(r, "drbd_dstate"),
+            cell(r, "drbd_sync"),
+            cell(r, "aoe")
+        );
+    }
+    Ok(exit)
+}

@@ -1,0 +1,376 @@
+//! Planner for `storage init`: md array, DRBD primary/primary and the AoE export on the two
+//! storage nodes, from the inventory and a read-only probe of each node. Metadata is created and
+//! the initial sync forced only on a fresh resource, never again. Pure.
+
+use super::{CommandStep, FileStep, HostPlan, Plan, Step, When};
+use crate::error::Error;
+use crate::exec::script::{quote, sha256_hex};
+use crate::inventory::storage::StorageSection;
+use crate::inventory::Inventory;
+use crate::templates::Templates;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub const PACKAGES: [&str; 3] = ["mdadm", "drbd-utils", "vblade"];
+const STATE_DIR: &str = "/var/lib/cloudctl/storage";
+
+/// What a member disk holds, by `blkid -p` (the low-level probe wipefs uses too).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disk {
+    Missing,
+    Blank,
+    /// A member of this cloud's array on this node (a re-run).
+    Ours,
+    /// Anything else: a filesystem, a partition table, other RAID or DRBD metadata.
+    Foreign(String),
+}
+
+/// One storage node, as its probe found it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeFacts {
+    pub hostname: String,
+    pub disks: BTreeMap<String, Disk>,
+    pub md_active: bool,
+    /// DRBD metadata was created by cloudctl (marker written after `create-md` succeeded).
+    pub drbd_metadata: bool,
+    pub sync_started: bool,
+    pub secret: Option<String>,
+}
+
+/// The array UUID, derived from the cloud, node and device so every run names the same array.
+pub fn md_uuid(inv: &Inventory, node: &str, md: &str) -> String {
+    let h = sha256_hex(format!("cloudctl-md:{}:{node}:{md}", inv.cloud.name).as_bytes());
+    format!("{}:{}:{}:{}", &h[0..8], &h[8..16], &h[16..24], &h[24..32])
+}
+
+fn res_file(s: &StorageSection) -> String {
+    format!("/etc/drbd.d/{}.res", s.resource)
+}
+
+fn marker(s: &StorageSection, what: &str) -> String {
+    format!("{STATE_DIR}/{}.{what}", s.resource)
+}
+
+pub fn facts_script(s: &StorageSection) -> String {
+    let mut script = String::from("echo \"hostname $(uname -n)\"\n");
+    for d in s.disks.get_ref() {
+        let q = quote(d.as_str());
+        script += &format!(
+            "if [ -b {q} ]; then echo \"disk {d} present\"; blkid -p -o export {q} 2>/dev/null | while IFS= read -r l; do echo \"blkid {d} $l\"; done; else echo \"disk {d} missing\"; fi\n"
+        );
+    }
+    script += &format!(
+        "mdadm --detail {} >/dev/null 2>&1 && echo md-active\n",
+        quote(s.md_device.as_str())
+    );
+    script += &format!(
+        "[ -e {} ] && echo drbd-metadata\n",
+        quote(&marker(s, "metadata-created"))
+    );
+    script += &format!("[ -e {} ] && echo sync-started\n", quote(&marker(s, "initial-sync")));
+    script += &format!(
+        "sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/secret \\1/p' {} 2>/dev/null\n",
+        quote(&res_file(s))
+    );
+    script + "exit 0\n"
+}
+
+/// Parses a node's probe; `uuid` is the array UUID cloudctl gives that node.
+pub fn parse_facts(output: &str, uuid: &str) -> NodeFacts {
+    let mut f = NodeFacts::default();
+    let mut blkid: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for line in output.lines() {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("hostname"), Some(h), None) => f.hostname = h.to_string(),
+            (Some("disk"), Some(d), Some("present")) => {
+                f.disks.insert(d.to_string(), Disk::Blank);
+            }
+            (Some("disk"), Some(d), Some("missing")) => {
+                f.disks.insert(d.to_string(), Disk::Missing);
+            }
+            (Some("blkid"), Some(d), Some(kv)) => {
+                if let Some((k, v)) = kv.split_once('=') {
+                    blkid
+                        .entry(d.to_string())
+                        .or_default()
+                        .insert(k.to_string(), v.to_string());
+                }
+            }
+            (Some("md-active"), None, None) => f.md_active = true,
+            (Some("drbd-metadata"), None, None) => f.drbd_metadata = true,
+            (Some("sync-started"), None, None) => f.sync_started = true,
+            (Some("secret"), Some(s), None) => f.secret = Some(s.to_string()),
+            _ => {}
+        }
+    }
+    let plain = |u: &str| {
+        u.chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect::<String>()
+            .to_lowercase()
+    };
+    for (disk, tags) in blkid {
+        let kind = tags.get("TYPE").map(String::as_str);
+        let state = match (kind, tags.get("PTTYPE")) {
+            (Some("linux_raid_member"), _) if tags.get("UUID").map(|u| plain(u)) == Some(plain(uuid)) => Disk::Ours,
+            (Some("linux_raid_member"), _) => Disk::Foreign("md RAID metadata of another array".into()),
+            (Some("drbd"), _) => Disk::Foreign("DRBD metadata".into()),
+            (Some(t), _) => Disk::Foreign(format!("a {t} filesystem or signature")),
+            (None, Some(pt)) => Disk::Foreign(format!("a {pt} partition table")),
+            (None, None) => continue,
+        };
+        f.disks.insert(disk, state);
+    }
+    f
+}
+
+/// Disks that must be wiped first (foreign, and named with --force-wipe); refuses any other
+/// foreign or missing disk, naming it and what it holds.
+pub fn check_disks(
+    node: &str,
+    s: &StorageSection,
+    facts: &NodeFacts,
+    force_wipe: &[String],
+) -> Result<Vec<String>, String> {
+    let mut wipe = Vec::new();
+    for d in s.disks.get_ref() {
+        match facts.disks.get(d.as_str()).unwrap_or(&Disk::Missing) {
+            Disk::Missing => return Err(format!("{node}: member disk {d} is not a block device there; fix [storage] disks")),
+            Disk::Foreign(_) if force_wipe.iter().any(|f| f == d.as_str()) => wipe.push(d.to_string()),
+            Disk::Foreign(what) => {
+                return Err(format!(
+                    "{node}: refusing to touch {d}: it holds {what}. Nothing was written. If its data may be destroyed, pass --force-wipe {d}"
+                ))
+            }
+            Disk::Blank | Disk::Ours => {}
+        }
+    }
+    Ok(wipe)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn command(argv: &[&str], when: When) -> Step {
+    Step::Command(CommandStep {
+        argv: strings(argv),
+        when,
+    })
+}
+
+fn file(
+    id: &str,
+    path: &str,
+    content: String,
+    mode: u32,
+    validate: Option<&[&str]>,
+    secret: bool,
+) -> Result<Step, Error> {
+    Ok(Step::File(FileStep {
+        id: id.into(),
+        path: path.parse().map_err(Error::Usage)?,
+        content: content.into_bytes(),
+        mode,
+        owner: Some("root:root".into()),
+        validate: validate.map(strings),
+        secret,
+    }))
+}
+
+/// The plan for the storage nodes in `only` (both when empty). `facts` and `wipe` follow
+/// `[storage] nodes` order; `secret` is the DRBD shared secret (existing or newly generated).
+pub fn plan(
+    inv: &Inventory,
+    templates: &Templates,
+    facts: &[NodeFacts; 2],
+    wipe: &[Vec<String>; 2],
+    secret: &str,
+    only: &[String],
+) -> Result<Plan, Error> {
+    let s = inv
+        .storage
+        .as_ref()
+        .ok_or_else(|| Error::Usage("the inventory has no [storage] section; see examples/seed-lab.toml".into()))?
+        .get_ref();
+    let nodes = s.nodes.get_ref();
+    let address = |n: &crate::types::Name| -> String {
+        s.address.get(n).map(|a| a.to_string()).unwrap_or_else(|| {
+            inv.node
+                .iter()
+                .find(|x| x.name.get_ref() == n)
+                .and_then(|x| x.ip.as_ref())
+                .map(|i| i.get_ref().to_string())
+                .unwrap_or_default()
+        })
+    };
+    let peers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({ "name": n, "address": address(n), "id": i }))
+        .collect();
+    let res = templates.render(
+        "storage-init/drbd.res",
+        &json!({ "resource": s.resource, "md_device": s.md_device, "drbd_device": s.drbd_device, "secret": secret, "port": s.drbd_port, "peers": peers }),
+    )?;
+    let clients = inv.select(s.clients.get_ref()).map_err(Error::Usage)?;
+    let mut macs: Vec<String> = clients
+        .iter()
+        .filter_map(|h| inv.node.iter().find(|n| n.name.get_ref().as_str() == h.name))
+        .filter_map(|n| n.mac.as_ref().map(|m| m.get_ref().to_string()))
+        .collect();
+    macs.sort();
+    if macs.is_empty() {
+        return Err(Error::Usage(
+            "[storage] clients have no MACs: vblade would export to nobody; give the hardware nodes `mac`".into(),
+        ));
+    }
+    // Only a resource fresh on both nodes gets its initial sync forced, and only once.
+    let fresh = !facts[0].drbd_metadata && !facts[1].drbd_metadata && !facts[0].sync_started;
+    let mut hosts = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if !only.is_empty() && !only.iter().any(|o| o == node.as_str()) {
+            continue;
+        }
+        let host = inv.select(&[node.to_string()]).map_err(Error::Usage)?.remove(0);
+        let f = &facts[i];
+        let md = s.md_device.as_str();
+        let uuid = md_uuid(inv, node.as_str(), md);
+        let disks: Vec<&str> = s.disks.get_ref().iter().map(|d| d.as_str()).collect();
+        let mut steps = Vec::new();
+        let installed = format!("for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done", PACKAGES.join(" "));
+        let mut install = strings(&[
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ]);
+        install.extend(strings(&PACKAGES));
+        steps.push(Step::Command(CommandStep {
+            argv: install,
+            when: When::Unless(strings(&["sh", "-c", &installed])),
+        }));
+        for d in &wipe[i] {
+            steps.push(command(&["wipefs", "-a", d], When::Always));
+        }
+        if !f.md_active {
+            let all_ours = disks.iter().all(|d| f.disks.get(*d) == Some(&Disk::Ours));
+            let level = s.md_level.get_ref().to_string();
+            let count = disks.len().to_string();
+            let mut argv = if all_ours {
+                vec!["mdadm", "--assemble", md, "--uuid", &uuid]
+            } else {
+                vec![
+                    "mdadm",
+                    "--create",
+                    md,
+                    "--run",
+                    "--metadata=1.2",
+                    "--level",
+                    &level,
+                    "--raid-devices",
+                    &count,
+                    "--uuid",
+                    &uuid,
+                ]
+            };
+            argv.extend(disks.iter().copied());
+            steps.push(command(&argv, When::Unless(strings(&["mdadm", "--detail", md]))));
+        }
+        steps.push(file(
+            "mdadm.conf",
+            "/etc/mdadm/mdadm.conf",
+            templates.render("storage-init/mdadm.conf", &json!({ "md_device": md, "uuid": uuid }))?,
+            0o644,
+            None,
+            false,
+        )?);
+        steps.push(command(
+            &["update-initramfs", "-u"],
+            When::Changed(strings(&["mdadm.conf"])),
+        ));
+        steps.push(file(
+            "drbd.res",
+            &res_file(s),
+            res.clone(),
+            0o600,
+            Some(&["drbdadm", "-t", "{}", "dump"]),
+            true,
+        )?);
+        let meta = marker(s, "metadata-created");
+        if !f.drbd_metadata {
+            // No --force: on a device that already holds data, create-md asks and (stdin is
+            // /dev/null) refuses, which is what we want.
+            let script = "drbdadm create-md \"$1\" && mkdir -p \"$3\" && touch \"$2\"";
+            steps.push(command(
+                &["sh", "-c", script, "sh", s.resource.as_str(), &meta, STATE_DIR],
+                When::Unless(strings(&["test", "-e", &meta])),
+            ));
+        }
+        steps.push(command(&["drbdadm", "adjust", s.resource.as_str()], When::Always));
+        let is_primary = [
+            "sh",
+            "-c",
+            "drbdadm role \"$1\" | grep -q '^Primary'",
+            "sh",
+            s.resource.as_str(),
+        ];
+        if i == 0 && fresh {
+            let sync = marker(s, "initial-sync");
+            let script = "drbdadm primary --force \"$1\" && touch \"$2\"";
+            steps.push(command(
+                &["sh", "-c", script, "sh", s.resource.as_str(), &sync],
+                When::Unless(strings(&["test", "-e", &sync])),
+            ));
+        } else if !(i == 1 && fresh) {
+            // The second node of a fresh resource becomes primary on a later run, once it has data.
+            steps.push(command(
+                &["drbdadm", "primary", s.resource.as_str()],
+                When::Unless(strings(&is_primary)),
+            ));
+        }
+        let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(",") });
+        steps.push(file(
+            "aoe-default",
+            "/etc/default/cloudctl-aoe",
+            templates.render("storage-init/aoe.default", &aoe)?,
+            0o644,
+            None,
+            false,
+        )?);
+        steps.push(file(
+            "aoe-init",
+            "/etc/init.d/cloudctl-aoe",
+            templates.render("storage-init/aoe.init", &json!({}))?,
+            0o755,
+            Some(&["sh", "-n", "{}"]),
+            false,
+        )?);
+        steps.push(command(
+            &["update-rc.d", "cloudctl-aoe", "defaults"],
+            When::Unless(strings(&["sh", "-c", "ls /etc/rc2.d | grep -q cloudctl-aoe"])),
+        ));
+        steps.push(command(
+            &["service", "cloudctl-aoe", "restart"],
+            When::Changed(strings(&["aoe-default", "aoe-init"])),
+        ));
+        steps.push(command(
+            &["service", "cloudctl-aoe", "start"],
+            When::Unless(strings(&["service", "cloudctl-aoe", "status"])),
+        ));
+        hosts.push(HostPlan {
+            host,
+            exclusive: true,
+            steps,
+        });
+    }
+    Ok(Plan {
+        title: "storage init".into(),
+        confirm: true,
+        hosts,
+    })
+}

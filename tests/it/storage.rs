@@ -1,0 +1,317 @@
+//! `storage init`: golden plans for both storage nodes (every DRBD resource through the real
+//! `drbdadm`), metadata created once, and on real test hosts the refusal of a member disk that
+//! holds ext4 (a loop device), with nothing written to it.
+
+use crate::golden::assert_golden;
+use crate::support::{cloudctl, text, Lab};
+use cloudctl::inventory;
+use cloudctl::plan::storage::{self, Disk, NodeFacts};
+use cloudctl::plan::{Plan, Step};
+use cloudctl::templates::Templates;
+use std::process::Command;
+
+fn seed() -> inventory::Inventory {
+    inventory::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap()
+}
+
+fn fresh() -> NodeFacts {
+    NodeFacts {
+        disks: [("/dev/sdb".into(), Disk::Blank), ("/dev/sdc".into(), Disk::Blank)].into(),
+        ..NodeFacts::default()
+    }
+}
+
+fn commands(plan: &Plan, host: usize) -> Vec<String> {
+    plan.hosts[host]
+        .steps
+        .iter()
+        .filter_map(|s| {
+            if let Step::Command(c) = s {
+                Some(c.display())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn drbdadm_accepts(content: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r0.res");
+    std::fs::write(&path, content).unwrap();
+    let out = Command::new("drbdadm")
+        .arg("-t")
+        .arg(&path)
+        .arg("dump")
+        .output()
+        .map_err(|e| format!("drbdadm: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+#[test]
+fn storage_plans_for_both_nodes_and_drbdadm_accepts_the_resource() {
+    let inv = seed();
+    let plan = storage::plan(
+        &inv,
+        &Templates::load(None).unwrap(),
+        &[fresh(), fresh()],
+        &Default::default(),
+        "0123abcd",
+        &[],
+    )
+    .unwrap();
+    let json = serde_json::to_string_pretty(&plan).unwrap();
+    assert!(
+        !json.contains("0123abcd"),
+        "the shared secret never appears in a plan's output"
+    );
+    assert_golden("storage-init-seed-lab.json", &json);
+    for (i, hp) in plan.hosts.iter().enumerate() {
+        let res = hp
+            .steps
+            .iter()
+            .find_map(|s| {
+                if let Step::File(f) = s {
+                    (f.id == "drbd.res").then_some(f)
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        assert_eq!(res.mode, 0o600);
+        assert!(res.secret);
+        let text = String::from_utf8_lossy(&res.content);
+        for needle in [
+            "allow-two-primaries yes",
+            "after-sb-2pri disconnect",
+            "protocol C",
+            "fencing resource-and-stonith",
+            "on snode1",
+            "address 10.0.0.22:7789",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        if std::path::Path::new("/usr/sbin/drbdadm").exists() {
+            drbdadm_accepts(&res.content).unwrap_or_else(|e| panic!("host {i}: drbdadm refused the resource: {e}"));
+        } else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "drbdadm missing (drbd-utils)"
+            );
+        }
+        let aoe = hp
+            .steps
+            .iter()
+            .find_map(|s| {
+                if let Step::File(f) = s {
+                    (f.id == "aoe-default").then_some(f)
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        let aoe = String::from_utf8_lossy(&aoe.content);
+        assert!(
+            aoe.contains(&format!("SLOT={i}")) && aoe.contains("MACS=52:54:00:00:02:01,52:54:00:00:02:02"),
+            "{aoe}"
+        );
+    }
+    let first = commands(&plan, 0);
+    assert!(
+        first.iter().any(|c| c.starts_with("sh -c 'drbdadm create-md")),
+        "{first:?}"
+    );
+    assert!(
+        first.iter().any(|c| c.contains("drbdadm primary --force")),
+        "initial sync forced once, on the first node"
+    );
+    assert!(
+        !commands(&plan, 1).iter().any(|c| c.contains("--force")),
+        "never forced on the second node"
+    );
+    if std::path::Path::new("/usr/sbin/drbdadm").exists() {
+        assert!(
+            drbdadm_accepts(b"resource r0 { protocol Q; }").is_err(),
+            "the validator rejects a broken resource"
+        );
+    }
+}
+
+#[test]
+fn a_rerun_never_plans_metadata_or_a_forced_primary_again() {
+    let done = NodeFacts {
+        disks: [("/dev/sdb".into(), Disk::Ours), ("/dev/sdc".into(), Disk::Ours)].into(),
+        md_active: true,
+        drbd_metadata: true,
+        sync_started: true,
+        ..NodeFacts::default()
+    };
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &[done.clone(), done],
+        &Default::default(),
+        "s",
+        &[],
+    )
+    .unwrap();
+    for host in 0..2 {
+        let cmds = commands(&plan, host);
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| c.contains("create-md") || c.contains("--force") || c.contains("mdadm --create")),
+            "{cmds:?}"
+        );
+        assert!(cmds.iter().any(|c| c == "drbdadm primary r0"), "{cmds:?}");
+    }
+    // One node already has metadata: the resource is not fresh, so no forced primary anywhere.
+    let mut half = fresh();
+    half.drbd_metadata = true;
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &[fresh(), half],
+        &Default::default(),
+        "s",
+        &[],
+    )
+    .unwrap();
+    assert!(!commands(&plan, 0).iter().any(|c| c.contains("--force")));
+}
+
+#[test]
+fn disk_probe_results_decide_what_is_refused() {
+    let inv = seed();
+    let s = inv.storage.as_ref().unwrap().get_ref();
+    let uuid = storage::md_uuid(&inv, "snode1", "/dev/md0");
+    let plain: String = uuid.chars().filter(|c| *c != ':').collect();
+    let member = format!(
+        "{}-{}-{}-{}-{}",
+        &plain[0..8],
+        &plain[8..12],
+        &plain[12..16],
+        &plain[16..20],
+        &plain[20..32]
+    );
+    let probe = format!(
+        "hostname snode1\ndisk /dev/sdb present\nblkid /dev/sdb TYPE=ext4\nblkid /dev/sdb UUID=1234\ndisk /dev/sdc present\nblkid /dev/sdc UUID={member}\nblkid /dev/sdc TYPE=linux_raid_member\nsecret abc\n"
+    );
+    let facts = storage::parse_facts(&probe, &uuid);
+    assert_eq!(
+        facts.disks["/dev/sdc"],
+        Disk::Ours,
+        "our own array member is not foreign"
+    );
+    assert_eq!(facts.secret.as_deref(), Some("abc"));
+    let err = storage::check_disks("snode1", s, &facts, &[]).unwrap_err();
+    assert!(
+        err.contains("/dev/sdb") && err.contains("ext4") && err.contains("--force-wipe /dev/sdb"),
+        "{err}"
+    );
+    assert_eq!(
+        storage::check_disks("snode1", s, &facts, &["/dev/sdb".into()]).unwrap(),
+        ["/dev/sdb"]
+    );
+    let pt = storage::parse_facts(
+        "disk /dev/sdb present\nblkid /dev/sdb PTTYPE=gpt\ndisk /dev/sdc missing\n",
+        &uuid,
+    );
+    assert!(storage::check_disks("snode1", s, &pt, &[])
+        .unwrap_err()
+        .contains("gpt partition table"));
+    let missing = storage::parse_facts("disk /dev/sdb present\ndisk /dev/sdc missing\n", &uuid);
+    assert!(storage::check_disks("snode1", s, &missing, &[])
+        .unwrap_err()
+        .contains("/dev/sdc is not a block device"));
+}
+
+/// Loop devices backed by files, detached when dropped.
+struct Loops(Vec<String>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("losetup").args(["-d", l]).output();
+        }
+    }
+}
+
+fn sha(dev: &str) -> String {
+    text(&Command::new("sha256sum").arg(dev).output().unwrap().stdout)
+}
+
+#[test]
+fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
+    if !crate::support::lab_with(&["/usr/sbin/losetup", "/usr/sbin/mkfs.ext4", "/usr/sbin/blkid"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut loops = Loops(Vec::new());
+    for (i, ext4) in [(0, true), (1, false)] {
+        let img = work.path().join(format!("disk{i}.img"));
+        std::fs::write(&img, vec![0u8; 16 << 20]).unwrap();
+        if ext4 {
+            assert!(Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(&img)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {}", text(&out.stderr));
+        loops.0.push(text(&out.stdout).trim().to_string());
+    }
+    let lab = Lab::up("tsto", 3, 72);
+    // The two lab hosts become the storage nodes (their hostnames are their node names).
+    let toml = std::fs::read_to_string(&lab.state.inventory)
+        .unwrap()
+        .replace("role = \"hnode\"", "role = \"snode\"");
+    std::fs::write(&lab.state.inventory, toml).unwrap();
+    lab.append_inventory(&format!(
+        "\n[[node]]\nname = \"vm1\"\nmac = \"52:54:00:12:34:58\"\nip = \"10.201.72.50\"\nrole = \"hnode\"\n\n[storage]\nnodes = [\"hnode1\", \"hnode2\"]\ndisks = [\"{}\", \"{}\"]\n",
+        loops.0[0], loops.0[1]
+    ));
+    let before = sha(&loops.0[0]);
+    let out = cloudctl(&["-i", &lab.inventory(), "--yes", "storage", "init"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("refusing to touch {}", loops.0[0])) && err.contains("ext4"),
+        "{err}"
+    );
+    assert_eq!(sha(&loops.0[0]), before, "the refused disk was written to");
+
+    // Named with --force-wipe, the dry run plans the wipe, and still writes nothing.
+    let out = cloudctl(&[
+        "-i",
+        &lab.inventory(),
+        "-n",
+        "storage",
+        "init",
+        "--force-wipe",
+        &loops.0[0],
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("run: wipefs -a {}", loops.0[0]))
+            && err.contains("drbd.d/r0.res")
+            && err.contains("secret"),
+        "{err}"
+    );
+    assert_eq!(sha(&loops.0[0]), before);
+    // Without a TTY, a wipe needs --yes on top of --force-wipe.
+    let out = cloudctl(&["-i", &lab.inventory(), "storage", "init", "--force-wipe", &loops.0[0]]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert_eq!(sha(&loops.0[0]), before);
+}
