@@ -48,12 +48,13 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
         }
     );
     let hostname = format!("{name}\n");
+    let (storage_conf, mdadm_conf, attach) = storage_client(inv);
     let dir = |path| cpio::Entry {
         path,
         mode: 0o755,
         content: None,
     };
-    let entries = [
+    let mut entries = vec![
         dir("etc"),
         cpio::Entry {
             path: "etc/hostname",
@@ -99,7 +100,47 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
             content: Some(&secrets.authorized_keys),
         },
     ];
+    if let (Some(conf), Some(md)) = (&storage_conf, &mdadm_conf) {
+        entries.push(cpio::Entry {
+            path: "etc/cloudctl/storage.conf",
+            mode: 0o644,
+            content: Some(conf.as_bytes()),
+        });
+        entries.push(dir("etc/mdadm"));
+        entries.push(cpio::Entry {
+            path: "etc/mdadm/mdadm.conf",
+            mode: 0o644,
+            content: Some(md.as_bytes()),
+        });
+        entries.push(cpio::Entry {
+            path: "etc/cloudctl/attach-storage",
+            mode: 0o755,
+            content: Some(attach.as_bytes()),
+        });
+    }
     Ok(cpio::archive(&entries))
+}
+
+/// How a hardware node sees the storage: the two AoE exports (one per storage node) as one md
+/// multipath device, so either storage node can go down without stopping the guests.
+/// Returns (storage.conf, mdadm.conf, attach script) when the inventory has `[storage]`.
+fn storage_client(inv: &Inventory) -> (Option<String>, Option<String>, String) {
+    let attach = "#!/bin/sh\n# Managed by cloudctl: attach the cloud's storage (AoE exports as one md multipath device).\n\
+                  . /etc/cloudctl/storage.conf\nmodprobe aoe 2>/dev/null; aoe-discover 2>/dev/null; sleep 2\n\
+                  mdadm --assemble \"$MD_DEVICE\" --uuid \"$MD_UUID\" $AOE_DEVICES && exit 0\n\
+                  # First attach ever: no multipath superblock on the export yet.\n\
+                  for d in $AOE_DEVICES; do mdadm --examine \"$d\" >/dev/null 2>&1 && exit 1; done\n\
+                  mdadm --create \"$MD_DEVICE\" --run --level=multipath --raid-devices=2 --uuid \"$MD_UUID\" $AOE_DEVICES\n"
+        .to_string();
+    let Some(s) = inv.storage.as_ref().map(|s| s.get_ref()) else {
+        return (None, None, attach);
+    };
+    let shelf = s.shelf.get_ref();
+    let devices = format!("/dev/etherd/e{shelf}.0 /dev/etherd/e{shelf}.1");
+    let uuid = super::storage::md_uuid(inv, "aoe-multipath", s.drbd_device.as_str());
+    let conf = format!("AOE_DEVICES=\"{devices}\"\nMD_DEVICE=/dev/md/cloudctl-storage\nMD_UUID={uuid}\n");
+    let md = format!("# Managed by cloudctl: the storage, seen through both storage nodes.\nDEVICE {devices}\nARRAY /dev/md/cloudctl-storage level=multipath num-devices=2 UUID={uuid}\n");
+    (Some(conf), Some(md), attach)
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

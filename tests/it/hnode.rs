@@ -258,6 +258,28 @@ fn golden_hnode_boot_plans_for_xen_and_kvm() {
         "{last:?}"
     );
 
+    // The overlay carries the storage client side: both AoE exports as one md multipath device.
+    let overlay = xen.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            cloudctl::plan::Step::File(f) if f.id == "overlay" => {
+                Some(String::from_utf8_lossy(&f.content).into_owned())
+            }
+            _ => None,
+        })
+        .unwrap();
+    for needle in [
+        "etc/hostname",
+        "hnode1\n",
+        "etc/cloudctl/storage.conf",
+        "DEVICE /dev/etherd/e1.0 /dev/etherd/e1.1",
+        "level=multipath",
+        "PRIVATE",
+        "etc/cloudctl/attach-storage",
+    ] {
+        assert!(overlay.contains(needle), "overlay lacks {needle:?}");
+    }
     let kvm_text = seed
         .replace("hypervisor = \"xen\"", "hypervisor = \"kvm\"")
         .replace("xen = \"/srv/tftp/images/dom0/xen.gz\"\n", "")
