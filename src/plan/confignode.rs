@@ -1,7 +1,7 @@
 //! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
 //! pxelinux tree, fully re-rendered from the inventory so every run is idempotent. Pure.
 
-use super::{AbsentStep, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+use super::{install_packages, strings, AbsentStep, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::exec::script::quote;
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
@@ -189,10 +189,6 @@ fn command(argv: &[&str], when: When) -> Step {
     })
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 /// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
 fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     [
@@ -211,21 +207,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
     let mut steps = Vec::new();
     if scope == Scope::Init {
-        let installed = format!("for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done", PACKAGES.join(" "));
-        let mut install = strings(&[
-            "env",
-            "DEBIAN_FRONTEND=noninteractive",
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-        ]);
-        install.extend(strings(&PACKAGES));
-        steps.push(Step::Command(CommandStep {
-            argv: install,
-            when: When::Unless(strings(&["sh", "-c", &installed])),
-        }));
+        steps.push(install_packages(&PACKAGES));
         steps.push(Step::Dir(DirStep {
             path: cn.tftp_root.clone(),
             mode: 0o755,

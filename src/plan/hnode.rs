@@ -2,7 +2,7 @@
 //! power-on (Wake-on-LAN or IPMI, run from the ConfigNode, which sits on the nodes' network). Pure.
 
 use super::confignode::{self, node_dir, node_initrd, Facts, Scope};
-use super::{CommandStep, DirStep, FileStep, Plan, Step, When};
+use super::{strings, CommandStep, DirStep, FileStep, Plan, Step, When};
 use crate::cpio;
 use crate::error::Error;
 use crate::inventory::{Hypervisor, Inventory, Node, Power};
@@ -141,10 +141,6 @@ fn storage_client(inv: &Inventory) -> (Option<String>, Option<String>, String) {
     let conf = format!("AOE_DEVICES=\"{devices}\"\nMD_DEVICE=/dev/md/cloudctl-storage\nMD_UUID={uuid}\n");
     let md = format!("# Managed by cloudctl: the storage, seen through both storage nodes.\nDEVICE {devices}\nARRAY /dev/md/cloudctl-storage level=multipath num-devices=2 UUID={uuid}\n");
     (Some(conf), Some(md), attach)
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// The ConfigNode plan for booting `node`: its files and PXE entry, then power-on.

@@ -170,3 +170,30 @@ mod content_serde {
         }
     }
 }
+
+/// Owned argv from string literals.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Installs Debian packages with apt-get, only when one of them is not installed yet.
+pub fn install_packages(packages: &[&str]) -> Step {
+    let installed = format!(
+        "for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done",
+        packages.join(" ")
+    );
+    let mut argv = strings(&[
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+    ]);
+    argv.extend(strings(packages));
+    Step::Command(CommandStep {
+        argv,
+        when: When::Unless(strings(&["sh", "-c", &installed])),
+    })
+}

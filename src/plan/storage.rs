@@ -2,7 +2,7 @@
 //! storage nodes, from the inventory and a read-only probe of each node. Metadata is created and
 //! the initial sync forced only on a fresh resource, never again. Pure.
 
-use super::{CommandStep, FileStep, HostPlan, Plan, Step, When};
+use super::{install_packages, strings, CommandStep, FileStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::exec::script::{quote, sha256_hex};
 use crate::inventory::storage::StorageSection;
@@ -149,10 +149,6 @@ pub fn check_disks(
     Ok(wipe)
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn command(argv: &[&str], when: When) -> Step {
     Step::Command(CommandStep {
         argv: strings(argv),
@@ -239,21 +235,7 @@ pub fn plan(
         let uuid = md_uuid(inv, node.as_str(), md);
         let disks: Vec<&str> = s.disks.get_ref().iter().map(|d| d.as_str()).collect();
         let mut steps = Vec::new();
-        let installed = format!("for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done", PACKAGES.join(" "));
-        let mut install = strings(&[
-            "env",
-            "DEBIAN_FRONTEND=noninteractive",
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-        ]);
-        install.extend(strings(&PACKAGES));
-        steps.push(Step::Command(CommandStep {
-            argv: install,
-            when: When::Unless(strings(&["sh", "-c", &installed])),
-        }));
+        steps.push(install_packages(&PACKAGES));
         for d in &wipe[i] {
             steps.push(command(&["wipefs", "-a", d], When::Always));
         }

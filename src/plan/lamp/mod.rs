@@ -5,7 +5,8 @@
 pub mod status;
 pub mod storage;
 
-use super::{CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+pub(crate) use super::strings;
+use super::{install_packages, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::inventory::lamp::LampSection;
 use crate::inventory::{Host, Inventory};
@@ -198,10 +199,6 @@ pub fn parse_facts(facts: &mut Facts, node: &Name, roles: &[Role], output: &str)
     }
 }
 
-pub(crate) fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 pub(crate) fn command(argv: &[&str], when: When) -> Step {
     Step::Command(CommandStep {
         argv: strings(argv),
@@ -254,28 +251,6 @@ pub(crate) fn dir(path: &str, mode: u32) -> Result<Step, Error> {
         path: path.parse().map_err(Error::Usage)?,
         mode,
     }))
-}
-
-/// Installs `packages` unless every one is installed.
-pub(crate) fn install(packages: &[&str]) -> Step {
-    let installed = format!(
-        "for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done",
-        packages.join(" ")
-    );
-    let mut argv = strings(&[
-        "env",
-        "DEBIAN_FRONTEND=noninteractive",
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-    ]);
-    argv.extend(strings(packages));
-    Step::Command(CommandStep {
-        argv,
-        when: When::Unless(strings(&["sh", "-c", &installed])),
-    })
 }
 
 /// Restarts the service when one of `ids` changed (which starts it if it was stopped), then starts
@@ -335,7 +310,7 @@ fn balancer_steps(inv: &Inventory, lamp: &LampSection, templates: &Templates, cl
         .map(|w| format!("{}:{}", ip(inv, w), lamp.pen.backend_port))
         .collect();
     let syntax = |p: &str| Some(strings(&["sh", "-n", p]));
-    let mut steps = vec![install(&PEN_PACKAGES)];
+    let mut steps = vec![install_packages(&PEN_PACKAGES)];
     steps.push(config(
         "pen-default",
         "/etc/default/cloudctl-pen",
@@ -376,7 +351,7 @@ fn web_steps(
     let (docroot, sessions) = (format!("{mount}/htdocs"), format!("{mount}/sessions"));
     let mut packages = WEB_PACKAGES.to_vec();
     packages.extend(storage::packages(lamp));
-    let mut steps = vec![install(&packages)];
+    let mut steps = vec![install_packages(&packages)];
     steps.extend(storage::steps(lamp, templates, facts, node, cloud)?);
     let check = |kind: &str| Some(sh(APACHE_CHECK, &[kind, "{}"]));
     steps.push(config(
@@ -445,7 +420,7 @@ fn database_steps(
     cloud: &str,
 ) -> Result<Vec<Step>, Error> {
     let datadir = lamp.datadir();
-    let mut steps = vec![install(&DB_PACKAGES)];
+    let mut steps = vec![install_packages(&DB_PACKAGES)];
     let mut check = sh(MARIADB_CHECK, &["{}"]);
     check.extend(
         MARIADB_SETTINGS
