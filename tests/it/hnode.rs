@@ -174,6 +174,7 @@ fn wake_on_lan_reaches_the_nodes_network() {
     if !crate::support::lab_with(&["/usr/bin/wakeonlan"]) {
         return;
     }
+    let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner()); // config init starts tftpd
     let lab = Lab::up("twol", 2, 69);
     lab.append_inventory(&format!(
         "\n[[node]]\nname = \"vm1\"\nmac = \"{MAC}\"\nip = \"10.201.69.50\"\nrole = \"hnode\"\n"
