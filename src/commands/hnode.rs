@@ -66,13 +66,18 @@ fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
         )));
     }
     let plan = hnode::plan(&inv, &ctx.templates()?, &facts, node, power, &secrets)?;
-    let exit = ctx.converge(&inv, &plan)?;
-    match (exit, args.wait) {
-        (Exit::Ok, Some(secs)) if !ctx.dry_run => {
-            wait_until_up(ctx, &inv, node, &confignode, &target, Duration::from_secs(secs))
-        }
-        _ => Ok(exit),
-    }
+    ctx.converge_then(&inv, &plan, |applied| {
+        let secs = args.wait?;
+        Some(wait_until_up(
+            ctx,
+            &inv,
+            node,
+            &confignode,
+            &target,
+            Duration::from_secs(secs),
+            applied,
+        ))
+    })
 }
 
 /// The node's host key, generated once beside cloudctl's known_hosts and pinned there.
@@ -217,6 +222,7 @@ fn wait_until_up(
     confignode: &Host,
     target: &Host,
     limit: Duration,
+    applied: serde_json::Value,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
     let deadline = started + limit;
@@ -279,7 +285,7 @@ fn wait_until_up(
             match connector.connect(target, deadline.min(Instant::now() + Duration::from_secs(5))) {
                 Ok(mut t) => {
                     note("ssh", &mut seen);
-                    return verify(ctx, inv, node, t.as_mut(), deadline, started);
+                    return verify(ctx, inv, node, t.as_mut(), deadline, started, applied);
                 }
                 Err(e @ crate::exec::HostError::HostKey(_)) => return Err(e.into()),
                 Err(_) => {}
@@ -296,6 +302,7 @@ fn verify(
     t: &mut dyn crate::exec::Transport,
     deadline: Instant,
     started: Instant,
+    applied: serde_json::Value,
 ) -> Result<Exit, Error> {
     let name = node.name.get_ref().as_str();
     let (kind, script) = match hnode::hypervisor(inv, node) {
@@ -315,11 +322,15 @@ fn verify(
     );
     let ok = verdict == "ok";
     let exit = if ok { Exit::Ok } else { Exit::Failed };
+    ctx.ui.info(&up);
+    ctx.ui.info(&format!("{name}: hypervisor {kind}: {verdict}"));
     if ctx.ui.json {
-        ctx.ui.json_result(exit, serde_json::json!({ "command": "hnode boot", "node": name, "up": true, "kernel": kernel, "hypervisor": kind, "hypervisor_ok": ok, "hypervisor_check": verdict, "seconds": started.elapsed().as_secs_f64() }));
-    } else {
-        ctx.ui.info(&up);
-        ctx.ui.info(&format!("{name}: hypervisor {kind}: {verdict}"));
+        let seconds = started.elapsed().as_secs_f64();
+        ctx.ui.json_result(
+            exit,
+            serde_json::json!({ "command": "hnode boot", "node": name, "up": true, "kernel": kernel, "hypervisor": kind,
+                                "hypervisor_ok": ok, "hypervisor_check": verdict, "seconds": seconds, "apply": applied }),
+        );
     }
     Ok(exit)
 }

@@ -72,6 +72,18 @@ impl Context {
 
     /// The shared flow: preview (dry run stops here), confirm, apply, report.
     pub fn converge(&self, inv: &Inventory, plan: &Plan) -> Result<Exit, Error> {
+        self.converge_then(inv, plan, |_| None)
+    }
+
+    /// `converge`, then `more` may go on after a successful apply and return the command's
+    /// final exit code, its own report printed; with --json, the apply report then goes into
+    /// that report (as `apply`) so stdout still holds one document.
+    pub fn converge_then(
+        &self,
+        inv: &Inventory,
+        plan: &Plan,
+        more: impl FnOnce(serde_json::Value) -> Option<Result<Exit, Error>>,
+    ) -> Result<Exit, Error> {
         let connector = self.connector(inv);
         let limits = self.limits(inv);
         if self.dry_run {
@@ -83,8 +95,22 @@ impl Context {
                 .confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
         }
         let (reports, exit) = self.apply(&connector, &limits, plan);
-        report::apply(&self.ui, &plan.title, &reports, exit);
-        Ok(exit)
+        // With --json the apply report waits: `more` may fold it into its own single document.
+        if exit != Exit::Ok || !self.ui.json {
+            report::apply(&self.ui, &plan.title, &reports, exit);
+        }
+        if exit != Exit::Ok {
+            return Ok(exit);
+        }
+        match more(serde_json::json!({ "command": plan.title, "hosts": reports })) {
+            Some(result) => result,
+            None => {
+                if self.ui.json {
+                    report::apply(&self.ui, &plan.title, &reports, exit);
+                }
+                Ok(exit)
+            }
+        }
     }
 
     /// Applies with progress; the exit code follows the worst host.

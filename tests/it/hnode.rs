@@ -117,7 +117,9 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
     for boot in 1..=2 {
         let vm = Vm::start(&lab, "thn0", lab.dir.path().join(format!("boot{boot}.log")), MAC);
         let started = Instant::now();
-        let out = cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "vm1", "--wait", "150"]);
+        // The second boot asks for JSON: one document on stdout, progress still on stderr.
+        let json = if boot == 2 { "--json" } else { "-v" };
+        let out = cloudctl(&["-i", &inv, "--yes", json, "hnode", "boot", "vm1", "--wait", "150"]);
         let err = text(&out.stderr);
         drop(vm);
         let console = std::fs::read_to_string(lab.dir.path().join(format!("boot{boot}.log"))).unwrap_or_default();
@@ -140,6 +142,21 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
             "hypervisor check failed, so not success: {err}"
         );
         assert!(!err.contains("HOST KEY"), "boot {boot}: {err}");
+        if boot == 2 {
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+            assert_eq!(
+                (
+                    doc["up"].as_bool(),
+                    doc["hypervisor_ok"].as_bool(),
+                    doc["exit_code"].as_i64()
+                ),
+                (Some(true), Some(false), Some(1))
+            );
+            assert_eq!(
+                doc["apply"]["hosts"][0]["status"], "ok",
+                "second boot: nothing to change on the ConfigNode"
+            );
+        }
         report(&format!(
             "hnode boot {boot}: VM power-on → SSH with the pinned key in {:.1} s",
             started.elapsed().as_secs_f64()
