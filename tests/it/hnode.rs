@@ -2,7 +2,7 @@
 //! cloudctl's per-node overlay), answers SSH with the host key cloudctl generated and pinned,
 //! and a second boot needs no host-key change. Also: Wake-on-LAN reaches the node's network.
 
-use crate::pxe::{kernel, Vm, QEMU, ROM};
+use crate::pxe::{kernel, pack, Vm, QEMU, ROM};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,18 +46,7 @@ fn diskless_initrd(dir: &Path, kernel_version: &str) -> PathBuf {
          exec dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22\n",
     )
     .unwrap();
-    let out = dir.join("diskless.img");
-    let status = Command::new("sh")
-        .args([
-            "-c",
-            "cd \"$1\" && chmod +x init etc/udhcpc.script && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"",
-            "sh",
-        ])
-        .args([&root, &out])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
+    pack(&root, &dir.join("diskless.img"), &["init", "etc/udhcpc.script"])
 }
 
 /// A lab whose ConfigNode serves `initrd` as the hnode profile's initrd, with node vm1 added.

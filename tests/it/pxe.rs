@@ -29,18 +29,24 @@ fn initramfs(dir: &Path) -> PathBuf {
     let init = "#!/bin/busybox sh\n/bin/busybox mkdir -p /proc\n/bin/busybox mount -t proc proc /proc\n\
                 echo \"CLOUDCTL-CMDLINE: $(/bin/busybox cat /proc/cmdline)\"\n/bin/busybox poweroff -f\n";
     std::fs::write(root.join("init"), init).unwrap();
-    let out = dir.join("initrd.img");
+    pack(&root, &dir.join("initrd.img"), &["init"])
+}
+
+/// Packs the tree `root` as a gzip'd newc cpio archive at `out`, making `executables` executable.
+pub fn pack(root: &Path, out: &Path, executables: &[&str]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    for e in executables {
+        std::fs::set_permissions(root.join(e), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let script = "cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"";
     let status = Command::new("sh")
-        .args([
-            "-c",
-            "cd \"$1\" && chmod +x init && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"",
-            "sh",
-        ])
-        .args([&root, &out])
+        .args(["-c", script, "sh"])
+        .arg(root)
+        .arg(out)
         .status()
         .unwrap();
-    assert!(status.success());
-    out
+    assert!(status.success(), "packing {}", root.display());
+    out.to_path_buf()
 }
 
 /// A QEMU VM on the lab bridge through a tap; killed and its tap removed when dropped.
