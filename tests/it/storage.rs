@@ -310,6 +310,20 @@ fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
         "{err}"
     );
     assert_eq!(sha(&loops.0[0]), before);
+    // storage status reads both nodes; nothing is set up here (no md/DRBD drivers), and it says so.
+    let out = cloudctl(&["-i", &lab.inventory(), "--json", "storage", "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(
+        (
+            nodes[0]["node"].as_str(),
+            nodes[0]["md"].as_str(),
+            nodes[0]["aoe"].as_str()
+        ),
+        (Some("hnode1"), Some("absent"), Some("stopped"))
+    );
     // Without a TTY, a wipe needs --yes on top of --force-wipe.
     let out = cloudctl(&["-i", &lab.inventory(), "storage", "init", "--force-wipe", &loops.0[0]]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
