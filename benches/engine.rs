@@ -19,7 +19,7 @@ use cloudctl::exec::known_hosts::{host_pattern, KnownHosts};
 use cloudctl::exec::ssh::SshConnector;
 use cloudctl::exec::{self, Connector, HostError, HostReport, HostStatus, Limits, ScriptOutput, Transport};
 use cloudctl::inventory::{self, Host, HostKeyPolicy};
-use cloudctl::plan::{CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+use cloudctl::plan::{command, DirStep, FileStep, HostPlan, Plan, Step, When};
 use std::fs;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -329,10 +329,6 @@ fn job(hosts: &[Host]) -> (Plan, Vec<String>) {
                 validate,
                 secret: false,
             })
-        };
-        let command = |words: &[&str], when| {
-            let argv = words.iter().map(|w| w.to_string()).collect();
-            Step::Command(CommandStep { argv, when })
         };
         let validate = ["grep", "-q", "^name", "{}"].map(String::from).to_vec();
         let restart = format!("date >> {dir}/restarts");

@@ -1,7 +1,7 @@
 //! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
 //! pxelinux tree, fully re-rendered from the inventory so every run is idempotent. Pure.
 
-use super::{install_packages, strings, AbsentStep, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+use super::{command, config, install_packages, strings, AbsentStep, CommandStep, DirStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::exec::script::quote;
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
@@ -170,25 +170,6 @@ pub fn parse_facts(output: &str) -> Facts {
     facts
 }
 
-fn file(id: &str, path: String, content: String, validate: Option<Vec<String>>) -> Result<Step, Error> {
-    Ok(Step::File(FileStep {
-        id: id.into(),
-        path: path.parse().map_err(Error::Usage)?,
-        content: content.into_bytes(),
-        mode: 0o644,
-        owner: None,
-        validate,
-        secret: false,
-    }))
-}
-
-fn command(argv: &[&str], when: When) -> Step {
-    Step::Command(CommandStep {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        when,
-    })
-}
-
 /// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
 fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     [
@@ -230,15 +211,15 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             argv: with(stage),
             when: When::Unless(with(same)),
         }));
-        steps.push(file(
+        steps.push(config(
             "dhcpd-default",
-            "/etc/default/isc-dhcp-server".into(),
+            "/etc/default/isc-dhcp-server",
             templates.render("config-init/isc-dhcp-server", &json!({ "interface": net.interface }))?,
             None,
         )?);
-        steps.push(file(
+        steps.push(config(
             "tftpd-default",
-            "/etc/default/tftpd-hpa".into(),
+            "/etc/default/tftpd-hpa",
             templates.render("config-init/tftpd-hpa", &json!({ "tftp_root": cn.tftp_root }))?,
             None,
         )?);
@@ -257,7 +238,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
         })
         .collect();
     let hosts = templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))?;
-    steps.push(file("dhcpd-hosts", hosts_file(cn), hosts, dhcpd_check("{}"))?);
+    steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
     if scope == Scope::Init {
         steps.push(command(
             &["touch", &local_file(cn)],
@@ -282,10 +263,15 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
                 "local_file": local_file(cn),
             }),
         )?;
-        steps.push(file("dhcpd.conf", cn.dhcpd_conf.to_string(), conf, dhcpd_check("{}"))?);
-        steps.push(file(
+        steps.push(config(
+            "dhcpd.conf",
+            &cn.dhcpd_conf.to_string(),
+            conf,
+            dhcpd_check("{}"),
+        )?);
+        steps.push(config(
             "pxe-default",
-            format!("{}/default", pxe_dir(cn)),
+            &format!("{}/default", pxe_dir(cn)),
             templates.render("config-init/pxelinux-default", &json!({}))?,
             None,
         )?);
@@ -311,9 +297,9 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             "xen_args": p.xen_args.as_ref().map(|a| a.to_string()).unwrap_or_default(),
             "append": p.append,
         });
-        steps.push(file(
+        steps.push(config(
             &name,
-            format!("{}/{name}", pxe_dir(cn)),
+            &format!("{}/{name}", pxe_dir(cn)),
             templates.render("node-add/pxelinux-node", &data)?,
             None,
         )?);

@@ -7,6 +7,7 @@ pub mod node;
 pub mod run;
 pub mod storage;
 
+use crate::error::Error;
 use crate::inventory::Host;
 use crate::types::RemotePath;
 use serde::{Deserialize, Serialize};
@@ -196,4 +197,54 @@ pub fn install_packages(packages: &[&str]) -> Step {
         argv,
         when: When::Unless(strings(&["sh", "-c", &installed])),
     })
+}
+
+/// A command step from string literals.
+pub fn command(argv: &[&str], when: When) -> Step {
+    Step::Command(CommandStep {
+        argv: strings(argv),
+        when,
+    })
+}
+
+pub struct FileSpec<'a> {
+    pub id: &'a str,
+    pub path: &'a str,
+    pub content: String,
+    pub mode: u32,
+    pub owner: Option<&'a str>,
+    pub validate: Option<Vec<String>>,
+    pub secret: bool,
+}
+
+pub fn file(f: FileSpec) -> Result<Step, Error> {
+    Ok(Step::File(FileStep {
+        id: f.id.into(),
+        path: f.path.parse().map_err(Error::Usage)?,
+        content: f.content.into_bytes(),
+        mode: f.mode,
+        owner: f.owner.map(str::to_string),
+        validate: f.validate,
+        secret: f.secret,
+    }))
+}
+
+/// A plain 0644 root file.
+pub fn config(id: &str, path: &str, content: String, validate: Option<Vec<String>>) -> Result<Step, Error> {
+    file(FileSpec {
+        id,
+        path,
+        content,
+        mode: 0o644,
+        owner: None,
+        validate,
+        secret: false,
+    })
+}
+
+pub fn dir(path: &str, mode: u32) -> Result<Step, Error> {
+    Ok(Step::Dir(DirStep {
+        path: path.parse().map_err(Error::Usage)?,
+        mode,
+    }))
 }

@@ -2,7 +2,7 @@
 //! storage nodes, from the inventory and a read-only probe of each node. Metadata is created and
 //! the initial sync forced only on a fresh resource, never again. Pure.
 
-use super::{install_packages, strings, CommandStep, FileStep, HostPlan, Plan, Step, When};
+use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::exec::script::{quote, sha256_hex};
 use crate::inventory::storage::StorageSection;
@@ -149,14 +149,8 @@ pub fn check_disks(
     Ok(wipe)
 }
 
-fn command(argv: &[&str], when: When) -> Step {
-    Step::Command(CommandStep {
-        argv: strings(argv),
-        when,
-    })
-}
-
-fn file(
+/// Storage config files are root's: `file` with owner root:root.
+fn root_file(
     id: &str,
     path: &str,
     content: String,
@@ -164,15 +158,15 @@ fn file(
     validate: Option<&[&str]>,
     secret: bool,
 ) -> Result<Step, Error> {
-    Ok(Step::File(FileStep {
-        id: id.into(),
-        path: path.parse().map_err(Error::Usage)?,
-        content: content.into_bytes(),
+    file(FileSpec {
+        id,
+        path,
+        content,
         mode,
-        owner: Some("root:root".into()),
+        owner: Some("root:root"),
         validate: validate.map(strings),
         secret,
-    }))
+    })
 }
 
 /// The plan for the storage nodes in `only` (both when empty). `facts` and `wipe` follow
@@ -263,7 +257,7 @@ pub fn plan(
             argv.extend(disks.iter().copied());
             steps.push(command(&argv, When::Unless(strings(&["mdadm", "--detail", md]))));
         }
-        steps.push(file(
+        steps.push(root_file(
             "mdadm.conf",
             "/etc/mdadm/mdadm.conf",
             templates.render("storage-init/mdadm.conf", &json!({ "md_device": md, "uuid": uuid }))?,
@@ -275,7 +269,7 @@ pub fn plan(
             &["update-initramfs", "-u"],
             When::Changed(strings(&["mdadm.conf"])),
         ));
-        steps.push(file(
+        steps.push(root_file(
             "drbd.res",
             &res_file(s),
             res.clone(),
@@ -316,7 +310,7 @@ pub fn plan(
             ));
         }
         let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(",") });
-        steps.push(file(
+        steps.push(root_file(
             "aoe-default",
             "/etc/default/cloudctl-aoe",
             templates.render("storage-init/aoe.default", &aoe)?,
@@ -324,7 +318,7 @@ pub fn plan(
             None,
             false,
         )?);
-        steps.push(file(
+        steps.push(root_file(
             "aoe-init",
             "/etc/init.d/cloudctl-aoe",
             templates.render("storage-init/aoe.init", &json!({}))?,

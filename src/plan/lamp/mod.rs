@@ -5,8 +5,8 @@
 pub mod status;
 pub mod storage;
 
-pub(crate) use super::strings;
-use super::{install_packages, CommandStep, DirStep, FileStep, HostPlan, Plan, Step, When};
+pub(crate) use super::{command, config, dir, file, strings, FileSpec};
+use super::{install_packages, CommandStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::inventory::lamp::LampSection;
 use crate::inventory::{Host, Inventory};
@@ -199,58 +199,9 @@ pub fn parse_facts(facts: &mut Facts, node: &Name, roles: &[Role], output: &str)
     }
 }
 
-pub(crate) fn command(argv: &[&str], when: When) -> Step {
-    Step::Command(CommandStep {
-        argv: strings(argv),
-        when,
-    })
-}
-
 /// `sh -c SCRIPT sh ARGS...`: a fixed script, values only as arguments.
 pub(crate) fn sh(script: &str, args: &[&str]) -> Vec<String> {
     [strings(&["sh", "-c", script, "sh"]), strings(args)].concat()
-}
-
-pub(crate) struct FileSpec<'a> {
-    pub id: &'a str,
-    pub path: &'a str,
-    pub content: String,
-    pub mode: u32,
-    pub owner: Option<&'a str>,
-    pub validate: Option<Vec<String>>,
-    pub secret: bool,
-}
-
-pub(crate) fn file(f: FileSpec) -> Result<Step, Error> {
-    Ok(Step::File(FileStep {
-        id: f.id.into(),
-        path: f.path.parse().map_err(Error::Usage)?,
-        content: f.content.into_bytes(),
-        mode: f.mode,
-        owner: f.owner.map(str::to_string),
-        validate: f.validate,
-        secret: f.secret,
-    }))
-}
-
-/// A plain 0644 root file.
-pub(crate) fn config(id: &str, path: &str, content: String, validate: Option<Vec<String>>) -> Result<Step, Error> {
-    file(FileSpec {
-        id,
-        path,
-        content,
-        mode: 0o644,
-        owner: None,
-        validate,
-        secret: false,
-    })
-}
-
-pub(crate) fn dir(path: &str, mode: u32) -> Result<Step, Error> {
-    Ok(Step::Dir(DirStep {
-        path: path.parse().map_err(Error::Usage)?,
-        mode,
-    }))
 }
 
 /// Restarts the service when one of `ids` changed (which starts it if it was stopped), then starts
