@@ -73,6 +73,9 @@ pub enum Command {
     /// Boot diskless hardware nodes (hypervisor hosts) and wait until they answer.
     #[command(subcommand)]
     Hnode(HnodeCommand),
+    /// Guests on the hardware nodes: create, list, start, stop, live-migrate.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// The LAMP stack of the [lamp] section: pen, Apache/PHP on shared storage, MariaDB.
     #[command(subcommand)]
     Lamp(LampCommand),
@@ -228,6 +231,126 @@ pub enum PowerArg {
     Ipmi,
     /// Do not power it on (it is switched on by hand, or already booting).
     None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Create a guest on a hardware node and start it; it is recorded in the inventory once it runs.
+    ///
+    /// The disk is a new sparse file in <store>/NAME/ on the shared storage ([instances] store), so
+    /// a new guest never sees an old guest's data. Its root filesystem comes from debootstrap
+    /// (mirror, variant and extra packages from [instances]; the finished tree is cached per
+    /// suite/arch as a tarball, written atomically, so later creates take seconds) or from a copy
+    /// of a filesystem image or of a stopped instance's disk. cloudctl then writes the guest's
+    /// hostname, network (/etc/network/interfaces), fstab, resolv.conf and root's authorized_keys
+    /// (the public half of [ssh] identity), gives it a new SSH host key (printed and pinned in
+    /// cloudctl's known_hosts), locks root's password, and starts it. If anything fails, what this
+    /// run created is removed again, and nothing it did not create.
+    Create(InstanceCreateArgs),
+    /// Show every guest: where it runs (asked from the hardware nodes), its state, memory and IP.
+    ///
+    /// Guests the inventory records on another node than the one they run on, and guests running
+    /// without a record, are flagged. Exit 0 even when guests are stopped; 4 if a node is unreachable.
+    List,
+    /// Start a recorded guest on the hardware node the inventory records for it.
+    Start(InstanceNameArg),
+    /// Shut a guest down (ACPI power button / xl shutdown), forcing it off after --grace seconds.
+    Stop(InstanceStopArgs),
+    /// Move a running guest to another hardware node without stopping it (live migration).
+    ///
+    /// Checks first, and moves nothing if one fails: the target is up and runs the same hypervisor
+    /// version, has the memory, has the bridge, and sees the guest's disk (same file, readable);
+    /// the guest runs on its recorded node and nowhere else. Then the target waits for the guest,
+    /// the memory is copied while the guest runs (progress is shown), the guest pauses for the last
+    /// pages (at most [instances] max_downtime_ms), and resumes on the target. cloudctl verifies it
+    /// runs on the target and not on the source, stops the source's copy, and only then records the
+    /// new node in the inventory. On any failure the guest keeps running on the source.
+    ///
+    /// The memory travels over SSH by default: the source gets a one-time key the target accepts
+    /// only from the source's address and only to feed the waiting hypervisor, checked against the
+    /// target's pinned host key; both are removed afterwards.
+    ///
+    /// --cleanup asks every hardware node where the guest really is (Xen's NAME--incoming and
+    /// NAME--migratedaway included), records the node it runs on, stops stale paused copies and
+    /// removes leftover keys. It never touches the guest's disk.
+    Migrate(InstanceMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceCreateArgs {
+    /// The guest's name (also its hostname): lowercase letters, digits and '-'.
+    pub name: String,
+    /// The hardware node to create and start it on.
+    #[arg(long, value_name = "HNODE")]
+    pub hnode: String,
+    /// Build the root filesystem with debootstrap SUITE (e.g. bookworm).
+    #[arg(
+        long,
+        value_name = "SUITE",
+        conflicts_with = "copy",
+        required_unless_present = "copy"
+    )]
+    pub debootstrap: Option<String>,
+    /// Copy the root filesystem from an image file on the hardware node (an absolute path) or
+    /// from a stopped instance's disk (its name).
+    #[arg(long, value_name = "SOURCE")]
+    pub copy: Option<String>,
+    /// Memory in MiB (default: [instances] memory).
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u32>,
+    /// Virtual CPUs (default: [instances] vcpus).
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<u8>,
+    /// Disk size, e.g. 4G (default: [instances] disk; a copy is never made smaller than its source).
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
+    /// IPv4 address (default: the first free one outside the DHCP dynamic range).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// MAC address (default: derived from the name, 52:54:00:xx:xx:xx).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceNameArg {
+    /// The instance's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceStopArgs {
+    /// The instance's name.
+    pub name: String,
+    /// Seconds to wait for the guest to power off before it is forced off (0: at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub grace: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceMigrateArgs {
+    /// The instance's name.
+    pub name: String,
+    /// The hardware node to move it to.
+    #[arg(
+        long,
+        value_name = "HNODE",
+        required_unless_present = "cleanup",
+        conflicts_with = "cleanup"
+    )]
+    pub to: Option<String>,
+    /// Find where the guest really runs, record it, stop stale copies and remove leftover keys.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Send the guest's memory over plain TCP instead of SSH (anyone on the network can read it).
+    #[arg(long)]
+    pub unencrypted: bool,
+    /// Limit the migration's bandwidth to this many MiB/s (default: no limit).
+    #[arg(long, value_name = "MiB")]
+    pub max_bandwidth: Option<u32>,
+    /// Give up when the migration has not finished after this many seconds (the guest stays on the source).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

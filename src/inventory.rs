@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub mod instances;
 pub mod lamp;
 pub mod storage;
 
@@ -33,6 +34,11 @@ pub struct Inventory {
     pub lamp: Option<Spanned<lamp::LampSection>>,
     /// `storage init`: md + DRBD primary/primary + AoE export on two storage nodes.
     pub storage: Option<Spanned<storage::StorageSection>>,
+    /// Guests: where their disks live, how they boot, how their roots are built.
+    pub instances: Option<Spanned<instances::InstancesSection>>,
+    /// Guests cloudctl created, each recorded once it ran, with the hardware node it runs on.
+    #[serde(default)]
+    pub instance: Vec<instances::InstanceRecord>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +171,8 @@ pub struct Node {
     #[serde(default)]
     pub power: Power,
     pub ipmi: Option<Ipmi>,
+    /// Hardware nodes: MiB guests may use together (default: what the node reports available).
+    pub memory: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -370,14 +378,23 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
     if let Some(section) = &inv.lamp {
         lamp::validate(inv, section, &err)?;
     }
+    instances::validate(inv, text, &err)?;
     Ok(())
 }
 
-fn line_of(text: &str, span: std::ops::Range<usize>) -> usize {
+pub(crate) fn line_of(text: &str, span: std::ops::Range<usize>) -> usize {
     text[..span.start.min(text.len())].matches('\n').count() + 1
 }
 
 impl Inventory {
+    /// The `[instances]` settings, defaults when the section is absent.
+    pub fn instances(&self) -> std::borrow::Cow<'_, instances::InstancesSection> {
+        match &self.instances {
+            Some(s) => std::borrow::Cow::Borrowed(s.get_ref()),
+            None => std::borrow::Cow::Owned(instances::InstancesSection::default()),
+        }
+    }
+
     /// Every host cloudctl may connect to, ConfigNode first, in inventory order.
     pub fn hosts(&self) -> Vec<Host> {
         let port = self.ssh.port;

@@ -57,6 +57,53 @@ pub fn remove_node(text: &str, name: &str) -> Result<Option<String>, Error> {
     Ok((arr.len() != before).then(|| doc.to_string()))
 }
 
+/// A guest as `instance create` records it, once it runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewInstance {
+    pub name: String,
+    pub hnode: String,
+    pub memory: u32,
+    pub vcpus: u8,
+    pub disk: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+fn instances(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, Error> {
+    doc.entry("instance")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| Error::Usage("`instance` in the inventory must be written as [[instance]] tables".into()))
+}
+
+/// Appends an `[[instance]]` table, keeping everything else byte for byte.
+pub fn add_instance(text: &str, i: &NewInstance) -> Result<String, Error> {
+    let mut doc = parse(text)?;
+    let mut t = Table::new();
+    t["name"] = value(&i.name);
+    t["hnode"] = value(&i.hnode);
+    t["memory"] = value(i64::from(i.memory));
+    t["vcpus"] = value(i64::from(i.vcpus));
+    t["disk"] = value(&i.disk);
+    t["ip"] = value(&i.ip);
+    t["mac"] = value(&i.mac);
+    instances(&mut doc)?.push(t);
+    Ok(doc.to_string())
+}
+
+/// Records that instance `name` now runs on `hnode`; `None` if there is no such instance.
+pub fn set_instance_hnode(text: &str, name: &str, hnode: &str) -> Result<Option<String>, Error> {
+    let mut doc = parse(text)?;
+    let Some(t) = instances(&mut doc)?
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
+    else {
+        return Ok(None);
+    };
+    t["hnode"] = value(hnode);
+    Ok(Some(doc.to_string()))
+}
+
 /// An exclusive lock on an inventory, held until dropped. It locks a separate, never-replaced
 /// `.NAME.lock` file because the inventory itself is replaced by rename.
 pub struct InventoryLock {

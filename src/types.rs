@@ -337,9 +337,69 @@ impl fmt::Display for KernelArgs {
 }
 string_serde!(KernelArgs);
 
+/// A disk size: a whole number with a unit `K`, `M`, `G` or `T` (powers of 1024, optional `iB`),
+/// e.g. `4G` or `512MiB`. Kept in bytes; shown in the largest unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(u64);
+
+impl Size {
+    pub fn bytes(&self) -> u64 {
+        self.0
+    }
+    pub fn from_mib(mib: u64) -> Size {
+        Size(mib << 20)
+    }
+}
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid size {s:?}: use a whole number with a unit K, M, G or T (powers of 1024), e.g. \"4G\" or \"512M\"")
+        };
+        let t = s.trim();
+        let t = t.strip_suffix("iB").unwrap_or(t);
+        let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let shift = match unit {
+            "K" | "k" => 10,
+            "M" => 20,
+            "G" => 30,
+            "T" => 40,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        match n.checked_mul(1 << shift) {
+            Some(bytes) if bytes >= 1 << 20 => Ok(Size(bytes)),
+            Some(_) => Err(format!("size {s:?} is too small: a disk needs at least 1M")),
+            None => Err(format!("size {s:?} is too large")),
+        }
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (n, unit) = [(40, "T"), (30, "G"), (20, "M"), (10, "K")]
+            .iter()
+            .find(|(shift, _)| self.0 % (1u64 << shift) == 0)
+            .map_or((self.0, ""), |(shift, u)| (self.0 >> shift, *u));
+        write!(f, "{n}{unit}")
+    }
+}
+string_serde!(Size);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_and_print_canonically() {
+        assert_eq!("4G".parse::<Size>().unwrap().bytes(), 4 << 30);
+        assert_eq!("512MiB".parse::<Size>().unwrap().to_string(), "512M");
+        assert_eq!("2048M".parse::<Size>().unwrap().to_string(), "2G");
+        for bad in ["", "4", "4X", "-1G", "1.5G", "4 G", "512K", "99999999999T"] {
+            assert!(bad.parse::<Size>().is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn mac_forms_are_canonicalised() {

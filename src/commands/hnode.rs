@@ -196,7 +196,7 @@ fn node_secrets(
 }
 
 /// Runs a local tool, naming its package when it is missing.
-fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
+pub(super) fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
     let out = Command::new(program).args(args).output().map_err(|e| {
         let package = if program.starts_with("dropbear") {
             "dropbear-bin"

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod hnode;
 pub mod host;
+pub mod instance;
 pub mod lab;
 pub mod lamp;
 pub mod node;
@@ -168,6 +169,16 @@ impl Context {
     }
 }
 
+/// `n` random bytes as hex, from the kernel's generator.
+pub fn random_hex(n: usize) -> Result<String, Error> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read /dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
     let ctx = Context {
         inventory_path: cli.inventory,
@@ -184,6 +195,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Storage(cmd) => storage::run(&ctx, cmd),
         Command::Hnode(cmd) => hnode::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
+        Command::Instance(cmd) => instance::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
         Command::Lamp(cmd) => lamp::run(&ctx, cmd),
     };

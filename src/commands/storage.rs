@@ -6,7 +6,6 @@ use crate::error::{Error, Exit};
 use crate::inventory::storage::StorageSection;
 use crate::inventory::Inventory;
 use crate::plan::storage::{self, NodeFacts};
-use std::io::Read;
 
 pub fn run(ctx: &Context, cmd: StorageCommand) -> Result<Exit, Error> {
     match cmd {
@@ -82,19 +81,10 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
             )))
         }
         (Some(a), _) | (None, Some(a)) => a.clone(),
-        (None, None) => new_secret()?,
+        (None, None) => super::random_hex(32)?,
     };
     let plan = storage::plan(&inv, &ctx.templates()?, &facts, &wipe, &secret, &args.nodes)?;
     ctx.converge(&inv, &plan)
-}
-
-/// 32 random bytes as hex, from the kernel's generator.
-fn new_secret() -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read /dev/urandom: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn status(ctx: &Context) -> Result<Exit, Error> {

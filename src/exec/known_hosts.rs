@@ -34,7 +34,7 @@ impl HostKey {
         )
     }
 
-    fn line(&self, host: &str) -> String {
+    pub fn line(&self, host: &str) -> String {
         format!(
             "{host} {} {}",
             self.key_type,

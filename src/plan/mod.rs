@@ -2,6 +2,7 @@
 
 pub mod confignode;
 pub mod hnode;
+pub mod instance;
 pub mod lamp;
 pub mod node;
 pub mod run;

@@ -169,7 +169,7 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
                 }
                 if taken_ips.contains(&ip) {
                     return Err(format!(
-                        "IP {ip} is used by the network itself (gateway, DNS or ConfigNode)"
+                        "IP {ip} is used by the network itself (gateway, DNS or ConfigNode) or by an instance"
                     ));
                 }
                 ip
@@ -189,13 +189,14 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
     Ok(new)
 }
 
-/// Addresses no node may take: gateway, DNS, the ConfigNode, existing nodes.
-fn reserved_ips(inv: &Inventory) -> BTreeSet<Ipv4Addr> {
+/// Addresses no node or guest may take: gateway, DNS, the ConfigNode, existing nodes and guests.
+pub fn reserved_ips(inv: &Inventory) -> BTreeSet<Ipv4Addr> {
     let mut ips: BTreeSet<Ipv4Addr> = inv
         .node
         .iter()
         .filter_map(|n| n.ip.as_ref().map(|i| *i.get_ref()))
         .collect();
+    ips.extend(inv.instance.iter().map(|i| *i.ip.get_ref()));
     if let Some(net) = &inv.network {
         ips.extend(net.gateway);
         ips.extend(net.dns.iter().copied());
@@ -208,7 +209,7 @@ fn reserved_ips(inv: &Inventory) -> BTreeSet<Ipv4Addr> {
 }
 
 /// The lowest host address of the subnet that is free and outside the dynamic range.
-fn next_free(inv: &Inventory, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+pub fn next_free(inv: &Inventory, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let net = inv.network.as_ref()?;
     let range = net.dynamic_range.as_ref().map(|r| *r.get_ref());
     (1..)

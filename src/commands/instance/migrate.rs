@@ -1,0 +1,320 @@
+//! `cloudctl instance migrate`: pre-checks on both nodes, the live migration phase by phase with
+//! progress, verification on both ends, and the inventory updated only after that; `--cleanup`.
+
+use super::{ask_all, lock, node_host, read, recorded_guest, where_guests_run, Context};
+use crate::cli::InstanceMigrateArgs;
+use crate::error::{Error, Exit};
+use crate::exec::known_hosts::host_pattern;
+use crate::exec::{Connector, INTERRUPTED};
+use crate::inventory::{self, Host, Hypervisor, Inventory};
+use crate::inventory_file;
+use crate::plan::instance::migrate::{self, Channel, MigrateRequest, MigrationPlan, Progress, Verdict};
+use crate::plan::instance::probe::{self, GuestState};
+use crate::plan::instance::{hypervisor_of, Guest};
+use crate::plan::Plan;
+use crate::ui::instance as show;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The port a target listens on for an `--unencrypted` migration.
+const PLAIN_PORT: u16 = 49152;
+
+pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> {
+    let path = inventory::locate(ctx.inventory_path.as_deref())?;
+    let _lock = lock(ctx, &path)?;
+    let (text, inv) = read(&path)?;
+    if args.cleanup {
+        return cleanup(ctx, &path, &text, &inv, &args.name);
+    }
+    let to = args.to.as_deref().unwrap_or_default();
+    let (g, source) = recorded_guest(&inv, &args.name)?;
+    let target = node_host(&inv, to)?;
+    if target.name == source.name {
+        return Err(Error::Usage(format!("{} already runs on {to}", g.name)));
+    }
+    let target_hv = hypervisor_of(&inv, to)?;
+    let s = inv.instances();
+    let tools: &[&str] = match g.hypervisor {
+        Hypervisor::Kvm => &["qemu-system-x86_64", "socat", "ssh"],
+        Hypervisor::Xen => &["xl", "ssh"],
+    };
+    let script = probe::facts_script(&g, s.store.as_str(), None, tools);
+    let mut facts = Vec::new();
+    for (h, answer) in ask_all(ctx, &inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
+        let out = answer.map_err(|e| Error::Unreachable(format!("cannot check {}: {e}; nothing was moved", h.name)))?;
+        facts.push(probe::parse_facts(&out));
+    }
+    let problems = migrate::check(&g, to, target_hv, &facts[0], &facts[1], capacity(&inv, to));
+    if !problems.is_empty() {
+        return Err(Error::Usage(format!(
+            "cannot migrate {} from {} to {to}; nothing was moved:\n  - {}",
+            g.name,
+            source.name,
+            problems.join("\n  - ")
+        )));
+    }
+    let channel = if args.unencrypted {
+        ctx.ui
+            .warn("--unencrypted: the guest's memory crosses the network in plain text");
+        Channel::Tcp { port: PLAIN_PORT }
+    } else {
+        one_time_channel(ctx, &inv, &target)?
+    };
+    let node_ip = |name: &str| {
+        inv.node
+            .iter()
+            .find(|n| n.name.get_ref().as_str() == name)
+            .and_then(|n| n.ip.as_ref().map(|i| i.get_ref().to_string()))
+    };
+    let plan = migrate::plan(&MigrateRequest {
+        guest: &g,
+        source: &source,
+        target: &target,
+        source_ip: node_ip(&source.name),
+        ssh_user: &inv.ssh.user,
+        channel,
+        authorized_keys: s.authorized_keys.as_ref().map(|p| p.to_string()),
+        max_downtime_ms: s.max_downtime_ms,
+        max_bandwidth_mib: args.max_bandwidth,
+    })?;
+    let connector = ctx.connector(&inv);
+    let limits = ctx.limits(&inv);
+    if ctx.dry_run {
+        return ctx.preview(&connector, &limits, &all_phases(&plan));
+    }
+    ctx.ui.confirm(
+        &format!("live-migrate {} from {} to {to}", g.name, source.name),
+        ctx.yes,
+    )?;
+    let started = Instant::now();
+    let run = |p: &Plan| {
+        let (reports, exit) = ctx.apply(&connector, &limits, p);
+        if exit != Exit::Ok {
+            crate::ui::report::apply(&ctx.ui, &p.title, &reports, exit);
+        }
+        exit
+    };
+    let abort = |why: String| -> Result<Exit, Error> {
+        let interrupted = INTERRUPTED.swap(false, Ordering::SeqCst);
+        ctx.ui
+            .warn(&format!("{why}; aborting: {} stays on {}", g.name, source.name));
+        run(&plan.abort);
+        let state = state_on(ctx, &inv, &source, &g);
+        show::aborted(&ctx.ui, g.name.as_str(), &source.name, state);
+        Ok(if interrupted { Exit::Interrupted } else { Exit::Failed })
+    };
+    if run(&plan.prepare) != Exit::Ok {
+        return abort(format!("{to} could not be prepared"));
+    }
+    if run(&plan.start) != Exit::Ok {
+        return abort("the migration did not start".into());
+    }
+    let mut last = Progress::default();
+    if let Some(poll) = &plan.poll {
+        match watch(ctx, &inv, &source, poll, Duration::from_secs(args.timeout), started) {
+            Ok(p) => last = p,
+            Err(why) => return abort(why),
+        }
+    }
+    // Verify before anything is finalised: the guest runs on the target and not on the source.
+    let on_target = state_on(ctx, &inv, &target, &g);
+    let on_source = state_on(ctx, &inv, &source, &g);
+    if on_target != Some(GuestState::Running) || on_source == Some(GuestState::Running) {
+        return abort(format!(
+            "after the migration {} is {} on {to} and {} on {}",
+            g.name,
+            on_target.map_or("absent", |s| s.as_str()),
+            on_source.map_or("absent", |s| s.as_str()),
+            source.name
+        ));
+    }
+    if run(&plan.finish) != Exit::Ok {
+        ctx.ui
+            .warn("the guest runs on the target, but tidying up the source failed; see above");
+    }
+    let left = state_on(ctx, &inv, &source, &g);
+    record(&path, &text, &g.name.to_string(), to)?;
+    show::migrated(
+        &ctx.ui,
+        g.name.as_str(),
+        &source.name,
+        to,
+        &last,
+        started.elapsed(),
+        left,
+    );
+    Ok(if left.is_none() { Exit::Ok } else { Exit::Failed })
+}
+
+/// One plan holding every phase, for the dry run's preview.
+fn all_phases(p: &MigrationPlan) -> Plan {
+    let mut hosts = Vec::new();
+    for phase in [&p.prepare, &p.start, &p.finish] {
+        hosts.extend(phase.hosts.iter().cloned());
+    }
+    Plan {
+        title: p.start.title.clone(),
+        hosts,
+        confirm: true,
+    }
+}
+
+/// MiB the inventory leaves for guests on `node` (its `memory` minus the guests recorded there).
+fn capacity(inv: &Inventory, node: &str) -> Option<u64> {
+    let total = inv.node.iter().find(|n| n.name.get_ref().as_str() == node)?.memory?;
+    let used: u64 = inv
+        .instance
+        .iter()
+        .filter(|i| i.hnode.get_ref().as_str() == node)
+        .map(|i| u64::from(i.memory))
+        .sum();
+    Some(u64::from(total).saturating_sub(used))
+}
+
+/// A one-time key pair for the source, and the target's pinned host key for its known_hosts.
+fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Channel, Error> {
+    let connector = ctx.connector(inv);
+    let pattern = host_pattern(&target.host, target.port);
+    let pinned = connector
+        .known_hosts
+        .lookup(&pattern)
+        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read known_hosts: {e}")))?
+        .ok_or_else(|| {
+            Error::HostKey(format!(
+                "{}'s host key is not pinned ({pattern}); pin it with `cloudctl host trust {}`",
+                target.name, target.name
+            ))
+        })?;
+    let dir = tempfile::tempdir().map_err(|e| Error::Failed(anyhow::anyhow!("cannot make a temporary folder: {e}")))?;
+    let key = dir.path().join("key");
+    super::super::hnode::tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "cloudctl one-time migration key",
+            "-f",
+            &key.display().to_string(),
+        ],
+    )?;
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", p.display())));
+    let public = String::from_utf8_lossy(&read(&key.with_extension("pub"))?).into_owned();
+    // The comment goes: the line gets cloudctl's own marker instead.
+    let public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    Ok(Channel::Ssh {
+        private_key: read(&key)?,
+        public_key: public,
+        target_known_host: pinned.line(&pattern),
+    })
+}
+
+/// Polls QEMU's migration status on the source until it completes; Err says why it did not.
+fn watch(
+    ctx: &Context,
+    inv: &Inventory,
+    source: &Host,
+    poll: &str,
+    limit: Duration,
+    started: Instant,
+) -> Result<Progress, String> {
+    let connector = ctx.connector(inv);
+    let deadline = started + limit;
+    let mut t = connector
+        .connect(source, deadline)
+        .map_err(|e| format!("lost the connection to {}: {e}", source.name))?;
+    let mut shown = Instant::now() - Duration::from_secs(1);
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the migration did not finish within {} s", limit.as_secs()));
+        }
+        let out = t
+            .run_script(poll, deadline)
+            .map_err(|e| format!("lost the connection to {}: {e}", source.name))?;
+        let Some(p) = migrate::parse_progress(&out.output) else {
+            return Err(format!(
+                "QEMU on {} gave no migration status: {}",
+                source.name,
+                out.output.trim()
+            ));
+        };
+        match p.status.as_str() {
+            "completed" => return Ok(p),
+            "failed" | "cancelled" | "cancelling" => {
+                return Err(format!(
+                    "the migration {}{}",
+                    p.status,
+                    p.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                ))
+            }
+            _ => {}
+        }
+        if shown.elapsed() >= Duration::from_millis(500) {
+            show::progress(&ctx.ui, &p, started.elapsed());
+            shown = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The guest's state on one node (None: not there, or the node did not answer).
+fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Option<GuestState> {
+    let out = ctx
+        .gather(inv, node, &format!("{}\nexit 0", probe::guests_script(g.hypervisor)))
+        .ok()?;
+    probe::parse_guests(&out)
+        .into_iter()
+        .find(|s| s.name == g.name.as_str())
+        .map(|s| s.state)
+}
+
+/// Writes the guest's new node into the inventory (under the lock the caller holds).
+fn record(path: &Path, text: &str, name: &str, node: &str) -> Result<(), Error> {
+    if let Some(new) = inventory_file::set_instance_hnode(text, name, node)? {
+        inventory_file::replace(path, &new)?;
+    }
+    Ok(())
+}
+
+fn cleanup(ctx: &Context, path: &Path, text: &str, inv: &Inventory, name: &str) -> Result<Exit, Error> {
+    let (g, recorded_on) = recorded_guest(inv, name)?;
+    let mut seen = Vec::new();
+    for (h, r) in where_guests_run(ctx, inv) {
+        let guests = r.map_err(|e| {
+            Error::Unreachable(format!(
+                "cannot ask {} which guests it runs ({e}); nothing was changed",
+                h.name
+            ))
+        })?;
+        seen.push((h, guests.into_iter().find(|s| s.name == name)));
+    }
+    let auth = inv
+        .instances()
+        .authorized_keys
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let (verdict, plan) = migrate::cleanup(&g, &seen, &auth);
+    show::cleanup_found(&ctx.ui, name, &recorded_on.name, &seen, &verdict);
+    let exit = ctx.converge(inv, &plan)?;
+    match &verdict {
+        Verdict::RunsOn(node) if !ctx.dry_run && exit == Exit::Ok => {
+            if *node != recorded_on.name {
+                record(path, text, name, node)?;
+                ctx.ui
+                    .info(&format!("{}: {name} now recorded on {node}", path.display()));
+            }
+            Ok(Exit::Ok)
+        }
+        Verdict::RunsOn(_) => Ok(exit),
+        Verdict::Nowhere | Verdict::SplitBrain(_) => Ok(Exit::Failed),
+    }
+}

@@ -1,0 +1,175 @@
+//! `cloudctl instance create|list|start|stop|migrate`: guests on the hardware nodes. This file
+//! holds what the verbs share (asking the nodes where guests are) and the simple verbs.
+
+mod create;
+mod migrate;
+
+use super::Context;
+use crate::cli::{InstanceCommand, InstanceStopArgs};
+use crate::error::{Error, Exit};
+use crate::exec::{self, Connector};
+use crate::inventory::{self, Host, Inventory};
+use crate::inventory_file::InventoryLock;
+use crate::plan::instance::probe::{self, GuestSeen, NodeFacts};
+use crate::plan::instance::{self, backend, hypervisor_of, Guest};
+use crate::plan::{HostPlan, Plan};
+use crate::ui::instance as show;
+use std::path::Path;
+use std::time::Instant;
+
+pub fn run(ctx: &Context, cmd: InstanceCommand) -> Result<Exit, Error> {
+    match cmd {
+        InstanceCommand::Create(args) => create::create(ctx, args),
+        InstanceCommand::List => list(ctx),
+        InstanceCommand::Start(a) => start(ctx, &a.name),
+        InstanceCommand::Stop(a) => stop(ctx, a),
+        InstanceCommand::Migrate(a) => migrate::migrate(ctx, a),
+    }
+}
+
+/// Runs `script_for(node)` on every node at once; each answer or the error that node gave.
+fn ask_all(
+    ctx: &Context,
+    inv: &Inventory,
+    nodes: &[Host],
+    script_for: impl Fn(&Host) -> Result<String, Error> + Sync,
+) -> Vec<(Host, Result<String, Error>)> {
+    let connector = ctx.connector(inv);
+    let limits = ctx.limits(inv);
+    let answers = exec::fan_out(nodes, limits.forks, |h| {
+        let script = script_for(h)?;
+        let deadline = Instant::now() + limits.host_timeout;
+        let mut t = connector.connect(h, deadline)?;
+        let out = t.run_script(&script, deadline)?;
+        Ok::<_, Error>(out.output)
+    });
+    nodes
+        .iter()
+        .cloned()
+        .zip(answers)
+        .map(|(h, a)| {
+            let answer = a.unwrap_or_else(|| {
+                Err(Error::Failed(anyhow::anyhow!(
+                    "interrupted before {} was asked",
+                    h.name
+                )))
+            });
+            (h, answer)
+        })
+        .collect()
+}
+
+/// The guests every hardware node reports, by node.
+fn where_guests_run(ctx: &Context, inv: &Inventory) -> Vec<(Host, Result<Vec<GuestSeen>, Error>)> {
+    ask_all(ctx, inv, &instance::hnodes(inv), |h| {
+        Ok(probe::guests_script(hypervisor_of(inv, &h.name)?))
+    })
+    .into_iter()
+    .map(|(h, r)| (h, r.map(|out| probe::parse_guests(&out))))
+    .collect()
+}
+
+/// Facts from one node (see `probe::facts_script`).
+fn node_facts(ctx: &Context, inv: &Inventory, node: &Host, script: &str) -> Result<NodeFacts, Error> {
+    Ok(probe::parse_facts(&ctx.gather(inv, node, script)?))
+}
+
+/// Nodes where a copy of guest `name` holds memory, or an error if a node could not be asked
+/// (a guest must never be started twice because a node did not answer).
+fn live_copies(ctx: &Context, inv: &Inventory, name: &str) -> Result<Vec<(String, GuestSeen)>, Error> {
+    let mut found = Vec::new();
+    for (h, r) in where_guests_run(ctx, inv) {
+        let seen = r.map_err(|e| {
+            Error::Unreachable(format!(
+                "cannot ask {} which guests it runs ({e}); nothing was changed",
+                h.name
+            ))
+        })?;
+        found.extend(
+            seen.into_iter()
+                .filter(|s| s.name == name && s.state.is_live())
+                .map(|s| (h.name.clone(), s)),
+        );
+    }
+    Ok(found)
+}
+
+fn lock(ctx: &Context, path: &Path) -> Result<InventoryLock, Error> {
+    let lock = InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
+    ctx.ui.detail(&format!("holding {}", lock.path().display()));
+    Ok(lock)
+}
+
+/// The inventory text and its parsed form, read under the caller's lock.
+fn read(path: &Path) -> Result<(String, Inventory), Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let inv = inventory::parse(&path.display().to_string(), &text)?;
+    Ok((text, inv))
+}
+
+fn node_host(inv: &Inventory, name: &str) -> Result<Host, Error> {
+    inv.select(&[name.to_string()])
+        .map_err(Error::Usage)
+        .map(|mut v| v.remove(0))
+}
+
+fn one_host_plan(title: String, host: Host, steps: Vec<crate::plan::Step>) -> Plan {
+    Plan {
+        title,
+        hosts: vec![HostPlan {
+            host,
+            exclusive: true,
+            steps,
+        }],
+        confirm: true,
+    }
+}
+
+fn recorded_guest(inv: &Inventory, name: &str) -> Result<(Guest, Host), Error> {
+    let rec = instance::record(inv, name)?;
+    Ok((
+        instance::recorded(inv, rec)?,
+        node_host(inv, rec.hnode.get_ref().as_str())?,
+    ))
+}
+
+fn list(ctx: &Context) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let seen = where_guests_run(ctx, &inv);
+    let rows = show::rows(&inv, &seen);
+    let exit = if seen.iter().any(|(_, r)| r.is_err()) {
+        Exit::Unreachable
+    } else {
+        Exit::Ok
+    };
+    show::list(&ctx.ui, &rows, &seen, exit);
+    Ok(exit)
+}
+
+fn start(ctx: &Context, name: &str) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let (g, host) = recorded_guest(&inv, name)?;
+    let copies = live_copies(ctx, &inv, name)?;
+    if let Some((node, s)) = copies.first() {
+        return Err(Error::Usage(format!(
+            "{name} is already {} on {node}; a second copy would corrupt its disk (see `cloudctl instance list`)",
+            s.state.as_str()
+        )));
+    }
+    let steps = backend(g.hypervisor).start_steps(&g);
+    ctx.converge(
+        &inv,
+        &one_host_plan(format!("start instance {name} on {}", host.name), host, steps),
+    )
+}
+
+fn stop(ctx: &Context, args: InstanceStopArgs) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let (g, host) = recorded_guest(&inv, &args.name)?;
+    let steps = backend(g.hypervisor).stop_steps(&g, args.grace);
+    ctx.converge(
+        &inv,
+        &one_host_plan(format!("stop instance {} on {}", args.name, host.name), host, steps),
+    )
+}

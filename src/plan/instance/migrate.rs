@@ -1,0 +1,417 @@
+//! Planner for `instance migrate` (modelled on Ganeti): the pre-checks, then the phases of a live
+//! migration as plans (prepare both ends, start, finish or abort), and `--cleanup`'s verdict.
+//! Pure; the command layer runs the phases in order and polls progress in between.
+//!
+//! The guest's memory travels over SSH by default: the source node gets a one-time key that the
+//! target only accepts from the source's address and only to feed the migration into the waiting
+//! hypervisor (a forced command), checked against the target's pinned host key. Both are removed
+//! after the migration, whatever its outcome.
+
+use super::probe::{GuestSeen, GuestState, NodeFacts};
+use super::{kvm, script, Backend, Guest};
+use crate::inventory::{Host, Hypervisor};
+use crate::plan::{command, file, strings, FileSpec, HostPlan, Plan, Step, When};
+use serde::Serialize;
+
+/// How the guest's memory travels.
+#[derive(Debug, Clone)]
+pub enum Channel {
+    /// Through SSH with a one-time key (the default).
+    Ssh {
+        private_key: Vec<u8>,
+        public_key: String,
+        /// `PATTERN TYPE BASE64`: the target's pinned host key, as the source's known_hosts.
+        target_known_host: String,
+    },
+    /// Plain TCP to this port on the target (`--unencrypted`; kvm only).
+    Tcp { port: u16 },
+}
+
+pub struct MigrateRequest<'a> {
+    pub guest: &'a Guest,
+    pub source: &'a Host,
+    pub target: &'a Host,
+    /// The source's address as the target sees it (the one-time key is bound to it).
+    pub source_ip: Option<String>,
+    pub ssh_user: &'a str,
+    pub channel: Channel,
+    /// The target's authorized_keys file; None: `~/.ssh/authorized_keys` of the SSH user.
+    pub authorized_keys: Option<String>,
+    pub max_downtime_ms: u32,
+    pub max_bandwidth_mib: Option<u32>,
+}
+
+/// The phases, in the order the command layer runs them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrationPlan {
+    pub prepare: Plan,
+    pub start: Plan,
+    /// kvm: a script printing QEMU's `query-migrate` answer; Xen's `xl migrate` runs to the end.
+    pub poll: Option<String>,
+    pub finish: Plan,
+    pub abort: Plan,
+}
+
+/// `auth-add FILE LINE`: lets the one-time key in (FILE empty: the SSH user's own file).
+const AUTH_ADD: &str = r#"f=${1:-$HOME/.ssh/authorized_keys}
+mkdir -p "$(dirname "$f")" && touch "$f" || exit 1
+grep -qxF -- "$2" "$f" || printf '%s\n' "$2" >>"$f""#;
+
+/// `auth-del FILE MARKER`: removes every line carrying MARKER, replacing the file atomically.
+pub const AUTH_DEL: &str = r#"f=${1:-$HOME/.ssh/authorized_keys}
+[ -f "$f" ] && grep -qF -- "$2" "$f" || exit 0
+tmp=$(mktemp "$f.XXXXXX") || exit 1
+grep -vF -- "$2" "$f" >"$tmp"
+chmod --reference="$f" "$tmp"; chown --reference="$f" "$tmp" 2>/dev/null
+mv "$tmp" "$f""#;
+
+/// The comment that marks a guest's one-time migration key in authorized_keys.
+pub fn key_marker(g: &Guest) -> String {
+    format!("cloudctl-migrate-{}", g.name)
+}
+
+/// Everything that stops a migration before anything moves, as messages naming the fix.
+pub fn check(
+    g: &Guest,
+    target_name: &str,
+    target_hv: Hypervisor,
+    src: &NodeFacts,
+    dst: &NodeFacts,
+    dst_capacity_mib: Option<u64>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = g.name.as_str();
+    if target_hv != g.hypervisor {
+        problems.push(format!(
+            "{target_name} runs {target_hv:?}, the guest runs on {:?}: a live migration needs the same hypervisor",
+            g.hypervisor
+        ));
+    }
+    match src.guest(name).map(|s| s.state) {
+        Some(GuestState::Running) => {}
+        Some(other) => problems.push(format!(
+            "{name} is {} on its node, not running; see `cloudctl instance list` (or `instance migrate {name} --cleanup`)",
+            other.as_str()
+        )),
+        None => problems.push(format!(
+            "{name} does not run on the node the inventory records; run `cloudctl instance migrate {name} --cleanup` to find it"
+        )),
+    }
+    if let Some(s) = dst.guest(name) {
+        problems.push(format!(
+            "a copy of {name} is already on {target_name} ({}); run `cloudctl instance migrate {name} --cleanup` first",
+            s.state.as_str()
+        ));
+    }
+    if src.hypervisor_version.is_empty() || src.hypervisor_version != dst.hypervisor_version {
+        problems.push(format!(
+            "hypervisor versions differ: source {:?}, {target_name} {:?}; install the same version on both",
+            src.hypervisor_version, dst.hypervisor_version
+        ));
+    }
+    if !dst.bridge {
+        problems.push(format!(
+            "bridge {} does not exist on {target_name}; the guest's network would be cut off there",
+            g.bridge
+        ));
+    }
+    let free = match (dst.mem_available_mib, dst_capacity_mib) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    };
+    match free {
+        Some(free) if free < u64::from(g.memory) => problems.push(format!(
+            "{target_name} has {free} MiB free for guests, {name} needs {} MiB",
+            g.memory
+        )),
+        Some(_) => {}
+        None => problems.push(format!("cannot tell how much memory {target_name} has free")),
+    }
+    match (src.disk, dst.disk) {
+        (Some(a), Some(b)) if a == b && dst.disk_readable => {}
+        (_, None) => problems.push(format!(
+            "{target_name} does not see {}: the shared storage is not mounted there",
+            g.disk()
+        )),
+        (_, Some(_)) if !dst.disk_readable => problems.push(format!("{target_name} cannot read {}", g.disk())),
+        (a, b) => problems.push(format!(
+            "{} is not the same file on both nodes (size and inode {a:?} vs {b:?}): is the storage really shared?",
+            g.disk()
+        )),
+    }
+    for (who, f) in [("the source", src), (target_name, dst)] {
+        if !f.missing_tools.is_empty() {
+            problems.push(format!(
+                "{who} lacks {}; install them first",
+                f.missing_tools.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+fn host_plan(host: &Host, steps: Vec<Step>) -> HostPlan {
+    HostPlan {
+        host: host.clone(),
+        exclusive: true,
+        steps,
+    }
+}
+
+fn phase(title: String, hosts: Vec<HostPlan>) -> Plan {
+    Plan {
+        title,
+        hosts: hosts.into_iter().filter(|h| !h.steps.is_empty()).collect(),
+        confirm: false,
+    }
+}
+
+/// The ssh command line the source runs to reach the target (QEMU's exec: or xl's -s).
+fn ssh_command(r: &MigrateRequest) -> String {
+    let g = r.guest;
+    let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_default();
+    format!(
+        "ssh -T -i {} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=10 -p {} {}@{}",
+        q(&g.run_file("migrate-key")),
+        q(&g.run_file("migrate-known-hosts")),
+        r.target.port,
+        q(r.ssh_user),
+        q(&r.target.host)
+    )
+}
+
+pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
+    let g = r.guest;
+    let auth_file = r.authorized_keys.clone().unwrap_or_default();
+    let marker = key_marker(g);
+    let incoming_sock = g.run_file("migrate");
+    let receive = match g.hypervisor {
+        Hypervisor::Kvm => format!("socat - UNIX-CONNECT:{incoming_sock}"),
+        Hypervisor::Xen => "xl migrate-receive".to_string(),
+    };
+    let mut src_prepare = Vec::new();
+    let mut dst_prepare = Vec::new();
+    let mut src_tidy = Vec::new();
+    let mut dst_tidy = Vec::new();
+    if let Channel::Ssh {
+        private_key,
+        public_key,
+        target_known_host,
+    } = &r.channel
+    {
+        let from = r
+            .source_ip
+            .as_ref()
+            .map(|ip| format!("from=\"{ip}\","))
+            .unwrap_or_default();
+        let line = format!("restrict,{from}command=\"{receive}\" {} {marker}", public_key.trim());
+        dst_prepare.push(script(AUTH_ADD, &[&auth_file, &line], When::Always));
+        src_prepare.push(crate::plan::dir(super::RUN_DIR, 0o700)?);
+        src_prepare.push(file(FileSpec {
+            id: "migrate-key",
+            path: &g.run_file("migrate-key"),
+            content: String::from_utf8_lossy(private_key).into_owned(),
+            mode: 0o600,
+            owner: None,
+            validate: None,
+            secret: true,
+        })?);
+        src_prepare.push(file(FileSpec {
+            id: "migrate-known-hosts",
+            path: &g.run_file("migrate-known-hosts"),
+            content: format!("{target_known_host}\n"),
+            mode: 0o600,
+            owner: None,
+            validate: None,
+            secret: false,
+        })?);
+        src_tidy.push(command(
+            &[
+                "rm",
+                "-f",
+                &g.run_file("migrate-key"),
+                &g.run_file("migrate-known-hosts"),
+            ],
+            When::Always,
+        ));
+        dst_tidy.push(script(AUTH_DEL, &[&auth_file, &marker], When::Always));
+    }
+    let (start, poll, finish_src, abort_src, abort_dst) = match g.hypervisor {
+        Hypervisor::Kvm => {
+            let uri = match &r.channel {
+                Channel::Ssh { .. } => {
+                    dst_prepare.extend(kvm::launch_steps(g, true));
+                    dst_prepare.push(kvm::qmp_step(
+                        g,
+                        &[&serde_json::json!({"execute": "migrate-incoming", "arguments": {"uri": format!("unix:{incoming_sock}")}}).to_string()],
+                    ));
+                    format!("exec:{}", ssh_command(r))
+                }
+                Channel::Tcp { port } => {
+                    let listen = format!("tcp:{}:{port}", r.target.host);
+                    dst_prepare.extend(kvm::launch_steps(g, true));
+                    dst_prepare.push(kvm::qmp_step(
+                        g,
+                        &[
+                            &serde_json::json!({"execute": "migrate-incoming", "arguments": {"uri": listen}})
+                                .to_string(),
+                        ],
+                    ));
+                    listen
+                }
+            };
+            let mut params = serde_json::json!({"downtime-limit": r.max_downtime_ms});
+            if let Some(mib) = r.max_bandwidth_mib {
+                params["max-bandwidth"] = serde_json::json!(u64::from(mib) << 20);
+            }
+            let set = serde_json::json!({"execute": "migrate-set-parameters", "arguments": params}).to_string();
+            let go = serde_json::json!({"execute": "migrate", "arguments": {"uri": uri}}).to_string();
+            let poll = [kvm::QMP, &g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]
+                .map(|s| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_default());
+            let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
+            (
+                vec![kvm::qmp_step(g, &[&set, &go])],
+                Some(format!("sh -c {} sh {} {}", poll[0], poll[1], poll[2])),
+                stop_now.clone(),
+                vec![script(kvm::QMP_CANCEL, &[&g.run_file("qmp")], When::Always)],
+                stop_now,
+            )
+        }
+        Hypervisor::Xen => {
+            if matches!(r.channel, Channel::Tcp { .. }) {
+                return Err(crate::error::Error::Usage(
+                    "xl migrates through SSH only; --unencrypted is for the kvm backend".into(),
+                ));
+            }
+            let start = vec![Step::Command(crate::plan::CommandStep {
+                argv: strings(&["xl", "migrate", "-s", &ssh_command(r), g.name.as_str(), &r.target.host]),
+                when: When::Always,
+            })];
+            (start, None, Vec::new(), Vec::new(), Vec::new())
+        }
+    };
+    let name = &g.name;
+    let (s, t) = (r.source, r.target);
+    let with = |a: &[Step], b: &[Step]| a.iter().chain(b).cloned().collect::<Vec<_>>();
+    Ok(MigrationPlan {
+        prepare: phase(
+            format!("prepare {t_name} to receive {name}", t_name = t.name),
+            vec![host_plan(t, dst_prepare), host_plan(s, src_prepare)],
+        ),
+        start: phase(
+            format!("migrate {name} from {} to {}", s.name, t.name),
+            vec![host_plan(s, start)],
+        ),
+        poll,
+        finish: phase(
+            format!("finish migrating {name}"),
+            vec![
+                host_plan(s, with(&finish_src, &src_tidy)),
+                host_plan(t, dst_tidy.clone()),
+            ],
+        ),
+        abort: phase(
+            format!("abort migrating {name}"),
+            vec![
+                host_plan(s, with(&abort_src, &src_tidy)),
+                host_plan(t, with(&abort_dst, &dst_tidy)),
+            ],
+        ),
+    })
+}
+
+/// Progress of a kvm migration, from QEMU's `query-migrate` answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Progress {
+    pub status: String,
+    pub total_time_ms: Option<u64>,
+    pub downtime_ms: Option<u64>,
+    pub transferred: Option<u64>,
+    pub remaining: Option<u64>,
+    pub total: Option<u64>,
+    pub error: Option<String>,
+}
+
+pub fn parse_progress(out: &str) -> Option<Progress> {
+    let answer = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("return").cloned())
+        .find(|r| r.get("status").is_some())?;
+    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64());
+    let ram = answer.get("ram").cloned().unwrap_or_default();
+    Some(Progress {
+        status: answer["status"].as_str().unwrap_or("").to_string(),
+        total_time_ms: n(&answer, "total-time"),
+        downtime_ms: n(&answer, "downtime"),
+        transferred: n(&ram, "transferred"),
+        remaining: n(&ram, "remaining"),
+        total: n(&ram, "total"),
+        error: answer.get("error-desc").and_then(|e| e.as_str()).map(str::to_string),
+    })
+}
+
+/// Where `--cleanup` finds the guest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "verdict", content = "nodes")]
+pub enum Verdict {
+    /// Running on exactly this node.
+    RunsOn(String),
+    /// Running nowhere (copies may be paused somewhere).
+    Nowhere,
+    /// Running on more than one node: split brain, nothing is touched.
+    SplitBrain(Vec<String>),
+}
+
+/// Decides where the guest really runs, and plans stopping the copies that are not the one.
+/// Leftover one-time keys are removed on every node; the shared disk is never touched.
+pub fn cleanup(g: &Guest, seen: &[(Host, Option<GuestSeen>)], auth_file: &str) -> (Verdict, Plan) {
+    let running: Vec<&Host> = seen
+        .iter()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.state == GuestState::Running))
+        .map(|(h, _)| h)
+        .collect();
+    let verdict = match running.as_slice() {
+        [one] => Verdict::RunsOn(one.name.clone()),
+        [] => Verdict::Nowhere,
+        many => Verdict::SplitBrain(many.iter().map(|h| h.name.clone()).collect()),
+    };
+    let marker = key_marker(g);
+    let hosts = seen
+        .iter()
+        .map(|(h, s)| {
+            let mut steps = Vec::new();
+            let leftover = s.as_ref().is_some_and(|s| s.state != GuestState::Running);
+            // Stop stale copies only when the guest verifiably runs elsewhere.
+            if leftover && matches!(verdict, Verdict::RunsOn(_)) {
+                steps.extend(match g.hypervisor {
+                    Hypervisor::Kvm => Backend::stop_steps(&kvm::Kvm, g, 0),
+                    Hypervisor::Xen => vec![script(
+                        r#"for d in "$1" "$1--incoming" "$1--migratedaway"; do xl list "$d" >/dev/null 2>&1 && xl destroy "$d"; done; exit 0"#,
+                        &[g.name.as_str()],
+                        When::Always,
+                    )],
+                });
+            }
+            let key = g.run_file("migrate-key");
+            steps.push(command(
+                &["rm", "-f", &key, &g.run_file("migrate-known-hosts")],
+                When::Unless(strings(&["sh", "-c", "! test -e \"$1\"", "sh", &key])),
+            ));
+            steps.push(script(
+                AUTH_DEL,
+                &[auth_file, &marker],
+                When::Unless(strings(&[
+                    "sh",
+                    "-c",
+                    "f=${1:-$HOME/.ssh/authorized_keys}; ! grep -qF -- \"$2\" \"$f\" 2>/dev/null",
+                    "sh",
+                    auth_file,
+                    &marker,
+                ])),
+            ));
+            host_plan(h, steps)
+        })
+        .collect();
+    (verdict, phase(format!("clean up after migrating {}", g.name), hosts))
+}

@@ -1,0 +1,232 @@
+//! Printing for `instance`: the guest table, migration progress and outcome, create's result.
+
+use super::Ui;
+use crate::error::{Error, Exit};
+use crate::exec::HostReport;
+use crate::inventory::{Host, Inventory};
+use crate::inventory_file::NewInstance;
+use crate::plan::instance::migrate::{Progress, Verdict};
+use crate::plan::instance::probe::{GuestSeen, GuestState};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One line of `instance list`.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    /// Where the inventory records it.
+    pub recorded_on: Option<String>,
+    /// Where the nodes report a copy of it, with that copy's state.
+    pub found: Vec<(String, GuestState)>,
+    pub state: String,
+    pub memory: Option<u32>,
+    pub ip: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Joins the inventory's records with what the nodes report.
+pub fn rows(inv: &Inventory, seen: &[(Host, Result<Vec<GuestSeen>, Error>)]) -> Vec<Row> {
+    let found_of = |name: &str| -> Vec<(String, GuestState)> {
+        seen.iter()
+            .filter_map(|(h, r)| r.as_ref().ok().map(|g| (h, g)))
+            .flat_map(|(h, g)| g.iter().filter(|s| s.name == name).map(|s| (h.name.clone(), s.state)))
+            .collect()
+    };
+    let mut rows: Vec<Row> = inv
+        .instance
+        .iter()
+        .map(|rec| {
+            let name = rec.name.get_ref().to_string();
+            let recorded = rec.hnode.get_ref().to_string();
+            let found = found_of(&name);
+            let running: Vec<&String> = found
+                .iter()
+                .filter(|(_, s)| *s == GuestState::Running)
+                .map(|(n, _)| n)
+                .collect();
+            let state = match found.iter().find(|(n, _)| *n == recorded) {
+                Some((_, s)) => s.as_str().to_string(),
+                None if running.is_empty() => "stopped".into(),
+                None => "elsewhere".into(),
+            };
+            let note = match running.as_slice() {
+                [] | [_] if running.iter().all(|n| **n == recorded) => None,
+                [one] => Some(format!(
+                    "runs on {one}, recorded on {recorded}: run `cloudctl instance migrate {name} --cleanup`"
+                )),
+                _ => Some(format!(
+                    "running on several nodes ({}): split brain",
+                    running.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            };
+            Row {
+                name,
+                recorded_on: Some(recorded),
+                found,
+                state,
+                memory: Some(rec.memory),
+                ip: Some(rec.ip.get_ref().to_string()),
+                note,
+            }
+        })
+        .collect();
+    for (h, r) in seen {
+        for s in r.as_ref().map(|v| v.as_slice()).unwrap_or(&[]) {
+            if !rows.iter().any(|row| row.name == s.name) {
+                rows.push(Row {
+                    name: s.name.clone(),
+                    recorded_on: None,
+                    found: vec![(h.name.clone(), s.state)],
+                    state: s.state.as_str().into(),
+                    memory: None,
+                    ip: None,
+                    note: Some("not in the inventory".into()),
+                });
+            }
+        }
+    }
+    rows
+}
+
+pub fn list(ui: &Ui, rows: &[Row], seen: &[(Host, Result<Vec<GuestSeen>, Error>)], exit: Exit) {
+    let unreachable: Vec<String> = seen
+        .iter()
+        .filter_map(|(h, r)| r.as_ref().err().map(|e| format!("{}: {e}", h.name)))
+        .collect();
+    if ui.json {
+        ui.json_result(
+            exit,
+            serde_json::json!({ "command": "instance list", "instances": rows, "unreachable": unreachable }),
+        );
+        return;
+    }
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "{:<16} {:<12} {:<13} {:>7} {:<16} NOTE",
+        "NAME", "HNODE", "STATE", "MEMORY", "IP"
+    );
+    for r in rows {
+        let node = r
+            .found
+            .iter()
+            .find(|(_, s)| *s == GuestState::Running)
+            .map(|(n, _)| n.clone())
+            .or_else(|| r.recorded_on.clone());
+        println!(
+            "{:<16} {:<12} {:<13} {:>7} {:<16} {}",
+            r.name,
+            dash(&node),
+            r.state,
+            r.memory.map(|m| format!("{m}M")).unwrap_or_else(|| "-".into()),
+            dash(&r.ip),
+            r.note.clone().unwrap_or_default()
+        );
+    }
+    for u in unreachable {
+        eprintln!("warning: could not ask {u}");
+    }
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes
+        .map(|b| format!("{:.1}", b as f64 / 1048576.0))
+        .unwrap_or_else(|| "?".into())
+}
+
+pub fn progress(ui: &Ui, p: &Progress, elapsed: Duration) {
+    ui.info(&format!(
+        "{} migrating: {} ({} of {} MiB sent, {} MiB left) +{:.1} s",
+        super::timestamp(),
+        p.status,
+        mib(p.transferred),
+        mib(p.total),
+        mib(p.remaining),
+        elapsed.as_secs_f64()
+    ));
+}
+
+pub fn migrated(ui: &Ui, name: &str, from: &str, to: &str, p: &Progress, elapsed: Duration, left: Option<GuestState>) {
+    let exit = if left.is_none() { Exit::Ok } else { Exit::Failed };
+    let ms = |v: Option<u64>| v.map(|x| format!("{x} ms")).unwrap_or_else(|| "not reported".into());
+    ui.info(&format!(
+        "{name} migrated from {from} to {to}: it runs on {to}, nothing is left on {from}; migration {} with {} downtime ({} MiB sent), {:.1} s in all",
+        ms(p.total_time_ms),
+        ms(p.downtime_ms),
+        mib(p.transferred),
+        elapsed.as_secs_f64()
+    ));
+    if let Some(s) = left {
+        ui.warn(&format!(
+            "a copy of {name} is still {} on {from}; run `cloudctl instance migrate {name} --cleanup`",
+            s.as_str()
+        ));
+    }
+    if ui.json {
+        ui.json_result(
+            exit,
+            serde_json::json!({ "command": "instance migrate", "instance": name, "from": from, "to": to,
+                                "migration_ms": p.total_time_ms, "downtime_ms": p.downtime_ms,
+                                "transferred_bytes": p.transferred, "seconds": elapsed.as_secs_f64(),
+                                "left_on_source": left }),
+        );
+    }
+}
+
+pub fn aborted(ui: &Ui, name: &str, source: &str, state: Option<GuestState>) {
+    let state = state.map_or("not found".to_string(), |s| s.as_str().to_string());
+    eprintln!("{name} on {source}: {state}");
+    if ui.json {
+        ui.json_result(
+            Exit::Failed,
+            serde_json::json!({ "command": "instance migrate", "instance": name, "migrated": false, "source": source, "state_on_source": state }),
+        );
+    }
+}
+
+pub fn cleanup_found(ui: &Ui, name: &str, recorded_on: &str, seen: &[(Host, Option<GuestSeen>)], verdict: &Verdict) {
+    for (h, s) in seen {
+        ui.info(&format!(
+            "{}: {}",
+            h.name,
+            s.as_ref().map_or("no copy of the guest".to_string(), |s| format!(
+                "{name} is {}",
+                s.state.as_str()
+            ))
+        ));
+    }
+    match verdict {
+        Verdict::RunsOn(n) if n == recorded_on => ui.info(&format!("{name} runs on {n}, as recorded")),
+        Verdict::RunsOn(n) => ui.info(&format!(
+            "{name} runs on {n} (the inventory said {recorded_on}); recording {n}"
+        )),
+        Verdict::Nowhere => ui.warn(&format!(
+            "{name} runs nowhere; start it with `cloudctl instance start {name}` once no paused copy is left"
+        )),
+        Verdict::SplitBrain(nodes) => ui.warn(&format!(
+            "{name} runs on {} at once: split brain; nothing was changed — stop all but one by hand",
+            nodes.join(" and ")
+        )),
+    }
+}
+
+pub fn created(ui: &Ui, rec: &NewInstance, fingerprint: &str, reports: &[HostReport], elapsed: Duration) {
+    ui.info(&format!(
+        "{} runs on {} ({} MiB, {} vCPU, disk {}, {} {}) after {:.1} s",
+        rec.name,
+        rec.hnode,
+        rec.memory,
+        rec.vcpus,
+        rec.disk,
+        rec.ip,
+        rec.mac,
+        elapsed.as_secs_f64()
+    ));
+    ui.info(&format!("{} SSH host key: ED25519 {fingerprint} (pinned)", rec.name));
+    if ui.json {
+        ui.json_result(
+            Exit::Ok,
+            serde_json::json!({ "command": "instance create", "instance": rec, "host_key_fingerprint": fingerprint,
+                                "seconds": elapsed.as_secs_f64(), "hosts": reports }),
+        );
+    }
+}
