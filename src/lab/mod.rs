@@ -17,6 +17,8 @@ use std::time::Duration;
 const LAB_ROOT: &str = "/tmp/cloudctl-lab";
 /// Hosts get .10 upwards; more than 90 would run into the DHCP dynamic range (.100-.199).
 const MAX_HOSTS: u8 = 90;
+/// The bridge inside every lab hardware node that guests join (`[instances] bridge`).
+const HNODE_BRIDGE: &str = "br0";
 const MARKER_PREFIX: &str = "# written by cloudctl lab up (lab \"";
 /// (tool, Debian package that provides it)
 const TOOLS: [(&str, &str); 6] = [
@@ -324,6 +326,9 @@ struct InventoryData<'a> {
     dynamic_range: String,
     confignode: Ipv4Addr,
     nodes: &'a [LabHost],
+    /// Guests' shared storage: one folder all lab hosts see.
+    store: String,
+    authorized_keys: String,
 }
 
 /// Creates the lab in `dir` (which exists and is empty). On error the caller removes it all.
@@ -384,6 +389,8 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         host.fingerprint = listing.split_whitespace().nth(1).unwrap_or_default().to_string();
     }
     let known_hosts_path = dir.join("known_hosts");
+    let store = dir.join("store");
+    std::fs::create_dir(&store).with_context(|| format!("cannot create {}", store.display()))?;
     sys::write_atomic(&known_hosts_path, known_hosts.as_bytes(), 0o600)?;
 
     let data = InventoryData {
@@ -397,6 +404,8 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         dynamic_range: format!("{}-{}", nth(100), nth(199)),
         confignode: hosts[0].ip,
         nodes: &hosts[1..],
+        store: store.display().to_string(),
+        authorized_keys: dir.join("authorized_keys").display().to_string(),
     };
     let inventory = templates
         .render("lab-up/cloud.toml", &data)
@@ -439,6 +448,8 @@ fn keygen(path: &Path, comment: &str) -> Result<()> {
 }
 
 /// The host's namespace and its cable to the bridge: `eth0` inside with its MAC and address.
+/// A hardware node is wired as a real one is: `eth0` is a port of bridge `br0`, which holds the
+/// address, so guests' interfaces can join `br0` and reach the lab network.
 fn wire_host(host: &LabHost, veth: &str, bridge: &str) -> Result<()> {
     let ns = host.netns.as_str();
     sys::run("ip", &["netns", "add", ns])?;
@@ -449,9 +460,18 @@ fn wire_host(host: &LabHost, veth: &str, bridge: &str) -> Result<()> {
     sys::run("ip", &["link", "set", veth, "master", bridge])?;
     sys::run("ip", &["link", "set", veth, "up"])?;
     sys::run("ip", &["-n", ns, "link", "set", "eth0", "address", &host.mac])?;
+    let addressed = if host.role == "hnode" {
+        sys::run("ip", &["-n", ns, "link", "add", HNODE_BRIDGE, "type", "bridge"])?;
+        sys::run("ip", &["-n", ns, "link", "set", HNODE_BRIDGE, "address", &host.mac])?;
+        sys::run("ip", &["-n", ns, "link", "set", "eth0", "master", HNODE_BRIDGE])?;
+        sys::run("ip", &["-n", ns, "link", "set", HNODE_BRIDGE, "up"])?;
+        HNODE_BRIDGE
+    } else {
+        "eth0"
+    };
     sys::run(
         "ip",
-        &["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", "eth0"],
+        &["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", addressed],
     )?;
     sys::run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
     sys::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;

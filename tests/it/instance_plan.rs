@@ -1,0 +1,420 @@
+//! Golden plans for `instance create` and `instance migrate` on both backends (no hosts), the
+//! Xen domU config read back field by field, and the migration pre-checks and cleanup verdicts.
+
+use crate::golden::assert_golden;
+use cloudctl::inventory::{self, Host, Hypervisor, Inventory};
+use cloudctl::plan::instance::create::{self, CreateRequest, GuestSecrets, RootSource};
+use cloudctl::plan::instance::migrate::{self, Channel, MigrateRequest, Verdict};
+use cloudctl::plan::instance::probe::{GuestSeen, GuestState, NodeFacts};
+use cloudctl::plan::instance::{self, Guest, GuestRequest};
+use cloudctl::plan::{Plan, Step};
+use cloudctl::templates::Templates;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn seed_text() -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap()
+}
+
+/// The seed lab, optionally with hnode2 switched to KVM (the per-node override).
+fn seed(kvm: bool) -> Inventory {
+    let mut text = seed_text();
+    if kvm {
+        text = text.replace(
+            "[cloud]\nname = \"lab\"\nhypervisor = \"xen\"",
+            "[cloud]\nname = \"lab\"\nhypervisor = \"kvm\"",
+        );
+    }
+    inventory::parse("seed-lab.toml", &text).unwrap()
+}
+
+fn host(inv: &Inventory, name: &str) -> Host {
+    inv.select(&[name.to_string()]).unwrap().remove(0)
+}
+
+fn new_guest(inv: &Inventory) -> Guest {
+    let req = GuestRequest {
+        name: "web2".parse().unwrap(),
+        memory: Some(256),
+        vcpus: Some(2),
+        disk: Some("2G".parse().unwrap()),
+        ip: "10.0.0.51".parse().unwrap(),
+        mac: "52:54:00:00:05:02".parse().unwrap(),
+    };
+    instance::guest(inv, "hnode1", &req).unwrap()
+}
+
+fn secrets() -> GuestSecrets {
+    GuestSecrets {
+        host_key: b"-----BEGIN OPENSSH PRIVATE KEY-----\nGUEST-PRIVATE-KEY\n-----END OPENSSH PRIVATE KEY-----\n"
+            .to_vec(),
+        host_key_pub: b"ssh-ed25519 AAAAguest root@web2\n".to_vec(),
+        authorized_keys: b"ssh-ed25519 AAAAadmin admin@laptop\n".to_vec(),
+    }
+}
+
+fn create_plan(inv: &Inventory, source: RootSource) -> Plan {
+    let g = new_guest(inv);
+    create::plan(
+        inv,
+        &Templates::load(None).unwrap(),
+        &CreateRequest {
+            guest: &g,
+            hnode: &host(inv, "hnode1"),
+            source,
+            secrets: &secrets(),
+            nonce: "0123456789abcdef",
+        },
+    )
+    .unwrap()
+}
+
+fn json(p: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(p).unwrap()
+}
+
+fn file<'a>(p: &'a Plan, suffix: &str) -> &'a cloudctl::plan::FileStep {
+    p.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::File(f) if f.path.as_str().ends_with(suffix) => Some(f),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no file step for {suffix}"))
+}
+
+/// A small reader for xl.cfg (xl's `KEY = VALUE` lines: numbers, "strings", [ "lists" ]).
+fn read_xl_cfg(text: &str) -> BTreeMap<String, XlValue> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not KEY = VALUE: {line}"));
+        let value = value.trim();
+        let parsed = if let Some(list) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            XlValue::List(
+                list.split("\",")
+                    .map(|i| unquote(i.trim().trim_end_matches(',')))
+                    .filter(|i| !i.is_empty())
+                    .collect(),
+            )
+        } else if value.starts_with('"') {
+            XlValue::Str(unquote(value))
+        } else {
+            XlValue::Num(value.parse().unwrap_or_else(|_| panic!("bad number in {line}")))
+        };
+        assert!(
+            out.insert(key.trim().to_string(), parsed).is_none(),
+            "{key} given twice"
+        );
+    }
+    out
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    let s = s.strip_prefix('"').unwrap_or(s);
+    let s = s.strip_suffix('"').unwrap_or(s);
+    assert!(!s.contains('"'), "stray quote in {s}");
+    s.to_string()
+}
+
+#[derive(Debug, PartialEq)]
+enum XlValue {
+    Num(i64),
+    Str(String),
+    List(Vec<String>),
+}
+
+/// `a=b, c=d` specs (xl's disk and vif syntax) as a map.
+fn spec(s: &str) -> BTreeMap<String, String> {
+    s.split(", ")
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn golden_xen_create_and_its_domu_config_read_back() {
+    let inv = seed(false);
+    let p = create_plan(
+        &inv,
+        RootSource::Debootstrap {
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+        },
+    );
+    let text = json(&p);
+    assert!(
+        !text.contains("GUEST-PRIVATE-KEY"),
+        "the guest's private key is in the plan output"
+    );
+    assert_golden("instance-create-xen.json", &text);
+
+    let cfg = read_xl_cfg(std::str::from_utf8(&file(&p, "/web2/xl.cfg").content).unwrap());
+    let s = |k: &str| match &cfg[k] {
+        XlValue::Str(v) => v.clone(),
+        other => panic!("{k} is {other:?}"),
+    };
+    assert_eq!(s("name"), "web2");
+    assert_eq!(s("type"), "pv");
+    assert_eq!(cfg["memory"], XlValue::Num(256));
+    assert_eq!(cfg["maxmem"], XlValue::Num(256));
+    assert_eq!(cfg["vcpus"], XlValue::Num(2));
+    assert_eq!(s("kernel"), "/vmlinuz");
+    assert_eq!(s("ramdisk"), "/initrd.img");
+    assert_eq!(s("cmdline"), "root=/dev/xvda rw console=hvc0 net.ifnames=0");
+    assert_eq!(s("on_poweroff"), "destroy");
+    let XlValue::List(disks) = &cfg["disk"] else {
+        panic!("disk is not a list")
+    };
+    assert_eq!(disks.len(), 1);
+    let disk = spec(&disks[0]);
+    assert_eq!(disk["target"], "/srv/cloud/instances/web2/disk.img");
+    assert_eq!(
+        (disk["format"].as_str(), disk["vdev"].as_str(), disk["access"].as_str()),
+        ("raw", "xvda", "rw")
+    );
+    let XlValue::List(vifs) = &cfg["vif"] else {
+        panic!("vif is not a list")
+    };
+    let vif = spec(&vifs[0]);
+    assert_eq!(
+        (vif["mac"].as_str(), vif["bridge"].as_str()),
+        ("52:54:00:00:05:02", "br0")
+    );
+
+    // The guest's identity, staged for the disk: network and fstab name the Xen device.
+    let interfaces = String::from_utf8(file(&p, "/interfaces").content.clone()).unwrap();
+    assert!(
+        interfaces.contains("address 10.0.0.51\n    netmask 255.255.255.0\n    gateway 10.0.0.1"),
+        "{interfaces}"
+    );
+    assert!(std::str::from_utf8(&file(&p, "/fstab").content)
+        .unwrap()
+        .contains("/dev/xvda\t/\text4"));
+    assert!(file(&p, "/ssh_host_ed25519_key").secret);
+}
+
+#[test]
+fn golden_kvm_create_by_copy() {
+    let inv = seed(true);
+    let p = create_plan(
+        &inv,
+        RootSource::Copy {
+            path: "/srv/images/golden.img".into(),
+            size: 3 << 30,
+        },
+    );
+    assert_golden("instance-create-kvm.json", &json(&p));
+    let qemu = p.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Command(c) if c.argv[0] == "qemu-system-x86_64" => Some(c.argv.clone()),
+            _ => None,
+        })
+        .expect("a QEMU step");
+    let arg = |flag: &str| qemu[qemu.iter().position(|a| a == flag).unwrap() + 1].clone();
+    assert_eq!(arg("-m"), "256");
+    assert_eq!(
+        arg("-drive"),
+        "file=/srv/cloud/instances/web2/disk.img,format=raw,if=virtio,cache=none"
+    );
+    assert_eq!(arg("-append"), "root=/dev/vda rw console=ttyS0 net.ifnames=0");
+    assert!(!qemu.contains(&"-incoming".to_string()));
+    // A copy is never made smaller than its source: 3G beats the requested 2G.
+    let build = p.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Command(c) if c.argv.get(4).map(String::as_str) == Some("copy") => Some(c.argv.clone()),
+            _ => None,
+        })
+        .expect("the build step");
+    assert_eq!(build[7], (3u64 << 30).to_string());
+}
+
+fn one_time() -> Channel {
+    Channel::Ssh {
+        private_key: b"-----BEGIN OPENSSH PRIVATE KEY-----\nMIGRATION-PRIVATE-KEY\n-----END OPENSSH PRIVATE KEY-----\n"
+            .to_vec(),
+        public_key: "ssh-ed25519 AAAAonetime".into(),
+        target_known_host: "10.0.0.32 ssh-ed25519 AAAAtarget".into(),
+    }
+}
+
+fn migration(inv: &Inventory, channel: Channel) -> Result<migrate::MigrationPlan, cloudctl::error::Error> {
+    let g = instance::recorded(inv, instance::record(inv, "web1").unwrap()).unwrap();
+    let (s, t) = (host(inv, "hnode1"), host(inv, "hnode2"));
+    migrate::plan(&MigrateRequest {
+        guest: &g,
+        source: &s,
+        target: &t,
+        source_ip: Some("10.0.0.31".into()),
+        ssh_user: "root",
+        channel,
+        authorized_keys: None,
+        max_downtime_ms: 300,
+        max_bandwidth_mib: Some(100),
+    })
+}
+
+#[test]
+fn golden_migrations_for_both_backends() {
+    for (kvm, name) in [
+        (false, "instance-migrate-xen.json"),
+        (true, "instance-migrate-kvm.json"),
+    ] {
+        let p = migration(&seed(kvm), one_time()).unwrap();
+        let text = json(&p);
+        assert!(
+            !text.contains("MIGRATION-PRIVATE-KEY"),
+            "the one-time private key is in the plan output"
+        );
+        assert_golden(name, &text);
+        // The one-time key only feeds the waiting hypervisor, only from the source's address.
+        assert!(text.contains(r#"restrict,from=\"10.0.0.31\",command=\""#), "{name}");
+        assert!(text.contains("StrictHostKeyChecking=yes"), "{name}");
+        // Whatever happens, the keys go: abort tidies both ends too.
+        for phase in [&p.finish, &p.abort] {
+            let all = json(phase);
+            assert!(
+                all.contains("cloudctl-migrate-web1") && all.contains("migrate-key"),
+                "{name}: {all}"
+            );
+        }
+    }
+    let plain = migration(&seed(true), Channel::Tcp { port: 49152 }).unwrap();
+    assert!(
+        json(&plain.start).contains(r#"\"uri\":\"tcp:hnode2.lab.example:49152\""#),
+        "{}",
+        json(&plain.start)
+    );
+    assert!(
+        migration(&seed(false), Channel::Tcp { port: 49152 }).is_err(),
+        "xl has no plain-TCP migration"
+    );
+}
+
+fn facts(version: &str, bridge: bool, mem: u64, disk: Option<(u64, u64)>, guests: &[(&str, GuestState)]) -> NodeFacts {
+    NodeFacts {
+        hypervisor_version: version.into(),
+        mem_available_mib: Some(mem),
+        bridge,
+        disk,
+        disk_readable: disk.is_some(),
+        guests: guests
+            .iter()
+            .map(|(n, s)| GuestSeen {
+                name: n.to_string(),
+                state: *s,
+            })
+            .collect(),
+        ..NodeFacts::default()
+    }
+}
+
+#[test]
+fn pre_checks_refuse_before_anything_moves() {
+    let inv = seed(true);
+    let g = instance::recorded(&inv, instance::record(&inv, "web1").unwrap()).unwrap();
+    let disk = Some((8 << 30, 77));
+    let src = facts("QEMU 7.2", true, 4000, disk, &[("web1", GuestState::Running)]);
+    let good = facts("QEMU 7.2", true, 4000, disk, &[]);
+    assert!(migrate::check(&g, "hnode2", Hypervisor::Kvm, &src, &good, None).is_empty());
+    let cases: Vec<(NodeFacts, Option<u64>, &str)> = vec![
+        (
+            facts("QEMU 7.2", false, 4000, disk, &[]),
+            None,
+            "bridge br0 does not exist on hnode2",
+        ),
+        (
+            facts("QEMU 7.2", true, 100, disk, &[]),
+            None,
+            "hnode2 has 100 MiB free for guests, web1 needs 512 MiB",
+        ),
+        (
+            facts("QEMU 7.2", true, 4000, disk, &[]),
+            Some(256),
+            "hnode2 has 256 MiB free",
+        ),
+        (
+            facts("QEMU 8.0", true, 4000, disk, &[]),
+            None,
+            "hypervisor versions differ",
+        ),
+        (
+            facts("QEMU 7.2", true, 4000, None, &[]),
+            None,
+            "hnode2 does not see /srv/cloud/instances/web1/disk.img",
+        ),
+        (
+            facts("QEMU 7.2", true, 4000, Some((8 << 30, 78)), &[]),
+            None,
+            "is not the same file on both nodes",
+        ),
+        (
+            facts("QEMU 7.2", true, 4000, disk, &[("web1", GuestState::Incoming)]),
+            None,
+            "a copy of web1 is already on hnode2 (incoming)",
+        ),
+    ];
+    for (dst, cap, expected) in cases {
+        let problems = migrate::check(&g, "hnode2", Hypervisor::Kvm, &src, &dst, cap);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "expected {expected:?} in {problems:?}"
+        );
+    }
+    let stopped = facts("QEMU 7.2", true, 4000, disk, &[]);
+    let problems = migrate::check(&g, "hnode2", Hypervisor::Kvm, &stopped, &good, None);
+    assert!(
+        problems[0].contains("does not run on the node the inventory records"),
+        "{problems:?}"
+    );
+    let problems = migrate::check(&g, "hnode2", Hypervisor::Xen, &src, &good, None);
+    assert!(problems[0].contains("same hypervisor"), "{problems:?}");
+}
+
+#[test]
+fn cleanup_stops_only_stale_copies_when_the_guest_runs_elsewhere() {
+    let inv = seed(false);
+    let g = instance::recorded(&inv, instance::record(&inv, "web1").unwrap()).unwrap();
+    let (h1, h2) = (host(&inv, "hnode1"), host(&inv, "hnode2"));
+    let seen = |a: Option<GuestState>, b: Option<GuestState>| {
+        let s = |st: Option<GuestState>| {
+            st.map(|state| GuestSeen {
+                name: "web1".into(),
+                state,
+            })
+        };
+        vec![(h1.clone(), s(a)), (h2.clone(), s(b))]
+    };
+    let destroys = |p: &Plan, i: usize| json(&p.hosts[i].steps).contains("xl destroy");
+
+    let (v, p) = migrate::cleanup(&g, &seen(Some(GuestState::MigratedAway), Some(GuestState::Running)), "");
+    assert_eq!(v, Verdict::RunsOn("hnode2".into()));
+    assert!(destroys(&p, 0) && !destroys(&p, 1));
+
+    let (v, p) = migrate::cleanup(&g, &seen(Some(GuestState::Running), Some(GuestState::Incoming)), "");
+    assert_eq!(v, Verdict::RunsOn("hnode1".into()));
+    assert!(!destroys(&p, 0) && destroys(&p, 1));
+
+    let (v, p) = migrate::cleanup(&g, &seen(Some(GuestState::Running), Some(GuestState::Running)), "");
+    assert_eq!(v, Verdict::SplitBrain(vec!["hnode1".into(), "hnode2".into()]));
+    assert!(!destroys(&p, 0) && !destroys(&p, 1), "split brain: nothing is stopped");
+
+    let (v, p) = migrate::cleanup(&g, &seen(Some(GuestState::MigratedAway), None), "");
+    assert_eq!(v, Verdict::Nowhere);
+    assert!(!destroys(&p, 0), "no running copy: the paused one is kept");
+    // The shared disk is never touched by a cleanup.
+    assert!(!json(&p).contains("disk.img"));
+}
