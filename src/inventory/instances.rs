@@ -61,7 +61,7 @@ impl Default for InstancesSection {
             http_proxy: None,
             cache: None,
             authorized_keys: None,
-            max_downtime_ms: 300,
+            max_downtime_ms: 50,
         }
     }
 }

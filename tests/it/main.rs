@@ -10,6 +10,7 @@ mod generated;
 mod golden;
 mod hnode;
 mod injection;
+mod instance_e2e;
 mod instance_plan;
 mod lab_lifecycle;
 mod lamp_e2e;

@@ -1,0 +1,419 @@
+//! End to end on a lab (kvm backend, QEMU under TCG): a guest created by copying a small bootable
+//! image, live-migrated while a third host pings it every 100 ms, refused migrations, a target
+//! killed midway, and `--cleanup`.
+
+use crate::support::{cloudctl, lab_with, report, text, Lab};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIGNODE: usize = 0;
+const HNODE1: usize = 1;
+const HNODE2: usize = 2;
+const HNODE3: usize = 3;
+
+/// The guest kernel the lab's `[instances]` section names, and its version.
+fn guest_kernel_version() -> Option<String> {
+    let target = std::fs::read_link("/vmlinuz").ok()?;
+    target
+        .file_name()?
+        .to_str()?
+        .strip_prefix("vmlinuz-")
+        .map(str::to_string)
+}
+
+/// A 64 MiB ext4 image: busybox as /sbin/init, which names itself from /etc/hostname, brings up
+/// the network from /etc/network/interfaces and says so on the console.
+pub fn bootable_image(out: &Path) {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for d in [
+        "bin",
+        "sbin",
+        "etc/network",
+        "proc",
+        "sys",
+        "dev",
+        "root",
+        "tmp",
+        "var/run",
+        "run",
+        "lib/modules",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n\
+        mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null\n\
+        hostname -F /etc/hostname\n\
+        for m in failover net_failover virtio_net; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null; done\n\
+        ip link set lo up\nifup -a -f\n\
+        echo \"GUEST UP: $(hostname) $(ip -4 -o addr show dev eth0)\" >/dev/console\n\
+        while true; do sleep 3600; done\n";
+    std::fs::write(r.join("sbin/init"), init).unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(r.join("etc/shadow"), "root:$6$golden$hash:19000:0:99999:7:::\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(r.join("etc/hostname"), "golden\n").unwrap();
+    // A golden image's own host key must not survive into guests.
+    std::fs::create_dir_all(r.join("etc/ssh")).unwrap();
+    std::fs::write(r.join("etc/ssh/ssh_host_rsa_key"), "GOLDEN KEY\n").unwrap();
+    let version = guest_kernel_version().expect("/vmlinuz points at a kernel");
+    for m in [
+        "net/core/failover.ko",
+        "drivers/net/net_failover.ko",
+        "drivers/net/virtio_net.ko",
+    ] {
+        let src = PathBuf::from(format!("/lib/modules/{version}/kernel/{m}"));
+        std::fs::copy(&src, r.join("lib/modules").join(src.file_name().unwrap())).unwrap();
+    }
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "chmod 755 \"$1/sbin/init\" && truncate -s 64M \"$2\" && mkfs.ext4 -F -q -d \"$1\" \"$2\"",
+            "sh",
+        ])
+        .arg(r)
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the guest image failed");
+}
+
+/// A file inside an ext4 image, read without mounting it.
+fn read_in_image(image: &str, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), image])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
+
+fn ping_once(lab: &Lab, ip: &str) -> bool {
+    lab.sh(CONFIGNODE, &format!("ping -c 1 -W 1 {ip} >/dev/null"))
+        .status
+        .success()
+}
+
+fn wait_for_ping(lab: &Lab, ip: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ping_once(lab, ip) {
+            return start.elapsed();
+        }
+    }
+    panic!("{ip} did not answer ping within {} s", limit.as_secs());
+}
+
+/// QEMU processes running in a lab host's network namespace.
+fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &lab.state.hosts[idx].netns])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("qemu")))
+        .collect()
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn where_runs(inv: &str, name: &str) -> (String, String) {
+    let out = cloudctl(&["-i", inv, "--json", "instance", "list"]);
+    let v = json(&out);
+    let row = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap()
+        .clone();
+    let running = row["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f[1] == "running")
+        .map(|f| f[0].as_str().unwrap().to_string());
+    (
+        running.unwrap_or_default(),
+        row["recorded_on"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
+    if !lab_with(&[
+        crate::pxe::QEMU,
+        "/vmlinuz",
+        "/initrd.img",
+        "/usr/bin/socat",
+        "/sbin/mkfs.ext4",
+        "/sbin/debugfs",
+    ]) {
+        return;
+    }
+    let lab = Lab::up("inst", 4, 81);
+    let inv = lab.inventory();
+    let store = lab.state.dir.join("store");
+    let golden = store.join("golden.img");
+    bootable_image(&golden);
+    let golden = golden.display().to_string();
+
+    // Create: --copy from the golden image, on hnode1.
+    let t = Instant::now();
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "--json",
+        "instance",
+        "create",
+        "vm1",
+        "--hnode",
+        "hnode1",
+        "--copy",
+        &golden,
+        "--ip",
+        "10.201.81.50",
+    ]);
+    assert!(
+        out.status.success(),
+        "create: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let created = json(&out);
+    let fingerprint = created["host_key_fingerprint"].as_str().unwrap().to_string();
+    let inventory = std::fs::read_to_string(&inv).unwrap();
+    assert!(
+        inventory.contains("[[instance]]\nname = \"vm1\"\nhnode = \"hnode1\""),
+        "{inventory}"
+    );
+    let up = wait_for_ping(&lab, "10.201.81.50", Duration::from_secs(120));
+    report(&format!(
+        "instance create --copy: command {:.1} s, guest answers ping {:.1} s after it",
+        t.elapsed().as_secs_f64() - up.as_secs_f64(),
+        up.as_secs_f64()
+    ));
+
+    // What create wrote into the guest's root filesystem.
+    let disk = store.join("vm1/disk.img").display().to_string();
+    assert_eq!(read_in_image(&disk, "/etc/hostname"), "vm1\n");
+    let interfaces = read_in_image(&disk, "/etc/network/interfaces");
+    assert!(
+        interfaces.contains("address 10.201.81.50\n    netmask 255.255.255.0\n    gateway 10.201.81.1"),
+        "{interfaces}"
+    );
+    assert!(read_in_image(&disk, "/etc/fstab").contains("/dev/vda\t/\text4"));
+    let client_pub = std::fs::read_to_string(lab.state.client_key.with_extension("pub")).unwrap();
+    assert_eq!(read_in_image(&disk, "/root/.ssh/authorized_keys"), client_pub);
+    assert!(
+        read_in_image(&disk, "/etc/shadow").starts_with("root:!$6$golden$hash:"),
+        "root's password is not locked"
+    );
+    assert_eq!(
+        read_in_image(&disk, "/etc/ssh/ssh_host_rsa_key"),
+        "",
+        "the golden image's host key survived"
+    );
+    let host_pub = read_in_image(&disk, "/etc/ssh/ssh_host_ed25519_key.pub");
+    let mut keygen = Command::new("ssh-keygen")
+        .args(["-l", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(keygen.stdin.as_mut().unwrap(), host_pub.as_bytes()).unwrap();
+    let listed = text(&keygen.wait_with_output().unwrap().stdout);
+    assert!(
+        listed.contains(&fingerprint),
+        "printed {fingerprint}, the guest holds {listed}"
+    );
+    let known = std::fs::read_to_string(&lab.state.known_hosts).unwrap();
+    assert!(
+        known.contains(&format!(
+            "10.201.81.50 {}",
+            host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        )),
+        "not pinned: {known}"
+    );
+    let console = std::fs::read_to_string(store.join("vm1/console.log")).unwrap();
+    assert!(
+        console.contains("GUEST UP: vm1 ") && console.contains("inet 10.201.81.50/24"),
+        "{console}"
+    );
+
+    // Live migration while the ConfigNode pings the guest every 100 ms (bounded: 200 pings).
+    let pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.state.hosts[CONFIGNODE].netns,
+            "ping",
+            "-i",
+            "0.1",
+            "-c",
+            "200",
+            "-W",
+            "1",
+            "10.201.81.50",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let out = cloudctl(&[
+        "-i", &inv, "--yes", "--json", "instance", "migrate", "vm1", "--to", "hnode2",
+    ]);
+    let wall = t.elapsed();
+    assert!(
+        out.status.success(),
+        "migrate: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let m = json(&out);
+    let pings = text(&pinger.wait_with_output().unwrap().stdout);
+    let summary = pings
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap()
+        .to_string();
+    let nums: Vec<u32> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let lost = nums[0] - nums[1];
+    report(&format!(
+        "instance migrate (ssh): downtime {} ms, migration {} ms, command {:.1} s; pings: {summary}",
+        m["downtime_ms"],
+        m["migration_ms"],
+        wall.as_secs_f64()
+    ));
+    assert!(lost <= 1, "{lost} pings lost during the migration: {summary}");
+    assert!(
+        ping_once(&lab, "10.201.81.50"),
+        "the guest does not answer after the migration"
+    );
+    assert!(qemus(&lab, HNODE1).is_empty(), "QEMU left on the source");
+    assert_eq!(qemus(&lab, HNODE2).len(), 1);
+    assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
+    let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
+    assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");
+
+    // Refused before anything moves: no bridge on the target, then not enough memory.
+    lab.sh_ok(
+        HNODE3,
+        "ip link set br0 down && ip link set br0 name br9 && ip link set br9 up",
+    );
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", "vm1", "--to", "hnode3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bridge br0 does not exist on hnode3"),
+        "{}",
+        text(&out.stderr)
+    );
+    lab.sh_ok(
+        HNODE3,
+        "ip link set br9 down && ip link set br9 name br0 && ip link set br0 up",
+    );
+    let with_cap = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("name = \"hnode3\"\n", "name = \"hnode3\"\nmemory = 64\n");
+    std::fs::write(&inv, with_cap).unwrap();
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", "vm1", "--to", "hnode3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("hnode3 has 64 MiB free for guests, vm1 needs 256 MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        qemus(&lab, HNODE3).is_empty(),
+        "a refused migration started QEMU on the target"
+    );
+    assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
+
+    // The target dies midway: the guest keeps running on the source, and --cleanup says so.
+    let mut slow = Command::new(crate::support::bin())
+        .args([
+            "-i",
+            &inv,
+            "--yes",
+            "instance",
+            "migrate",
+            "vm1",
+            "--to",
+            "hnode1",
+            "--max-bandwidth",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while qemus(&lab, HNODE1).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let target = qemus(&lab, HNODE1);
+    assert_eq!(target.len(), 1, "no incoming QEMU on hnode1");
+    // SAFETY: kill(2) on a pid we just saw running QEMU in our own lab namespace.
+    unsafe { libc::kill(target[0] as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = slow.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "migrate did not give up after its target died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(slow.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("vm1 stays on hnode2") && stderr.contains("vm1 on hnode2: running"),
+        "{stderr}"
+    );
+    assert!(
+        ping_once(&lab, "10.201.81.50"),
+        "the guest stopped answering after the failed migration"
+    );
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "instance", "migrate", "vm1", "--cleanup"]);
+    assert!(out.status.success(), "cleanup: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("vm1 runs on hnode2, as recorded"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(qemus(&lab, HNODE1).is_empty());
+    assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
+    let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
+    assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");
+
+    // Stop, and start again where it is recorded.
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "stop", "vm1", "--grace", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(qemus(&lab, HNODE2).is_empty());
+    assert_eq!(where_runs(&inv, "vm1").0, "");
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(where_runs(&inv, "vm1").0, "hnode2");
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a second start must be refused: {}",
+        text(&out.stderr)
+    );
+}
