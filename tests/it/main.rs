@@ -10,6 +10,7 @@ mod generated;
 mod golden;
 mod hnode;
 mod injection;
+mod instance_debootstrap;
 mod instance_e2e;
 mod instance_plan;
 mod lab_lifecycle;
