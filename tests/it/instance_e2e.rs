@@ -248,6 +248,52 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         "{console}"
     );
 
+    // A failed create removes what it made, and nothing else: a source that is no filesystem.
+    let inventory_before = std::fs::read_to_string(&inv).unwrap();
+    let junk = store.join("junk.img");
+    std::fs::write(&junk, vec![0u8; 4 << 20]).unwrap();
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "instance",
+        "create",
+        "bad1",
+        "--hnode",
+        "hnode1",
+        "--copy",
+        &junk.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("creating bad1 failed; removing what this run created"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!store.join("bad1").exists(), "a failed create left its folder behind");
+    assert_eq!(
+        std::fs::read_to_string(&inv).unwrap(),
+        inventory_before,
+        "a failed create changed the inventory"
+    );
+    // ... and a folder someone else made under the guest's name is refused and left alone.
+    std::fs::create_dir(store.join("bad2")).unwrap();
+    std::fs::write(store.join("bad2/keep.txt"), "not cloudctl's").unwrap();
+    let out = cloudctl(&[
+        "-i", &inv, "--yes", "instance", "create", "bad2", "--hnode", "hnode1", "--copy", &golden,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists on the shared storage"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.join("bad2/keep.txt")).unwrap(),
+        "not cloudctl's"
+    );
+    assert!(qemus(&lab, HNODE1).len() == 1, "only vm1 runs on hnode1");
+
     // Live migration while the ConfigNode pings the guest every 100 ms (bounded: 200 pings).
     let pinger = Command::new("ip")
         .args([

@@ -41,6 +41,9 @@ pub struct MigrateRequest<'a> {
     pub max_bandwidth_mib: Option<u32>,
 }
 
+/// "No limit" for QEMU's max-bandwidth (bytes/s): 100 GiB/s.
+const UNLIMITED_BANDWIDTH: u64 = 100 << 30;
+
 /// The phases, in the order the command layer runs them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationPlan {
@@ -260,10 +263,11 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                     listen
                 }
             };
-            let mut params = serde_json::json!({"downtime-limit": r.max_downtime_ms});
-            if let Some(mib) = r.max_bandwidth_mib {
-                params["max-bandwidth"] = serde_json::json!(u64::from(mib) << 20);
-            }
+            // Always set: QEMU keeps a limit from an earlier (e.g. aborted) migration otherwise.
+            let bandwidth = r
+                .max_bandwidth_mib
+                .map_or(UNLIMITED_BANDWIDTH, |mib| u64::from(mib) << 20);
+            let params = serde_json::json!({"downtime-limit": r.max_downtime_ms, "max-bandwidth": bandwidth});
             let set = serde_json::json!({"execute": "migrate-set-parameters", "arguments": params}).to_string();
             let go = serde_json::json!({"execute": "migrate", "arguments": {"uri": uri}}).to_string();
             let poll = [kvm::QMP, &g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]
