@@ -443,6 +443,10 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         text(&out.stderr)
     );
     assert!(qemus(&lab, HNODE1).is_empty());
+    assert!(
+        !lab.sh_ok(HNODE1, "ip -o link show").contains("cc-"),
+        "the dead target's interface was left"
+    );
     assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
     let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
     assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");

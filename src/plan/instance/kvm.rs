@@ -56,6 +56,25 @@ rm -f "$pidfile" "$sock"
 ip link del "$tap" 2>/dev/null
 exit 0"#;
 
+/// `running PIDFILE`: succeeds while the pid file names a live QEMU.
+const RUNNING: &str = r#"pid=$(cat "$1" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && case $(cat /proc/$pid/comm 2>/dev/null) in qemu*) true;; *) false;; esac"#;
+
+fn running_check(g: &Guest) -> Vec<String> {
+    crate::plan::strings(&["sh", "-c", RUNNING, "sh", &g.run_file("pid")])
+}
+
+/// Nothing of the guest is on this node: no pid file (live or stale), no interface.
+fn gone_check(g: &Guest) -> Vec<String> {
+    crate::plan::strings(&[
+        "sh",
+        "-c",
+        "! [ -e \"$1\" ] && ! ip link show dev \"$2\" >/dev/null 2>&1",
+        "sh",
+        &g.run_file("pid"),
+        &g.tap(),
+    ])
+}
+
 /// QEMU option values separate fields with commas; a literal comma is written twice.
 fn opt(value: &str) -> String {
     value.replace(',', ",,")
@@ -124,9 +143,10 @@ pub fn launch_steps(g: &Guest, incoming: bool) -> Vec<Step> {
     vec![
         dir(RUN_DIR, 0o700).expect("static path"),
         script(TAP_UP, &[&g.tap(), g.bridge.as_str()], When::Always),
+        // Reported as a change only when it starts a QEMU; a running guest is left alone.
         Step::Command(crate::plan::CommandStep {
             argv: qemu_argv(g, incoming),
-            when: When::Always,
+            when: When::Unless(running_check(g)),
         }),
     ]
 }
@@ -152,7 +172,7 @@ impl Backend for Kvm {
                 &g.tap(),
                 &grace_secs.to_string(),
             ],
-            When::Always,
+            When::Unless(gone_check(g)),
         )]
     }
 }

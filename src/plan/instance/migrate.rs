@@ -100,7 +100,7 @@ pub fn check(
             "{name} does not run on the node the inventory records; run `cloudctl instance migrate {name} --cleanup` to find it"
         )),
     }
-    if let Some(s) = dst.guest(name) {
+    if let Some(s) = dst.guest(name).filter(|s| s.state.is_live()) {
         problems.push(format!(
             "a copy of {name} is already on {target_name} ({}); run `cloudctl instance migrate {name} --cleanup` first",
             s.state.as_str()

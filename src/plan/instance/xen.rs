@@ -71,12 +71,20 @@ impl Backend for Xen {
 
     fn start_steps(&self, g: &Guest) -> Vec<Step> {
         vec![
-            command(&["xl", "create", &config_path(g)], When::Always),
+            command(
+                &["xl", "create", &config_path(g)],
+                When::Unless(crate::plan::strings(&["xl", "list", g.name.as_str()])),
+            ),
             command(&["xl", "list", g.name.as_str()], When::Always),
         ]
     }
 
     fn stop_steps(&self, g: &Guest, grace_secs: u32) -> Vec<Step> {
-        vec![script(STOP, &[g.name.as_str(), &grace_secs.to_string()], When::Always)]
+        let stopped = crate::plan::strings(&["sh", "-c", "! xl list \"$1\" >/dev/null 2>&1", "sh", g.name.as_str()]);
+        vec![script(
+            STOP,
+            &[g.name.as_str(), &grace_secs.to_string()],
+            When::Unless(stopped),
+        )]
     }
 }
