@@ -169,6 +169,21 @@ impl Context {
     }
 }
 
+/// Takes the inventory's lock (held until dropped), saying so when it has to wait.
+pub fn lock_inventory(ctx: &Context, path: &std::path::Path) -> Result<crate::inventory_file::InventoryLock, Error> {
+    let lock = crate::inventory_file::InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
+    ctx.ui.detail(&format!("holding {}", lock.path().display()));
+    Ok(lock)
+}
+
+/// The inventory's text and its parsed form, read under the caller's lock.
+pub fn read_inventory(path: &std::path::Path) -> Result<(String, Inventory), Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let inv = inventory::parse(&path.display().to_string(), &text)?;
+    Ok((text, inv))
+}
+
 /// `n` random bytes as hex, from the kernel's generator.
 pub fn random_hex(n: usize) -> Result<String, Error> {
     use std::io::Read;

@@ -2,11 +2,11 @@
 //! ConfigNode, changed together under the inventory lock.
 
 use super::config::plan_confignode;
-use super::Context;
+use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{NodeAddArgs, NodeCommand};
 use crate::error::{Error, Exit};
 use crate::inventory::{self, Inventory};
-use crate::inventory_file::{self, InventoryLock};
+use crate::inventory_file;
 use crate::plan::confignode::{boot_files, profile_of, Scope};
 use crate::plan::node;
 use std::path::Path;
@@ -83,19 +83,6 @@ fn describe(names: &[&str]) -> String {
         [one] => format!("node {one}"),
         many => format!("{} nodes ({})", many.len(), many.join(", ")),
     }
-}
-
-fn lock(ctx: &Context, path: &Path) -> Result<InventoryLock, Error> {
-    let lock = InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
-    ctx.ui.detail(&format!("holding {}", lock.path().display()));
-    Ok(lock)
-}
-
-fn read(path: &Path) -> Result<(String, Inventory), Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
-    let inv = inventory::parse(&path.display().to_string(), &text)?;
-    Ok((text, inv))
 }
 
 /// Converges the ConfigNode to the edited inventory and writes the inventory only when that

@@ -2,7 +2,7 @@
 //! Debian mirror through an HTTP proxy on the lab's gateway (lab hosts have no other way out),
 //! cached as a tarball that later runs (and later test runs) reuse.
 
-use crate::support::{cloudctl, lab_with, report, text, Lab};
+use crate::support::{cloudctl, lab_with, read_in_image, report, text, Lab};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -38,14 +38,6 @@ impl Drop for Proxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn read_in_image(image: &str, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}"), image])
-        .output()
-        .unwrap();
-    text(&out.stdout)
 }
 
 #[test]

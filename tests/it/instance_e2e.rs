@@ -2,7 +2,7 @@
 //! image, live-migrated while a third host pings it every 100 ms, refused migrations, a target
 //! killed midway, and `--cleanup`.
 
-use crate::support::{cloudctl, lab_with, report, text, Lab};
+use crate::support::{cloudctl, lab_with, read_in_image, report, text, Lab};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,15 +78,6 @@ pub fn bootable_image(out: &Path) {
         .status()
         .unwrap();
     assert!(status.success(), "building the guest image failed");
-}
-
-/// A file inside an ext4 image, read without mounting it.
-fn read_in_image(image: &str, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}"), image])
-        .output()
-        .unwrap();
-    text(&out.stdout)
 }
 
 fn ping_once(lab: &Lab, ip: &str) -> bool {

@@ -128,3 +128,12 @@ impl Drop for Lab {
         }
     }
 }
+
+/// A file inside an ext4 image, read with debugfs (no mount needed).
+pub fn read_in_image(image: &str, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), image])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}

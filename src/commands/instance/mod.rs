@@ -4,17 +4,15 @@
 mod create;
 mod migrate;
 
-use super::Context;
+use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{InstanceCommand, InstanceStopArgs};
 use crate::error::{Error, Exit};
 use crate::exec::{self, Connector};
-use crate::inventory::{self, Host, Inventory};
-use crate::inventory_file::InventoryLock;
+use crate::inventory::{Host, Inventory};
 use crate::plan::instance::probe::{self, GuestSeen, NodeFacts};
 use crate::plan::instance::{self, backend, hypervisor_of, Guest};
 use crate::plan::{HostPlan, Plan};
 use crate::ui::instance as show;
-use std::path::Path;
 use std::time::Instant;
 
 pub fn run(ctx: &Context, cmd: InstanceCommand) -> Result<Exit, Error> {
@@ -92,20 +90,6 @@ fn live_copies(ctx: &Context, inv: &Inventory, name: &str) -> Result<Vec<(String
         );
     }
     Ok(found)
-}
-
-fn lock(ctx: &Context, path: &Path) -> Result<InventoryLock, Error> {
-    let lock = InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
-    ctx.ui.detail(&format!("holding {}", lock.path().display()));
-    Ok(lock)
-}
-
-/// The inventory text and its parsed form, read under the caller's lock.
-fn read(path: &Path) -> Result<(String, Inventory), Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
-    let inv = inventory::parse(&path.display().to_string(), &text)?;
-    Ok((text, inv))
 }
 
 fn node_host(inv: &Inventory, name: &str) -> Result<Host, Error> {
