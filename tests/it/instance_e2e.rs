@@ -233,7 +233,14 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         )),
         "not pinned: {known}"
     );
-    let console = std::fs::read_to_string(store.join("vm1/console.log")).unwrap();
+    // The guest answers ping right after `ifup`, a moment before its init prints the line.
+    let console = (0..50)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::read_to_string(store.join("vm1/console.log")).unwrap()
+        })
+        .find(|c| c.contains("GUEST UP: vm1 "))
+        .unwrap_or_default();
     assert!(
         console.contains("GUEST UP: vm1 ") && console.contains("inet 10.201.81.50/24"),
         "{console}"
