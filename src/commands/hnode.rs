@@ -1,6 +1,7 @@
 //! `cloudctl hnode boot`: a diskless hardware node's keys, overlay and PXE entry, power-on, and
 //! (with --wait) its boot stages until it answers SSH with its pinned key.
 
+use super::keys::{keygen, tool};
 use super::Context;
 use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
 use crate::error::{Error, Exit};
@@ -11,7 +12,6 @@ use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
 use crate::ui::timestamp;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
@@ -116,31 +116,13 @@ fn node_secrets(
         std::fs::create_dir_all(&dir).map_err(|e| local(&format!("cannot create {}", dir.display()), &e))?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| local("chmod", &e))?;
-        tool(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &format!("{name} (cloudctl)"),
-                "-f",
-                &key.display().to_string(),
-            ],
-        )?;
+        keygen(&key, &format!("{name} (cloudctl)"))?;
         ctx.ui
             .info(&format!("{name}: generated its SSH host key in {}", dir.display()));
     }
     let read = |p: &Path| std::fs::read(p).map_err(|e| local(&format!("cannot read {}", p.display()), &e));
     let host_key_pub = read(&key.with_extension("pub"))?;
-    let pub_text = String::from_utf8_lossy(&host_key_pub).to_string();
-    let blob = pub_text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok());
-    let offered = blob.as_deref().and_then(HostKey::from_blob).ok_or_else(|| {
+    let offered = HostKey::from_public(&String::from_utf8_lossy(&host_key_pub)).ok_or_else(|| {
         Error::Failed(anyhow::anyhow!(
             "{} is not an OpenSSH public key",
             key.with_extension("pub").display()
@@ -193,25 +175,6 @@ fn node_secrets(
         authorized_keys,
         ipmi_password,
     })
-}
-
-/// Runs a local tool, naming its package when it is missing.
-pub(super) fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        let package = if program.starts_with("dropbear") {
-            "dropbear-bin"
-        } else {
-            "openssh-client"
-        };
-        Error::Usage(format!("cannot run {program} ({e}); install the {package} package"))
-    })?;
-    if !out.status.success() {
-        return Err(Error::Failed(anyhow::anyhow!(
-            "{program} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.

@@ -5,6 +5,7 @@ pub mod config;
 pub mod hnode;
 pub mod host;
 pub mod instance;
+pub mod keys;
 pub mod lab;
 pub mod lamp;
 pub mod node;

@@ -25,6 +25,12 @@ impl HostKey {
         })
     }
 
+    /// Reads an OpenSSH public key line (`TYPE BASE64 [COMMENT]`, as in a `.pub` file).
+    pub fn from_public(line: &str) -> Option<HostKey> {
+        let blob = line.split_whitespace().nth(1)?;
+        HostKey::from_blob(&base64::engine::general_purpose::STANDARD.decode(blob).ok()?)
+    }
+
     /// `SHA256:…` as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(&self.blob);

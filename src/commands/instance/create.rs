@@ -1,6 +1,7 @@
 //! `cloudctl instance create`: checks, the guest's keys, the create plan, rollback on failure,
 //! and the inventory record once the guest runs.
 
+use super::super::keys;
 use super::{live_copies, lock, node_facts, node_host, read, Context};
 use crate::cli::InstanceCreateArgs;
 use crate::error::{Error, Exit};
@@ -310,35 +311,12 @@ fn guest_keys(inv: &Inventory, name: &Name) -> Result<(GuestSecrets, HostKey), E
             identity.display()
         ))
     })?;
-    let dir = tempfile::tempdir().map_err(|e| Error::Failed(anyhow::anyhow!("cannot make a temporary folder: {e}")))?;
-    let key = dir.path().join("key");
-    super::super::hnode::tool(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            &format!("root@{name}"),
-            "-f",
-            &key.display().to_string(),
-        ],
-    )?;
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", p.display())))
-    };
-    let host_key_pub = read(&key.with_extension("pub"))?;
-    let parsed = String::from_utf8_lossy(&host_key_pub)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
-        .and_then(|blob| HostKey::from_blob(&blob))
+    let (host_key, host_key_pub) = keys::throwaway(&format!("root@{name}"))?;
+    let parsed = HostKey::from_public(&String::from_utf8_lossy(&host_key_pub))
         .ok_or_else(|| Error::Failed(anyhow::anyhow!("ssh-keygen wrote an unreadable public key")))?;
     Ok((
         GuestSecrets {
-            host_key: read(&key)?,
+            host_key,
             host_key_pub,
             authorized_keys,
         },

@@ -186,29 +186,12 @@ fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Cha
                 target.name, target.name
             ))
         })?;
-    let dir = tempfile::tempdir().map_err(|e| Error::Failed(anyhow::anyhow!("cannot make a temporary folder: {e}")))?;
-    let key = dir.path().join("key");
-    super::super::hnode::tool(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "cloudctl one-time migration key",
-            "-f",
-            &key.display().to_string(),
-        ],
-    )?;
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", p.display())));
-    let public = String::from_utf8_lossy(&read(&key.with_extension("pub"))?).into_owned();
+    let (private_key, public) = super::super::keys::throwaway("cloudctl one-time migration key")?;
+    let public = String::from_utf8_lossy(&public).into_owned();
     // The comment goes: the line gets cloudctl's own marker instead.
     let public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     Ok(Channel::Ssh {
-        private_key: read(&key)?,
+        private_key,
         public_key: public,
         target_known_host: pinned.line(&pattern),
     })
