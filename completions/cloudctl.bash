@@ -1140,7 +1140,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__create)
-            opts="-i -n -y -q -v -h -V --hnode --debootstrap --copy --memory --vcpus --disk --ip --mac --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --hnode --debootstrap --copy --memory --vcpus --disk --ip --mac --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1175,6 +1175,10 @@ _cloudctl() {
                     return 0
                     ;;
                 --mac)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1372,12 +1376,16 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__start)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -27,16 +27,19 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cloudctl lab up: 3 real hosts on bridge cllabbr (10.201.0.0/24)"
 "$cloudctl" lab status >/dev/null 2>&1 || "$cloudctl" lab up --hosts 3
+# shellcheck disable=SC2016 # expanded by each lab host's shell, not here
 "$cloudctl" run -- 'echo "$(hostname): $(uname -sr)"'
 
 step "cloudctl config init: dhcpd + tftpd + pxelinux on the ConfigNode"
 # A kernel and a tiny busybox initramfs that prints its command line, for the hnode profile.
 mkdir -p "$work/root/bin"
 cp /bin/busybox "$work/root/bin/"
+# shellcheck disable=SC2016 # the VM's init expands it
 printf '#!/bin/busybox sh\n/bin/busybox mkdir -p /proc\n/bin/busybox mount -t proc proc /proc\necho "KERNEL COMMAND LINE: $(/bin/busybox cat /proc/cmdline)"\n/bin/busybox poweroff -f\n' > "$work/root/init"
 chmod +x "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.img"
-kernel=$(ls /boot/vmlinuz-* | sort | tail -n 1)
+kernel=$(readlink -f /vmlinuz)   # Debian's link to the newest installed kernel
+# shellcheck disable=SC2016 # $1 and $2 are the ConfigNode shell's positional arguments
 "$cloudctl" -q run --on confignode -- sh -c 'mkdir -p /srv/tftp/images/hnode && cp "$1" /srv/tftp/images/hnode/vmlinuz && cp "$2" /srv/tftp/images/hnode/initrd.img' sh "$kernel" "$work/initrd.img"
 "$cloudctl" --yes config init
 

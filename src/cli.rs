@@ -3,6 +3,9 @@
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The heading of the options every subcommand takes, listed after the subcommand's own (as cargo does).
+const GLOBAL: &str = "Global options";
+
 const AFTER_HELP: &str = "INVENTORY:
   -i FILE, else $CLOUDCTL_INVENTORY, else ./cloud.toml, else $XDG_CONFIG_HOME/cloudctl/cloud.toml.
   `cloudctl lab up` writes a ready one for a local lab.
@@ -22,28 +25,28 @@ OUTPUT:
 #[command(name = "cloudctl", version, propagate_version = true, after_long_help = long_after_help(), after_help = "See --help for the inventory, output and exit status.")]
 pub struct Cli {
     /// Inventory file (the cloud's desired state).
-    #[arg(short = 'i', long, env = "CLOUDCTL_INVENTORY", global = true, value_name = "FILE")]
+    #[arg(short = 'i', long, env = "CLOUDCTL_INVENTORY", global = true, help_heading = GLOBAL, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Show what would change (file diffs, commands) and change nothing, anywhere.
-    #[arg(short = 'n', long, global = true)]
+    #[arg(short = 'n', long, global = true, help_heading = GLOBAL)]
     pub dry_run: bool,
     /// Apply without asking (required when there is no TTY).
-    #[arg(short = 'y', long, global = true)]
+    #[arg(short = 'y', long, global = true, help_heading = GLOBAL)]
     pub yes: bool,
     /// Print one JSON document on stdout instead of human output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, help_heading = GLOBAL, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print more detail (repeat for more).
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = ArgAction::Count)]
     pub verbose: u8,
     /// Hosts worked on at the same time.
-    #[arg(long, global = true, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub forks: u16,
     /// Directory whose `<noun>-<verb>/<file>.hbs` templates override the built-in ones.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -89,8 +92,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Hosts to run on: all, confignode, snode, hnode, or a node name (repeatable).
-    #[arg(long = "on", value_name = "GROUP|NAME", default_value = "all")]
+    /// Hosts to run on: all, confignode, snode, hnode, or node names. Lists as you type them:
+    /// `--on hnode1,hnode2`, `--on hnode1 hnode2` or `--on hnode1 --on hnode2`.
+    #[arg(long = "on", value_name = "GROUP|NAME", default_value = "all", value_delimiter = ',', num_args = 1..)]
     pub on: Vec<String>,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
@@ -104,8 +108,8 @@ pub enum HostCommand {
     /// Check the fingerprints on the hosts' consoles before confirming: this is the step that
     /// decides whom cloudctl trusts.
     Trust {
-        /// Hosts: all, confignode, snode, hnode, or node names.
-        #[arg(required = true, value_name = "GROUP|NAME")]
+        /// Hosts: all, confignode, snode, hnode, or node names (`hnode1 hnode2` or `hnode1,hnode2`).
+        #[arg(required = true, value_name = "GROUP|NAME", value_delimiter = ',')]
         targets: Vec<String>,
     },
     /// Show the pinned host keys, with the inventory host each belongs to.
@@ -253,7 +257,7 @@ pub enum InstanceCommand {
     /// without a record, are flagged. Exit 0 even when guests are stopped; 4 if a node is unreachable.
     List,
     /// Start a recorded guest on the hardware node the inventory records for it.
-    Start(InstanceNameArg),
+    Start(InstanceStartArgs),
     /// Shut a guest down (ACPI power button / xl shutdown), forcing it off after --grace seconds.
     Stop(InstanceStopArgs),
     /// Move a running guest to another hardware node without stopping it (live migration).
@@ -310,12 +314,24 @@ pub struct InstanceCreateArgs {
     /// MAC address (default: derived from the name, 52:54:00:xx:xx:xx).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
+    #[command(flatten)]
+    pub wait: GuestWaitArg,
 }
 
 #[derive(Debug, Args)]
-pub struct InstanceNameArg {
+pub struct GuestWaitArg {
+    /// Then wait up to SECONDS (default 120) until the guest answers SSH with its pinned host key,
+    /// reporting the stages it reaches; on timeout name the last one (exit 4).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "120")]
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceStartArgs {
     /// The instance's name.
     pub name: String,
+    #[command(flatten)]
+    pub wait: GuestWaitArg,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod inventory;
 pub mod inventory_file;
 pub mod lab;
+pub mod local_tools;
 pub mod plan;
 pub mod templates;
 pub mod types;

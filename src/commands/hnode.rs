@@ -2,15 +2,15 @@
 //! (with --wait) its boot stages until it answers SSH with its pinned key.
 
 use super::keys::{keygen, tool};
+use super::wait::{self, Stage, Watch};
 use super::Context;
 use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
 use crate::error::{Error, Exit};
 use crate::exec::known_hosts::{host_pattern, HostKey};
-use crate::exec::Connector;
-use crate::inventory::{expand_home, Host, HostKeyPolicy, Hypervisor, Inventory, Node, Power, Role};
+use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Role};
+use crate::local_tools::{self, DROPBEARCONVERT, SSH_KEYGEN};
 use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
-use crate::ui::timestamp;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
 }
 
 fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
+    // The node's host key is made and converted here: refuse before anything is touched.
+    local_tools::require(&[SSH_KEYGEN, DROPBEARCONVERT])?;
     let (_, inv) = ctx.load_inventory()?;
     let Some(node) = inv.node.iter().find(|n| n.name.get_ref().as_str() == args.name) else {
         let known: Vec<&str> = inv
@@ -151,7 +153,7 @@ fn node_secrets(
     let dropbear = dir.join("dropbear_ed25519_host_key");
     if !dropbear.exists() && !ctx.dry_run {
         tool(
-            "dropbearconvert",
+            DROPBEARCONVERT,
             &[
                 "openssh",
                 "dropbear",
@@ -177,6 +179,18 @@ fn node_secrets(
     })
 }
 
+/// The boot stages of a diskless node, as the ConfigNode sees them.
+const STAGES: [Stage; 2] = [
+    Stage {
+        key: "neigh",
+        what: "talked to the ConfigNode from its address (DHCP lease in use)",
+    },
+    Stage {
+        key: "ping",
+        what: "answers ping at its address (boot firmware or kernel)",
+    },
+];
+
 /// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
 fn wait_until_up(
     ctx: &Context,
@@ -188,7 +202,6 @@ fn wait_until_up(
     applied: serde_json::Value,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
-    let deadline = started + limit;
     let name = node.name.get_ref().as_str();
     let ip = node
         .ip
@@ -196,66 +209,24 @@ fn wait_until_up(
         .map(|i| i.get_ref().to_string())
         .unwrap_or_else(|| target.host.clone());
     let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
-    let mut connector = ctx.connector(inv);
-    // cloudctl pinned this node's key itself: never accept another one.
-    connector.policy = HostKeyPolicy::Strict;
-    let mut cn = connector.connect(confignode, deadline)?;
-    cn.run_script(&format!("ip neigh flush to {ip} 2>/dev/null; exit 0"), deadline)?;
-    let stages = [
-        ("neigh", "talked to the ConfigNode from its address (DHCP lease in use)"),
-        ("ping", "answers ping at its address (boot firmware or kernel)"),
-        ("ssh", "SSH answers with the pinned host key"),
-    ];
-    let mut seen: Vec<&str> = Vec::new();
-    let note = |key: &'static str, seen: &mut Vec<&str>| {
-        if !seen.contains(&key) {
-            seen.push(key);
-            let what = stages.iter().find(|(k, _)| *k == key).map(|(_, w)| *w).unwrap_or(key);
-            ctx.ui.info(&format!(
-                "{} {name}: {what} (+{:.1} s)",
-                timestamp(),
-                started.elapsed().as_secs_f64()
-            ));
-        }
-    };
+    // A missing tool must not read as "stage not reached": the probe names it instead.
     let probe = format!(
-        "ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
+        "for t in ip ping; do command -v $t >/dev/null 2>&1 || echo missing $t; done; \
+         ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
     );
-    loop {
-        if Instant::now() >= deadline {
-            let last = seen
-                .last()
-                .and_then(|k| stages.iter().find(|(s, _)| s == k))
-                .map(|(_, w)| *w)
-                .unwrap_or("none (no sign of the node on the network)");
-            return Err(Error::Unreachable(format!(
-                "{name} did not come up within {} s; last stage seen: {last}",
-                limit.as_secs()
-            )));
-        }
-        let round = Instant::now();
-        let out = match cn.run_script(&probe, deadline) {
-            Ok(out) => out,
-            // The deadline ran out during the probe itself: report it as the timeout it is.
-            Err(_) if Instant::now() >= deadline => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if out.output.lines().any(|l| l == "neigh") {
-            note("neigh", &mut seen);
-        }
-        if out.output.lines().any(|l| l == "ping") {
-            note("ping", &mut seen);
-            match connector.connect(target, deadline.min(Instant::now() + Duration::from_secs(5))) {
-                Ok(mut t) => {
-                    note("ssh", &mut seen);
-                    return verify(ctx, inv, node, t.as_mut(), deadline, started, applied);
-                }
-                Err(e @ crate::exec::HostError::HostKey(_)) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
-    }
+    let watch = Watch {
+        name,
+        observer: confignode,
+        // Only this boot's traffic counts.
+        setup: Some(format!("ip neigh flush to {ip} 2>/dev/null; exit 0")),
+        probe,
+        stages: &STAGES,
+        ssh_after: "ping",
+        target,
+    };
+    let mut t = wait::until_ssh(ctx, inv, &watch, started, limit)?;
+    let deadline = started + limit;
+    verify(ctx, inv, node, t.as_mut(), deadline, started, applied)
 }
 
 fn verify(

@@ -1,23 +1,22 @@
-//! Local key tools the commands share: running ssh-keygen/dropbearconvert (naming the package
-//! when one is missing) and making ed25519 keys, kept on disk or thrown away after reading.
+//! Local key tools the commands share: ssh-keygen and dropbearconvert (found through local_tools,
+//! which names the package when one is missing) and ed25519 keys, kept on disk or thrown away.
 
 use crate::error::Error;
+use crate::local_tools::{self, Tool, SSH_KEYGEN};
 use std::path::Path;
 use std::process::Command;
 
 /// Runs a local tool, naming its package when it is missing.
-pub fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        let package = if program.starts_with("dropbear") {
-            "dropbear-bin"
-        } else {
-            "openssh-client"
-        };
-        Error::Usage(format!("cannot run {program} ({e}); install the {package} package"))
-    })?;
+pub fn tool(tool: Tool, args: &[&str]) -> Result<(), Error> {
+    let program = local_tools::path(tool)?;
+    let out = Command::new(&program)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot run {}: {e}", program.display())))?;
     if !out.status.success() {
         return Err(Error::Failed(anyhow::anyhow!(
-            "{program} failed: {}",
+            "{} failed: {}",
+            tool.program,
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -27,7 +26,7 @@ pub fn tool(program: &str, args: &[&str]) -> Result<(), Error> {
 /// A new ed25519 key without passphrase at `path` (public half at `path.pub`).
 pub fn keygen(path: &Path, comment: &str) -> Result<(), Error> {
     tool(
-        "ssh-keygen",
+        SSH_KEYGEN,
         &[
             "-q",
             "-t",

@@ -11,6 +11,7 @@ pub mod lamp;
 pub mod node;
 pub mod run;
 pub mod storage;
+pub mod wait;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};

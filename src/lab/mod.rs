@@ -6,6 +6,7 @@
 mod sshd;
 mod sys;
 
+use crate::local_tools::{Tool, IP, NSENTER, SETSID, SSHD, SSH_KEYGEN, UNSHARE};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -20,15 +21,8 @@ const MAX_HOSTS: u8 = 90;
 /// The bridge inside every lab hardware node that guests join (`[instances] bridge`).
 const HNODE_BRIDGE: &str = "br0";
 const MARKER_PREFIX: &str = "# written by cloudctl lab up (lab \"";
-/// (tool, Debian package that provides it)
-const TOOLS: [(&str, &str); 6] = [
-    ("ip", "iproute2"),
-    ("unshare", "util-linux"),
-    ("nsenter", "util-linux"),
-    ("setsid", "util-linux"),
-    ("ssh-keygen", "openssh-client"),
-    ("/usr/sbin/sshd", "openssh-server"),
-];
+/// The programs the lab runs on this machine.
+const TOOLS: [Tool; 6] = [IP, UNSHARE, NSENTER, SETSID, SSH_KEYGEN, SSHD];
 
 pub struct LabRequest {
     pub name: String,
@@ -96,18 +90,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// Checks that every tool the lab runs is installed; the error names the packages to install.
 pub fn check_tools() -> Result<(), String> {
-    let missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|(tool, _)| sys::find_tool(tool).is_none())
-        .map(|(tool, pkg)| format!("{tool} (package {pkg})"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "`cloudctl lab` needs tools that are not installed: {}; install them with apt-get install",
-        missing.join(", ")
-    ))
+    crate::local_tools::require(&TOOLS).map_err(|e| format!("`cloudctl lab`: {e}"))
 }
 
 fn lab_dir(name: &str) -> PathBuf {

@@ -53,8 +53,8 @@ pub fn config(ip: Ipv4Addr, host_dir: &Path, lab_dir: &Path) -> String {
 pub fn start(host: &str, netns: &str, host_dir: &Path) -> Result<Child> {
     let log_path = host_dir.join("sshd.log");
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let ip = sys::find_tool("ip").unwrap_or_else(|| "ip".into());
-    let unshare = sys::find_tool("unshare").unwrap_or_else(|| "unshare".into());
+    let ip = crate::local_tools::locate("ip").unwrap_or_else(|| "ip".into());
+    let unshare = crate::local_tools::locate("unshare").unwrap_or_else(|| "unshare".into());
     sys::command("setsid")
         .arg(ip)
         .args(["netns", "exec", netns])

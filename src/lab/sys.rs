@@ -12,29 +12,9 @@ use std::time::{Duration, Instant};
 /// means something is stuck, and failing beats hanging.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Searched after $PATH, because `sudo` or cron may give us a PATH without the sbin directories.
-const EXTRA_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-
-/// The full path of a tool, if installed.
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return executable(&p).then_some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| executable(p))
-}
-
 /// A `Command` for a tool, by full path when we can find it.
 pub fn command(name: &str) -> Command {
-    Command::new(find_tool(name).unwrap_or_else(|| PathBuf::from(name)))
+    Command::new(crate::local_tools::locate(name).unwrap_or_else(|| PathBuf::from(name)))
 }
 
 /// Runs `prog args` to completion and returns its stdout. The one way the lab runs a tool: an error

@@ -10,8 +10,31 @@ use crate::types::{Mac, RemotePath};
 use serde_json::json;
 use std::collections::BTreeSet;
 
-/// Packages `config init` installs when missing.
-pub const PACKAGES: [&str; 4] = ["isc-dhcp-server", "tftpd-hpa", "pxelinux", "syslinux-common"];
+/// Packages `config init` installs when missing: the PXE server, and the tools cloudctl itself
+/// runs on the ConfigNode later (`hnode boot`: ping to watch a node come up, wakeonlan to power it).
+pub const PACKAGES: [&str; 6] = [
+    "isc-dhcp-server",
+    "tftpd-hpa",
+    "pxelinux",
+    "syslinux-common",
+    "iputils-ping",
+    "wakeonlan",
+];
+/// Installed as well when a node is powered by IPMI (`hnode boot` runs ipmitool on the ConfigNode).
+pub const IPMI_PACKAGE: &str = "ipmitool";
+
+/// The packages `config init` makes sure of for this inventory.
+pub fn packages(inv: &Inventory) -> Vec<&'static str> {
+    let mut packages = PACKAGES.to_vec();
+    if inv
+        .node
+        .iter()
+        .any(|n| n.ipmi.is_some() || n.power == crate::inventory::Power::Ipmi)
+    {
+        packages.push(IPMI_PACKAGE);
+    }
+    packages
+}
 
 /// Boot files staged into the TFTP root: (source on the ConfigNode, name in the TFTP root).
 const BOOT_FILES: [(&str, &str); 4] = [
@@ -188,7 +211,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
     let mut steps = Vec::new();
     if scope == Scope::Init {
-        steps.push(install_packages(&PACKAGES));
+        steps.push(install_packages(&packages(inv)));
         steps.push(Step::Dir(DirStep {
             path: cn.tftp_root.clone(),
             mode: 0o755,

@@ -209,7 +209,7 @@ pub fn cleanup_found(ui: &Ui, name: &str, recorded_on: &str, seen: &[(Host, Opti
     }
 }
 
-pub fn created(ui: &Ui, rec: &NewInstance, fingerprint: &str, reports: &[HostReport], elapsed: Duration) {
+pub fn created(ui: &Ui, rec: &NewInstance, fingerprint: &str, elapsed: Duration) {
     ui.info(&format!(
         "{} runs on {} ({} MiB, {} vCPU, disk {}, {} {}) after {:.1} s",
         rec.name,
@@ -222,11 +222,31 @@ pub fn created(ui: &Ui, rec: &NewInstance, fingerprint: &str, reports: &[HostRep
         elapsed.as_secs_f64()
     ));
     ui.info(&format!("{} SSH host key: ED25519 {fingerprint} (pinned)", rec.name));
+}
+
+/// `instance create`'s one JSON document; `up_after` is set when it waited for SSH.
+pub fn created_json(
+    ui: &Ui,
+    rec: &NewInstance,
+    fingerprint: &str,
+    reports: &[HostReport],
+    elapsed: Duration,
+    up_after: Option<Duration>,
+) {
     if ui.json {
         ui.json_result(
             Exit::Ok,
             serde_json::json!({ "command": "instance create", "instance": rec, "host_key_fingerprint": fingerprint,
-                                "seconds": elapsed.as_secs_f64(), "hosts": reports }),
+                                "seconds": elapsed.as_secs_f64(), "up_after_seconds": up_after.map(|d| d.as_secs_f64()),
+                                "hosts": reports }),
         );
     }
+}
+
+/// A guest answered SSH with its pinned key.
+pub fn up(ui: &Ui, name: &str, after: Duration) {
+    ui.info(&format!(
+        "{name} is up: SSH answers with its pinned host key after {:.1} s",
+        after.as_secs_f64()
+    ));
 }

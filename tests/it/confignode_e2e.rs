@@ -24,10 +24,12 @@ fn dhcpd_pid(lab: &Lab) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn config_init_node_add_remove_refusals_and_dry_run() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tcfg", 2, 66);
     add_profiles(&lab);

@@ -65,10 +65,12 @@ fn statuses(reports: &[HostReport]) -> Vec<HostStatus> {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn run_reaches_every_host_and_reports_the_unreachable_one() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("trun", 3, 61);
     let inv = lab.inventory();
     let out = cloudctl(&["-i", &inv, "run", "--", "hostname"]);
@@ -120,10 +122,12 @@ fn run_reaches_every_host_and_reports_the_unreachable_one() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn ctrl_c_finishes_hosts_in_flight_and_starts_no_more() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tint", 3, 65);
     let child = std::process::Command::new(crate::support::bin())
         .args([
@@ -177,10 +181,12 @@ fn inventory_with(lab: &Lab, known_hosts: &str, policy: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn host_keys_strict_accept_new_trust_and_changed() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tkeys", 2, 62);
     let hnode = &lab.state.hosts[1];
     let kh = lab.dir.path().join("kh-empty").display().to_string();
@@ -264,10 +270,12 @@ fn host_keys_strict_accept_new_trust_and_changed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn files_are_validated_activated_once_and_restart_only_on_change() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tfile", 3, 63);
     let first = apply_to_lab(&lab, |_| app_steps("ok = 1\n"));
     assert_eq!(statuses(&first), [HostStatus::Changed; 3], "{first:?}");
@@ -304,10 +312,12 @@ fn files_are_validated_activated_once_and_restart_only_on_change() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn concurrent_runs_on_one_host_serialise() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tlock", 1, 64);
     let big = |fill: u8| {
         let mut v = vec![fill; 1 << 20];

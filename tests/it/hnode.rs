@@ -3,29 +3,18 @@
 //! and a second boot needs no host-key change. Also: Wake-on-LAN reaches the node's network.
 
 use crate::pxe::{kernel, pack, Vm, QEMU, ROM};
-use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use crate::support::{cloudctl, copy_with_libraries, report, text, Lab, TFTPD};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:12:34:57";
-
-fn copy_into(root: &Path, file: &str) {
-    let dest = root.join(file.trim_start_matches('/'));
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::copy(file, &dest).unwrap_or_else(|e| panic!("{file}: {e}"));
-}
 
 /// A diskless node's base initramfs: busybox, dropbear (with its libraries) and the e1000 driver;
 /// /init takes its address by DHCP and serves SSH with the host key from cloudctl's overlay.
 fn diskless_initrd(dir: &Path, kernel_version: &str) -> PathBuf {
     let root = dir.join("diskless");
-    copy_into(&root, "/bin/busybox");
-    copy_into(&root, "/usr/sbin/dropbear");
-    let ldd = Command::new("ldd").arg("/usr/sbin/dropbear").output().unwrap();
-    for lib in text(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
-        copy_into(&root, lib);
-    }
+    copy_with_libraries(&root, "/bin/busybox");
+    copy_with_libraries(&root, "/usr/sbin/dropbear");
     let e1000 = format!("/lib/modules/{kernel_version}/kernel/drivers/net/ethernet/intel/e1000/e1000.ko");
     std::fs::copy(&e1000, root.join("e1000.ko")).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -60,22 +49,19 @@ fn boot_lab(name: &str, octet: u8, kernel: &Path, initrd: &Path, power: &str) ->
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
-    let Some(kernel) = kernel() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no kernel in /boot (package linux-image-amd64)"
-        );
-        report("SKIPPED: hnode boot test needs a kernel in /boot");
-        return;
-    };
+    let kernel = kernel().expect("no kernel in /boot (package linux-image-amd64)");
     let version = kernel
         .file_name()
         .unwrap()
         .to_string_lossy()
         .trim_start_matches("vmlinuz-")
         .to_string();
-    if !crate::support::lab_with(&[
+    crate::support::require_lab(&[
         QEMU,
         ROM,
         "/bin/busybox",
@@ -83,9 +69,7 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
         "/usr/sbin/dropbear",
         "/usr/bin/dropbearconvert",
         "/usr/sbin/dhcpd",
-    ]) {
-        return;
-    }
+    ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().unwrap();
     let initrd = diskless_initrd(work.path(), &version);
@@ -176,10 +160,12 @@ fn receive_wol(netns: &str, limit: Duration) -> std::thread::JoinHandle<Option<V
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn wake_on_lan_reaches_the_nodes_network() {
-    if !crate::support::lab_with(&["/usr/bin/wakeonlan"]) {
-        return;
-    }
+    crate::support::require_lab(&["/usr/bin/wakeonlan"]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner()); // config init starts tftpd
     let lab = Lab::up("twol", 2, 69);
     lab.append_inventory(&format!(

@@ -2,7 +2,7 @@
 //! Debian mirror through an HTTP proxy on the lab's gateway (lab hosts have no other way out),
 //! cached as a tarball that later runs (and later test runs) reuse.
 
-use crate::support::{cloudctl, lab_with, read_in_image, report, text, Lab};
+use crate::support::{cloudctl, read_in_image, report, text, Lab};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -41,17 +41,19 @@ impl Drop for Proxy {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn debootstrap_minbase_root_has_the_guests_identity_and_is_cached() {
-    if !lab_with(&[
+    crate::support::require_lab(&[
         "/usr/sbin/debootstrap",
         "/usr/bin/tinyproxy",
         crate::pxe::QEMU,
         "/vmlinuz",
         "/usr/bin/socat",
         "/sbin/debugfs",
-    ]) {
-        return;
-    }
+    ]);
     let lab = Lab::up("deboot", 2, 82);
     let gateway = lab.state.gateway.to_string();
     let _proxy = Proxy::start(&lab.state.dir, &gateway, &lab.state.subnet);

@@ -2,7 +2,7 @@
 //! image, live-migrated while a third host pings it every 100 ms, refused migrations, a target
 //! killed midway, and `--cleanup`.
 
-use crate::support::{cloudctl, lab_with, read_in_image, report, text, Lab};
+use crate::support::{cloudctl, read_in_image, report, text, Lab};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,14 +23,16 @@ fn guest_kernel_version() -> Option<String> {
 }
 
 /// A 64 MiB ext4 image: busybox as /sbin/init, which names itself from /etc/hostname, brings up
-/// the network from /etc/network/interfaces and says so on the console.
-pub fn bootable_image(out: &Path) {
+/// the network from /etc/network/interfaces (unless `network` is false), serves SSH with dropbear
+/// and the host key cloudctl wrote, and says so on the console.
+pub fn bootable_image(out: &Path, network: bool) {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     for d in [
         "bin",
         "sbin",
         "etc/network",
+        "etc/dropbear",
         "proc",
         "sys",
         "dev",
@@ -43,17 +45,29 @@ pub fn bootable_image(out: &Path) {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
-    let init = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n\
+    for program in ["/usr/sbin/dropbear", "/usr/bin/dropbearconvert"] {
+        crate::support::copy_with_libraries(r, program);
+    }
+    let up = if network {
+        "ifup -a -f\n\
+         dropbearconvert openssh dropbear /etc/ssh/ssh_host_ed25519_key /etc/dropbear/key >/dev/null 2>&1 && dropbear -r /etc/dropbear/key -p 22\n"
+    } else {
+        ""
+    };
+    let init = format!(
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin:/usr/bin:/usr/sbin\n\
         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null\n\
         hostname -F /etc/hostname\n\
         for m in failover net_failover virtio_net; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null; done\n\
-        ip link set lo up\nifup -a -f\n\
+        ip link set lo up\n{up}\
         echo \"GUEST UP: $(hostname) $(ip -4 -o addr show dev eth0)\" >/dev/console\n\
-        while true; do sleep 3600; done\n";
+        while true; do sleep 3600; done\n"
+    );
     std::fs::write(r.join("sbin/init"), init).unwrap();
     std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(r.join("etc/shadow"), "root:$6$golden$hash:19000:0:99999:7:::\n").unwrap();
     std::fs::write(r.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(r.join("etc/shells"), "/bin/sh\n").unwrap();
     std::fs::write(r.join("etc/hostname"), "golden\n").unwrap();
     // A golden image's own host key must not survive into guests.
     std::fs::create_dir_all(r.join("etc/ssh")).unwrap();
@@ -84,16 +98,6 @@ fn ping_once(lab: &Lab, ip: &str) -> bool {
     lab.sh(CONFIGNODE, &format!("ping -c 1 -W 1 {ip} >/dev/null"))
         .status
         .success()
-}
-
-fn wait_for_ping(lab: &Lab, ip: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ping_once(lab, ip) {
-            return start.elapsed();
-        }
-    }
-    panic!("{ip} did not answer ping within {} s", limit.as_secs());
 }
 
 /// QEMU processes running in a lab host's network namespace.
@@ -137,22 +141,24 @@ fn where_runs(inv: &str, name: &str) -> (String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
-    if !lab_with(&[
+    crate::support::require_lab(&[
         crate::pxe::QEMU,
         "/vmlinuz",
         "/initrd.img",
         "/usr/bin/socat",
         "/sbin/mkfs.ext4",
         "/sbin/debugfs",
-    ]) {
-        return;
-    }
+    ]);
     let lab = Lab::up("inst", 4, 81);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");
     let golden = store.join("golden.img");
-    bootable_image(&golden);
+    bootable_image(&golden, true);
     let golden = golden.display().to_string();
 
     // Create: --copy from the golden image, on hnode1.
@@ -171,6 +177,8 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         &golden,
         "--ip",
         "10.201.81.50",
+        "--wait",
+        "150",
     ]);
     assert!(
         out.status.success(),
@@ -178,18 +186,29 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("vm1: answers ping from its hardware node")
+            && err.contains("vm1: SSH answers with the pinned host key"),
+        "--wait reports the stages: {err}"
+    );
     let created = json(&out);
+    let up_after = created["up_after_seconds"]
+        .as_f64()
+        .expect("--wait: up_after_seconds in the JSON");
     let fingerprint = created["host_key_fingerprint"].as_str().unwrap().to_string();
     let inventory = std::fs::read_to_string(&inv).unwrap();
     assert!(
         inventory.contains("[[instance]]\nname = \"vm1\"\nhnode = \"hnode1\""),
         "{inventory}"
     );
-    let up = wait_for_ping(&lab, "10.201.81.50", Duration::from_secs(120));
+    assert!(
+        ping_once(&lab, "10.201.81.50"),
+        "up means it answers ping from elsewhere too"
+    );
     report(&format!(
-        "instance create --copy: command {:.1} s, guest answers ping {:.1} s after it",
-        t.elapsed().as_secs_f64() - up.as_secs_f64(),
-        up.as_secs_f64()
+        "instance create --copy --wait: command {:.1} s, of which {up_after:.1} s until the guest answered SSH with its pinned key",
+        t.elapsed().as_secs_f64(),
     ));
 
     // What create wrote into the guest's root filesystem.
@@ -454,8 +473,13 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(qemus(&lab, HNODE2).is_empty());
     assert_eq!(where_runs(&inv, "vm1").0, "");
-    let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1", "--wait", "150"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("vm1 is up: SSH answers with its pinned host key"),
+        "start --wait: {err}"
+    );
     assert_eq!(where_runs(&inv, "vm1").0, "hnode2");
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1"]);
     assert_eq!(
@@ -464,4 +488,34 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         "a second start must be refused: {}",
         text(&out.stderr)
     );
+
+    // --wait on a guest whose network never comes up: it runs (and is recorded), but the wait
+    // times out with exit 4 naming the last stage instead of reporting success.
+    let silent = store.join("silent.img");
+    bootable_image(&silent, false);
+    let t = Instant::now();
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "instance",
+        "create",
+        "vm2",
+        "--hnode",
+        "hnode1",
+        "--copy",
+        &silent.display().to_string(),
+        "--wait",
+        "20",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("vm2 runs on hnode1")
+            && err.contains("vm2 did not come up within 20 s; last stage seen: none (no sign of it on the network)"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "the wait is bounded by --wait");
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "stop", "vm2", "--grace", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

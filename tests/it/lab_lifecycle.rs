@@ -60,10 +60,12 @@ fn is_live_sshd(pid: u32) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn lab_up_status_down() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     // A run that was killed earlier may have left the lab behind; start clean.
     lab::down(NAME).expect("clean up an earlier tlife lab");
     let tmp = tempfile::tempdir().unwrap();

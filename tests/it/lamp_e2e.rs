@@ -75,16 +75,18 @@ fn statuses(out: &std::process::Output) -> BTreeMap<String, String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
-    if !crate::support::lab_with(&[
+    crate::support::require_lab(&[
         "/usr/bin/pen",
         "/usr/sbin/apache2",
         "/usr/sbin/mariadbd",
         "/usr/bin/curl",
         "/usr/bin/php",
-    ]) {
-        return;
-    }
+    ]);
     let lab = Lab::up("lamp", 5, 71);
     let inv = lab.inventory();
     let shared = lab.dir.path().join("www");

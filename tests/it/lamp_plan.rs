@@ -273,17 +273,19 @@ fn several_mysqld_only_when_asked_for_and_on_shared_storage() {
 /// Every file of both golden plans, checked by the validator the plan names, run here for real:
 /// apache2ctl, mariadbd, drbdadm, o2cb, php -l, sh -n, my_print_defaults.
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn every_rendered_file_passes_its_real_validator() {
-    if !crate::support::lab_with(&[
+    crate::support::require_lab(&[
         "/usr/sbin/apache2ctl",
         "/usr/sbin/mariadbd",
         "/usr/sbin/drbdadm",
         "/usr/sbin/o2cb",
         "/usr/bin/php",
         "/usr/bin/my_print_defaults",
-    ]) {
-        return;
-    }
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let mut checked = std::collections::BTreeSet::new();
     let plans = [
@@ -340,10 +342,12 @@ fn every_rendered_file_passes_its_real_validator() {
 
 /// The validators refuse broken files (a validator that accepts everything proves nothing).
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn validators_refuse_broken_files() {
-    if !crate::support::lab_with(&["/usr/sbin/apache2ctl", "/usr/sbin/mariadbd", "/usr/sbin/drbdadm"]) {
-        return;
-    }
+    crate::support::require_lab(&["/usr/sbin/apache2ctl", "/usr/sbin/mariadbd", "/usr/sbin/drbdadm"]);
     let dir = tempfile::tempdir().unwrap();
     let p = plan(&example(), &fresh_disks()).unwrap();
     let breakers: [(&str, &str, &str); 5] = [
@@ -389,10 +393,12 @@ fn run_step(argv: &[String]) -> std::process::Output {
 /// mkfs.ocfs2 runs exactly once: on a blank image it formats, a second time it leaves the
 /// filesystem alone, and an image holding another filesystem is refused and left intact.
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn mkfs_ocfs2_exactly_once_and_never_over_data() {
-    if !crate::support::lab_with(&["/usr/sbin/mkfs.ocfs2", "/usr/sbin/debugfs.ocfs2", "/usr/sbin/mkfs.ext4"]) {
-        return;
-    }
+    crate::support::require_lab(&["/usr/sbin/mkfs.ocfs2", "/usr/sbin/debugfs.ocfs2", "/usr/sbin/mkfs.ext4"]);
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("drbd0.img");
     let image = img.display().to_string();
@@ -431,10 +437,12 @@ fn mkfs_ocfs2_exactly_once_and_never_over_data() {
 /// The web nodes' probe finds what is on a backing disk, so a disk with data is refused before
 /// anything runs; DRBD metadata counts as ours.
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn the_disk_probe_sees_real_signatures() {
-    if !crate::support::lab_with(&["/usr/sbin/mkfs.ext4", "/usr/sbin/drbdmeta", "/usr/sbin/wipefs"]) {
-        return;
-    }
+    crate::support::require_lab(&["/usr/sbin/mkfs.ext4", "/usr/sbin/drbdmeta", "/usr/sbin/wipefs"]);
     let dir = tempfile::tempdir().unwrap();
     let probe = |path: &Path| {
         let text = example().replace("/dev/sdb", &path.display().to_string());

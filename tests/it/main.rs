@@ -6,6 +6,7 @@ mod confignode_e2e;
 mod confignode_plan;
 mod e2e;
 mod examples;
+mod fresh_machine;
 mod generated;
 mod golden;
 mod hnode;

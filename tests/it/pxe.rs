@@ -118,16 +118,13 @@ impl Drop for Vm {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
-    let Some(kernel) = kernel() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no kernel in /boot (package linux-image-amd64)"
-        );
-        report("SKIPPED: PXE test needs a kernel in /boot (linux-image-amd64)");
-        return;
-    };
-    if !crate::support::lab_with(&[
+    let kernel = kernel().expect("no kernel in /boot (package linux-image-amd64)");
+    crate::support::require_lab(&[
         QEMU,
         ROM,
         "/bin/busybox",
@@ -135,9 +132,7 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
         "/usr/sbin/dhcpd",
         "/usr/sbin/in.tftpd",
         "/usr/lib/PXELINUX/pxelinux.0",
-    ]) {
-        return;
-    }
+    ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tpxe", 1, 67);
     let toml = std::fs::read_to_string(&lab.state.inventory).unwrap();

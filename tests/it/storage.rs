@@ -246,10 +246,12 @@ fn sha(dev: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
-    if !crate::support::lab_with(&["/usr/sbin/losetup", "/usr/sbin/mkfs.ext4", "/usr/sbin/blkid"]) {
-        return;
-    }
+    crate::support::require_lab(&["/usr/sbin/losetup", "/usr/sbin/mkfs.ext4", "/usr/sbin/blkid"]);
     let work = tempfile::tempdir().unwrap();
     let mut loops = Loops(Vec::new());
     for (i, ext4) in [(0, true), (1, false)] {

@@ -1,5 +1,5 @@
-//! Shared test helpers: running the binary, temp inventories, and starting a lab (or skipping
-//! loudly when its prerequisites are missing — never silently under CI=true).
+//! Shared test helpers: running the binary, temp inventories, and starting a lab (failing, never
+//! passing, when a lab test runs without its prerequisites).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,36 +29,33 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     p
 }
 
-/// Whether lab tests can run here. Missing prerequisites fail under CI and skip loudly elsewhere.
-pub fn lab_available() -> bool {
-    let reason = cloudctl::lab::require_root()
-        .err()
-        .or_else(|| cloudctl::lab::check_tools().err());
-    available(reason)
-}
-
-/// Like `lab_available`, and these files must exist too (e.g. QEMU, a kernel).
-pub fn lab_with(files: &[&str]) -> bool {
+/// The start of every lab test. Lab tests are marked `#[cfg_attr(not(lab_tests), ignore = …)]`:
+/// build.rs compiles them as ignored (and says why in a build warning) on a machine that cannot
+/// run them (not root, a program of `.ci/prerequisites` missing), and never under CI=true. A lab
+/// test that runs anyway (CI=true, or `--ignored`) fails here, naming what is missing: it never
+/// passes without having run.
+pub fn require_lab(files: &[&str]) {
     let missing: Vec<&str> = files.iter().copied().filter(|f| !Path::new(f).exists()).collect();
     let reason = cloudctl::lab::require_root()
         .err()
-        .or_else(|| cloudctl::lab::check_tools().err());
-    available(reason.or_else(|| {
-        (!missing.is_empty()).then(|| format!("missing {} (run `.ci/install-deps` as root)", missing.join(", ")))
-    }))
+        .or_else(|| cloudctl::lab::check_tools().err())
+        .or_else(|| {
+            (!missing.is_empty()).then(|| format!("missing {} (run `.ci/install-deps` as root)", missing.join(", ")))
+        });
+    if let Some(reason) = reason {
+        panic!("this lab test cannot run here: {reason}");
+    }
 }
 
-fn available(reason: Option<String>) -> bool {
-    let Some(reason) = reason else { return true };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and a test prerequisite is missing: {reason}");
+/// `program` and the shared libraries `ldd` lists for it, at the same paths under `root`.
+pub fn copy_with_libraries(root: &Path, program: &str) {
+    let ldd = Command::new("ldd").arg(program).output().unwrap();
+    let libs = text(&ldd.stdout);
+    for file in std::iter::once(program).chain(libs.split_whitespace().filter(|w| w.starts_with('/'))) {
+        let dest = root.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(file, &dest).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
-    // Straight to the stderr handle: the harness swallows eprintln! output of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED: lab test needs root and its tools: {reason} !!!!!!!!\n"
-    );
-    false
 }
 
 /// Serialises tests that start tftpd: Debian's tftpd-hpa init script finds "its" daemon by

@@ -17,8 +17,10 @@ use std::time::Instant;
 
 pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     let name: Name = args.name.parse().map_err(Error::Usage)?;
+    // The guest's host key is made here: refuse before anything is touched.
+    crate::local_tools::require(&[crate::local_tools::SSH_KEYGEN])?;
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
-    let _lock = lock(ctx, &path)?;
+    let inventory_lock = lock(ctx, &path)?;
     let (text, inv) = read(&path)?;
     if inv.instance.iter().any(|r| r.name.get_ref() == &name) {
         return Err(Error::Usage(format!(
@@ -144,7 +146,19 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         .pin(&pattern, &host_key)
         .map_err(|e| Error::Failed(anyhow::anyhow!("cannot pin {name}'s host key: {e}")))?;
     inventory_file::replace(&path, &new_text)?;
-    crate::ui::instance::created(&ctx.ui, &record, &host_key.fingerprint(), &reports, started.elapsed());
+    // The guest is recorded: other commands need not wait for it to come up.
+    drop(inventory_lock);
+    let elapsed = started.elapsed();
+    crate::ui::instance::created(&ctx.ui, &record, &host_key.fingerprint(), elapsed);
+    let up_after = match args.wait.wait {
+        None => None,
+        Some(secs) => {
+            let up = super::wait_for_guest(ctx, &inv, &g, &hnode, secs)?;
+            crate::ui::instance::up(&ctx.ui, name.as_str(), up);
+            Some(up)
+        }
+    };
+    crate::ui::instance::created_json(&ctx.ui, &record, &host_key.fingerprint(), &reports, elapsed, up_after);
     Ok(Exit::Ok)
 }
 

@@ -27,6 +27,8 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     if args.cleanup {
         return cleanup(ctx, &path, &text, &inv, &args.name);
     }
+    // The one-time migration key is made here: refuse before anything is touched.
+    crate::local_tools::require(&[crate::local_tools::SSH_KEYGEN])?;
     let to = args.to.as_deref().unwrap_or_default();
     let (g, source) = recorded_guest(&inv, &args.name)?;
     let target = node_host(&inv, to)?;

@@ -4,6 +4,7 @@
 mod create;
 mod migrate;
 
+use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{InstanceCommand, InstanceStopArgs};
 use crate::error::{Error, Exit};
@@ -13,13 +14,13 @@ use crate::plan::instance::probe::{self, GuestSeen, NodeFacts};
 use crate::plan::instance::{self, backend, hypervisor_of, Guest};
 use crate::plan::{HostPlan, Plan};
 use crate::ui::instance as show;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Context, cmd: InstanceCommand) -> Result<Exit, Error> {
     match cmd {
         InstanceCommand::Create(args) => create::create(ctx, args),
         InstanceCommand::List => list(ctx),
-        InstanceCommand::Start(a) => start(ctx, &a.name),
+        InstanceCommand::Start(a) => start(ctx, &a.name, a.wait.wait),
         InstanceCommand::Stop(a) => stop(ctx, a),
         InstanceCommand::Migrate(a) => migrate::migrate(ctx, a),
     }
@@ -131,7 +132,7 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
     Ok(exit)
 }
 
-fn start(ctx: &Context, name: &str) -> Result<Exit, Error> {
+fn start(ctx: &Context, name: &str, wait: Option<u64>) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let (g, host) = recorded_guest(&inv, name)?;
     let copies = live_copies(ctx, &inv, name)?;
@@ -142,10 +143,54 @@ fn start(ctx: &Context, name: &str) -> Result<Exit, Error> {
         )));
     }
     let steps = backend(g.hypervisor).start_steps(&g);
-    ctx.converge(
-        &inv,
-        &one_host_plan(format!("start instance {name} on {}", host.name), host, steps),
-    )
+    let plan = one_host_plan(format!("start instance {name} on {}", host.name), host.clone(), steps);
+    ctx.converge_then(&inv, &plan, |applied| {
+        let secs = wait?;
+        let started = Instant::now();
+        Some(wait_for_guest(ctx, &inv, &g, &host, secs).map(|up| {
+            show::up(&ctx.ui, name, up);
+            if ctx.ui.json {
+                ctx.ui.json_result(
+                    Exit::Ok,
+                    serde_json::json!({ "command": "instance start", "instance": name, "hnode": host.name,
+                                        "up_after_seconds": started.elapsed().as_secs_f64(), "apply": applied }),
+                );
+            }
+            Exit::Ok
+        }))
+    })
+}
+
+/// How a guest comes up, as its hardware node sees it (then SSH with its pinned key).
+const GUEST_STAGES: [Stage; 1] = [Stage {
+    key: "ping",
+    what: "answers ping from its hardware node (its network is up)",
+}];
+
+/// `--wait`: until guest `g` on `hnode` answers SSH with its pinned host key; how long it took.
+/// A timeout is exit 4, naming the last stage seen.
+fn wait_for_guest(ctx: &Context, inv: &Inventory, g: &Guest, hnode: &Host, secs: u64) -> Result<Duration, Error> {
+    let started = Instant::now();
+    let ip = g.ip;
+    let target = Host {
+        name: g.name.to_string(),
+        role: "instance",
+        host: ip.to_string(),
+        port: 22,
+    };
+    let watch = Watch {
+        name: g.name.as_str(),
+        observer: hnode,
+        setup: None,
+        probe: format!(
+            "command -v ping >/dev/null 2>&1 || echo missing ping; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
+        ),
+        stages: &GUEST_STAGES,
+        ssh_after: "ping",
+        target: &target,
+    };
+    wait::until_ssh(ctx, inv, &watch, started, Duration::from_secs(secs))?;
+    Ok(started.elapsed())
 }
 
 fn stop(ctx: &Context, args: InstanceStopArgs) -> Result<Exit, Error> {
