@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Try cloudctl's main job for real on one Debian 12 machine, as root: a local lab of 3 hosts
-# (network namespaces with their own sshd; the first is the ConfigNode), `config init` to make it
-# a DHCP/TFTP/PXE server, `node add` to register a machine by MAC, and then a real QEMU VM with
-# that MAC PXE-boots the profile's kernel and prints its kernel command line.
-# The lab stays up afterwards; remove it with: target/release/cloudctl lab down
+# (network namespaces with their own sshd: the ConfigNode and two hardware nodes), `config init`
+# to make the first a DHCP/TFTP/PXE server, `node add` to register a machine by MAC and a real
+# QEMU VM with that MAC PXE-booting the profile; then a guest created on hardware node 1 from a
+# golden image, waited for until it answers SSH with its pinned key, and live-migrated to
+# hardware node 2 while the ConfigNode pings it every 100 ms. Prints the figures as it goes.
+# The lab (and the guest) stay up afterwards; remove them with: target/release/cloudctl lab down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/install-deps
@@ -26,7 +28,8 @@ trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cloudctl lab up: 3 real hosts on bridge cllabbr (10.201.0.0/24)"
-"$cloudctl" lab status >/dev/null 2>&1 || "$cloudctl" lab up --hosts 3
+"$cloudctl" lab down >/dev/null 2>&1 || true   # a fresh lab on every run
+"$cloudctl" lab up --hosts 3
 # shellcheck disable=SC2016 # expanded by each lab host's shell, not here
 "$cloudctl" run -- 'echo "$(hostname): $(uname -sr)"'
 
@@ -61,7 +64,33 @@ for _ in $(seq 1 150); do
 done
 grep 'KERNEL COMMAND LINE' "$work/console.log" || { echo "the VM did not boot within 150 s" >&2; exit 1; }
 
-step "Done. The lab is still up (inventory $CLOUDCTL_INVENTORY):"
+kill "$qemu_pid" 2>/dev/null || true
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=
+
+step "cloudctl node remove demo-vm: it was a demonstration; guest commands ask every hardware node"
+"$cloudctl" --yes node remove demo-vm
+
+step "cloudctl instance create web1 on hnode1, from a golden image on the shared store"
+store=$(sed -n 's/^store = "\(.*\)"$/\1/p' "$CLOUDCTL_INVENTORY")
+examples/build-tiny-guest.sh "$store/golden.img"
+"$cloudctl" --yes instance create web1 --hnode hnode1 --copy "$store/golden.img" --ip 10.201.0.50 --wait 150
+
+step "cloudctl instance migrate web1 to hnode2, while the ConfigNode pings it every 100 ms"
+pings="$work/pings.txt"
+# cl-lab-h1 is the ConfigNode's network namespace.
+ip netns exec cl-lab-h1 ping -n -i 0.1 -c 150 -W 1 10.201.0.50 > "$pings" 2>&1 &
+pinger=$!
+sleep 2
+"$cloudctl" --yes instance migrate web1 --to hnode2
+wait "$pinger" || true
+"$cloudctl" instance list
+
+step "Done: pings to web1 while it moved from hnode1 to hnode2:"
+tail -n 2 "$pings"
+echo
+echo "The lab is still up (inventory $CLOUDCTL_INVENTORY):"
 echo "  export CLOUDCTL_INVENTORY=$CLOUDCTL_INVENTORY"
 echo "  $cloudctl run --on hnode -- ip -br addr"
+echo "  $cloudctl instance migrate web1 --to hnode1"
 echo "  $cloudctl lab down"

@@ -3,7 +3,7 @@
 //! killed midway, and `--cleanup`.
 
 use crate::support::{cloudctl, read_in_image, report, text, Lab};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,86 +12,17 @@ const HNODE1: usize = 1;
 const HNODE2: usize = 2;
 const HNODE3: usize = 3;
 
-/// The guest kernel the lab's `[instances]` section names, and its version.
-fn guest_kernel_version() -> Option<String> {
-    let target = std::fs::read_link("/vmlinuz").ok()?;
-    target
-        .file_name()?
-        .to_str()?
-        .strip_prefix("vmlinuz-")
-        .map(str::to_string)
-}
-
-/// A 64 MiB ext4 image: busybox as /sbin/init, which names itself from /etc/hostname, brings up
-/// the network from /etc/network/interfaces (unless `network` is false), serves SSH with dropbear
-/// and the host key cloudctl wrote, and says so on the console.
+/// A tiny bootable guest image (examples/build-tiny-guest.sh: busybox init, dropbear serving the
+/// host key cloudctl writes); with `network` false its network never comes up.
 pub fn bootable_image(out: &Path, network: bool) {
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    for d in [
-        "bin",
-        "sbin",
-        "etc/network",
-        "etc/dropbear",
-        "proc",
-        "sys",
-        "dev",
-        "root",
-        "tmp",
-        "var/run",
-        "run",
-        "lib/modules",
-    ] {
-        std::fs::create_dir_all(r.join(d)).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-tiny-guest.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(out);
+    if !network {
+        cmd.arg("--no-network");
     }
-    std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
-    for program in ["/usr/sbin/dropbear", "/usr/bin/dropbearconvert"] {
-        crate::support::copy_with_libraries(r, program);
-    }
-    let up = if network {
-        "ifup -a -f\n\
-         dropbearconvert openssh dropbear /etc/ssh/ssh_host_ed25519_key /etc/dropbear/key >/dev/null 2>&1 && dropbear -r /etc/dropbear/key -p 22\n"
-    } else {
-        ""
-    };
-    let init = format!(
-        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin:/usr/bin:/usr/sbin\n\
-        mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null\n\
-        hostname -F /etc/hostname\n\
-        for m in failover net_failover virtio_net; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null; done\n\
-        ip link set lo up\n{up}\
-        echo \"GUEST UP: $(hostname) $(ip -4 -o addr show dev eth0)\" >/dev/console\n\
-        while true; do sleep 3600; done\n"
-    );
-    std::fs::write(r.join("sbin/init"), init).unwrap();
-    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(r.join("etc/shadow"), "root:$6$golden$hash:19000:0:99999:7:::\n").unwrap();
-    std::fs::write(r.join("etc/group"), "root:x:0:\n").unwrap();
-    std::fs::write(r.join("etc/shells"), "/bin/sh\n").unwrap();
-    std::fs::write(r.join("etc/hostname"), "golden\n").unwrap();
-    // A golden image's own host key must not survive into guests.
-    std::fs::create_dir_all(r.join("etc/ssh")).unwrap();
-    std::fs::write(r.join("etc/ssh/ssh_host_rsa_key"), "GOLDEN KEY\n").unwrap();
-    let version = guest_kernel_version().expect("/vmlinuz points at a kernel");
-    for m in [
-        "net/core/failover.ko",
-        "drivers/net/net_failover.ko",
-        "drivers/net/virtio_net.ko",
-    ] {
-        let src = PathBuf::from(format!("/lib/modules/{version}/kernel/{m}"));
-        std::fs::copy(&src, r.join("lib/modules").join(src.file_name().unwrap())).unwrap();
-    }
-    let status = Command::new("sh")
-        .args([
-            "-c",
-            "chmod 755 \"$1/sbin/init\" && truncate -s 64M \"$2\" && mkfs.ext4 -F -q -d \"$1\" \"$2\"",
-            "sh",
-        ])
-        .arg(r)
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the guest image failed");
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "building the guest image failed: {}", text(&out.stderr));
 }
 
 fn ping_once(lab: &Lab, ip: &str) -> bool {
