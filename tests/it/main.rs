@@ -13,6 +13,7 @@ mod hnode;
 mod injection;
 mod instance_debootstrap;
 mod instance_e2e;
+mod instance_image_escape;
 mod instance_plan;
 mod lab_lifecycle;
 mod lamp_e2e;
