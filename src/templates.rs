@@ -7,6 +7,44 @@ use std::path::Path;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_templates.rs"));
 
+/// The text of a helper's first parameter (strings as they are, numbers as written).
+fn param_text(h: &handlebars::Helper, helper: &'static str) -> Result<String, handlebars::RenderError> {
+    let value = h
+        .param(0)
+        .ok_or(handlebars::RenderErrorReason::ParamNotFoundForIndex(helper, 0))?
+        .value();
+    Ok(match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// The handlebars helper behind `{{sh value}}`: the value as one quoted `sh` word.
+fn shell_word(
+    h: &handlebars::Helper,
+    _: &Handlebars,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    out.write(&crate::exec::script::quote(&param_text(h, "sh")?))?;
+    Ok(())
+}
+
+/// The handlebars helper behind `{{quoted value}}`.
+fn double_quoted(
+    h: &handlebars::Helper,
+    _: &Handlebars,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let text = param_text(h, "quoted")?;
+    out.write(&format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")))?;
+    Ok(())
+}
+
 pub struct Templates {
     hb: Handlebars<'static>,
 }
@@ -18,6 +56,10 @@ impl Templates {
         hb.set_strict_mode(true);
         // Config files are not HTML; typed values keep them safe instead.
         hb.register_escape_fn(handlebars::no_escape);
+        // `{{sh value}}`: one shell word, for files a shell sources (/etc/default/*, init settings).
+        hb.register_helper("sh", Box::new(shell_word));
+        // `{{quoted value}}`: a double-quoted string with `\` and `"` escaped (Apache, DRBD, my.cnf).
+        hb.register_helper("quoted", Box::new(double_quoted));
         for (name, source) in EMBEDDED {
             hb.register_template_string(name, *source)
                 .map_err(|e| Error::Usage(format!("built-in template {name} is broken: {e}")))?;
