@@ -71,11 +71,31 @@ impl Templates {
                     dir.display()
                 ))
             })?;
-            for sub in entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+            // Anything that is not DIR/<noun>-<verb>/<file>.hbs of a built-in template is refused:
+            // a misplaced override would otherwise be ignored without a word. Hidden files
+            // (.git, editor swap files) are skipped.
+            let visible = |e: &std::fs::DirEntry| !e.file_name().to_string_lossy().starts_with('.');
+            let misplaced = |path: &Path| {
+                Error::Usage(format!(
+                    "--templates: {} overrides no built-in template (expected {}/<noun>-<verb>/<file>.hbs); built-in names are: {}",
+                    path.display(),
+                    dir.display(),
+                    EMBEDDED
+                        .iter()
+                        .map(|(n, _)| format!("{n}.hbs"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            };
+            for sub in entries.filter_map(|e| e.ok()).filter(visible) {
+                if !sub.path().is_dir() {
+                    return Err(misplaced(&sub.path()));
+                }
                 for file in std::fs::read_dir(sub.path())
                     .into_iter()
                     .flatten()
                     .filter_map(|e| e.ok())
+                    .filter(visible)
                 {
                     let path = file.path();
                     let Some(stem) = path
@@ -83,19 +103,11 @@ impl Templates {
                         .and_then(|f| f.to_str())
                         .and_then(|f| f.strip_suffix(".hbs"))
                     else {
-                        continue;
+                        return Err(misplaced(&path));
                     };
                     let name = format!("{}/{stem}", sub.file_name().to_string_lossy());
                     if !EMBEDDED.iter().any(|(n, _)| *n == name) {
-                        return Err(Error::Usage(format!(
-                            "--templates: {} overrides no built-in template; built-in names are: {}",
-                            path.display(),
-                            EMBEDDED
-                                .iter()
-                                .map(|(n, _)| format!("{n}.hbs"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )));
+                        return Err(misplaced(&path));
                     }
                     hb.register_template_file(&name, &path)
                         .map_err(|e| Error::Usage(format!("template {}: {e}", path.display())))?;

@@ -249,7 +249,11 @@ fn removed_nodes(inv: &Inventory, cn: &ConfigNodeSection, facts: &Facts) -> Resu
             continue;
         }
         if facts.overlays.contains(name.as_str()) {
-            let folder = format!("{}/{}", cn.tftp_root.as_str().trim_end_matches('/'), node_dir(name.as_str()));
+            let folder = format!(
+                "{}/{}",
+                cn.tftp_root.as_str().trim_end_matches('/'),
+                node_dir(name.as_str())
+            );
             steps.push(command(&["rm", "-rf", "--", &folder], When::Always));
         }
         if facts.node_keys.contains(name.as_str()) {
@@ -288,15 +292,15 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             path: pxe_dir(cn).parse().map_err(Error::Usage)?,
             mode: 0o755,
         }));
-        let root = cn.tftp_root.to_string();
-        let pairs: Vec<String> = BOOT_FILES
+        let root = cn.tftp_root.as_str().trim_end_matches('/');
+        // Source and target of each boot file, as separate arguments (never joined and re-split).
+        let args: Vec<String> = BOOT_FILES
             .iter()
-            .map(|(src, name)| format!("{src} {root}/{name}"))
+            .flat_map(|(src, name)| [src.to_string(), format!("{root}/{name}")])
             .collect();
         // Copies the boot files whose staged copy differs; pairs arrive as arguments, never spliced into the script.
         let stage = "set -e; while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || cp \"$1\" \"$2\"; shift 2; done";
         let same = "while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || exit 1; shift 2; done";
-        let args: Vec<String> = pairs.iter().flat_map(|p| p.split(' ').map(str::to_string)).collect();
         let with = |script: &str| [strings(&["sh", "-c", script, "sh"]), args.clone()].concat();
         steps.push(Step::Command(CommandStep {
             argv: with(stage),

@@ -68,7 +68,10 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
     .iter()
     .map(|(k, v)| format!("{k}={}\n", quote(v)))
     .collect();
-    let fetch = templates.render("hnode-boot/fetch-host-keys", &serde_json::json!({ "cloud": inv.cloud.name }))?;
+    let fetch = templates.render(
+        "hnode-boot/fetch-host-keys",
+        &serde_json::json!({ "cloud": inv.cloud.name }),
+    )?;
     let hostname = format!("{name}\n");
     let (storage_conf, mdadm_conf, attach) = storage_client(inv);
     let dir = |path| cpio::Entry {

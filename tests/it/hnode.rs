@@ -83,7 +83,10 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let known_hosts = std::fs::read_to_string(&lab.state.known_hosts).unwrap();
     assert!(known_hosts.contains("10.201.68.50 ssh-ed25519 "), "{known_hosts}");
-    let pxe = lab.sh_ok(0, "cat /srv/tftp/pxelinux.cfg/01-52-54-00-12-34-57; stat -c '%a %U:%G' /var/lib/cloudctl/node-keys/vm1.keys");
+    let pxe = lab.sh_ok(
+        0,
+        "cat /srv/tftp/pxelinux.cfg/01-52-54-00-12-34-57; stat -c '%a %U:%G' /var/lib/cloudctl/node-keys/vm1.keys",
+    );
     assert!(
         pxe.contains("APPEND initrd=nodes/vm1/initrd.img console=ttyS0") && pxe.contains("600 root:root"),
         "{pxe}"
@@ -170,7 +173,10 @@ fn no_private_key_for_others(lab: &Lab, base_initrd: &Path) {
     );
     let bytes = std::fs::read(&fetched).unwrap();
     let base = std::fs::read(base_initrd).unwrap();
-    assert!(bytes.starts_with(&base), "the node's initrd is the profile's plus the overlay");
+    assert!(
+        bytes.starts_with(&base),
+        "the node's initrd is the profile's plus the overlay"
+    );
     let mut gunzip = Command::new("gzip")
         .arg("-dc")
         .stdin(std::process::Stdio::piped())

@@ -10,6 +10,7 @@ mod fresh_machine;
 mod generated;
 mod golden;
 mod hnode;
+mod hostile_input;
 mod injection;
 mod instance_debootstrap;
 mod instance_e2e;
