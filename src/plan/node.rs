@@ -161,14 +161,14 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
             .find(|n| n.mac.as_ref().map(|m| *m.get_ref()) == Some(r.mac))
         {
             return Err(format!(
-                "MAC {} already belongs to node {}",
+                "MAC {} already belongs to node \"{}\"",
                 r.mac,
                 other.name.get_ref()
             ));
         }
         if let Some(i) = inv.instance.iter().find(|i| *i.mac.get_ref() == r.mac) {
             return Err(format!(
-                "MAC {} already belongs to instance {}",
+                "MAC {} already belongs to instance \"{}\"",
                 r.mac,
                 i.name.get_ref()
             ));

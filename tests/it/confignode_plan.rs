@@ -143,7 +143,12 @@ fn node_add_checks_name_every_conflict() {
             None,
             "hnode1 is already in the inventory",
         ),
-        ("hnode3", "52-54-00-00-02-01", None, "already belongs to node hnode1"),
+        (
+            "hnode3",
+            "52-54-00-00-02-01",
+            None,
+            "already belongs to node \"hnode1\"",
+        ),
         (
             "hnode3",
             "52:54:00:00:02:03",

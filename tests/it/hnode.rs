@@ -177,7 +177,7 @@ fn no_private_key_for_others(lab: &Lab, base_initrd: &Path) {
         bytes.starts_with(&base),
         "the node's initrd is the profile's plus the overlay"
     );
-    let mut gunzip = Command::new("gzip")
+    let mut gunzip = std::process::Command::new("gzip")
         .arg("-dc")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

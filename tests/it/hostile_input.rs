@@ -331,7 +331,7 @@ fn addresses_the_network_uses_are_refused_naming_their_holder() {
         "52:54:00:00:05:01",
     ]);
     assert!(
-        text(&out.stderr).contains("MAC 52:54:00:00:05:01 already belongs to instance vm1"),
+        text(&out.stderr).contains("MAC 52:54:00:00:05:01 already belongs to instance \"vm1\""),
         "{}",
         text(&out.stderr)
     );

@@ -2,7 +2,7 @@
 //! image plants where create writes must not let it write outside the image on the hardware node.
 
 use crate::instance_e2e::bootable_image;
-use crate::support::{cloudctl, lab_with, text, Lab};
+use crate::support::{cloudctl, text, Lab};
 use std::path::Path;
 use std::process::Command;
 
@@ -17,17 +17,19 @@ fn plant_symlink(image: &Path, link: &str, target: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn an_image_cannot_write_outside_itself_through_planted_links() {
-    if !lab_with(&[
+    crate::support::require_lab(&[
         crate::pxe::QEMU,
         "/vmlinuz",
         "/initrd.img",
         "/usr/bin/socat",
         "/sbin/mkfs.ext4",
         "/sbin/debugfs",
-    ]) {
-        return;
-    }
+    ]);
     let lab = Lab::up("tesc", 2, 150);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");
@@ -37,7 +39,7 @@ fn an_image_cannot_write_outside_itself_through_planted_links() {
 
     // The temp files of the password lock: create used to write "$p.cloudctl" through a link.
     let image = store.join("escape.img");
-    bootable_image(&image);
+    bootable_image(&image, false);
     plant_symlink(&image, "/etc/passwd.cloudctl", &canaries.join("passwd"));
     plant_symlink(&image, "/etc/shadow.cloudctl", &canaries.join("shadow"));
     let out = cloudctl(&[
@@ -72,7 +74,7 @@ fn an_image_cannot_write_outside_itself_through_planted_links() {
     // A link where create writes a file is refused (before: /etc/shadow left unlocked, silently),
     // and the run removes what it made.
     let image = store.join("escape2.img");
-    bootable_image(&image);
+    bootable_image(&image, false);
     Command::new("debugfs")
         .args(["-w", "-R", "rm /etc/shadow"])
         .arg(&image)
