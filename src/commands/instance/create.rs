@@ -174,7 +174,8 @@ fn plan_size(g: &Guest, source: Option<u64>) -> Size {
 fn instance_disk(ctx: &Context, inv: &Inventory, name: &str) -> Result<String, Error> {
     let (g, _) = super::recorded_guest(inv, name).map_err(|_| {
         Error::Usage(format!(
-            "--copy {name:?}: not an absolute image path and not a recorded instance"
+            "--copy {}: not an absolute image path and not a recorded instance",
+            crate::types::shown(name)
         ))
     })?;
     if let Some((node, s)) = live_copies(ctx, inv, name)?.first() {
