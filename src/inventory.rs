@@ -4,13 +4,14 @@
 //! several values (duplicates, addresses inside the network). Every error names the file, the line
 //! and the field, and says how to fix it.
 
-use crate::types::{Address, Cidr, IpRange, KernelArgs, Mac, Name, RemotePath};
+use crate::types::{Address, Cidr, Interface, IpRange, IpmiUser, KernelArgs, Mac, Name, RemotePath};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub mod addresses;
 pub mod instances;
 pub mod lamp;
 pub mod storage;
@@ -104,10 +105,10 @@ pub struct NetworkSection {
     pub dns: Vec<Ipv4Addr>,
     pub dynamic_range: Option<Spanned<IpRange>>,
     #[serde(default = "default_interface")]
-    pub interface: Name,
+    pub interface: Interface,
 }
 
-fn default_interface() -> Name {
+fn default_interface() -> Interface {
     "eth0".parse().expect("static name")
 }
 
@@ -189,7 +190,7 @@ pub enum Power {
 #[serde(deny_unknown_fields)]
 pub struct Ipmi {
     pub address: Address,
-    pub user: Name,
+    pub user: IpmiUser,
     pub password_file: String,
 }
 
@@ -277,13 +278,54 @@ fn at(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: Str
             message,
         };
     };
-    let start = span.start.min(text.len());
+    let start = floor_char_boundary(text, span.start.min(text.len()));
     let line_no = text[..start].matches('\n').count() + 1;
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let message = match field_at(text, start) {
+        Some(field) if !message.contains(&field) => format!("field {field}: {message}"),
+        _ => message,
+    };
+    // The line is echoed cut and escaped: it may be huge, or hold terminal escapes.
     InventoryError {
         location: format!("{file}:{line_no}"),
-        message: format!("{message}\n    {line_no} | {line}"),
+        message: format!("{message}\n    {line_no} | {}", crate::types::shown_line(line)),
+    }
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The field an offset of the inventory text belongs to, as `[section] key` (or `[section]`):
+/// the last `key =` before it, under the last table header before that.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..text[offset..].find('\n').map_or(text.len(), |i| offset + i)];
+    let mut key = None;
+    let mut section = None;
+    for line in before.lines().rev() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            break;
+        }
+        if key.is_none() {
+            if let Some((k, _)) = line.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                    key = Some(k.to_string());
+                }
+            }
+        }
+    }
+    match (section, key) {
+        (Some(s), Some(k)) => Some(format!("[{s}] {k}")),
+        (None, Some(k)) => Some(k),
+        (Some(s), None) => Some(format!("[{s}]")),
+        (None, None) => None,
     }
 }
 
@@ -332,21 +374,8 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
                     format!("node \"{name}\" field ip: {ipv} already belongs to node \"{}\"; give each node its own address", other.name.get_ref()),
                 ));
             }
-            if let Some(net) = &inv.network {
-                if !net.subnet.is_host_address(ipv) {
-                    return Err(err(
-                        ip.span(),
-                        format!("node \"{name}\" field ip: {ipv} is not a host address of [network] subnet {}; pick one inside it", net.subnet),
-                    ));
-                }
-                if let Some(range) = &net.dynamic_range {
-                    if range.get_ref().contains(ipv) {
-                        return Err(err(
-                            ip.span(),
-                            format!("node \"{name}\" field ip: {ipv} is inside the DHCP dynamic_range {}; a fixed address must lie outside it", range.get_ref()),
-                        ));
-                    }
-                }
+            if let Err(why) = addresses::check_fixed(inv, ipv) {
+                return Err(err(ip.span(), format!("node \"{name}\" field ip: {why}")));
             }
         }
         if let Some(profile) = &node.profile {
@@ -359,6 +388,17 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
         }
     }
     if let Some(net) = &inv.network {
+        if let Some(gw) = net.gateway {
+            if !net.subnet.is_host_address(gw) {
+                return Err(err(
+                    field_span(text, "network", "gateway"),
+                    format!(
+                        "[network] gateway {gw} is not a host address of subnet {}; the nodes could not reach it",
+                        net.subnet
+                    ),
+                ));
+            }
+        }
         if let Some(range) = &net.dynamic_range {
             let r = range.get_ref();
             if !net.subnet.contains(r.first) || !net.subnet.contains(r.last) {
@@ -380,6 +420,24 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
     }
     instances::validate(inv, text, &err)?;
     Ok(())
+}
+
+/// The span of `key` in `[section]` (for errors about values that carry no span of their own),
+/// or the start of the file.
+fn field_span(text: &str, section: &str, key: &str) -> std::ops::Range<usize> {
+    let header = format!("[{section}]");
+    let mut in_section = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t == header;
+        } else if in_section && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+            return offset..offset + line.len();
+        }
+        offset += line.len();
+    }
+    0..0
 }
 
 pub(crate) fn line_of(text: &str, span: std::ops::Range<usize>) -> usize {

@@ -25,7 +25,40 @@ macro_rules! string_serde {
     };
 }
 
-/// A node, profile or group name: `[a-z0-9-]`, 1–63 characters, no leading or trailing `-`.
+/// A user value as error messages echo it: quoted, control characters (terminal escapes
+/// included) escaped, and cut after 60 characters, so a huge or hostile value is never printed whole.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 60;
+    let mut out: String = s.chars().take(MAX).flat_map(char::escape_debug).collect();
+    let total = s.chars().count();
+    if total > MAX {
+        out += &format!("…\" ({total} characters)");
+        return format!("\"{out}");
+    }
+    format!("\"{out}\"")
+}
+
+/// A line of an input file as error messages echo it: control characters escaped, cut after
+/// 100 characters.
+pub fn shown_line(s: &str) -> String {
+    const MAX: usize = 100;
+    let mut out = String::new();
+    for c in s.chars().take(MAX) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    let total = s.chars().count();
+    if total > MAX {
+        out += &format!("… ({total} characters)");
+    }
+    out
+}
+
+/// A node, profile or group name: `[a-z0-9-]`, 1–63 characters, no leading or trailing `-`, and
+/// no `--` (Xen names a guest in mid-migration `NAME--incoming` / `NAME--migratedaway`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Name(String);
 
@@ -43,7 +76,14 @@ impl FromStr for Name {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if s.is_empty() || s.len() > 63 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
             return Err(format!(
-                "invalid name {s:?}: use 1-63 lowercase letters, digits and '-' (not at either end), e.g. \"hnode1\""
+                "invalid name {}: use 1-63 lowercase letters, digits and '-' (not at either end), e.g. \"hnode1\"",
+                shown(s)
+            ));
+        }
+        if s.contains("--") {
+            return Err(format!(
+                "invalid name {}: \"--\" is reserved (Xen calls a guest in mid-migration NAME--incoming and NAME--migratedaway); use a single '-'",
+                shown(s)
             ));
         }
         Ok(Name(s.to_string()))
@@ -72,8 +112,12 @@ impl FromStr for Mac {
     /// Accepts `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF` and Cisco's `aabb.ccdd.eeff`.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("invalid MAC {s:?}: write six hex octets like 52:54:00:00:02:01 (also accepted: 52-54-00-00-02-01, 5254.0000.0201)")
+            format!("invalid MAC {}: write six hex octets like 52:54:00:00:02:01 (also accepted: 52-54-00-00-02-01, 5254.0000.0201)", shown(s))
         };
+        // from_str_radix would take "+2" as an octet: only hex digits and the separators count.
+        if !s.chars().all(|c| c.is_ascii_hexdigit() || ":-.".contains(c)) {
+            return Err(bad());
+        }
         let hex: String = if s.len() == 17 && (s.split(':').count() == 6 || s.split('-').count() == 6) {
             let sep = if s.contains(':') { ':' } else { '-' };
             if s.split(sep).any(|p| p.len() != 2) {
@@ -91,12 +135,14 @@ impl FromStr for Mac {
         }
         if octets == [0; 6] {
             return Err(format!(
-                "invalid MAC {s:?}: the all-zero address is not a real interface"
+                "invalid MAC {}: the all-zero address is not a real interface",
+                shown(s)
             ));
         }
         if octets[0] & 1 == 1 {
             return Err(format!(
-                "invalid MAC {s:?}: it is a multicast/broadcast address (lowest bit of the first octet set); a NIC has a unicast address"
+                "invalid MAC {}: it is a multicast/broadcast address (lowest bit of the first octet set); a NIC has a unicast address",
+                shown(s)
             ));
         }
         Ok(Mac(octets))
@@ -159,7 +205,12 @@ fn mask(prefix: u8) -> u32 {
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid network {s:?}: write an IPv4 network in CIDR form like 10.0.0.0/24");
+        let bad = || {
+            format!(
+                "invalid network {}: write an IPv4 network in CIDR form like 10.0.0.0/24",
+                shown(s)
+            )
+        };
         let (ip, prefix) = s.split_once('/').ok_or_else(bad)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -169,7 +220,8 @@ impl FromStr for Cidr {
         let network = Ipv4Addr::from(u32::from(ip) & mask(prefix));
         if network != ip {
             return Err(format!(
-                "invalid network {s:?}: host bits are set; did you mean {network}/{prefix}?"
+                "invalid network {}: host bits are set; did you mean {network}/{prefix}?",
+                shown(s)
             ));
         }
         Ok(Cidr { network, prefix })
@@ -199,12 +251,17 @@ impl IpRange {
 impl FromStr for IpRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid range {s:?}: write FIRST-LAST like 10.0.0.100-10.0.0.199");
+        let bad = || {
+            format!(
+                "invalid range {}: write FIRST-LAST like 10.0.0.100-10.0.0.199",
+                shown(s)
+            )
+        };
         let (a, b) = s.split_once('-').ok_or_else(bad)?;
         let first: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
         let last: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
         if first > last {
-            return Err(format!("invalid range {s:?}: {first} comes after {last}"));
+            return Err(format!("invalid range {}: {first} comes after {last}", shown(s)));
         }
         Ok(IpRange { first, last })
     }
@@ -228,7 +285,10 @@ impl FromStr for Address {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = |why: &str| {
-            format!("invalid address {s:?}: {why}; write host or host:port, e.g. 10.0.0.2 or 10.0.0.2:2222")
+            format!(
+                "invalid address {}: {why}; write host or host:port, e.g. 10.0.0.2 or 10.0.0.2:2222",
+                shown(s)
+            )
         };
         let (host, port) = match s.rsplit_once(':') {
             Some((h, p)) => (
@@ -266,7 +326,9 @@ impl fmt::Display for Address {
 }
 string_serde!(Address);
 
-/// An absolute path on a remote host: no NUL, newline or other control characters.
+/// An absolute path on a remote host, in a safe alphabet: letters, digits and `/ . _ - + : @`,
+/// no empty, `.` or `..` component. Paths reach shell-sourced files, fstab, Apache, DRBD, my.cnf
+/// and pxelinux lines, so nothing in them may quote, expand, split or climb out of a directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RemotePath(String);
 
@@ -286,15 +348,45 @@ impl RemotePath {
             None => ".",
         }
     }
+    /// Whether this path is `dir` or lies under it.
+    pub fn is_within(&self, dir: &str) -> bool {
+        let dir = dir.trim_end_matches('/');
+        self.0 == dir || dir.is_empty() || self.0.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    }
 }
+
+/// Characters a remote path may hold besides ASCII letters and digits.
+pub const PATH_PUNCTUATION: &str = "/._-+:@";
 
 impl FromStr for RemotePath {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if !s.starts_with('/') || s.chars().any(|c| c.is_control()) || s.ends_with('/') && s.len() > 1 {
-            return Err(format!(
-                "invalid remote path {s:?}: use an absolute path like /etc/dhcp/dhcpd.conf, without control characters or a trailing '/'"
-            ));
+        let bad = |why: String| {
+            format!(
+                "invalid remote path {}: {why}; write an absolute path like /srv/tftp using letters, digits and / . _ - + : @",
+                shown(s)
+            )
+        };
+        if !s.starts_with('/') {
+            return Err(bad("it is not absolute".into()));
+        }
+        if s.len() > 4095 {
+            return Err(bad(format!("it is {} bytes long, more than a path may be", s.len())));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !c.is_ascii_alphanumeric() && !PATH_PUNCTUATION.contains(*c))
+        {
+            return Err(bad(format!("{} is not allowed in a path", shown(&c.to_string()))));
+        }
+        if s != "/" {
+            for part in s[1..].split('/') {
+                match part {
+                    "" => return Err(bad("it has an empty component (// or a trailing /)".into())),
+                    "." | ".." => return Err(bad(format!("it has a {part:?} component; write the path it means"))),
+                    _ => {}
+                }
+            }
         }
         Ok(RemotePath(s.to_string()))
     }
@@ -321,9 +413,11 @@ impl KernelArgs {
 impl FromStr for KernelArgs {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.chars().any(|c| c.is_control()) {
+        // Quotes and backslashes would end or escape the quoted cmdline string of a Xen xl.cfg.
+        if s.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
             return Err(format!(
-                "invalid kernel arguments {s:?}: keep them on one line, without control characters"
+                "invalid kernel arguments {}: keep them on one line, without control characters, '\"' or '\\'",
+                shown(s)
             ));
         }
         Ok(KernelArgs(s.trim().to_string()))
@@ -336,6 +430,70 @@ impl fmt::Display for KernelArgs {
     }
 }
 string_serde!(KernelArgs);
+
+/// A network interface name as Linux accepts it (at most 15 bytes) in a safe alphabet: letters,
+/// digits, `.`, `_` and `-`, e.g. `eth0`, `enp3s0f0.100`, `br_lan`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interface(String);
+
+impl Interface {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Interface {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let chars_ok = s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if s.is_empty() || s.len() > 15 || !chars_ok || s == "." || s == ".." || s.starts_with('-') {
+            return Err(format!(
+                "invalid interface name {}: Linux names have 1-15 characters; use letters, digits, '.', '_' and '-' (not first), e.g. eth0, enp3s0f0.100, br_lan",
+                shown(s)
+            ));
+        }
+        Ok(Interface(s.to_string()))
+    }
+}
+
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(Interface);
+
+/// A BMC user name (IPMI allows 16 bytes): letters of either case, digits, `.`, `_`, `@`, `-`,
+/// e.g. `ADMIN`, `Administrator`, `USERID`, `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpmiUser(String);
+
+impl IpmiUser {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for IpmiUser {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let chars_ok = s.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+        if s.is_empty() || s.len() > 16 || !chars_ok || s.starts_with('-') {
+            return Err(format!(
+                "invalid IPMI user {}: BMC user names have 1-16 characters; use letters, digits, '.', '_', '@' and '-' (not first), e.g. ADMIN",
+                shown(s)
+            ));
+        }
+        Ok(IpmiUser(s.to_string()))
+    }
+}
+
+impl fmt::Display for IpmiUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(IpmiUser);
 
 /// A disk size: a whole number with a unit `K`, `M`, `G` or `T` (powers of 1024, optional `iB`),
 /// e.g. `4G` or `512MiB`. Kept in bytes; shown in the largest unit that divides it.
@@ -355,7 +513,10 @@ impl FromStr for Size {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("invalid size {s:?}: use a whole number with a unit K, M, G or T (powers of 1024), e.g. \"4G\" or \"512M\"")
+            format!(
+                "invalid size {}: use a whole number with a unit K, M, G or T (powers of 1024), e.g. \"4G\" or \"512M\"",
+                shown(s)
+            )
         };
         let t = s.trim();
         let t = t.strip_suffix("iB").unwrap_or(t);
@@ -370,8 +531,8 @@ impl FromStr for Size {
         let n: u64 = digits.parse().map_err(|_| bad())?;
         match n.checked_mul(1 << shift) {
             Some(bytes) if bytes >= 1 << 20 => Ok(Size(bytes)),
-            Some(_) => Err(format!("size {s:?} is too small: a disk needs at least 1M")),
-            None => Err(format!("size {s:?} is too large")),
+            Some(_) => Err(format!("size {} is too small: a disk needs at least 1M", shown(s))),
+            None => Err(format!("size {} is too large", shown(s))),
         }
     }
 }
@@ -425,6 +586,8 @@ mod tests {
             "5254000002:01",
             "",
             "52:54:00:00:02:01;",
+            "+2:54:00:00:02:01",
+            "52:+4:00:00:02:01",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
@@ -448,6 +611,74 @@ mod tests {
         assert!(!c.is_host_address("10.0.0.255".parse().unwrap()));
         assert!("10.0.0.1/24".parse::<Cidr>().unwrap_err().contains("10.0.0.0/24"));
         assert!("10.0.0.9-10.0.0.1".parse::<IpRange>().is_err());
+    }
+
+    #[test]
+    fn remote_paths_keep_a_safe_alphabet_and_no_dot_components() {
+        for good in [
+            "/",
+            "/srv/tftp",
+            "/dev/disk/by-path/pci-0000:00:1f.2-ata-1",
+            "/srv/a_b/c+d/.hidden",
+            "/x@y",
+        ] {
+            assert!(good.parse::<RemotePath>().is_ok(), "{good}");
+        }
+        for bad in [
+            "srv",
+            "/srv/",
+            "/srv//x",
+            "/srv/../etc",
+            "/srv/.",
+            "/./srv",
+            "/a b",
+            "/a\"b",
+            "/$(id)",
+            "/`id`",
+            "/a;b",
+            "/a\nb",
+            "/a,b",
+            "/a'b",
+            "/a#b",
+            "/a$b",
+            "/a\\b",
+        ] {
+            assert!(bad.parse::<RemotePath>().is_err(), "{bad:?}");
+        }
+        let p: RemotePath = "/srv/www".parse().unwrap();
+        assert!(p.is_within("/srv") && p.is_within("/srv/www") && p.is_within("/") && !p.is_within("/sr"));
+    }
+
+    #[test]
+    fn names_refuse_double_dash() {
+        assert!("db--migratedaway".parse::<Name>().unwrap_err().contains("--"));
+        assert!("a-b-c".parse::<Name>().is_ok());
+    }
+
+    #[test]
+    fn interfaces_and_ipmi_users() {
+        for good in ["eth0", "enp3s0f0.100", "br_lan", "abcdefghijklmno"] {
+            assert!(good.parse::<Interface>().is_ok(), "{good}");
+        }
+        for bad in ["", "abcdefghijklmnop", "a b", "a/b", "..", "-x", "a:1", "a,b"] {
+            assert!(bad.parse::<Interface>().is_err(), "{bad:?}");
+        }
+        for good in ["ADMIN", "Administrator", "USERID", "root", "ops.team"] {
+            assert!(good.parse::<IpmiUser>().is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "12345678901234567", "$(id)", "-U"] {
+            assert!(bad.parse::<IpmiUser>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn echoed_values_are_cut_and_escaped() {
+        let huge = "a".repeat(50_000_000);
+        let e = huge.parse::<Name>().unwrap_err();
+        assert!(e.len() < 300, "{} bytes", e.len());
+        assert!(e.contains("(50000000 characters)"));
+        let e = "\u{1b}]0;pwned\u{7}".parse::<Mac>().unwrap_err();
+        assert!(!e.contains('\u{1b}') && e.contains("\\u{1b}"), "{e}");
     }
 
     #[test]

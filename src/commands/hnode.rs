@@ -32,8 +32,8 @@ fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
             .map(|n| n.name.get_ref().as_str())
             .collect();
         return Err(Error::Usage(format!(
-            "no node named {:?}; hardware nodes: {}",
-            args.name,
+            "no node named {}; hardware nodes: {}",
+            crate::types::shown(&args.name),
             known.join(", ")
         )));
     };

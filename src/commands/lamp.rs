@@ -7,7 +7,6 @@ use crate::error::{Error, Exit};
 use crate::exec;
 use crate::inventory::lamp::MULTIPLE_MYSQLD_WARNING;
 use crate::inventory::Inventory;
-use crate::inventory_file::InventoryLock;
 use crate::plan::lamp::{self, status, Facts, Role, Secret};
 use crate::types::Name;
 use crate::ui;
@@ -32,7 +31,7 @@ fn deploy(ctx: &Context) -> Result<Exit, Error> {
         });
     }
     // Two deploys at once must not generate two passwords and leave nodes disagreeing.
-    let _lock = InventoryLock::acquire(&path, |msg| ctx.ui.info(msg))?;
+    let _lock = super::lock_inventory(ctx, &path)?;
     let templates = ctx.templates()?;
     let facts = gather_facts(ctx, &inv)?;
     let password = match &facts.db_password {

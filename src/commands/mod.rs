@@ -172,10 +172,18 @@ impl Context {
 }
 
 /// Takes the inventory's lock (held until dropped), saying so when it has to wait.
-pub fn lock_inventory(ctx: &Context, path: &std::path::Path) -> Result<crate::inventory_file::InventoryLock, Error> {
+/// A dry run takes no lock: it would create the lock file and could wait on another run, and a
+/// dry run touches nothing and never blocks.
+pub fn lock_inventory(
+    ctx: &Context,
+    path: &std::path::Path,
+) -> Result<Option<crate::inventory_file::InventoryLock>, Error> {
+    if ctx.dry_run {
+        return Ok(None);
+    }
     let lock = crate::inventory_file::InventoryLock::acquire(path, |msg| ctx.ui.info(msg))?;
     ctx.ui.detail(&format!("holding {}", lock.path().display()));
-    Ok(lock)
+    Ok(Some(lock))
 }
 
 /// The inventory's text and its parsed form, read under the caller's lock.

@@ -60,7 +60,8 @@ fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
     let Some(new_text) = inventory_file::remove_node(&text, name)? else {
         let known: Vec<String> = inv.node.iter().map(|n| n.name.get_ref().to_string()).collect();
         return Err(Error::Usage(format!(
-            "no node named {name:?} in {} (nodes: {})",
+            "no node named {} in {} (nodes: {})",
+            crate::types::shown(name),
             path.display(),
             known.join(", ")
         )));

@@ -2,7 +2,7 @@
 //! the `[[instance]]` records of running guests. Typed on parsing, checked against `[[node]]`. Pure.
 
 use super::{Inventory, InventoryError, Role};
-use crate::types::{KernelArgs, Mac, Name, RemotePath, Size};
+use crate::types::{Interface, KernelArgs, Mac, Name, RemotePath, Size};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -21,7 +21,7 @@ pub struct InstancesSection {
     /// Extra guest kernel arguments (root= and the console come from the backend).
     pub append: KernelArgs,
     /// Bridge on every hardware node the guests' network interfaces join.
-    pub bridge: Name,
+    pub bridge: Interface,
     /// Defaults for `instance create`.
     pub memory: u32,
     pub vcpus: u8,
@@ -217,16 +217,8 @@ pub fn validate(
                 format!("instance \"{name}\" field ip: {ip} already belongs to {owner}"),
             ));
         }
-        if let Some(net) = &inv.network {
-            if !net.subnet.is_host_address(ip) {
-                return Err(err(
-                    rec.ip.span(),
-                    format!(
-                        "instance \"{name}\" field ip: {ip} is not a host address of [network] subnet {}",
-                        net.subnet
-                    ),
-                ));
-            }
+        if let Err(why) = super::addresses::check_fixed(inv, ip) {
+            return Err(err(rec.ip.span(), format!("instance \"{name}\" field ip: {why}")));
         }
         let mac = *rec.mac.get_ref();
         if let Some(owner) = taken_macs.insert(mac, format!("instance \"{name}\"")) {

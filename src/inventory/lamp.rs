@@ -243,13 +243,7 @@ pub fn validate(
         }
     }
     let mount = lamp.mount.get_ref();
-    check_fstab_path("mount", mount, lamp.mount.span(), err)?;
-    if mount.as_str() == "/" {
-        return Err(err(
-            lamp.mount.span(),
-            "[lamp] mount: the shared filesystem cannot be mounted on /".into(),
-        ));
-    }
+    check_not_system("mount", mount, lamp.mount.span(), err)?;
     if let Some(d) = &lamp.mysql.datadir {
         let under = d.get_ref().as_str().starts_with(&format!("{}/", mount));
         if dbs.len() > 1 && !under {
@@ -287,7 +281,7 @@ pub fn validate(
                     "[lamp] storage = \"bind\" needs bind_source: a directory already shared between the web nodes (bind-mounted at `mount`)".into(),
                 ));
             };
-            check_fstab_path("bind_source", src.get_ref(), src.span(), err)?;
+            check_not_system("bind_source", src.get_ref(), src.span(), err)?;
             if lamp.drbd.is_some() {
                 return Err(err(
                     section,
@@ -352,12 +346,14 @@ fn validate_drbd(
             format!("[lamp.drbd] address: \"{extra}\" is not one of the web nodes"),
         ));
     }
-    let distinct: BTreeSet<&Ipv4Addr> = addrs.values().collect();
-    if distinct.len() != addrs.len() {
-        return Err(err(
-            drbd.address.span(),
-            "[lamp.drbd] address: the two web nodes need different addresses".into(),
-        ));
+    let mut seen: BTreeMap<&Ipv4Addr, &Name> = BTreeMap::new();
+    for (node, ip) in addrs {
+        if let Some(first) = seen.insert(ip, node) {
+            return Err(err(
+                drbd.address.span(),
+                format!("[lamp.drbd] address: {ip} is given to both \"{first}\" and \"{node}\"; the two web nodes need different addresses"),
+            ));
+        }
     }
     if drbd.port == 0 {
         return Err(err(span, "[lamp.drbd] port must be 1-65535".into()));
@@ -365,17 +361,49 @@ fn validate_drbd(
     Ok(())
 }
 
-/// fstab separates fields with blanks, so paths that go there must have none.
-fn check_fstab_path(
+/// Directories the system itself lives in. Mounting the shared filesystem over one would hide the
+/// node's own files (and put that in fstab); bind-mounting one as the docroot would serve them.
+const SYSTEM_DIRS: [&str; 17] = [
+    "/",
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/root",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/local",
+    "/var/log",
+    "/var/mail",
+    "/var/spool",
+    "/var/tmp",
+];
+/// Trees of the system nothing may be mounted anywhere inside.
+const SYSTEM_TREES: [&str; 12] = [
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/usr",
+];
+
+/// Refuses a system directory (paths are normalised already: `RemotePath` has no `.`, `..` or
+/// empty component).
+fn check_not_system(
     field: &str,
     path: &RemotePath,
     span: Range<usize>,
     err: &dyn Fn(Range<usize>, String) -> InventoryError,
 ) -> Result<(), InventoryError> {
-    if path.as_str().contains(char::is_whitespace) || path.as_str().contains('#') {
+    let tree = SYSTEM_TREES.iter().find(|t| path.is_within(t));
+    if SYSTEM_DIRS.contains(&path.as_str()) || tree.is_some() || path.is_within("/sys") {
+        let what = match tree {
+            Some(t) if *t != path.as_str() => format!("{path} lies inside {t}, a system directory"),
+            _ => format!("{path} is a system directory"),
+        };
         return Err(err(
             span,
-            format!("[lamp] {field} = \"{path}\": the path goes into /etc/fstab, so it may not contain blanks or '#'"),
+            format!("[lamp] {field} = \"{path}\": {what}; use a directory of its own such as /srv/www"),
         ));
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! export, and which hardware nodes may attach. Typed on parsing, checked against `[[node]]`. Pure.
 
 use super::{Inventory, InventoryError, Role};
-use crate::types::{Name, RemotePath};
+use crate::types::{Interface, Name, RemotePath};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,7 +33,7 @@ pub struct StorageSection {
     pub address: BTreeMap<Name, Ipv4Addr>,
     /// The storage network interface vblade exports on.
     #[serde(default = "default_interface")]
-    pub interface: Name,
+    pub interface: Interface,
     /// AoE shelf; storage node N exports slot N (0 and 1).
     #[serde(default = "default_shelf")]
     pub shelf: Spanned<u16>,
@@ -57,7 +57,7 @@ fn default_port() -> u16 {
 fn default_drbd() -> RemotePath {
     "/dev/drbd0".parse().expect("static")
 }
-fn default_interface() -> Name {
+fn default_interface() -> Interface {
     "eth0".parse().expect("static")
 }
 fn default_shelf() -> Spanned<u16> {
@@ -146,6 +146,9 @@ pub fn validate(
         if disks[..i].contains(d) {
             return Err(err(at(s.disks.span()), format!("[storage] disks: {d} is listed twice")));
         }
+    }
+    if s.drbd_port == 0 {
+        return Err(err(span.clone(), "[storage] drbd_port must be 1-65535".into()));
     }
     if *s.shelf.get_ref() > 65534 {
         return Err(err(

@@ -44,6 +44,12 @@ const BOOT_FILES: [(&str, &str); 4] = [
     ("/usr/lib/syslinux/modules/bios/libcom32.c32", "libcom32.c32"),
 ];
 
+/// Where the ConfigNode keeps each hardware node's private host keys (`NAME.keys`, 0600), outside
+/// the TFTP root, and the map `addresses` ("IP NAME" lines) the key server looks callers up in.
+pub const NODE_KEYS_DIR: &str = "/var/lib/cloudctl/node-keys";
+/// The plan step id of that map.
+pub const NODE_ADDRESSES_ID: &str = "node-addresses";
+
 /// What `config init` does, or only what node changes touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -62,6 +68,8 @@ pub struct Facts {
     pub initialised: bool,
     /// Nodes with a per-node overlay initrd (written by `hnode boot`) in `tftp_root/nodes/`.
     pub overlays: BTreeSet<String>,
+    /// Nodes whose private host keys the key server holds (`NODE_KEYS_DIR/NAME.keys`).
+    pub node_keys: BTreeSet<String>,
 }
 
 /// The pieces of the inventory the ConfigNode needs, checked.
@@ -103,6 +111,13 @@ pub fn node_dir(name: &str) -> String {
 /// The node's own initrd (profile initrd + overlay), relative to tftp_root.
 pub fn node_initrd(name: &str) -> String {
     format!("{}/initrd.img", node_dir(name))
+}
+
+/// The TFTP server the nodes are told about (and where their key server runs).
+pub fn next_server(cn: &ConfigNodeSection) -> String {
+    cn.next_server
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| cn.address.host.clone())
 }
 
 /// `01-aa-bb-cc-dd-ee-ff`, the file pxelinux looks for first.
@@ -166,6 +181,10 @@ pub fn facts_script(inv: &Inventory) -> Result<String, Error> {
         "for f in {}/nodes/*/overlay.img; do [ -f \"$f\" ] && {{ d=${{f%/overlay.img}}; echo overlay ${{d##*/}}; }}; done\n",
         quote(cn.tftp_root.as_str())
     );
+    script += &format!(
+        "for f in {}/*.keys; do [ -f \"$f\" ] && {{ n=${{f##*/}}; echo nodekeys ${{n%.keys}}; }}; done\n",
+        quote(NODE_KEYS_DIR)
+    );
     let include = format!("include \"{}\";", hosts_file(cn));
     script += &format!(
         "grep -qxF {} {} 2>/dev/null && echo initialised\n",
@@ -186,11 +205,64 @@ pub fn parse_facts(output: &str) -> Facts {
             Some(("overlay", n)) => {
                 facts.overlays.insert(n.to_string());
             }
+            Some(("nodekeys", n)) => {
+                facts.node_keys.insert(n.to_string());
+            }
             _ if line == "initialised" => facts.initialised = true,
             _ => {}
         }
     }
     facts
+}
+
+/// The key server's map of registered addresses, re-rendered from the inventory on every run, so
+/// an address that changes hands never keeps pointing at the old node's keys.
+fn node_addresses(inv: &Inventory) -> Result<Vec<Step>, Error> {
+    let map: String = inv
+        .node
+        .iter()
+        .filter(|n| n.role == crate::inventory::Role::Hnode)
+        .filter_map(|n| Some(format!("{} {}\n", n.ip.as_ref()?.get_ref(), n.name.get_ref())))
+        .collect();
+    Ok(vec![
+        super::dir(NODE_KEYS_DIR, 0o700)?,
+        super::file(super::FileSpec {
+            id: NODE_ADDRESSES_ID,
+            path: &format!("{NODE_KEYS_DIR}/addresses"),
+            content: format!("# Written by cloudctl: registered address and name of each hardware node.\n{map}"),
+            mode: 0o600,
+            owner: Some("root:root"),
+            validate: None,
+            secret: false,
+        })?,
+    ])
+}
+
+/// What `hnode boot` left for nodes no longer in the inventory: their TFTP folder and keys.
+fn removed_nodes(inv: &Inventory, cn: &ConfigNodeSection, facts: &Facts) -> Result<Vec<Step>, Error> {
+    let known: BTreeSet<&str> = inv.node.iter().map(|n| n.name.get_ref().as_str()).collect();
+    let mut steps = Vec::new();
+    let found: BTreeSet<&String> = facts.overlays.iter().chain(&facts.node_keys).collect();
+    // Only names cloudctl itself would write are candidates (never a path the probe made up).
+    for name in found.into_iter().filter_map(|n| n.parse::<crate::types::Name>().ok()) {
+        if known.contains(name.as_str()) {
+            continue;
+        }
+        if facts.overlays.contains(name.as_str()) {
+            let folder = format!(
+                "{}/{}",
+                cn.tftp_root.as_str().trim_end_matches('/'),
+                node_dir(name.as_str())
+            );
+            steps.push(command(&["rm", "-rf", "--", &folder], When::Always));
+        }
+        if facts.node_keys.contains(name.as_str()) {
+            steps.push(Step::Absent(AbsentStep {
+                path: format!("{NODE_KEYS_DIR}/{name}.keys").parse().map_err(Error::Usage)?,
+            }));
+        }
+    }
+    Ok(steps)
 }
 
 /// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
@@ -209,7 +281,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
     let (net, cn) = (s.network, s.confignode);
     let host = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
-    let mut steps = Vec::new();
+    let mut steps = node_addresses(inv)?;
     if scope == Scope::Init {
         steps.push(install_packages(&packages(inv)));
         steps.push(Step::Dir(DirStep {
@@ -220,15 +292,15 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             path: pxe_dir(cn).parse().map_err(Error::Usage)?,
             mode: 0o755,
         }));
-        let root = cn.tftp_root.to_string();
-        let pairs: Vec<String> = BOOT_FILES
+        let root = cn.tftp_root.as_str().trim_end_matches('/');
+        // Source and target of each boot file, as separate arguments (never joined and re-split).
+        let args: Vec<String> = BOOT_FILES
             .iter()
-            .map(|(src, name)| format!("{src} {root}/{name}"))
+            .flat_map(|(src, name)| [src.to_string(), format!("{root}/{name}")])
             .collect();
         // Copies the boot files whose staged copy differs; pairs arrive as arguments, never spliced into the script.
         let stage = "set -e; while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || cp \"$1\" \"$2\"; shift 2; done";
         let same = "while [ $# -gt 1 ]; do cmp -s \"$1\" \"$2\" || exit 1; shift 2; done";
-        let args: Vec<String> = pairs.iter().flat_map(|p| p.split(' ').map(str::to_string)).collect();
         let with = |script: &str| [strings(&["sh", "-c", script, "sh"]), args.clone()].concat();
         steps.push(Step::Command(CommandStep {
             argv: with(stage),
@@ -281,7 +353,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
                 "range": range,
                 "gateway": net.gateway,
                 "dns": if dns.is_empty() { None } else { Some(dns.join(", ")) },
-                "next_server": cn.next_server.map(|n| n.to_string()).unwrap_or_else(|| cn.address.host.clone()),
+                "next_server": next_server(cn),
                 "hosts_file": hosts_file(cn),
                 "local_file": local_file(cn),
             }),
@@ -336,6 +408,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
             }));
         }
     }
+    steps.extend(removed_nodes(inv, cn, facts)?);
     let dhcp_ids: &[&str] = if scope == Scope::Init {
         &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]
     } else {

@@ -2,9 +2,10 @@
 //! power-on (Wake-on-LAN or IPMI, run from the ConfigNode, which sits on the nodes' network). Pure.
 
 use super::confignode::{self, node_dir, node_initrd, Facts, Scope};
-use super::{strings, CommandStep, DirStep, FileStep, Plan, Step, When};
+use super::{command, install_packages, strings, CommandStep, DirStep, FileStep, Plan, Step, When};
 use crate::cpio;
 use crate::error::Error;
+use crate::exec::script::quote;
 use crate::inventory::{Hypervisor, Inventory, Node, Power};
 use crate::templates::Templates;
 
@@ -24,10 +25,19 @@ pub fn hypervisor(inv: &Inventory, node: &Node) -> Hypervisor {
     node.hypervisor.unwrap_or(inv.cloud.hypervisor)
 }
 
-/// The overlay initrd: hostname, network settings, host keys and authorized keys, unpacked by
-/// the kernel on top of the profile's initrd.
-pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Vec<u8>, Error> {
-    let net = confignode::sections(inv)?.network;
+/// The TCP port of the ConfigNode's key server (`cloudctl-keyserver`, socat).
+pub const KEYSERVER_PORT: u16 = 7722;
+/// The privileged port a booting node listens on for its keys: only root there can bind it.
+pub const NODE_KEY_PORT: u16 = 1022;
+/// The key server's service name on the ConfigNode.
+pub const KEYSERVER_SERVICE: &str = "cloudctl-keyserver";
+
+/// The overlay initrd: hostname, network settings, the public host key, authorized keys and the
+/// script that fetches the private host keys, unpacked by the kernel on top of the profile's
+/// initrd. TFTP serves it to anyone on the boot network, so it holds no secret.
+pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &NodeSecrets) -> Result<Vec<u8>, Error> {
+    let sections = confignode::sections(inv)?;
+    let (net, cn) = (sections.network, sections.confignode);
     let name = node.name.get_ref().to_string();
     let (Some(ip), Some(mac)) = (&node.ip, &node.mac) else {
         return Err(Error::Usage(format!(
@@ -35,18 +45,33 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
         )));
     };
     let dns: Vec<String> = net.dns.iter().map(|d| d.to_string()).collect();
-    let settings = format!(
-        "NAME={name}\nMAC={}\nIP={}\nPREFIX={}\nGATEWAY={}\nDNS=\"{}\"\nHYPERVISOR={}\n",
-        mac.get_ref(),
-        ip.get_ref(),
-        net.subnet.prefix(),
-        net.gateway.map(|g| g.to_string()).unwrap_or_default(),
-        dns.join(" "),
-        match hypervisor(inv, node) {
-            Hypervisor::Xen => "xen",
-            Hypervisor::Kvm => "kvm",
-        }
-    );
+    // A shell sources node.conf: every value goes in as one quoted word.
+    let settings: String = [
+        ("NAME", name.clone()),
+        ("MAC", mac.get_ref().to_string()),
+        ("IP", ip.get_ref().to_string()),
+        ("PREFIX", net.subnet.prefix().to_string()),
+        ("GATEWAY", net.gateway.map(|g| g.to_string()).unwrap_or_default()),
+        ("DNS", dns.join(" ")),
+        (
+            "HYPERVISOR",
+            match hypervisor(inv, node) {
+                Hypervisor::Xen => "xen",
+                Hypervisor::Kvm => "kvm",
+            }
+            .into(),
+        ),
+        ("KEY_SERVER", confignode::next_server(cn)),
+        ("KEY_SERVER_PORT", KEYSERVER_PORT.to_string()),
+        ("KEY_PORT", NODE_KEY_PORT.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}\n", quote(v)))
+    .collect();
+    let fetch = templates.render(
+        "hnode-boot/fetch-host-keys",
+        &serde_json::json!({ "cloud": inv.cloud.name }),
+    )?;
     let hostname = format!("{name}\n");
     let (storage_conf, mdadm_conf, attach) = storage_client(inv);
     let dir = |path| cpio::Entry {
@@ -69,9 +94,9 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
         },
         dir("etc/ssh"),
         cpio::Entry {
-            path: "etc/ssh/ssh_host_ed25519_key",
-            mode: 0o600,
-            content: Some(&secrets.host_key),
+            path: "etc/cloudctl/fetch-host-keys",
+            mode: 0o755,
+            content: Some(fetch.as_bytes()),
         },
         cpio::Entry {
             path: "etc/ssh/ssh_host_ed25519_key.pub",
@@ -79,11 +104,6 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
             content: Some(&secrets.host_key_pub),
         },
         dir("etc/dropbear"),
-        cpio::Entry {
-            path: "etc/dropbear/dropbear_ed25519_host_key",
-            mode: 0o600,
-            content: Some(&secrets.dropbear_key),
-        },
         cpio::Entry {
             path: "root",
             mode: 0o700,
@@ -119,6 +139,80 @@ pub fn overlay(inv: &Inventory, node: &Node, secrets: &NodeSecrets) -> Result<Ve
         });
     }
     Ok(cpio::archive(&entries))
+}
+
+/// The node's private host keys (OpenSSH and dropbear formats) as the archive the key server
+/// sends and the node's `fetch-host-keys` unpacks at `/`.
+pub fn host_keys(secrets: &NodeSecrets) -> Vec<u8> {
+    cpio::archive(&[
+        cpio::Entry {
+            path: "etc/ssh/ssh_host_ed25519_key",
+            mode: 0o600,
+            content: Some(&secrets.host_key),
+        },
+        cpio::Entry {
+            path: "etc/dropbear/dropbear_ed25519_host_key",
+            mode: 0o600,
+            content: Some(&secrets.dropbear_key),
+        },
+    ])
+}
+
+/// The key server on the ConfigNode: socat accepts callers from the boot network and runs
+/// `keyserver-send`, which sends a node's keys only to a privileged port at its registered
+/// address (the map `confignode::node_addresses` keeps in step with the inventory).
+fn keyserver_steps(inv: &Inventory, templates: &Templates) -> Result<Vec<Step>, Error> {
+    let net = confignode::sections(inv)?.network;
+    let cloud = serde_json::json!({ "cloud": inv.cloud.name });
+    let settings = serde_json::json!({
+        "cloud": inv.cloud.name,
+        "port": KEYSERVER_PORT,
+        "range": net.subnet.to_string(),
+        "node_port": NODE_KEY_PORT,
+    });
+    let sh_checked = |id: &str, path: &str, content: String, mode: u32| {
+        super::file(super::FileSpec {
+            id,
+            path,
+            content,
+            mode,
+            owner: Some("root:root"),
+            validate: Some(strings(&["sh", "-n", "{}"])),
+            secret: false,
+        })
+    };
+    let ids = ["keyserver-send", "keyserver-default", "keyserver-init"];
+    Ok(vec![
+        install_packages(&["socat"]),
+        super::dir("/usr/local/lib/cloudctl", 0o755)?,
+        sh_checked(
+            ids[0],
+            "/usr/local/lib/cloudctl/keyserver-send",
+            templates.render("hnode-boot/keyserver-send", &cloud)?,
+            0o755,
+        )?,
+        sh_checked(
+            ids[1],
+            &format!("/etc/default/{KEYSERVER_SERVICE}"),
+            templates.render("hnode-boot/keyserver-default", &settings)?,
+            0o644,
+        )?,
+        sh_checked(
+            ids[2],
+            &format!("/etc/init.d/{KEYSERVER_SERVICE}"),
+            templates.render("hnode-boot/keyserver-init", &cloud)?,
+            0o755,
+        )?,
+        command(
+            &["update-rc.d", KEYSERVER_SERVICE, "defaults"],
+            When::Changed(strings(&[ids[2]])),
+        ),
+        command(&["service", KEYSERVER_SERVICE, "restart"], When::Changed(strings(&ids))),
+        command(
+            &["service", KEYSERVER_SERVICE, "start"],
+            When::Unless(strings(&["service", KEYSERVER_SERVICE, "status"])),
+        ),
+    ])
 }
 
 /// How a hardware node sees the storage: the two AoE exports (one per storage node) as one md
@@ -174,12 +268,24 @@ pub fn plan(
     // The kernel unpacks concatenated archives, but after a compressed one it only accepts another
     // compressed one ("junk at the end of compressed archive"): the overlay is gzipped too.
     let build = "{ cat \"$1\" && gzip -9nc \"$2\"; }";
-    let concat_script =
-        format!("{build} > \"$3.new\" && chown root:tftp \"$3.new\" && chmod 640 \"$3.new\" && mv \"$3.new\" \"$3\"");
+    let concat_script = format!("{build} > \"$3.new\" && chmod 644 \"$3.new\" && mv \"$3.new\" \"$3\"");
     let same_script = format!("{build} | cmp -s - \"$3\"");
     let concat = ["sh", "-c", &concat_script, "sh", &base, &overlay_path, &combined];
     let same = ["sh", "-c", &same_script, "sh", &base, &overlay_path, &combined];
-    let node_steps = vec![
+    // The private keys stay out of the TFTP root: only the key server reads them.
+    let mut node_steps = vec![Step::File(FileStep {
+        id: "host-keys".into(),
+        path: format!("{}/{name}.keys", confignode::NODE_KEYS_DIR)
+            .parse()
+            .map_err(Error::Usage)?,
+        content: host_keys(secrets),
+        mode: 0o600,
+        owner: Some("root:root".into()),
+        validate: None,
+        secret: true,
+    })];
+    node_steps.extend(keyserver_steps(inv, templates)?);
+    node_steps.extend([
         Step::Dir(DirStep {
             path: dir.parse().map_err(Error::Usage)?,
             mode: 0o755,
@@ -187,20 +293,24 @@ pub fn plan(
         Step::File(FileStep {
             id: "overlay".into(),
             path: overlay_path.parse().map_err(Error::Usage)?,
-            content: overlay(inv, node, secrets)?,
-            // Holds the node's private host key: readable by tftpd (group tftp), by no one else.
-            mode: 0o640,
-            owner: Some("root:tftp".into()),
+            content: overlay(inv, templates, node, secrets)?,
+            mode: 0o644,
+            owner: None,
             validate: None,
-            secret: true,
+            secret: false,
         }),
         Step::Command(CommandStep {
             argv: strings(&concat),
             when: When::Unless(strings(&same)),
         }),
-    ];
+    ]);
     let steps = &mut plan.hosts[0].steps;
-    steps.splice(0..0, node_steps);
+    // After the key directory and the address map the ConfigNode plan starts with.
+    let at = steps
+        .iter()
+        .position(|s| matches!(s, Step::File(f) if f.id == confignode::NODE_ADDRESSES_ID))
+        .map_or(0, |i| i + 1);
+    steps.splice(at..at, node_steps);
     let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
     match power {
         Power::None => {}

@@ -1,9 +1,9 @@
 //! `node add` requests checked against the inventory: conflicts named, addresses chosen, CSV
 //! read. Pure.
 
-use crate::inventory::{Inventory, Role};
+use crate::inventory::{addresses, Inventory, Role};
 use crate::inventory_file::NewNode;
-use crate::types::{Mac, Name};
+use crate::types::{shown, Mac, Name};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -28,14 +28,14 @@ pub fn request(
     let ip = match ip.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(
             s.parse::<Ipv4Addr>()
-                .map_err(|_| format!("invalid IP {s:?}: write an IPv4 address like 10.0.0.31"))?,
+                .map_err(|_| format!("invalid IP {}: write an IPv4 address like 10.0.0.31", shown(s)))?,
         ),
         None => None,
     };
     let role = match role.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("hnode") {
         "hnode" => Role::Hnode,
         "snode" => Role::Snode,
-        other => return Err(format!("unknown role {other:?}: use hnode or snode")),
+        other => return Err(format!("unknown role {}: use hnode or snode", shown(other))),
     };
     let profile = profile
         .map(str::trim)
@@ -51,26 +51,55 @@ pub fn request(
     })
 }
 
-/// Reads `name,mac,ip,role[,profile]` rows; `ip` and `role` may be empty. A header row and
-/// `#` comments are skipped. Errors name the file and line.
+/// Reads `name,mac,ip,role[,profile]` rows as CSV (quoted fields, a UTF-8 byte-order mark and
+/// CRLF line ends as spreadsheets write them); `ip` and `role` may be empty. A header row and `#`
+/// comments are skipped. Errors name the file, line and field, and never echo a whole line
+/// (the file could be anything, `/etc/shadow` included).
 pub fn parse_csv(file: &str, text: &str) -> Result<Vec<NodeRequest>, String> {
+    const HEADER: [&str; 5] = ["name", "mac", "ip", "role", "profile"];
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || (i == 0 && line.starts_with("name,")) {
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(String::new(), |p| format!(":{}", p.line()));
+            format!("{file}{line}: not readable as CSV ({})", csv_reason(&e))
+        })?;
+        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        let fields: Vec<&str> = record.iter().collect();
+        if fields.iter().all(|f| f.is_empty()) {
             continue;
         }
-        let f: Vec<&str> = line.split(',').collect();
-        if !(4..=5).contains(&f.len()) {
+        if i == 0 && fields[0].eq_ignore_ascii_case("name") {
+            let names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
+            if !(4..=5).contains(&names.len()) || names.iter().zip(HEADER).any(|(f, h)| f != h) {
+                return Err(format!(
+                    "{file}:{line}: the header row must be name,mac,ip,role or name,mac,ip,role,profile"
+                ));
+            }
+            continue;
+        }
+        if !(4..=5).contains(&fields.len()) {
             return Err(format!(
-                "{file}:{}: expected name,mac,ip,role[,profile], found {} fields: {line}",
-                i + 1,
-                f.len()
+                "{file}:{line}: expected name,mac,ip,role[,profile], found {} field{}",
+                fields.len(),
+                if fields.len() == 1 { "" } else { "s" }
             ));
         }
         out.push(
-            request(f[0], f[1], Some(f[2]), Some(f[3]), f.get(4).copied())
-                .map_err(|e| format!("{file}:{}: {e}", i + 1))?,
+            request(
+                fields[0],
+                fields[1],
+                Some(fields[2]),
+                Some(fields[3]),
+                fields.get(4).copied(),
+            )
+            .map_err(|e| format!("{file}:{line}: {e}"))?,
         );
     }
     if out.is_empty() {
@@ -79,6 +108,16 @@ pub fn parse_csv(file: &str, text: &str) -> Result<Vec<NodeRequest>, String> {
         ));
     }
     Ok(out)
+}
+
+/// Why the CSV reader gave up, without the data it was reading.
+fn csv_reason(e: &csv::Error) -> &'static str {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8 text",
+        csv::ErrorKind::UnequalLengths { .. } => "rows of different lengths",
+        csv::ErrorKind::Io(_) => "read error",
+        _ => "malformed CSV",
+    }
 }
 
 /// Checks requests against the inventory and each other; returns the nodes to append (a request
@@ -122,56 +161,39 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
             .find(|n| n.mac.as_ref().map(|m| *m.get_ref()) == Some(r.mac))
         {
             return Err(format!(
-                "MAC {} already belongs to node {}",
+                "MAC {} already belongs to node \"{}\"",
                 r.mac,
                 other.name.get_ref()
             ));
         }
-        if let Some(other) = new
-            .iter()
-            .find(|n| n.name == r.name.as_str() || n.mac == r.mac.to_string())
-        {
+        if let Some(i) = inv.instance.iter().find(|i| *i.mac.get_ref() == r.mac) {
             return Err(format!(
-                "node {} is given twice (name or MAC {} repeats in this request)",
-                other.name, r.mac
+                "MAC {} already belongs to instance \"{}\"",
+                r.mac,
+                i.name.get_ref()
+            ));
+        }
+        if new.iter().any(|n| n.name == r.name.as_str()) {
+            return Err(format!("node {} is given twice in this request", r.name));
+        }
+        if let Some(other) = new.iter().find(|n| n.mac == r.mac.to_string()) {
+            return Err(format!(
+                "MAC {} is given to both {} and {} in this request",
+                r.mac, other.name, r.name
             ));
         }
         let ip = match r.ip {
             Some(ip) => {
-                if let Some(other) = inv
-                    .node
-                    .iter()
-                    .find(|n| n.ip.as_ref().map(|i| *i.get_ref()) == Some(ip))
-                {
-                    return Err(format!("IP {ip} already belongs to node {}", other.name.get_ref()));
-                }
                 if let Some(other) = new.iter().find(|n| n.ip == ip.to_string()) {
                     return Err(format!(
                         "IP {ip} is given twice in this request (nodes {} and {})",
                         other.name, r.name
                     ));
                 }
-                if !net.subnet.is_host_address(ip) {
-                    return Err(format!(
-                        "IP {ip} is not a host address of subnet {}; pick one inside it",
-                        net.subnet
-                    ));
+                if let Some(holder) = addresses::holder(inv, ip) {
+                    return Err(format!("IP {ip} already belongs to {holder}"));
                 }
-                if let Some(range) = net
-                    .dynamic_range
-                    .as_ref()
-                    .map(|r| *r.get_ref())
-                    .filter(|r| r.contains(ip))
-                {
-                    return Err(format!(
-                        "IP {ip} is inside the DHCP dynamic_range {range}; a fixed address must lie outside it"
-                    ));
-                }
-                if taken_ips.contains(&ip) {
-                    return Err(format!(
-                        "IP {ip} is used by the network itself (gateway, DNS or ConfigNode) or by an instance"
-                    ));
-                }
+                addresses::check_fixed(inv, ip).map_err(|why| format!("IP {why}"))?;
                 ip
             }
             None => next_free(inv, &taken_ips)
@@ -191,21 +213,7 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
 
 /// Addresses no node or guest may take: gateway, DNS, the ConfigNode, existing nodes and guests.
 pub fn reserved_ips(inv: &Inventory) -> BTreeSet<Ipv4Addr> {
-    let mut ips: BTreeSet<Ipv4Addr> = inv
-        .node
-        .iter()
-        .filter_map(|n| n.ip.as_ref().map(|i| *i.get_ref()))
-        .collect();
-    ips.extend(inv.instance.iter().map(|i| *i.ip.get_ref()));
-    if let Some(net) = &inv.network {
-        ips.extend(net.gateway);
-        ips.extend(net.dns.iter().copied());
-    }
-    if let Some(cn) = &inv.confignode {
-        ips.extend(cn.next_server);
-        ips.extend(cn.address.host.parse::<Ipv4Addr>().ok());
-    }
-    ips
+    addresses::reserved(inv)
 }
 
 /// The lowest host address of the subnet that is free and outside the dynamic range.

@@ -127,14 +127,17 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
             vec!["web1", "--mac", "aa:bb:cc:00:00:09"],
             "web1 is already in the inventory",
         ),
-        (vec!["web2", "--mac", "aabb.cc00.0001"], "already belongs to node web1"),
+        (
+            vec!["web2", "--mac", "aabb.cc00.0001"],
+            "already belongs to node \"web1\"",
+        ),
         (
             vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", &web1_ip],
-            "already belongs to node web1",
+            "already belongs to node \"web1\"",
         ),
         (
             vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.9.9.9"],
-            "not a host address of subnet 10.201.66.0/24",
+            "not a host address of [network] subnet 10.201.66.0/24",
         ),
         (
             vec!["web2", "--mac", "aa:bb:cc:00:00:02", "--ip", "10.201.66.120"],

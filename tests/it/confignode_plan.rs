@@ -143,18 +143,23 @@ fn node_add_checks_name_every_conflict() {
             None,
             "hnode1 is already in the inventory",
         ),
-        ("hnode3", "52-54-00-00-02-01", None, "already belongs to node hnode1"),
+        (
+            "hnode3",
+            "52-54-00-00-02-01",
+            None,
+            "already belongs to node \"hnode1\"",
+        ),
         (
             "hnode3",
             "52:54:00:00:02:03",
             Some("10.0.0.31"),
-            "10.0.0.31 already belongs to node hnode1",
+            "10.0.0.31 already belongs to node \"hnode1\"",
         ),
         (
             "hnode3",
             "52:54:00:00:02:03",
             Some("10.9.0.5"),
-            "not a host address of subnet 10.0.0.0/24",
+            "not a host address of [network] subnet 10.0.0.0/24",
         ),
         (
             "hnode3",
@@ -194,5 +199,7 @@ fn csv_rack_import() {
     let err = node::parse_csv("rack.csv", "ok,52:54:00:00:02:03,,hnode\nbad,zz,,hnode\n").unwrap_err();
     assert!(err.contains("rack.csv:2") && err.contains("invalid MAC"), "{err}");
     let dup = node::parse_csv("r", "a,52:54:00:00:02:03,,\nb,52:54:00:00:02:03,,\n").unwrap();
-    assert!(node::resolve(&seed(), &dup).unwrap_err().contains("given twice"));
+    assert!(node::resolve(&seed(), &dup)
+        .unwrap_err()
+        .contains("MAC 52:54:00:00:02:03 is given to both a and b"));
 }

@@ -32,6 +32,7 @@ fn diskless_initrd(dir: &Path, kernel_version: &str) -> PathBuf {
          mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
          hostname \"$(cat /etc/hostname)\"\ninsmod /e1000.ko\nip link set lo up; ip link set eth0 up\n\
          udhcpc -i eth0 -n -q -t 30 -s /etc/udhcpc.script\necho \"NODE UP: $(hostname)\"\n\
+         /etc/cloudctl/fetch-host-keys || echo 'NO HOST KEYS'\n\
          exec dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22\n",
     )
     .unwrap();
@@ -40,7 +41,8 @@ fn diskless_initrd(dir: &Path, kernel_version: &str) -> PathBuf {
 
 /// A lab whose ConfigNode serves `initrd` as the hnode profile's initrd, with node vm1 added.
 fn boot_lab(name: &str, octet: u8, kernel: &Path, initrd: &Path, power: &str) -> Lab {
-    let lab = Lab::up(name, 1, octet);
+    // Host 1 is another machine on the boot network: it must not get vm1's private key.
+    let lab = Lab::up(name, 2, octet);
     lab.append_inventory(&format!("\n[[node]]\nname = \"vm1\"\nmac = \"{MAC}\"\nip = \"10.201.{octet}.50\"\nrole = \"hnode\"\npower = \"{power}\"\n"));
     lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/hnode && cp {} /srv/tftp/images/hnode/vmlinuz && cp {} /srv/tftp/images/hnode/initrd.img", kernel.display(), initrd.display()));
     let out = cloudctl(&["-i", &lab.inventory(), "--yes", "config", "init"]);
@@ -81,11 +83,15 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let known_hosts = std::fs::read_to_string(&lab.state.known_hosts).unwrap();
     assert!(known_hosts.contains("10.201.68.50 ssh-ed25519 "), "{known_hosts}");
-    let pxe = lab.sh_ok(0, "cat /srv/tftp/pxelinux.cfg/01-52-54-00-12-34-57; stat -c '%a %U:%G' /srv/tftp/nodes/vm1/overlay.img /srv/tftp/nodes/vm1/initrd.img");
+    let pxe = lab.sh_ok(
+        0,
+        "cat /srv/tftp/pxelinux.cfg/01-52-54-00-12-34-57; stat -c '%a %U:%G' /var/lib/cloudctl/node-keys/vm1.keys",
+    );
     assert!(
-        pxe.contains("APPEND initrd=nodes/vm1/initrd.img console=ttyS0") && pxe.contains("640 root:tftp"),
+        pxe.contains("APPEND initrd=nodes/vm1/initrd.img console=ttyS0") && pxe.contains("600 root:root"),
         "{pxe}"
     );
+    no_private_key_for_others(&lab, &initrd);
 
     for boot in 1..=2 {
         let vm = Vm::start(&lab, "thn0", lab.dir.path().join(format!("boot{boot}.log")), MAC);
@@ -139,6 +145,87 @@ fn hnode_boot_brings_up_a_diskless_node_with_its_pinned_key() {
         std::fs::read_to_string(&lab.state.known_hosts).unwrap(),
         known_hosts,
         "the second boot changed no pinned key"
+    );
+
+    // `node remove` takes the node's boot files and keys off the ConfigNode.
+    let out = cloudctl(&["-i", &inv, "--yes", "node", "remove", "vm1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let left = lab.sh_ok(
+        0,
+        "ls -d /srv/tftp/nodes/vm1 /var/lib/cloudctl/node-keys/vm1.keys 2>&1; grep -c vm1 /var/lib/cloudctl/node-keys/addresses; true",
+    );
+    assert_eq!(left.matches("No such file").count(), 2, "{left}");
+    assert!(left.trim_end().ends_with('0'), "{left}");
+}
+
+/// What another machine on the boot network (lab host 1) can get: vm1's initrd over TFTP holds
+/// no private key, and the key server gives it nothing, not even from vm1's address without root.
+fn no_private_key_for_others(lab: &Lab, base_initrd: &Path) {
+    let cn = lab.state.hosts[0].ip.to_string();
+    let key_dir = lab.state.known_hosts.parent().unwrap().join("hostkeys/vm1");
+    let private = std::fs::read_to_string(key_dir.join("ssh_host_ed25519_key")).unwrap();
+    let body = private.lines().nth(1).unwrap().to_string();
+    let dropbear = std::fs::read(key_dir.join("dropbear_ed25519_host_key")).unwrap();
+    let fetched = lab.dir.path().join("fetched-initrd.img");
+    lab.sh_ok(
+        1,
+        &format!("busybox tftp -g -r nodes/vm1/initrd.img -l {} {cn}", fetched.display()),
+    );
+    let bytes = std::fs::read(&fetched).unwrap();
+    let base = std::fs::read(base_initrd).unwrap();
+    assert!(
+        bytes.starts_with(&base),
+        "the node's initrd is the profile's plus the overlay"
+    );
+    let mut gunzip = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(gunzip.stdin.as_mut().unwrap(), &bytes[base.len()..]).unwrap();
+    drop(gunzip.stdin.take());
+    let overlay = gunzip.wait_with_output().unwrap().stdout;
+    let overlay_text = String::from_utf8_lossy(&overlay);
+    assert!(overlay_text.contains("etc/cloudctl/fetch-host-keys"), "not the overlay");
+    assert!(
+        !overlay_text.contains(&body) && !overlay_text.contains("PRIVATE KEY"),
+        "TFTP serves vm1's private host key to anyone"
+    );
+    assert!(
+        !overlay.windows(dropbear.len()).any(|w| w == dropbear.as_slice()),
+        "TFTP serves vm1's dropbear key to anyone"
+    );
+    // The key server, asked by host 1 (root, listening on the node port): nothing arrives.
+    let port = cloudctl::plan::hnode::KEYSERVER_PORT;
+    let node_port = cloudctl::plan::hnode::NODE_KEY_PORT;
+    let ask = |from: &str| {
+        format!(
+            "got={dir}/got.$$; busybox timeout 8 busybox nc -l -p {node_port} </dev/null >$got & sleep 0.5; \
+             a=$(socat -u TCP4:{cn}:{port}{from},connect-timeout=5 - </dev/null); wait; \
+             echo \"answer=$a bytes=$(wc -c <$got)\"; rm -f $got",
+            dir = lab.dir.path().display()
+        )
+    };
+    let answer = lab.sh_ok(1, &ask(""));
+    assert_eq!(answer.trim(), "answer=refused bytes=0", "host 1 was sent something");
+    // Even from vm1's own address: without root there, nobody can listen on the node port.
+    let ip = "10.201.68.50";
+    lab.sh_ok(1, &format!("ip addr add {ip}/32 dev eth0"));
+    let unprivileged = lab.sh(
+        1,
+        &format!(
+            "got={dir}/unpriv.$$; setpriv --reuid=65534 --regid=65534 --clear-groups busybox timeout 8 busybox nc -l -p {node_port} </dev/null >$got 2>/dev/null & sleep 0.5; \
+             a=$(socat -u TCP4:{cn}:{port},bind={ip},connect-timeout=5 - </dev/null); wait; echo \"answer=$a bytes=$(wc -c <$got)\"; rm -f $got",
+            dir = lab.dir.path().display()
+        ),
+    );
+    lab.sh_ok(1, &format!("ip addr del {ip}/32 dev eth0"));
+    assert_eq!(
+        text(&unprivileged.stdout).trim(),
+        "answer=not sent bytes=0",
+        "{}",
+        text(&unprivileged.stderr)
     );
 }
 
@@ -268,11 +355,30 @@ fn golden_hnode_boot_plans_for_xen_and_kvm() {
         "etc/cloudctl/storage.conf",
         "DEVICE /dev/etherd/e1.0 /dev/etherd/e1.1",
         "level=multipath",
-        "PRIVATE",
         "etc/cloudctl/attach-storage",
+        "etc/cloudctl/fetch-host-keys",
+        "KEY_SERVER=10.0.0.2\n",
     ] {
         assert!(overlay.contains(needle), "overlay lacks {needle:?}");
     }
+    assert!(
+        !overlay.contains("PRIVATE") && !overlay.contains("DROPBEAR"),
+        "the overlay TFTP serves holds no private key"
+    );
+    let keys = xen.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            cloudctl::plan::Step::File(f) if f.id == "host-keys" => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (keys.path.as_str(), keys.mode, keys.secret),
+        ("/var/lib/cloudctl/node-keys/hnode1.keys", 0o600, true)
+    );
+    let keys = String::from_utf8_lossy(&keys.content);
+    assert!(keys.contains("PRIVATE") && keys.contains("DROPBEAR"), "{keys}");
     let kvm_text = seed
         .replace("hypervisor = \"xen\"", "hypervisor = \"kvm\"")
         .replace("xen = \"/srv/tftp/images/dom0/xen.gz\"\n", "")

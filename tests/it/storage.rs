@@ -116,7 +116,7 @@ fn storage_plans_for_both_nodes_and_drbdadm_accepts_the_resource() {
             .unwrap();
         let aoe = String::from_utf8_lossy(&aoe.content);
         assert!(
-            aoe.contains(&format!("SLOT={i}")) && aoe.contains("MACS=52:54:00:00:02:01,52:54:00:00:02:02"),
+            aoe.contains(&format!("SLOT={i}")) && aoe.contains("MACS='52:54:00:00:02:01,52:54:00:00:02:02'"),
             "{aoe}"
         );
     }

@@ -174,7 +174,8 @@ fn plan_size(g: &Guest, source: Option<u64>) -> Size {
 fn instance_disk(ctx: &Context, inv: &Inventory, name: &str) -> Result<String, Error> {
     let (g, _) = super::recorded_guest(inv, name).map_err(|_| {
         Error::Usage(format!(
-            "--copy {name:?}: not an absolute image path and not a recorded instance"
+            "--copy {}: not an absolute image path and not a recorded instance",
+            crate::types::shown(name)
         ))
     })?;
     if let Some((node, s)) = live_copies(ctx, inv, name)?.first() {
@@ -249,39 +250,11 @@ fn address(inv: &Inventory, given: Option<&str>) -> Result<Ipv4Addr, Error> {
     };
     let ip: Ipv4Addr = given
         .parse()
-        .map_err(|_| Error::Usage(format!("--ip {given:?} is not an IPv4 address")))?;
-    if !net.subnet.is_host_address(ip) {
-        return Err(Error::Usage(format!(
-            "--ip {ip} is not a host address of subnet {}",
-            net.subnet
-        )));
+        .map_err(|_| Error::Usage(format!("--ip {} is not an IPv4 address", crate::types::shown(given))))?;
+    if let Some(holder) = crate::inventory::addresses::holder(inv, ip) {
+        return Err(Error::Usage(format!("--ip {ip} already belongs to {holder}")));
     }
-    if net.dynamic_range.as_ref().is_some_and(|r| r.get_ref().contains(ip)) {
-        return Err(Error::Usage(format!(
-            "--ip {ip} is inside the DHCP dynamic range; pick one outside it"
-        )));
-    }
-    if let Some(n) = inv
-        .node
-        .iter()
-        .find(|n| n.ip.as_ref().map(|i| *i.get_ref()) == Some(ip))
-    {
-        return Err(Error::Usage(format!(
-            "--ip {ip} already belongs to node {}",
-            n.name.get_ref()
-        )));
-    }
-    if let Some(i) = inv.instance.iter().find(|i| *i.ip.get_ref() == ip) {
-        return Err(Error::Usage(format!(
-            "--ip {ip} already belongs to instance {}",
-            i.name.get_ref()
-        )));
-    }
-    if taken.contains(&ip) {
-        return Err(Error::Usage(format!(
-            "--ip {ip} is the gateway, a DNS server or the ConfigNode"
-        )));
-    }
+    crate::inventory::addresses::check_fixed(inv, ip).map_err(|why| Error::Usage(format!("--ip {why}")))?;
     Ok(ip)
 }
 

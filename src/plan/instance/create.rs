@@ -72,15 +72,19 @@ case $mode in
     truncate -s "$size" "$tmp"
     mkfs.ext4 -F -q -L root "$tmp";;
 esac
-mount -o loop "$tmp" "$mnt"
+# The image is not trusted (a stopped guest's disk is a valid source): the kernel follows no
+# symbolic link on it and honours no setuid bit or device node, temp files live in the stage
+# folder outside it, and every path written is refused if the image made it a symbolic link.
+mount -o loop,nosymfollow,nosuid,nodev "$tmp" "$mnt"
 [ "$mode" = debootstrap ] && tar -C "$mnt" --numeric-owner -xpf "$src"
-# The image is not trusted: a symlinked folder could point writes at this node's own files.
+nolink() { if [ -L "$mnt/$1" ]; then echo "/$1 in the image is a symbolic link; refusing to write through it" >&2; exit 1; fi; }
 for d in etc etc/network etc/ssh root root/.ssh; do
-  if [ -L "$mnt/$d" ]; then echo "/$d in the image is a symbolic link; refusing to write through it" >&2; exit 1; fi
+  nolink "$d"
   mkdir -p "$mnt/$d"
 done
 chmod 0700 "$mnt/root/.ssh"
-put() { rm -f "$mnt/$2"; install -m "$3" "$stage/$1" "$mnt/$2"; }
+# A file the image holds is replaced, never written through: a link in its place is refused.
+put() { nolink "$2"; rm -f "$mnt/$2"; install -m "$3" "$stage/$1" "$mnt/$2"; }
 put hostname etc/hostname 0644
 put hosts etc/hosts 0644
 put fstab etc/fstab 0644
@@ -90,13 +94,15 @@ put authorized_keys root/.ssh/authorized_keys 0600
 rm -f "$mnt"/etc/ssh/ssh_host_*
 put ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key 0600
 put ssh_host_ed25519_key.pub etc/ssh/ssh_host_ed25519_key.pub 0644
-if [ -f "$mnt/etc/machine-id" ] && [ ! -L "$mnt/etc/machine-id" ]; then : >"$mnt/etc/machine-id"; fi
+nolink etc/machine-id
+if [ -f "$mnt/etc/machine-id" ]; then : >"$mnt/etc/machine-id"; fi
 for f in shadow passwd; do
+  nolink "etc/$f"
   p="$mnt/etc/$f"
-  [ -f "$p" ] && [ ! -L "$p" ] || continue
+  [ -f "$p" ] || continue
   # Lock root's password: shadow gets a leading "!", a hash left in passwd is replaced by "!".
-  awk -v f="$f" 'BEGIN { FS = OFS = ":" } $1 == "root" { if (f == "shadow" && $2 !~ /^!/) $2 = "!" $2; if (f == "passwd" && $2 != "x") $2 = "!" } { print }' "$p" >"$p.cloudctl"
-  cat "$p.cloudctl" >"$p"; rm -f "$p.cloudctl"
+  awk -v f="$f" 'BEGIN { FS = OFS = ":" } $1 == "root" { if (f == "shadow" && $2 !~ /^!/) $2 = "!" $2; if (f == "passwd" && $2 != "x") $2 = "!" } { print }' "$p" >"$stage/$f.locked"
+  cat "$stage/$f.locked" >"$p"; rm -f "$stage/$f.locked"
 done
 umount "$mnt"
 ln "$tmp" "$disk"

@@ -15,7 +15,7 @@ use super::Step;
 use crate::error::Error;
 use crate::inventory::instances::{Accel, InstanceRecord, InstancesSection};
 use crate::inventory::{Host, Hypervisor, Inventory, Role};
-use crate::types::{Mac, Name, Size};
+use crate::types::{Interface, Mac, Name, Size};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
@@ -36,7 +36,7 @@ pub struct Guest {
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
-    pub bridge: Name,
+    pub bridge: Interface,
     pub kernel: String,
     pub initrd: Option<String>,
     pub append: String,
