@@ -295,7 +295,13 @@ pub fn batch(members: &[Member], stages: &mut usize) -> String {
         }
         pending.push(m);
     }
-    s + &activate(&pending, &stage_of)
+    s += &activate(&pending, &stage_of);
+    // Every staged file has moved out: the (empty) staging folders go.
+    let vars: std::collections::BTreeSet<&String> = stage_of.values().collect();
+    for var in vars {
+        let _ = writeln!(s, "rmdir \"${var}\" 2>/dev/null; {var}=");
+    }
+    s
 }
 
 /// Makes `members` active: metadata fixes for unsent files, then per directory a backup of the
@@ -346,7 +352,7 @@ fn activate(members: &[&Member], stage_of: &HashMap<usize, String>) -> String {
             let i = m.index;
             let _ = writeln!(s, "[ -e {} ] || {{ c{i}=1; rec {i} changed; }}", staged(m));
         }
-        let _ = writeln!(s, "[ -z \"$F\" ] || exit 1\nrmdir \"${var}\" 2>/dev/null; {var}=");
+        s += "[ -z \"$F\" ] || exit 1\n";
     }
     s
 }
