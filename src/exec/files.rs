@@ -97,13 +97,14 @@ fn unescape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut chars = name.chars();
     while let Some(c) = chars.next() {
-        match (c, c == '\\') {
-            (_, true) => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            },
-            (c, false) => out.push(c),
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
         }
     }
     out
@@ -378,4 +379,44 @@ pub fn absent_batch(members: &[(usize, &str)]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heredoc_delimiter_never_equals_a_line() {
+        let (redir, body) = heredoc(&["/a", "CLOUDCTL_EOF", "CLOUDCTL_EOF_"]);
+        assert_eq!(redir, "<<'CLOUDCTL_EOF__'");
+        assert_eq!(body, "/a\nCLOUDCTL_EOF\nCLOUDCTL_EOF_\nCLOUDCTL_EOF__\n");
+    }
+
+    #[test]
+    fn metadata_is_compared_as_the_step_asks() {
+        let mut f = FileStep {
+            id: "x".into(),
+            path: "/etc/x".parse().unwrap(),
+            content: Vec::new(),
+            mode: 0o640,
+            owner: None,
+            validate: None,
+            secret: false,
+        };
+        assert!(meta_matches(&f, "640 root:root"));
+        assert!(!meta_matches(&f, "644 root:root"));
+        f.owner = Some("root:tftp".into());
+        assert!(meta_matches(&f, "640 root:tftp") && !meta_matches(&f, "640 root:root"));
+        f.owner = Some("www-data".into());
+        assert!(
+            meta_matches(&f, "640 www-data:adm"),
+            "a user alone compares the user only"
+        );
+    }
+
+    #[test]
+    fn names_with_a_backslash_are_escaped_for_sha256sum() {
+        assert_eq!(sum_line("ab", "a\\b"), "\\ab  a\\\\b");
+        assert_eq!(unescape("a\\\\b"), "a\\b");
+    }
 }
