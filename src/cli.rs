@@ -130,7 +130,7 @@ pub enum LabCommand {
         /// Lab name (up to 8 lowercase letters and digits); several labs can run side by side.
         #[arg(long, default_value = "lab")]
         name: String,
-        /// The lab network (a /24); the bridge takes .1, hosts .10 and up.
+        /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up.
         #[arg(long, default_value = "10.201.0.0/24")]
         subnet: String,
     },

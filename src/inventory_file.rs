@@ -30,22 +30,31 @@ fn nodes(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, Error> {
         .ok_or_else(|| Error::Usage("`node` in the inventory must be written as [[node]] tables".into()))
 }
 
-/// Appends `[[node]]` tables, keeping everything else byte for byte.
+/// Appends `[[node]]` tables, keeping everything else byte for byte. A table appended at the end
+/// of a TOML document joins the `node` array wherever its other elements are, so this is text
+/// appended, not the whole file re-serialised: its cost is the new nodes', whatever the file's
+/// size. (The caller parses the result, which refuses a file whose `node` is not `[[node]]`s.)
 pub fn add_nodes(text: &str, new: &[NewNode]) -> Result<String, Error> {
-    let mut doc = parse(text)?;
-    let arr = nodes(&mut doc)?;
-    for n in new {
-        let mut t = Table::new();
-        t["name"] = value(&n.name);
-        t["mac"] = value(&n.mac);
-        t["ip"] = value(&n.ip);
-        t["role"] = value(&n.role);
-        if let Some(p) = &n.profile {
-            t["profile"] = value(p);
-        }
-        arr.push(t);
+    let mut out = String::with_capacity(text.len() + new.len() * 96);
+    out += text;
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
     }
-    Ok(doc.to_string())
+    let field = |out: &mut String, key: &str, v: &str| {
+        // A TOML basic string, escaped as toml_edit writes it.
+        *out += &format!("{key} = {}\n", toml_edit::Value::from(v));
+    };
+    for n in new {
+        out += "\n[[node]]\n";
+        field(&mut out, "name", &n.name);
+        field(&mut out, "mac", &n.mac);
+        field(&mut out, "ip", &n.ip);
+        field(&mut out, "role", &n.role);
+        if let Some(p) = &n.profile {
+            field(&mut out, "profile", p);
+        }
+    }
+    Ok(out)
 }
 
 /// Removes the `[[node]]` named `name`; `None` if there is none.
@@ -185,6 +194,15 @@ mod tests {
         let added = add_nodes(TEXT, std::slice::from_ref(&n)).unwrap();
         assert!(added.starts_with(TEXT), "existing text kept byte for byte:\n{added}");
         assert!(added.contains("[[node]]\nname = \"b\"\nmac = \"52:54:00:00:00:02\""));
+        let doc: toml::Table = toml::from_str(&added).unwrap();
+        assert_eq!(
+            doc["node"].as_array().unwrap().len(),
+            2,
+            "joined the existing [[node]] array"
+        );
+        let mid = "[[node]]\nname = \"a\"\n\n[cloud] # last\nname = \"t\"".to_string();
+        let doc: toml::Table = toml::from_str(&add_nodes(&mid, std::slice::from_ref(&n)).unwrap()).unwrap();
+        assert_eq!(doc["node"].as_array().unwrap().len(), 2, "also after another table");
         let removed = remove_node(&added, "b").unwrap().unwrap();
         assert_eq!(removed, TEXT);
         assert_eq!(remove_node(TEXT, "zz").unwrap(), None);

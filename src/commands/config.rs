@@ -10,7 +10,7 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<Exit, Error> {
     match cmd {
         ConfigCommand::Init => {
             let (_, inv) = ctx.load_inventory()?;
-            let plan = plan_confignode(ctx, &inv, Scope::Init, &[])?;
+            let plan = plan_confignode(ctx, &inv, &Scope::Init, &[])?;
             ctx.converge(&inv, &plan)
         }
     }
@@ -22,13 +22,13 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<Exit, Error> {
 pub fn plan_confignode(
     ctx: &Context,
     inv: &Inventory,
-    scope: Scope,
+    scope: &Scope,
     required: &[String],
 ) -> Result<crate::plan::Plan, Error> {
     let templates = ctx.templates()?;
     confignode::sections(inv)?;
     let host = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
-    let facts = confignode::parse_facts(&ctx.gather(inv, &host, &confignode::facts_script(inv)?)?);
+    let facts = confignode::parse_facts(&ctx.gather(inv, &host, &confignode::facts_script(inv, scope)?)?);
     let describe = |files: &[&String]| {
         format!(
             "boot files named by the profiles are missing on the ConfigNode: {}; copy them there (under tftp_root) or fix [profiles]",

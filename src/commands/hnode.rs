@@ -56,7 +56,11 @@ fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
         .remove(0);
     let secrets = node_secrets(ctx, &inv, node, &target, power)?;
     let confignode = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
-    let facts = confignode::parse_facts(&ctx.gather(&inv, &confignode, &confignode::facts_script(&inv)?)?);
+    let facts = confignode::parse_facts(&ctx.gather(
+        &inv,
+        &confignode,
+        &confignode::facts_script(&inv, &confignode::Scope::nodes([node.name.get_ref()]))?,
+    )?);
     let needed = confignode::boot_files(&inv, |n| n.name.get_ref() == node.name.get_ref());
     let missing: Vec<&String> = facts.missing.iter().filter(|f| needed.contains(f)).collect();
     if !missing.is_empty() {

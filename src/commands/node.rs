@@ -9,6 +9,7 @@ use crate::inventory::{self, Inventory};
 use crate::inventory_file;
 use crate::plan::confignode::{boot_files, profile_of, Scope};
 use crate::plan::node;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 pub fn run(ctx: &Context, cmd: NodeCommand) -> Result<Exit, Error> {
@@ -41,13 +42,15 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
     let new_text = inventory_file::add_nodes(&text, &new)?;
     let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
     let added: Vec<&str> = new.iter().map(|n| n.name.as_str()).collect();
-    let required = boot_files(&new_inv, |n| requests.iter().any(|r| r.name == *n.name.get_ref()));
+    let names: BTreeSet<&str> = requests.iter().map(|r| r.name.as_str()).collect();
+    let required = boot_files(&new_inv, |n| names.contains(n.name.get_ref().as_str()));
+    // Only the requested nodes' entries are written; an identical re-add still repairs its own.
     converge_then_save(
         ctx,
         &path,
-        &text,
-        &new_text,
+        (&text, &new_text),
         &new_inv,
+        &Scope::nodes(names),
         &required,
         &format!("add {}", describe(&added)),
     )
@@ -67,12 +70,22 @@ fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
         )));
     };
     let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
+    let gone = inv.node.iter().find(|n| n.name.get_ref().as_str() == name);
+    let scope = Scope::Nodes {
+        write: Default::default(),
+        remove: gone
+            .and_then(|n| n.mac.as_ref())
+            .map(|m| *m.get_ref())
+            .into_iter()
+            .collect(),
+        forget: [name.to_string()].into(),
+    };
     converge_then_save(
         ctx,
         &path,
-        &text,
-        &new_text,
+        (&text, &new_text),
         &new_inv,
+        &scope,
         &[],
         &format!("remove node {name}"),
     )
@@ -92,13 +105,13 @@ fn describe(names: &[&str]) -> String {
 fn converge_then_save(
     ctx: &Context,
     path: &Path,
-    old: &str,
-    new: &str,
+    (old, new): (&str, &str),
     inv: &Inventory,
+    scope: &Scope,
     required: &[String],
     what: &str,
 ) -> Result<Exit, Error> {
-    let mut plan = plan_confignode(ctx, inv, Scope::Nodes, required)?;
+    let mut plan = plan_confignode(ctx, inv, scope, required)?;
     plan.title = what.to_string();
     if ctx.dry_run && !ctx.ui.json && old != new {
         let diff = similar::TextDiff::from_lines(old, new);

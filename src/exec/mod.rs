@@ -1,6 +1,7 @@
 //! The one executor: connects to hosts (in parallel, bounded by `--forks`), probes, applies plans
 //! through a `Transport`, and reports per host. The only module with remote effects.
 
+pub mod files;
 pub mod known_hosts;
 pub mod local;
 pub mod record;
@@ -163,7 +164,9 @@ fn file_paths(hp: &HostPlan) -> Vec<(usize, &str)> {
         .collect()
 }
 
-/// Reads the current state of each planned file (for `--dry-run` diffs), indexed by step.
+/// Reads the current state of each planned file in one batched probe, indexed by step; with
+/// `with_content` (for `--dry-run` diffs) a second read fetches, as one tar stream, the files
+/// whose content differs from the plan (never a secret's).
 pub fn probe(
     hp: &HostPlan,
     transport: &mut dyn Transport,
@@ -176,8 +179,28 @@ pub fn probe(
         return Ok(by_step);
     }
     let paths: Vec<&str> = files.iter().map(|(_, p)| *p).collect();
-    let out = transport.run_script(&script::probe_script(&paths, with_content), deadline)?;
-    let probed = script::parse_probe(&out.output, paths.len()).map_err(HostError::Failed)?;
+    let out = transport.run_script(&files::probe_script(&paths), deadline)?;
+    let mut probed = files::parse_probe(&out.output, &paths).map_err(HostError::Failed)?;
+    if with_content {
+        let mut wanted = Vec::new();
+        for ((i, path), p) in files.iter().zip(probed.iter_mut()) {
+            let Step::File(f) = &hp.steps[*i] else { continue };
+            if p.sha.as_deref() == Some(script::sha256_hex(&f.content).as_str()) {
+                p.content = Some(f.content.clone());
+            } else if p.sha.is_some() && !f.secret {
+                wanted.push(*path);
+            }
+        }
+        if !wanted.is_empty() {
+            let out = transport.run_script(&files::content_script(&wanted), deadline)?;
+            let mut contents = files::parse_content(&out.output).map_err(HostError::Failed)?;
+            for ((_, path), p) in files.iter().zip(probed.iter_mut()) {
+                if p.content.is_none() {
+                    p.content = contents.remove(*path);
+                }
+            }
+        }
+    }
     for ((i, _), p) in files.into_iter().zip(probed) {
         by_step[i] = Some(p);
     }
@@ -205,12 +228,11 @@ fn apply_host(
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let remote_sha: Vec<Option<String>> = match probe(hp, transport.as_mut(), deadline, false) {
-        Ok(p) => p.into_iter().map(|p| p.and_then(|p| p.sha)).collect(),
+    let mut known = match probe(hp, transport.as_mut(), deadline, false) {
+        Ok(p) => p,
         Err(e) => return fail(e),
     };
     events(Event::Stage(&hp.host, "applying"));
-    let mut known = remote_sha;
     // One retry: a concurrent run may change a file between our probe and our lock.
     for _ in 0..2 {
         let script = script::apply_script(hp, &known, limits.host_timeout.as_secs().max(1));

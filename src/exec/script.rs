@@ -4,13 +4,14 @@
 //! remote shell from the SSH channel's stdin), never in a process argument. Every user value is
 //! quoted; the script reports each step as one `@cloudctl` record line.
 
+use super::files;
 use crate::plan::{FileStep, HostPlan, Step, When};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
 /// Marks the lines of a script's output that carry records; other lines are diagnostics.
-const RECORD: &str = "@cloudctl";
+pub const RECORD: &str = "@cloudctl";
 /// Where the per-host lock lives (serialises concurrent cloudctl runs on one host).
 pub const LOCK_FILE: &str = "/run/lock/cloudctl.lock";
 /// Exit status of a script that could not take the host lock in time.
@@ -32,112 +33,105 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Helpers every script defines first.
-/// `hash_of FILE` sets H to the file's sha256 (empty if absent) with one process; `rec` encodes
-/// a step's captured output only when there is some. Few forks keep a no-change run cheap.
-const HASH_OF: &str = "hash_of() { H=; [ -f \"$1\" ] && H=$(sha256sum < \"$1\") && H=${H%% *}; }\n";
+/// Helpers every script defines first: `rec` encodes a step's captured output only when there
+/// is some, so recording a step costs no process.
 const PRELUDE: &str = r#"set -u
 rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
-trap 'rm -rf "$T"' EXIT
 : > "$T/o"; : > "$T/e"
 "#;
-
-/// A read-only script printing, for each path, its checksum (and its content with `with_content`).
-/// Output: one `@cloudctl probe INDEX SHA|- [BASE64|-]` line per path.
-pub fn probe_script(paths: &[&str], with_content: bool) -> String {
-    let mut s = format!("main() {{\nset -u\n{HASH_OF}");
-    for (i, p) in paths.iter().enumerate() {
-        let p = quote(p);
-        s += &format!("hash_of {p}; printf '{RECORD} probe {i} %s' \"${{H:--}}\"\n");
-        if with_content {
-            s += &format!("if [ -n \"$H\" ] && [ -s {p} ]; then printf ' '; base64 -w0 < {p}; else printf ' -'; fi\n");
-        }
-        s += "echo\n";
-    }
-    s + "}\nmain </dev/null\n"
-}
 
 /// What a probe found at one path.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Probed {
     pub sha: Option<String>,
+    /// `mode user:group`, as `stat -c '%a %U:%G'` prints it.
+    pub meta: Option<String>,
+    /// The current content (dry runs only, and only where it differs from the plan).
     pub content: Option<Vec<u8>>,
 }
 
-pub fn parse_probe(output: &str, count: usize) -> Result<Vec<Probed>, String> {
-    let mut found = vec![None; count];
-    for line in output.lines() {
-        let mut f = line.split(' ');
-        if (f.next(), f.next()) != (Some(RECORD), Some("probe")) {
-            continue;
-        }
-        let idx: usize = f
-            .next()
-            .and_then(|i| i.parse().ok())
-            .filter(|i| *i < count)
-            .ok_or_else(|| format!("bad probe line {line:?}"))?;
-        let sha = f.next().filter(|h| *h != "-").map(str::to_string);
-        let content = match f.next() {
-            Some("-") | None => None,
-            Some(b) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| format!("bad probe content: {e}"))?,
-            ),
-        };
-        found[idx] = Some(Probed { sha, content });
-    }
-    found
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| p.ok_or_else(|| format!("probe did not report path #{i}: {output}")))
-        .collect()
-}
-
-/// The apply script for one host. `remote_sha[i]` is what a probe found for step `i` (files only);
+/// The apply script for one host. `remote[i]` is what a probe found for step `i` (files only);
 /// a file already holding the planned content is not sent again, and the script refuses to run
-/// ("stale") if such a file changed since the probe.
-pub fn apply_script(hp: &HostPlan, remote_sha: &[Option<String>], lock_timeout_secs: u64) -> String {
-    let mut s = String::from("main() {\n");
-    s += PRELUDE;
-    s += HASH_OF;
+/// ("stale") if such a file changed since the probe. Consecutive file steps and consecutive
+/// removals run as batches (see `files`), so the remote processes do not grow with the files.
+pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs: u64) -> String {
+    let seen = |i: usize| remote.get(i).cloned().flatten().unwrap_or_default();
+    let unsent = |i: usize, f: &FileStep| {
+        let p = seen(i);
+        p.sha == Some(sha256_hex(&f.content)) && p.meta.is_some()
+    };
+    let mut body = String::new();
     if hp.exclusive {
-        s += &format!(
+        body += &format!(
             "mkdir -p /run/lock && exec 9>>{LOCK_FILE} && flock -w {lock_timeout_secs} 9 || {{ echo '{RECORD} lock timeout'; exit {EXIT_LOCK_TIMEOUT}; }}\n"
         );
     }
-    let unsent = |i: usize, f: &FileStep| remote_sha.get(i).cloned().flatten() == Some(sha256_hex(&f.content));
-    for (i, step) in hp.steps.iter().enumerate() {
-        if let Step::File(f) = step {
-            if unsent(i, f) {
-                s += &format!(
-                    "hash_of {}; [ \"$H\" = {} ] || {{ echo '{RECORD} stale'; exit 0; }}\n",
-                    quote(f.path.as_str()),
-                    sha256_hex(&f.content)
-                );
+    let probed: Vec<Probed> = (0..hp.steps.len()).map(seen).collect();
+    let guarded: Vec<(&FileStep, &Probed)> = hp
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Step::File(f) if unsent(i, f) => Some((f, &probed[i])),
+            _ => None,
+        })
+        .collect();
+    body += &files::stale_guard(&guarded);
+    let mut stages = 0;
+    let mut i = 0;
+    while i < hp.steps.len() {
+        // The run of steps of one kind starting at i (files and removals are batched).
+        let run_end = |pred: fn(&Step) -> bool| {
+            (i..hp.steps.len())
+                .find(|&j| !pred(&hp.steps[j]))
+                .unwrap_or(hp.steps.len())
+        };
+        match &hp.steps[i] {
+            Step::File(_) => {
+                let end = run_end(|s| matches!(s, Step::File(_)));
+                let members: Vec<files::Member> = (i..end)
+                    .map(|j| {
+                        let Step::File(f) = &hp.steps[j] else {
+                            unreachable!("a run of files")
+                        };
+                        let keep = unsent(j, f);
+                        let p = &probed[j];
+                        files::Member {
+                            index: j,
+                            file: f,
+                            send: !keep,
+                            exists: p.sha.is_some() || p.meta.is_some() || remote.get(j).cloned().flatten().is_none(),
+                            meta_ok: keep && p.meta.as_deref().is_some_and(|m| files::meta_matches(f, m)),
+                        }
+                    })
+                    .collect();
+                for m in &members {
+                    body += &format!("c{}=0\n", m.index);
+                }
+                body += &files::batch(&members, &mut stages);
+                i = end;
             }
-        }
-    }
-    for (i, step) in hp.steps.iter().enumerate() {
-        s += &format!("c{i}=0\n");
-        match step {
-            Step::File(f) => s += &file_step(i, f, !unsent(i, f)),
+            Step::Absent(_) => {
+                let end = run_end(|s| matches!(s, Step::Absent(_)));
+                let members: Vec<(usize, &str)> = (i..end)
+                    .map(|j| match &hp.steps[j] {
+                        Step::Absent(a) => (j, a.path.as_str()),
+                        _ => unreachable!("a run of removals"),
+                    })
+                    .collect();
+                body += &files::absent_batch(&members);
+                i = end;
+            }
             Step::Dir(d) => {
                 let p = quote(d.path.as_str());
                 let mode = format!("{:o}", d.mode);
-                s += &format!(
-                    "if [ -d {p} ] && [ \"$(stat -c %a {p})\" = {mode} ]; then rec {i} ok\n\
+                body += &format!(
+                    "c{i}=0\nif [ -d {p} ] && [ \"$(stat -c %a {p})\" = {mode} ]; then rec {i} ok\n\
                      elif mkdir -p {p} 2>\"$T/e\" && chmod {mode} {p} 2>\"$T/e\"; then c{i}=1; rec {i} changed\n\
                      else rec {i} failed 1; exit 1; fi\n"
                 );
-            }
-            Step::Absent(a) => {
-                let p = quote(a.path.as_str());
-                s += &format!(
-                    "if [ -e {p} ] || [ -L {p} ]; then if rm -f {p} 2>\"$T/e\"; then c{i}=1; rec {i} changed; else rec {i} failed 1; exit 1; fi\n\
-                     else rec {i} ok; fi\n"
-                );
+                i += 1;
             }
             Step::Command(c) => {
                 let argv: Vec<_> = c.argv.iter().map(|a| quote(a)).collect();
@@ -149,16 +143,20 @@ pub fn apply_script(hp: &HostPlan, remote_sha: &[Option<String>], lock_timeout_s
                         (format!("! {} >/dev/null 2>&1 9>&-", check.join(" ")), "changed", "ok")
                     }
                 };
-                s += &format!(
-                    "if {cond}; then {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
+                body += &format!(
+                    "c{i}=0\nif {cond}; then {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
                      if [ $rc -eq 0 ]; then c{i}=1; rec {i} {status} 0; else rec {i} failed $rc; exit 1; fi\n\
                      else rec {i} {otherwise}; fi\n",
                     argv.join(" ")
                 );
+                i += 1;
             }
         }
     }
-    s + "exit 0\n}\nmain </dev/null\n"
+    // Staging directories left by a failed batch are removed on exit, with the temp dir.
+    let stage_vars: String = (0..stages).map(|k| format!(" ${{S{k}:+\"$S{k}\"}}")).collect();
+    let inits: String = (0..stages).map(|k| format!("S{k}=\n")).collect();
+    format!("main() {{\n{PRELUDE}{inits}trap 'rm -rf \"$T\"{stage_vars}' EXIT\n{body}exit 0\n}}\nmain </dev/null\n")
 }
 
 /// A shell condition true when any of the file steps named by `ids` changed.
@@ -175,75 +173,6 @@ fn changed_condition(hp: &HostPlan, ids: &[String]) -> String {
     } else {
         format!("{{ {}; }}", tests.join(" || "))
     }
-}
-
-fn file_step(i: usize, f: &FileStep, send: bool) -> String {
-    let p = quote(f.path.as_str());
-    let name = f.path.as_str().rsplit('/').next().unwrap_or("file");
-    let tmp_path = format!("{}/.{name}.cloudctl-new", f.path.parent().trim_end_matches('/'));
-    let tmp = quote(&tmp_path);
-    let bak = quote(&f.path.with_suffix(".cloudctl-bak")).into_owned();
-    let sha = sha256_hex(&f.content);
-    let mode = format!("{:o}", f.mode);
-    let (stat_fmt, want_meta) = match &f.owner {
-        Some(o) => ("'%a %U:%G'", quote(&format!("{mode} {o}")).into_owned()),
-        None => ("%a", mode.clone()),
-    };
-    let fix_meta = |target: &str| {
-        let mut m = format!("chmod {mode} {target}");
-        if let Some(o) = &f.owner {
-            m += &format!(" && chown {} {target}", quote(o));
-        }
-        m
-    };
-    // An unsent file's content was checked by the stale guard at the top: only its metadata is left.
-    let mut s = if send {
-        format!("hash_of {p}; if [ \"$H\" = {sha} ]; then\n")
-    } else {
-        "if true; then\n".to_string()
-    };
-    s += &format!(
-        "  if [ \"$(stat -c {stat_fmt} {p})\" = {want_meta} ]; then rec {i} ok\n  \
-         elif {} 2>\"$T/e\"; then c{i}=1; rec {i} changed; else rec {i} failed 1; exit 1; fi\n",
-        fix_meta(&p)
-    );
-    if !send {
-        return s + "fi\n";
-    }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&f.content);
-    s += "else\n  { base64 -d > ";
-    s += &tmp;
-    s += " <<'CLOUDCTL_EOF'\n";
-    for chunk in encoded.as_bytes().chunks(76) {
-        s += std::str::from_utf8(chunk).expect("base64 is ASCII");
-        s += "\n";
-    }
-    s += "CLOUDCTL_EOF\n  } 2>\"$T/e\"";
-    s += &format!(
-        " && hash_of {tmp} && [ \"$H\" = {sha} ] && {} 2>>\"$T/e\" || {{ rm -f {tmp}; rec {i} failed 1; exit 1; }}\n",
-        fix_meta(&tmp)
-    );
-    if let Some(v) = &f.validate {
-        let argv: Vec<String> = v
-            .iter()
-            .map(|a| {
-                if a == "{}" {
-                    tmp.to_string()
-                } else {
-                    quote(a).into_owned()
-                }
-            })
-            .collect();
-        s += &format!(
-            "  {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n  if [ $rc -ne 0 ]; then rm -f {tmp}; rec {i} invalid $rc; exit 3; fi\n",
-            argv.join(" ")
-        );
-    }
-    s += &format!(
-        "  if [ -e {p} ]; then ln -f {p} {bak} 2>/dev/null || cp -p {p} {bak}; fi\n  \
-         mv -f {tmp} {p} 2>\"$T/e\" || {{ rm -f {tmp}; rec {i} failed 1; exit 1; }}\n  c{i}=1; rec {i} changed\nfi\n"
-    );
-    s
 }
 
 /// How one step ended.

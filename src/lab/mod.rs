@@ -169,9 +169,10 @@ pub fn preflight(req: &LabRequest) -> Result<()> {
     if !(1..=MAX_HOSTS).contains(&req.hosts) {
         bail!("a lab has 1 to {MAX_HOSTS} hosts, not {}", req.hosts);
     }
-    if req.subnet.prefix() != 24 {
+    // Up to a /16, so a lab ConfigNode can serve thousands of registered nodes.
+    if !(16..=24).contains(&req.subnet.prefix()) {
         bail!(
-            "lab subnet {} is not a /24; use one like 10.201.0.0/24 (.1 is the gateway, hosts get .10 upwards)",
+            "lab subnet {} is not a /16 to /24; use one like 10.201.0.0/24 (.1 is the gateway, hosts get .10 upwards)",
             req.subnet
         );
     }
@@ -317,7 +318,8 @@ struct InventoryData<'a> {
 /// Creates the lab in `dir` (which exists and is empty). On error the caller removes it all.
 fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) -> Result<LabState> {
     let name = &req.name;
-    let nth = |n: u32| req.subnet.nth(n).expect("a /24 has addresses up to .255");
+    let nth = |n: u32| req.subnet.nth(n).expect("a /24 or larger has addresses up to .255");
+    let prefix = req.subnet.prefix();
     let (gateway, bridge) = (nth(1), bridge_name(name));
     let client_key = dir.join("id_ed25519");
     keygen(&client_key, &format!("cloudctl-lab-{name}"))?;
@@ -325,7 +327,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         .context("cannot write authorized_keys")?;
 
     sys::run("ip", &["link", "add", &bridge, "type", "bridge"])?;
-    sys::run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+    sys::run("ip", &["addr", "add", &format!("{gateway}/{prefix}"), "dev", &bridge])?;
     sys::run("ip", &["link", "set", &bridge, "up"])?;
 
     // Start every host first and wait afterwards, so the sshds come up in parallel.
@@ -350,7 +352,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
             host_key: host_dir.join("ssh_host_ed25519_key"),
             fingerprint: String::new(),
         };
-        wire_host(&host, &veth_name(name, i), &bridge)?;
+        wire_host(&host, prefix, &veth_name(name, i), &bridge)?;
         keygen(&host.host_key, &format!("{}@cloudctl-lab-{name}", host.name))?;
         std::fs::write(host_dir.join("sshd_config"), sshd::config(host.ip, &host_dir, dir))
             .context("cannot write sshd_config")?;
@@ -433,7 +435,7 @@ fn keygen(path: &Path, comment: &str) -> Result<()> {
 /// The host's namespace and its cable to the bridge: `eth0` inside with its MAC and address.
 /// A hardware node is wired as a real one is: `eth0` is a port of bridge `br0`, which holds the
 /// address, so guests' interfaces can join `br0` and reach the lab network.
-fn wire_host(host: &LabHost, veth: &str, bridge: &str) -> Result<()> {
+fn wire_host(host: &LabHost, prefix: u8, veth: &str, bridge: &str) -> Result<()> {
     let ns = host.netns.as_str();
     sys::run("ip", &["netns", "add", ns])?;
     sys::run(
@@ -454,7 +456,15 @@ fn wire_host(host: &LabHost, veth: &str, bridge: &str) -> Result<()> {
     };
     sys::run(
         "ip",
-        &["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", addressed],
+        &[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/{prefix}", host.ip),
+            "dev",
+            addressed,
+        ],
     )?;
     sys::run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
     sys::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;

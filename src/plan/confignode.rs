@@ -1,5 +1,7 @@
 //! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
-//! pxelinux tree, fully re-rendered from the inventory so every run is idempotent. Pure.
+//! pxelinux tree. `config init` renders all of it from the inventory (every run idempotent, stale
+//! per-MAC files removed); node changes render the DHCP hosts file and only the changed nodes'
+//! PXE files, so their cost does not grow with the cloud. Pure.
 
 use super::{command, config, install_packages, strings, AbsentStep, CommandStep, DirStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
@@ -51,10 +53,36 @@ pub const NODE_KEYS_DIR: &str = "/var/lib/cloudctl/node-keys";
 pub const NODE_ADDRESSES_ID: &str = "node-addresses";
 
 /// What `config init` does, or only what node changes touch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// Everything: packages, daemons' settings, every node's entries, stale PXE files removed.
     Init,
-    Nodes,
+    /// The DHCP hosts file (from every node), the PXE files of the nodes named in `write`, the
+    /// removal of the PXE files of the MACs in `remove`, and of the boot folder and host keys of
+    /// the nodes named in `forget` (removed from the inventory).
+    Nodes {
+        write: BTreeSet<String>,
+        remove: Vec<Mac>,
+        forget: BTreeSet<String>,
+    },
+}
+
+impl Scope {
+    /// Node changes writing the entries of `names`.
+    pub fn nodes<S: ToString>(names: impl IntoIterator<Item = S>) -> Scope {
+        Scope::Nodes {
+            write: names.into_iter().map(|n| n.to_string()).collect(),
+            remove: Vec::new(),
+            forget: BTreeSet::new(),
+        }
+    }
+
+    fn writes(&self, node: &str) -> bool {
+        match self {
+            Scope::Init => true,
+            Scope::Nodes { write, .. } => write.contains(node),
+        }
+    }
 }
 
 /// What a read-only probe of the ConfigNode found.
@@ -166,25 +194,41 @@ pub fn boot_files(inv: &Inventory, which: impl Fn(&Node) -> bool) -> Vec<String>
     files.into_iter().collect()
 }
 
-/// A read-only script reporting the facts `plan` needs.
-pub fn facts_script(inv: &Inventory) -> Result<String, Error> {
+/// A read-only script reporting the facts `plan` needs for `scope`: for node changes only about
+/// the nodes changed (their overlays), for `config init` about every per-MAC file and overlay.
+pub fn facts_script(inv: &Inventory, scope: &Scope) -> Result<String, Error> {
     let s = sections(inv)?;
     let cn = s.confignode;
-    let mut script = format!(
-        "ls -1 {} 2>/dev/null | grep '^01-' | sed 's/^/macfile /'\n",
-        quote(&pxe_dir(cn))
-    );
+    let mut script = String::new();
     for f in needed_boot_files(inv) {
         script += &format!("[ -f {} ] || echo missing {}\n", quote(&f), quote(&f));
     }
-    script += &format!(
-        "for f in {}/nodes/*/overlay.img; do [ -f \"$f\" ] && {{ d=${{f%/overlay.img}}; echo overlay ${{d##*/}}; }}; done\n",
-        quote(cn.tftp_root.as_str())
-    );
-    script += &format!(
-        "for f in {}/*.keys; do [ -f \"$f\" ] && {{ n=${{f##*/}}; echo nodekeys ${{n%.keys}}; }}; done\n",
-        quote(NODE_KEYS_DIR)
-    );
+    let root = cn.tftp_root.as_str().trim_end_matches('/');
+    match scope {
+        Scope::Init => {
+            script += &format!(
+                "ls -1 {} 2>/dev/null | grep '^01-' | sed 's/^/macfile /'\n",
+                quote(&pxe_dir(cn))
+            );
+            script += &format!(
+                "for f in {}/nodes/*/overlay.img; do [ -f \"$f\" ] && {{ d=${{f%/overlay.img}}; echo overlay ${{d##*/}}; }}; done\n",
+                quote(root)
+            );
+            script += &format!(
+                "for f in {}/*.keys; do [ -f \"$f\" ] && {{ n=${{f##*/}}; echo nodekeys ${{n%.keys}}; }}; done\n",
+                quote(NODE_KEYS_DIR)
+            );
+        }
+        // Only the nodes changed: their overlays, and the keys of the ones removed.
+        Scope::Nodes { write, forget, .. } => {
+            for name in write.iter().chain(forget) {
+                let overlay = format!("{root}/{}/overlay.img", node_dir(name));
+                script += &format!("[ -f {} ] && echo overlay {}\n", quote(&overlay), quote(name));
+                let keys = format!("{NODE_KEYS_DIR}/{name}.keys");
+                script += &format!("[ -f {} ] && echo nodekeys {}\n", quote(&keys), quote(name));
+            }
+        }
+    }
     let include = format!("include \"{}\";", hosts_file(cn));
     script += &format!(
         "grep -qxF {} {} 2>/dev/null && echo initialised\n",
@@ -266,9 +310,12 @@ fn removed_nodes(inv: &Inventory, cn: &ConfigNodeSection, facts: &Facts) -> Resu
 }
 
 /// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
+/// When one of `ids` changed, `service NAME restart` if it runs (a stopped one is not stopped
+/// and started for nothing: Debian's dhcpd script sleeps 2 s each way); then `start` unless it runs.
 fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
+    let restart = "! service \"$1\" status >/dev/null 2>&1 || service \"$1\" restart";
     [
-        command(&["service", name, "restart"], When::Changed(strings(ids))),
+        command(&["sh", "-c", restart, "sh", name], When::Changed(strings(ids))),
         command(
             &["service", name, "start"],
             When::Unless(strings(&["service", name, "status"])),
@@ -276,13 +323,13 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     ]
 }
 
-pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope) -> Result<Plan, Error> {
+pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope) -> Result<Plan, Error> {
     let s = sections(inv)?;
     let (net, cn) = (s.network, s.confignode);
     let host = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
     let mut steps = node_addresses(inv)?;
-    if scope == Scope::Init {
+    if *scope == Scope::Init {
         steps.push(install_packages(&packages(inv)));
         steps.push(Step::Dir(DirStep {
             path: cn.tftp_root.clone(),
@@ -334,7 +381,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
         .collect();
     let hosts = templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))?;
     steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
-    if scope == Scope::Init {
+    if *scope == Scope::Init {
         steps.push(command(
             &["touch", &local_file(cn)],
             When::Unless(strings(&["test", "-e", &local_file(cn)])),
@@ -372,7 +419,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
         )?);
     }
     let mut wanted = BTreeSet::new();
-    for node in &inv.node {
+    for node in inv.node.iter().filter(|n| scope.writes(n.name.get_ref().as_str())) {
         let (Some(mac), Some((pname, p))) = (&node.mac, profile_of(inv, node)) else {
             continue;
         };
@@ -400,27 +447,40 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: Scope)
         )?);
         wanted.insert(name);
     }
-    for stale in facts.mac_files.iter().filter(|f| !wanted.contains(*f)) {
+    let stale: Vec<String> = match scope {
         // Only names cloudctl itself would write (01- plus a MAC) are candidates for removal.
-        if stale.strip_prefix("01-").and_then(|m| m.parse::<Mac>().ok()).is_some() {
-            steps.push(Step::Absent(AbsentStep {
-                path: format!("{}/{stale}", pxe_dir(cn)).parse().map_err(Error::Usage)?,
-            }));
-        }
+        Scope::Init => facts
+            .mac_files
+            .iter()
+            .filter(|f| !wanted.contains(*f))
+            .filter(|f| f.strip_prefix("01-").and_then(|m| m.parse::<Mac>().ok()).is_some())
+            .cloned()
+            .collect(),
+        // A removed MAC that another node still has keeps its file.
+        Scope::Nodes { remove, .. } => remove
+            .iter()
+            .filter(|m| !inv.node.iter().any(|n| n.mac.as_ref().map(|x| x.get_ref()) == Some(*m)))
+            .map(mac_file_name)
+            .collect(),
+    };
+    for name in stale {
+        steps.push(Step::Absent(AbsentStep {
+            path: format!("{}/{name}", pxe_dir(cn)).parse().map_err(Error::Usage)?,
+        }));
     }
     steps.extend(removed_nodes(inv, cn, facts)?);
-    let dhcp_ids: &[&str] = if scope == Scope::Init {
+    let dhcp_ids: &[&str] = if *scope == Scope::Init {
         &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]
     } else {
         &["dhcpd-hosts"]
     };
     steps.extend(service_steps("isc-dhcp-server", dhcp_ids));
-    if scope == Scope::Init {
+    if *scope == Scope::Init {
         steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
     }
     let title = match scope {
         Scope::Init => "config init",
-        Scope::Nodes => "converge the ConfigNode's node entries",
+        Scope::Nodes { .. } => "converge the ConfigNode's node entries",
     };
     Ok(Plan {
         title: title.into(),

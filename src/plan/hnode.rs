@@ -262,7 +262,7 @@ pub fn plan(
     let base = profile.initrd.to_string();
     let mut with_overlay = facts.clone();
     with_overlay.overlays.insert(name.clone());
-    let mut plan = confignode::plan(inv, templates, &with_overlay, Scope::Nodes)?;
+    let mut plan = confignode::plan(inv, templates, &with_overlay, &Scope::nodes([&name]))?;
     plan.title = format!("boot hardware node {name} (profile {pname})");
     // Node files come first: the PXE entry that names them is written after they exist.
     // The kernel unpacks concatenated archives, but after a compressed one it only accepts another

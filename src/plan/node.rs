@@ -1,10 +1,10 @@
 //! `node add` requests checked against the inventory: conflicts named, addresses chosen, CSV
 //! read. Pure.
 
-use crate::inventory::{addresses, Inventory, Role};
+use crate::inventory::{addresses, Inventory, Node, Role};
 use crate::inventory_file::NewNode;
 use crate::types::{shown, Mac, Name};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 /// One node to add, typed.
@@ -122,13 +122,30 @@ fn csv_reason(e: &csv::Error) -> &'static str {
 
 /// Checks requests against the inventory and each other; returns the nodes to append (a request
 /// identical to an existing node adds nothing). Refusals name the node that has the value.
+/// Lookups are indexed once, so a rack of R rows against N nodes costs O(N + R), not O(N·R).
 pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>, String> {
     let net = inv
         .network
         .as_ref()
         .ok_or("the inventory has no [network] section; node add needs its subnet")?;
+    let by_name: HashMap<&Name, &Node> = inv.node.iter().map(|n| (n.name.get_ref(), n)).collect();
+    let by_mac: HashMap<Mac, &Node> = inv
+        .node
+        .iter()
+        .filter_map(|n| Some((*n.mac.as_ref()?.get_ref(), n)))
+        .collect();
+    let by_ip: HashMap<Ipv4Addr, &Node> = inv
+        .node
+        .iter()
+        .filter_map(|n| Some((*n.ip.as_ref()?.get_ref(), n)))
+        .collect();
     let mut taken_ips: BTreeSet<Ipv4Addr> = reserved_ips(inv);
     let mut new: Vec<NewNode> = Vec::new();
+    // What this request already gives: name or MAC → its node's name; IP → its node's name.
+    let mut given: HashMap<String, String> = HashMap::new();
+    let mut given_ips: HashMap<Ipv4Addr, String> = HashMap::new();
+    // Free addresses are searched upwards from the last one handed out.
+    let mut cursor = 1;
     for r in requests {
         let profile = r
             .profile
@@ -142,7 +159,7 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
                 if known.is_empty() { "none".into() } else { known.join(", ") }
             ));
         }
-        if let Some(existing) = inv.node.iter().find(|n| n.name.get_ref() == &r.name) {
+        if let Some(existing) = by_name.get(&r.name) {
             let same = existing.mac.as_ref().map(|m| *m.get_ref()) == Some(r.mac)
                 && (r.ip.is_none() || existing.ip.as_ref().map(|i| *i.get_ref()) == r.ip)
                 && existing.role == r.role
@@ -155,11 +172,7 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
                 r.name, r.name
             ));
         }
-        if let Some(other) = inv
-            .node
-            .iter()
-            .find(|n| n.mac.as_ref().map(|m| *m.get_ref()) == Some(r.mac))
-        {
+        if let Some(other) = by_mac.get(&r.mac) {
             return Err(format!(
                 "MAC {} already belongs to node \"{}\"",
                 r.mac,
@@ -173,33 +186,44 @@ pub fn resolve(inv: &Inventory, requests: &[NodeRequest]) -> Result<Vec<NewNode>
                 i.name.get_ref()
             ));
         }
-        if new.iter().any(|n| n.name == r.name.as_str()) {
+        if given.contains_key(&format!("name {}", r.name)) {
             return Err(format!("node {} is given twice in this request", r.name));
         }
-        if let Some(other) = new.iter().find(|n| n.mac == r.mac.to_string()) {
+        if let Some(other) = given.get(&format!("mac {}", r.mac)) {
             return Err(format!(
-                "MAC {} is given to both {} and {} in this request",
-                r.mac, other.name, r.name
+                "MAC {} is given to both {other} and {} in this request",
+                r.mac, r.name
             ));
         }
         let ip = match r.ip {
             Some(ip) => {
-                if let Some(other) = new.iter().find(|n| n.ip == ip.to_string()) {
+                if let Some(other) = given_ips.get(&ip) {
                     return Err(format!(
-                        "IP {ip} is given twice in this request (nodes {} and {})",
-                        other.name, r.name
+                        "IP {ip} is given twice in this request (nodes {other} and {})",
+                        r.name
                     ));
                 }
-                if let Some(holder) = addresses::holder(inv, ip) {
+                if let Some(holder) = by_ip
+                    .get(&ip)
+                    .map(|n| format!("node \"{}\"", n.name.get_ref()))
+                    .or_else(|| addresses::holder(inv, ip))
+                {
                     return Err(format!("IP {ip} already belongs to {holder}"));
                 }
                 addresses::check_fixed(inv, ip).map_err(|why| format!("IP {why}"))?;
                 ip
             }
-            None => next_free(inv, &taken_ips)
-                .ok_or_else(|| format!("no free address left in {} outside the dynamic range", net.subnet))?,
+            None => {
+                let ip = free_from(inv, &taken_ips, cursor)
+                    .ok_or_else(|| format!("no free address left in {} outside the dynamic range", net.subnet))?;
+                cursor = u32::from(ip) - u32::from(net.subnet.network());
+                ip
+            }
         };
         taken_ips.insert(ip);
+        given.insert(format!("name {}", r.name), r.name.to_string());
+        given.insert(format!("mac {}", r.mac), r.name.to_string());
+        given_ips.insert(ip, r.name.to_string());
         new.push(NewNode {
             name: r.name.to_string(),
             mac: r.mac.to_string(),
@@ -218,9 +242,14 @@ pub fn reserved_ips(inv: &Inventory) -> BTreeSet<Ipv4Addr> {
 
 /// The lowest host address of the subnet that is free and outside the dynamic range.
 pub fn next_free(inv: &Inventory, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    free_from(inv, taken, 1)
+}
+
+/// Like `next_free`, from the subnet's `start`-th address up.
+fn free_from(inv: &Inventory, taken: &BTreeSet<Ipv4Addr>, start: u32) -> Option<Ipv4Addr> {
     let net = inv.network.as_ref()?;
     let range = net.dynamic_range.as_ref().map(|r| *r.get_ref());
-    (1..)
+    (start..)
         .map_while(|n| net.subnet.nth(n))
         .filter(|ip| net.subnet.is_host_address(*ip))
         .find(|ip| !taken.contains(ip) && !range.is_some_and(|r| r.contains(*ip)))

@@ -18,9 +18,19 @@ fn initialised(stale: &[&str]) -> Facts {
     }
 }
 
+fn all_nodes() -> Scope {
+    Scope::nodes(seed().node.iter().map(|n| n.name.get_ref().to_string()))
+}
+
 #[test]
 fn config_init_plan_for_the_seed_lab() {
-    let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &Facts::default(), Scope::Init).unwrap();
+    let plan = confignode::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &Facts::default(),
+        &Scope::Init,
+    )
+    .unwrap();
     assert_golden(
         "config-init-seed-lab.json",
         &serde_json::to_string_pretty(&plan).unwrap(),
@@ -28,25 +38,78 @@ fn config_init_plan_for_the_seed_lab() {
 }
 
 #[test]
-fn node_plan_removes_only_stale_per_mac_files() {
+fn config_init_removes_only_stale_per_mac_files() {
     let facts = initialised(&[
         "01-52-54-00-00-02-01",
         "01-52-54-00-99-99-99",
         "01-not-a-mac",
         "default",
     ]);
-    let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &facts, Scope::Nodes).unwrap();
-    assert_golden(
-        "node-converge-seed-lab.json",
-        &serde_json::to_string_pretty(&plan).unwrap(),
-    );
+    let plan = confignode::plan(&seed(), &Templates::load(None).unwrap(), &facts, &Scope::Init).unwrap();
     let json = serde_json::to_string(&plan).unwrap();
     assert!(json.contains("\"kind\":\"absent\",\"path\":\"/srv/tftp/pxelinux.cfg/01-52-54-00-99-99-99\""));
     assert!(
         !json.contains("01-not-a-mac"),
         "a file cloudctl would not write is never removed"
     );
-    assert!(!json.contains("apt-get"), "node changes do not install packages");
+    assert!(
+        !json.contains("/srv/tftp/pxelinux.cfg/01-52-54-00-00-02-01\"}"),
+        "a node's file is kept"
+    );
+}
+
+/// Node changes touch the hosts file, the key server's address map (both one file each) and the
+/// changed node's PXE file, nothing else: the plan for one node is the same size whatever the
+/// number of other nodes.
+#[test]
+fn node_plans_touch_only_the_changed_node() {
+    let t = Templates::load(None).unwrap();
+    let facts = initialised(&["01-52-54-00-00-02-01", "01-52-54-00-99-99-99"]);
+    let add = confignode::plan(&seed(), &t, &facts, &Scope::nodes(["hnode1"])).unwrap();
+    assert_golden(
+        "node-converge-seed-lab.json",
+        &serde_json::to_string_pretty(&add).unwrap(),
+    );
+    let files: Vec<String> = add.hosts[0].steps.iter().map(|s| s.label()).collect();
+    assert_eq!(
+        files
+            .iter()
+            .filter(|l| l.starts_with("file ") || l.starts_with("remove "))
+            .collect::<Vec<_>>(),
+        [
+            "file /var/lib/cloudctl/node-keys/addresses",
+            "file /etc/dhcp/cloudctl-hosts.conf",
+            "file /srv/tftp/pxelinux.cfg/01-52-54-00-00-02-01"
+        ],
+        "no other node's file, no stale-file sweep"
+    );
+    assert!(
+        !serde_json::to_string(&add).unwrap().contains("apt-get"),
+        "node changes do not install packages"
+    );
+
+    let mac: cloudctl::types::Mac = "52:54:00:99:99:99".parse().unwrap();
+    let remove = Scope::Nodes {
+        write: Default::default(),
+        remove: vec![mac, "52:54:00:00:02:01".parse().unwrap()],
+        forget: Default::default(),
+    };
+    let plan = confignode::plan(&seed(), &t, &facts, &remove).unwrap();
+    let labels: Vec<String> = plan.hosts[0].steps.iter().map(|s| s.label()).collect();
+    assert!(
+        labels.contains(&"remove /srv/tftp/pxelinux.cfg/01-52-54-00-99-99-99".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.iter().any(|l| l.contains("01-52-54-00-00-02-01")),
+        "a MAC another node still has keeps its file: {labels:?}"
+    );
+    assert!(confignode::facts_script(&seed(), &Scope::nodes(["hnode1"]))
+        .unwrap()
+        .contains("nodes/hnode1/overlay.img"));
+    assert!(!confignode::facts_script(&seed(), &Scope::nodes(["hnode1"]))
+        .unwrap()
+        .contains("ls -1"));
 }
 
 #[test]
@@ -55,7 +118,7 @@ fn node_changes_need_config_init_first() {
         &seed(),
         &Templates::load(None).unwrap(),
         &Facts::default(),
-        Scope::Nodes,
+        &all_nodes(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("cloudctl config init"), "{err}");
@@ -67,7 +130,7 @@ fn xen_profiles_boot_through_mboot_and_paths_are_tftp_relative() {
         &seed(),
         &Templates::load(None).unwrap(),
         &initialised(&[]),
-        Scope::Nodes,
+        &all_nodes(),
     )
     .unwrap();
     let json = serde_json::to_value(&plan).unwrap();
@@ -106,7 +169,7 @@ fn a_profile_outside_the_tftp_root_is_refused() {
         &text.replace("/srv/tftp/images/snode/vmlinuz", "/boot/vmlinuz"),
     )
     .unwrap();
-    let err = confignode::plan(&inv, &Templates::load(None).unwrap(), &initialised(&[]), Scope::Nodes)
+    let err = confignode::plan(&inv, &Templates::load(None).unwrap(), &initialised(&[]), &all_nodes())
         .unwrap_err()
         .to_string();
     assert!(

@@ -160,3 +160,46 @@ fn changed_file_keeps_a_backup_and_triggers_restart() {
     assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
     assert!(marker.exists());
 }
+
+/// A run of files in one folder is one batch: a validator sees the earlier files active (here
+/// it reads one), the files after a refused one are not activated, and no staging folder stays.
+#[test]
+fn a_batch_activates_in_order_and_stops_at_a_refused_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |n: &str| tmp.path().join(n).display().to_string();
+    let file = |name: &str, content: &str, validate: Option<Vec<String>>| {
+        Step::File(FileStep {
+            id: name.into(),
+            path: path(name).parse().unwrap(),
+            content: content.as_bytes().to_vec(),
+            mode: 0o644,
+            owner: None,
+            validate,
+            secret: false,
+        })
+    };
+    // b.conf is valid only if a.conf, written just before it, is already in place.
+    let check = "grep -q a \"$1\" && grep -q b \"$2\"";
+    let needs_a = ["sh", "-c", check, "sh", &path("a.conf"), "{}"]
+        .map(String::from)
+        .to_vec();
+    let refuse = vec!["grep".into(), "-q".into(), "never".into(), "{}".into()];
+    let steps = vec![
+        file("a.conf", "a\n", None),
+        file("b.conf", "b\n", Some(needs_a)),
+        file("c.conf", "c\n", Some(refuse)),
+        file("d.conf", "d\n", None),
+    ];
+    let reports = apply(&local_plan(steps), &LocalConnector, &limits(), &|_| {});
+    let statuses: Vec<_> = reports[0].steps.iter().map(|s| s.result.status).collect();
+    use cloudctl::exec::script::StepStatus::*;
+    assert_eq!(statuses, [Changed, Changed, Invalid, NotRun], "{:?}", reports[0]);
+    assert_eq!(std::fs::read_to_string(path("b.conf")).unwrap(), "b\n");
+    assert!(!tmp.path().join("c.conf").exists() && !tmp.path().join("d.conf").exists());
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a.conf", "b.conf"], "no staging folder left behind");
+}

@@ -22,7 +22,11 @@ pub fn bootable_image(out: &Path, network: bool) {
         cmd.arg("--no-network");
     }
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(out.status.success(), "building the guest image failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "building the guest image failed: {}",
+        text(&out.stderr)
+    );
 }
 
 fn ping_once(lab: &Lab, ip: &str) -> bool {

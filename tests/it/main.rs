@@ -20,6 +20,7 @@ mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
 mod pxe;
+mod pxe_scale;
 mod round_trips;
 mod storage;
 mod support;

@@ -22,7 +22,7 @@ pub fn kernel() -> Option<PathBuf> {
 }
 
 /// A gzip'd newc initramfs whose /init prints the kernel command line and powers off.
-fn initramfs(dir: &Path) -> PathBuf {
+pub fn initramfs(dir: &Path) -> PathBuf {
     let root = dir.join("initramfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();

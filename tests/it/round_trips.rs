@@ -36,6 +36,11 @@ fn run(hp: HostPlan, answers: Vec<&str>) -> (Vec<(String, String)>, HostStatus) 
     (scripts, reports[0].status)
 }
 
+/// What the probe reports for the sample plan's file holding `sha`, with its planned mode and owner.
+fn probed(sha: &str) -> String {
+    format!("@cloudctl sha {sha}  /etc/demo/demo.conf\n@cloudctl meta 644 root:root /etc/demo/demo.conf\n@cloudctl probed\n")
+}
+
 #[test]
 fn a_command_only_plan_is_one_round_trip() {
     let mut hp = crate::golden::sample_host_plan();
@@ -52,12 +57,12 @@ fn unchanged_files_cost_one_probe_and_are_not_resent() {
     let (scripts, status) = run(
         hp,
         vec![
-            &format!("@cloudctl probe 0 {sha}\n"),
+            &probed(&sha),
             "@cloudctl 0 ok - - -\n@cloudctl 1 ok - - -\n@cloudctl 2 skipped - - -\n",
         ],
     );
     assert_eq!(scripts.len(), 2, "probe + apply");
-    assert!(!scripts[1].1.contains("CLOUDCTL_EOF"), "content not sent again");
+    assert!(!scripts[1].1.contains("base64 -d"), "content not sent again");
     assert_eq!(status, HostStatus::Ok);
 }
 
@@ -68,19 +73,19 @@ fn a_stale_probe_is_retried_with_full_content() {
     let (scripts, status) = run(
         hp,
         vec![
-            &format!("@cloudctl probe 0 {sha}\n"),
+            &probed(&sha),
             "@cloudctl stale\n",
             "@cloudctl 0 ok - - -\n@cloudctl 1 changed - - -\n@cloudctl 2 changed 0 - -\n",
         ],
     );
     assert_eq!(scripts.len(), 3);
-    assert!(scripts[2].1.contains("CLOUDCTL_EOF"), "the retry sends the content");
+    assert!(scripts[2].1.contains("base64 -d"), "the retry sends the content");
     assert_eq!(status, HostStatus::Changed);
 }
 
 #[test]
 fn a_script_that_dies_without_reporting_is_a_failure() {
     let hp = crate::golden::sample_host_plan();
-    let (_, status) = run(hp, vec!["@cloudctl probe 0 -\n", "sh: 3: Syntax error\n"]);
+    let (_, status) = run(hp, vec!["@cloudctl probed\n", "sh: 3: Syntax error\n"]);
     assert_eq!(status, HostStatus::Failed);
 }

@@ -76,12 +76,17 @@ pub struct Lab {
 impl Lab {
     /// Starts lab `name` with `hosts` hosts on 10.201.`octet`.0/24 (unique per test).
     pub fn up(name: &str, hosts: u8, octet: u8) -> Lab {
+        Lab::up_on(name, hosts, &format!("10.201.{octet}.0/24"))
+    }
+
+    /// Starts lab `name` on `subnet` (a /16 to /24, unique per test).
+    pub fn up_on(name: &str, hosts: u8, subnet: &str) -> Lab {
         let _ = cloudctl::lab::down(name);
         let dir = tempfile::tempdir().unwrap();
         let req = cloudctl::lab::LabRequest {
             name: name.into(),
             hosts,
-            subnet: format!("10.201.{octet}.0/24").parse().unwrap(),
+            subnet: subnet.parse().unwrap(),
             inventory: dir.path().join("cloud.toml"),
         };
         let templates = cloudctl::templates::Templates::load(None).unwrap();
