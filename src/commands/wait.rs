@@ -74,6 +74,7 @@ pub fn until_ssh<'a>(
             ));
         }
     };
+    let mut fresh_session = true;
     loop {
         if Instant::now() >= deadline {
             let last = seen
@@ -91,8 +92,16 @@ pub fn until_ssh<'a>(
             Ok(out) => out,
             // The deadline ran out during the probe itself: report it as the timeout it is.
             Err(_) if Instant::now() >= deadline => continue,
-            Err(e) => return Err(e.into()),
+            // One lost session to the observer is not the end of the wait: connect again; a
+            // probe that fails on the fresh session too is the error.
+            Err(e) if fresh_session => return Err(e.into()),
+            Err(_) => {
+                observer = connector.connect(watch.observer, deadline)?;
+                fresh_session = true;
+                continue;
+            }
         };
+        fresh_session = false;
         if let Some(tool) = out.output.lines().find_map(|l| l.strip_prefix("missing ")) {
             let package = package_of(tool);
             return Err(Error::Failed(anyhow::anyhow!(
