@@ -6,7 +6,7 @@
 //! Lists travel in here-documents whose delimiter is chosen so that no line of the list equals it;
 //! every path or name on a command line is quoted.
 
-use super::script::{quote, sha256_hex, Probed, RECORD};
+use super::script::{quote, sha256_hex, Probed, BACKUP_DIR, RECORD};
 use crate::plan::FileStep;
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
@@ -43,7 +43,7 @@ fn sum_line(sha: &str, name: &str) -> String {
 /// `@cloudctl meta MODE OWNER PATH`, then `@cloudctl probed`.
 pub fn probe_script(paths: &[&str]) -> String {
     let (redir, body) = heredoc(paths);
-    let mut s = String::from("main() {\nset -u\n");
+    let mut s = String::from("main() {\nset -u\numask 077\n");
     // `stat -L` names the regular files; only those reach sha256sum.
     s += &format!(
         "xargs -r -d '\\n' stat -L -c '%F/%n' -- {redir} 2>/dev/null | sed -n 's|^regular \\(empty \\)\\{{0,1\\}}file/||p' | xargs -r -d '\\n' sha256sum -- 2>/dev/null | sed 's/^/{RECORD} sha /'\n{body}"
@@ -114,7 +114,7 @@ fn unescape(name: &str) -> String {
 pub fn content_script(paths: &[&str]) -> String {
     let (redir, body) = heredoc(paths);
     format!(
-        "main() {{\nset -u\nprintf '{RECORD} content '\n\
+        "main() {{\nset -u\numask 077\nprintf '{RECORD} content '\n\
          tar -c -h -P -f - --no-recursion --ignore-failed-read --verbatim-files-from -T - {redir} 2>/dev/null | base64 -w0\n{body}echo\n}}\nmain </dev/null\n"
     )
 }
@@ -184,6 +184,8 @@ pub struct Member<'a> {
     pub exists: bool,
     /// Unsent files: the probe saw the wanted mode and owner.
     pub meta_ok: bool,
+    /// Pending markers of the commands that must run once this file is active.
+    pub pending: Vec<String>,
 }
 
 fn base_name(f: &FileStep) -> &str {
@@ -332,11 +334,22 @@ fn activate(members: &[&Member], stage_of: &HashMap<usize, String>) -> String {
         let old: Vec<&str> = group.iter().filter(|m| m.exists).map(|m| base_name(m.file)).collect();
         if !old.is_empty() {
             let (r, b) = heredoc(&old);
-            // A copy, not a link: the old file stays whole under its backup name.
+            // A copy, not a link, kept out of the (perhaps served) folder: under the state folder.
+            let backups = quote(&format!("{BACKUP_DIR}{}", group[0].file.path.parent())).into_owned();
             let _ = write!(
                 s,
-                "( cd {dir} && tar -c -f - --no-recursion --ignore-failed-read --verbatim-files-from -T - {r} 2>/dev/null | tar -x -p -f - --transform='s,$,.cloudctl-bak,' ) 2>\"$T/e\" || {fail}\n{b}"
+                "sd && mkdir -p {backups} && ( cd {dir} && tar -c -f - --no-recursion --ignore-failed-read --verbatim-files-from -T - {r} 2>/dev/null | tar -x -p -f - -C {backups} ) 2>\"$T/e\" || {fail}\n{b}"
             );
+        }
+        // Before the files are active, the commands that must follow them are marked pending.
+        let mut marks: Vec<&str> = group.iter().flat_map(|m| m.pending.iter().map(String::as_str)).collect();
+        marks.sort_unstable();
+        marks.dedup();
+        if !marks.is_empty() {
+            let _ = writeln!(s, "{{ sd && : >{}; }} 2>\"$T/e\" || {fail}", marks.join(" && : >"));
+        }
+        for m in &group {
+            let _ = writeln!(s, "b{}={}", m.index, if m.exists { 1 } else { 2 });
         }
         let names: Vec<&str> = group.iter().map(|m| base_name(m.file)).collect();
         let (r, b) = heredoc(&names);

@@ -249,6 +249,12 @@ fn apply_host(
                     limits.host_timeout.as_secs()
                 )))
             }
+            Ok(ApplyOutcome::Unsafe(path)) => {
+                return fail(HostError::Failed(format!(
+                    "refusing {path} on {}: it must be a directory (or file) that only the SSH user can write (mode 0700, owned by that user), not a symlink; check who made it, then remove it",
+                    hp.host.name
+                )))
+            }
             Ok(ApplyOutcome::Done { steps, diagnostics }) => {
                 return finish(hp, steps, diagnostics, out.status, started)
             }

@@ -5,17 +5,30 @@
 //! quoted; the script reports each step as one `@cloudctl` record line.
 
 use super::files;
-use crate::plan::{FileStep, HostPlan, Step, When};
+use crate::plan::{CommandStep, FileStep, HostPlan, Step, When};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
 /// Marks the lines of a script's output that carry records; other lines are diagnostics.
 pub const RECORD: &str = "@cloudctl";
-/// Where the per-host lock lives (serialises concurrent cloudctl runs on one host).
-pub const LOCK_FILE: &str = "/run/lock/cloudctl.lock";
+/// Where the per-host lock lives (serialises concurrent cloudctl runs on one host): in a
+/// directory only the SSH user (root) may enter, not in world-writable /run/lock, where any user
+/// could hold the lock or plant a symlink for root to follow.
+pub const LOCK_DIR: &str = "/run/cloudctl";
+pub const LOCK_FILE: &str = "/run/cloudctl/lock";
+/// cloudctl's own state on a host (0700): backups of replaced files, pending restarts.
+pub const STATE_DIR: &str = "/var/lib/cloudctl";
+/// Backups of replaced files, under their own path (kept out of served trees such as a docroot).
+pub const BACKUP_DIR: &str = "/var/lib/cloudctl/backups";
+/// One empty file per command that must still run because files it depends on were activated
+/// (survives a run killed between activating a file and restarting its daemon).
+pub const PENDING_DIR: &str = "/var/lib/cloudctl/pending";
 /// Exit status of a script that could not take the host lock in time.
 pub const EXIT_LOCK_TIMEOUT: i32 = 75;
+/// Exit status of a script that found one of cloudctl's directories unsafe (a symlink, not 0700,
+/// or owned by someone else).
+pub const EXIT_UNSAFE_DIR: i32 = 77;
 
 /// Quotes one word for `sh`. Values never contain NUL: typed values exclude it, and argv comes
 /// from the OS command line or from planners.
@@ -34,12 +47,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Helpers every script defines first: `rec` encodes a step's captured output only when there
-/// is some, so recording a step costs no process.
-const PRELUDE: &str = r#"set -u
-rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
+/// is some, so recording a step costs no process. `umask 077` first: a file being uploaded or
+/// backed up is never readable by others, even for a moment or after a dropped connection;
+/// commands and directories get the host's own umask back (`$um`). `safe_dir DIR` makes DIR
+/// (mode 0700) or refuses it when it is a symlink or anyone but the SSH user could write it; `sd`
+/// does that once for the state folder.
+fn prelude() -> String {
+    format!(
+        r#"set -u
+um=$(umask); umask 077
+safe_dir() {{ mkdir -m 700 "$1" 2>/dev/null; if [ -L "$1" ] || [ ! -d "$1" ] || [ "$(stat -c '%u %a' "$1")" != "$(id -u) 700" ]; then echo "{RECORD} unsafe $1"; exit {EXIT_UNSAFE_DIR}; fi; }}
+sd() {{ [ -n "${{sdok:-}}" ] || {{ safe_dir {STATE_DIR} && mkdir -p {BACKUP_DIR} {PENDING_DIR} && sdok=1; }}; }}
+rec() {{ o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '{RECORD} %s %s %s %s %s\n' "$1" "$2" "${{3:--}}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }}
+T=$(mktemp -d "${{TMPDIR:-/tmp}}/cloudctl.XXXXXX") || exit 70
 : > "$T/o"; : > "$T/e"
-"#;
+"#
+    )
+}
 
 /// What a probe found at one path.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -64,8 +88,13 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
     let mut body = String::new();
     if hp.exclusive {
         body += &format!(
-            "mkdir -p /run/lock && exec 9>>{LOCK_FILE} && flock -w {lock_timeout_secs} 9 || {{ echo '{RECORD} lock timeout'; exit {EXIT_LOCK_TIMEOUT}; }}\n"
+            "safe_dir {LOCK_DIR}; if [ -L {LOCK_FILE} ]; then echo '{RECORD} unsafe {LOCK_FILE}'; exit {EXIT_UNSAFE_DIR}; fi\n\
+             exec 9>>{LOCK_FILE} && flock -w {lock_timeout_secs} 9 || {{ echo '{RECORD} lock timeout'; exit {EXIT_LOCK_TIMEOUT}; }}\n"
         );
+    }
+    // A file will be sent: check the state folder (backups, pending markers) before any change.
+    if hp.steps.iter().enumerate().any(|(i, st)| matches!(st, Step::File(f) if !unsent(i, f))) {
+        body += "sd\n";
     }
     let probed: Vec<Probed> = (0..hp.steps.len()).map(seen).collect();
     let guarded: Vec<(&FileStep, &Probed)> = hp
@@ -99,6 +128,7 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
                         let p = &probed[j];
                         files::Member {
                             index: j,
+                            pending: pending_for(hp, &f.id),
                             file: f,
                             send: !keep,
                             exists: p.sha.is_some() || p.meta.is_some() || remote.get(j).cloned().flatten().is_none(),
@@ -107,7 +137,7 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
                     })
                     .collect();
                 for m in &members {
-                    body += &format!("c{}=0\n", m.index);
+                    body += &format!("c{0}=0 b{0}=0\n", m.index);
                 }
                 body += &files::batch(&members, &mut stages);
                 i = end;
@@ -128,27 +158,14 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
                 let mode = format!("{:o}", d.mode);
                 body += &format!(
                     "c{i}=0\nif [ -d {p} ] && [ \"$(stat -c %a {p})\" = {mode} ]; then rec {i} ok\n\
-                     elif mkdir -p {p} 2>\"$T/e\" && chmod {mode} {p} 2>\"$T/e\"; then c{i}=1; rec {i} changed\n\
+                     elif (umask \"$um\"; mkdir -p {p}) 2>\"$T/e\" && chmod {mode} {p} 2>\"$T/e\"; then c{i}=1; rec {i} changed\n\
                      else rec {i} failed 1; exit 1; fi\n"
                 );
                 i += 1;
             }
             Step::Command(c) => {
-                let argv: Vec<_> = c.argv.iter().map(|a| quote(a)).collect();
-                let (cond, status, otherwise) = match &c.when {
-                    When::Always => ("true".to_string(), "ok", "skipped"),
-                    When::Changed(ids) => (changed_condition(hp, ids), "changed", "skipped"),
-                    When::Unless(check) => {
-                        let check: Vec<_> = check.iter().map(|a| quote(a)).collect();
-                        (format!("! {} >/dev/null 2>&1 9>&-", check.join(" ")), "changed", "ok")
-                    }
-                };
-                body += &format!(
-                    "c{i}=0\nif {cond}; then {} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
-                     if [ $rc -eq 0 ]; then c{i}=1; rec {i} {status} 0; else rec {i} failed $rc; exit 1; fi\n\
-                     else rec {i} {otherwise}; fi\n",
-                    argv.join(" ")
-                );
+                body += &format!("c{i}=0\n");
+                body += &command_step(hp, i, c);
                 i += 1;
             }
         }
@@ -156,23 +173,111 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
     // Staging directories left by a failed batch are removed on exit, with the temp dir.
     let stage_vars: String = (0..stages).map(|k| format!(" ${{S{k}:+\"$S{k}\"}}")).collect();
     let inits: String = (0..stages).map(|k| format!("S{k}=\n")).collect();
-    format!("main() {{\n{PRELUDE}{inits}trap 'rm -rf \"$T\"{stage_vars}' EXIT\n{body}exit 0\n}}\nmain </dev/null\n")
+    format!("main() {{\n{}{inits}trap 'rm -rf \"$T\"{stage_vars}' EXIT\n{body}exit 0\n}}\nmain </dev/null\n", prelude())
 }
 
-/// A shell condition true when any of the file steps named by `ids` changed.
-fn changed_condition(hp: &HostPlan, ids: &[String]) -> String {
-    let tests: Vec<String> = hp
-        .steps
+/// A command runs with the host's own umask (not the 077 of file uploads).
+fn run_argv(argv: &[String]) -> String {
+    let argv: Vec<_> = argv.iter().map(|a| quote(a)).collect();
+    format!("(umask \"$um\"; exec {})", argv.join(" "))
+}
+
+/// The pending marker of a command that reacts to changed files, named after the command.
+pub fn pending_marker(c: &CommandStep) -> String {
+    format!("{PENDING_DIR}/{}", &sha256_hex(c.argv.join("\0").as_bytes())[..32])
+}
+
+/// Markers of the commands that must run once the file step `id` is activated.
+fn pending_for(hp: &HostPlan, id: &str) -> Vec<String> {
+    hp.steps
         .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s, Step::File(f) if ids.contains(&f.id)))
-        .map(|(i, _)| format!("[ $c{i} = 1 ]"))
-        .collect();
-    if tests.is_empty() {
-        "false".into()
-    } else {
-        format!("{{ {}; }}", tests.join(" || "))
+        .filter_map(|s| match s {
+            Step::Command(c) if matches!(&c.when, When::Changed(ids) if ids.iter().any(|x| x == id)) => {
+                Some(pending_marker(c))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The file steps (index, step) named by `ids`.
+fn files_named<'a>(hp: &'a HostPlan, ids: &'a [String]) -> impl Iterator<Item = (usize, &'a FileStep)> {
+    hp.steps.iter().enumerate().filter_map(move |(i, s)| match s {
+        Step::File(f) if ids.contains(&f.id) => Some((i, f)),
+        _ => None,
+    })
+}
+
+fn command_step(hp: &HostPlan, i: usize, c: &CommandStep) -> String {
+    let run = run_argv(&c.argv);
+    let (ids, check) = match &c.when {
+        When::Always => {
+            return format!(
+                "{run} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
+                 if [ $rc -eq 0 ]; then c{i}=1; rec {i} ok 0; else rec {i} failed $rc; exit 1; fi\n"
+            )
+        }
+        When::Unless(check) => (None, check),
+        When::Changed(ids) => (Some(ids), &Vec::new()),
+    };
+    let Some(ids) = ids else {
+        let check: Vec<_> = check.iter().map(|a| quote(a)).collect();
+        return format!(
+            "if ! {} >/dev/null 2>&1 9>&-; then {run} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
+             if [ $rc -eq 0 ]; then c{i}=1; rec {i} changed 0; else rec {i} failed $rc; exit 1; fi\n\
+             else rec {i} ok; fi\n",
+            check.join(" ")
+        );
+    };
+    // Runs when a file it depends on changed now, or in an earlier run that was cut off before
+    // it got here (its marker is still there).
+    let marker = pending_marker(c);
+    let mut cond: Vec<String> = files_named(hp, ids).map(|(f, _)| format!("[ $c{f} = 1 ]")).collect();
+    cond.push(format!("[ -e {marker} ]"));
+    // It failed: the files it was given in this run go back to their previous versions, and it
+    // runs again on those, so the old configuration is what keeps running.
+    let mut restore = String::new();
+    for (f, step) in files_named(hp, ids) {
+        let p = quote(step.path.as_str()).into_owned();
+        let tmp = quote(&temp_path(step)).into_owned();
+        let bak = quote(&backup_path(step)).into_owned();
+        let done = quote(&format!("cloudctl: restored the previous {}", step.path)).into_owned();
+        let gone = quote(&format!("cloudctl: removed {} (there was none before)", step.path)).into_owned();
+        let stuck = quote(&format!("cloudctl: could not restore the previous {}", step.path)).into_owned();
+        restore += &format!(
+            "  case $b{f} in\n    \
+             1) r=1; cp -p {bak} {tmp} 2>>\"$T/e\" && mv -f {tmp} {p} 2>>\"$T/e\" && echo {done} >>\"$T/e\" || echo {stuck} >>\"$T/e\";;\n    \
+             2) r=1; rm -f {p} && echo {gone} >>\"$T/e\";;\n  esac\n"
+        );
     }
+    let shown = c.display();
+    let again_ok = quote(&format!(
+        "cloudctl: ran `{shown}` again with the previous files: it succeeded, the previous configuration is running"
+    ))
+    .into_owned();
+    let again_bad = quote(&format!(
+        "cloudctl: ran `{shown}` again with the previous files: it failed too"
+    ))
+    .into_owned();
+    format!(
+        "if {{ {}; }}; then {run} >\"$T/o\" 2>\"$T/e\" 9>&-; rc=$?\n\
+         if [ $rc -eq 0 ]; then rm -f {marker}; c{i}=1; rec {i} changed 0\n\
+         else r=0\n{restore}  \
+         if [ $r = 1 ]; then if {run} >/dev/null 2>&1 9>&-; then rm -f {marker}; echo {again_ok} >>\"$T/e\"; else echo {again_bad} >>\"$T/e\"; fi; fi\n  \
+         rec {i} failed $rc; exit 1; fi\n\
+         else rec {i} skipped; fi\n",
+        cond.join(" || ")
+    )
+}
+
+fn temp_path(f: &FileStep) -> String {
+    let name = f.path.as_str().rsplit('/').next().unwrap_or("file");
+    format!("{}/.{name}.cloudctl-new", f.path.parent().trim_end_matches('/'))
+}
+
+/// Where the previous version of a file is kept: under the state folder, by its own path.
+pub fn backup_path(f: &FileStep) -> String {
+    format!("{BACKUP_DIR}{}", f.path)
 }
 
 /// How one step ended.
@@ -220,6 +325,8 @@ pub enum ApplyOutcome {
     /// A file changed between probe and apply; re-run sending every file.
     Stale,
     LockTimeout,
+    /// One of cloudctl's directories on the host (or the lock file) is unsafe; nothing was changed.
+    Unsafe(String),
 }
 
 pub fn parse_apply(output: &str, step_count: usize) -> Result<ApplyOutcome, String> {
@@ -244,6 +351,9 @@ pub fn parse_apply(output: &str, step_count: usize) -> Result<ApplyOutcome, Stri
             "stale" => return Ok(ApplyOutcome::Stale),
             "lock timeout" => return Ok(ApplyOutcome::LockTimeout),
             _ => {}
+        }
+        if let Some(path) = rest.strip_prefix("unsafe ") {
+            return Ok(ApplyOutcome::Unsafe(path.to_string()));
         }
         let mut f = rest.split(' ');
         let idx: usize = f

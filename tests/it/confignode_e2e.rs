@@ -262,3 +262,47 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no node named \"web1\""));
 }
+
+#[test]
+fn a_dhcpd_that_cannot_start_leaves_the_old_config_running() {
+    if !crate::support::lab_available() {
+        return;
+    }
+    let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("tdhcprb", 1, 160);
+    let inv = lab.inventory();
+    let out = cloudctl(&["-i", &inv, "--yes", "config", "init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let before = lab.sh_ok(0, "cat /etc/default/isc-dhcp-server /etc/dhcp/dhcpd.conf");
+    // An interface that does not exist passes every file check (`dhcpd -t` reads no interface),
+    // but dhcpd cannot start on it.
+    let text_inv = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(&inv, text_inv.replace("interface = \"eth0\"", "interface = \"eth9\"")).unwrap();
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "config", "init"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 1);
+    let all = format!("{stderr}{}", text(&out.stdout));
+    for needle in [
+        "service isc-dhcp-server restart",
+        "restored the previous /etc/default/isc-dhcp-server",
+        "it succeeded, the previous configuration is running",
+    ] {
+        assert!(
+            all.contains(needle),
+            "names the failure and the rollback ({needle}): {all}"
+        );
+    }
+    assert_eq!(
+        lab.sh_ok(0, "cat /etc/default/isc-dhcp-server /etc/dhcp/dhcpd.conf"),
+        before,
+        "the previous files are active"
+    );
+    dhcpd_pid(&lab);
+    let listening = lab.sh_ok(0, "cat /proc/$(cat /run/dhcpd.pid)/cmdline | tr '\\0' ' '");
+    assert!(
+        listening.contains("eth0"),
+        "dhcpd runs on the old interface: {listening}"
+    );
+}

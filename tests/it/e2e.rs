@@ -302,12 +302,12 @@ fn files_are_validated_activated_once_and_restart_only_on_change() {
     assert_eq!(statuses(&changed), [HostStatus::Changed; 3]);
     let out = lab.sh(
         1,
-        "cat /srv/app/app.conf /srv/app/app.conf.cloudctl-bak; wc -l < /srv/app/restarts",
+        "cat /srv/app/app.conf /var/lib/cloudctl/backups/srv/app/app.conf; wc -l < /srv/app/restarts; ls -A /srv/app",
     );
     assert_eq!(
         text(&out.stdout),
-        "ok = 2\nok = 1\n2\n",
-        "new file, backup of the old, second restart"
+        "ok = 2\nok = 1\n2\napp.conf\nrestarts\n",
+        "new file, backup of the old (outside the folder), second restart"
     );
 }
 
@@ -366,4 +366,41 @@ fn concurrent_runs_on_one_host_serialise() {
         cloudctl::exec::script::sha256_hex(&big(b'b')),
     ];
     assert!(whole.contains(&sha.to_string()), "torn file");
+}
+
+#[test]
+fn the_remote_lock_is_in_a_private_folder_and_planted_links_are_refused() {
+    if !crate::support::lab_available() {
+        return;
+    }
+    let lab = Lab::up("tlockdir", 1, 161);
+    // World-writable /run/lock: a planted symlink there must not make root create its target.
+    lab.sh_ok(0, "mkdir -p /run/lock && ln -s /srv/victim /run/lock/cloudctl.lock");
+    let first = apply_to_lab(&lab, |_| app_steps("ok = 1\n"));
+    assert_eq!(statuses(&first), [HostStatus::Changed], "{first:?}");
+    assert_eq!(
+        lab.sh_ok(
+            0,
+            "test -e /srv/victim && echo followed; stat -c '%a %U' /run/cloudctl /var/lib/cloudctl"
+        ),
+        "700 root\n700 root\n"
+    );
+    // A lock or state folder that is a symlink, or that others may write, is refused before
+    // anything changes.
+    for plant in [
+        "rm -rf /run/cloudctl && mkdir -p /srv/elsewhere && ln -s /srv/elsewhere /run/cloudctl",
+        "rm -rf /run/cloudctl && mkdir -m 1777 /run/cloudctl",
+        "rm -rf /run/cloudctl /var/lib/cloudctl && ln -s /srv/elsewhere /var/lib/cloudctl",
+    ] {
+        lab.sh_ok(0, plant);
+        let refused = apply_to_lab(&lab, |_| app_steps("ok = 2\n"));
+        assert_eq!(statuses(&refused), [HostStatus::Failed], "{plant}: {refused:?}");
+        let error = refused[0].error.clone().unwrap_or_default();
+        assert!(error.contains("refusing /"), "{plant}: {error}");
+        assert_eq!(
+            lab.sh_ok(0, "cat /srv/app/app.conf"),
+            "ok = 1\n",
+            "{plant}: nothing changed"
+        );
+    }
 }

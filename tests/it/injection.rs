@@ -153,7 +153,7 @@ fn changed_file_keeps_a_backup_and_triggers_restart() {
     assert_eq!(reports[0].status, HostStatus::Changed);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
     assert_eq!(
-        std::fs::read_to_string(tmp.path().join("app.conf.cloudctl-bak")).unwrap(),
+        std::fs::read_to_string(format!("{}{}", cloudctl::exec::script::BACKUP_DIR, target.display())).unwrap(),
         "old\n"
     );
     use std::os::unix::fs::PermissionsExt;

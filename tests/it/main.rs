@@ -1,6 +1,7 @@
 //! The single integration-test binary: golden plans, CLI behaviour, the script layer, generated
 //! files, and end-to-end runs against real lab hosts.
 
+mod apply_safety;
 mod cli;
 mod confignode_e2e;
 mod confignode_plan;
