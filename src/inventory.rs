@@ -77,9 +77,25 @@ pub struct SshSection {
     pub known_hosts: String,
     pub host_key_policy: HostKeyPolicy,
     /// Seconds to wait for a TCP connection and the SSH handshake.
+    #[serde(deserialize_with = "capped_seconds")]
     pub connect_timeout: u64,
     /// Seconds one host may take for the whole job before it is given up.
+    #[serde(deserialize_with = "capped_seconds")]
     pub host_timeout: u64,
+}
+
+/// The longest time limit the inventory accepts, in seconds (a week): a deadline further away
+/// could overflow the clock's arithmetic.
+pub const MAX_SECONDS: u64 = 7 * 24 * 3600;
+
+fn capped_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let secs = u64::deserialize(d)?;
+    if secs > MAX_SECONDS {
+        return Err(serde::de::Error::custom(format!(
+            "{secs} seconds is too long: at most {MAX_SECONDS} (a week)"
+        )));
+    }
+    Ok(secs)
 }
 
 impl Default for SshSection {

@@ -21,6 +21,8 @@ pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
 }
 
 fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
+    // Checked before anything is touched: the wait comes after the node was powered on.
+    let wait = args.wait.map(|w| super::seconds("--wait", w)).transpose()?;
     // The node's host key is made and converted here: refuse before anything is touched.
     local_tools::require(&[SSH_KEYGEN, DROPBEARCONVERT])?;
     let (_, inv) = ctx.load_inventory()?;
@@ -73,16 +75,8 @@ fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
     }
     let plan = hnode::plan(&inv, &ctx.templates()?, &facts, node, power, &secrets)?;
     ctx.converge_then(&inv, &plan, |applied| {
-        let secs = args.wait?;
-        Some(wait_until_up(
-            ctx,
-            &inv,
-            node,
-            &confignode,
-            &target,
-            Duration::from_secs(secs),
-            applied,
-        ))
+        let limit = wait?;
+        Some(wait_until_up(ctx, &inv, node, &confignode, &target, limit, applied))
     })
 }
 

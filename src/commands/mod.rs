@@ -171,6 +171,20 @@ impl Context {
     }
 }
 
+/// The longest wait or time limit cloudctl accepts, in seconds (a week): a deadline further away
+/// could overflow the clock's arithmetic, and no step of a run should take longer.
+pub const MAX_SECONDS: u64 = crate::inventory::MAX_SECONDS;
+
+/// A command-line number of seconds, refused (exit 2) above `MAX_SECONDS`.
+pub fn seconds(flag: &str, secs: u64) -> Result<Duration, Error> {
+    if secs > MAX_SECONDS {
+        return Err(Error::Usage(format!(
+            "{flag} {secs} is too long: at most {MAX_SECONDS} seconds (a week)"
+        )));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// Takes the inventory's lock (held until dropped), saying so when it has to wait.
 /// A dry run takes no lock: it would create the lock file and could wait on another run, and a
 /// dry run touches nothing and never blocks.

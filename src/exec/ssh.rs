@@ -234,8 +234,25 @@ impl Transport for SshTransport {
         let mut out: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 32 * 1024];
         loop {
+            // libssh2's timeout applies to one blocking call: set what is left of the host's
+            // deadline before every read, or a script that keeps printing would never stop.
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                // The script may still run: this channel is not reused.
+                self.shell = None;
+                return Err(HostError::Failed(format!(
+                    "{}: per-host time limit reached while the script ran; the host may be partly changed",
+                    self.name
+                )));
+            };
+            self.sess.set_timeout(millis(left));
             let read = self.shell()?.read(&mut chunk);
-            let n = read.map_err(|e| self.failed("reading the output", &e))?;
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.shell = None;
+                    return Err(self.failed("reading the output", &e));
+                }
+            };
             if n == 0 {
                 self.shell = None;
                 return Err(HostError::Failed(format!(

@@ -196,3 +196,58 @@ fn lab_needs_root_or_valid_arguments() {
         assert!(err.contains("needs root"), "{err}");
     }
 }
+
+/// A huge number of seconds is refused with exit 2 and one JSON document, naming the value, before
+/// anything is touched (it used to overflow the clock: a panic, exit 101, no JSON).
+#[test]
+fn huge_time_limits_are_refused_with_exit_2_and_one_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge_inv = GOOD.replace(
+        "identity = \"ID\"",
+        "identity = \"ID\"\nhost_timeout = 9223372036854775807",
+    );
+    let huge = write(dir.path(), "huge.toml", &huge_inv);
+    let good = write(dir.path(), "good.toml", GOOD);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["-i", huge.to_str().unwrap(), "run", "--on", "hnode1", "--", "true"],
+            "host_timeout",
+        ),
+        (
+            &[
+                "-i",
+                good.to_str().unwrap(),
+                "--yes",
+                "hnode",
+                "boot",
+                "hnode1",
+                "--wait",
+                "18446744073709551615",
+            ],
+            "--wait 18446744073709551615 is too long",
+        ),
+        (
+            &[
+                "-i",
+                good.to_str().unwrap(),
+                "--yes",
+                "instance",
+                "migrate",
+                "web",
+                "--to",
+                "hnode1",
+                "--timeout",
+                "18446744073709551615",
+            ],
+            "--timeout 18446744073709551615 is too long",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = cloudctl(&[&["--json"], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON document");
+        assert_eq!(doc["exit_code"], 2);
+        let error = doc["error"].as_str().unwrap();
+        assert!(error.contains(needle) && error.contains("604800"), "{args:?}: {error}");
+    }
+}

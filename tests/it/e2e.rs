@@ -404,3 +404,41 @@ fn the_remote_lock_is_in_a_private_folder_and_planted_links_are_refused() {
         );
     }
 }
+
+/// The per-host time limit bounds a whole job, not each read: a job whose steps each report
+/// within the limit is still cut off when their sum exceeds it (each read used to restart it).
+#[test]
+fn the_per_host_time_limit_covers_the_whole_job() {
+    if !crate::support::lab_available() {
+        return;
+    }
+    let lab = Lab::up("tdeadln", 1, 162);
+    let inv = inventory::load(&lab.state.inventory).unwrap();
+    let host = inv.select(&["all".into()]).unwrap().remove(0);
+    let step = Step::Command(CommandStep {
+        argv: vec!["sleep".into(), "1".into()],
+        when: When::Always,
+    });
+    let plan = Plan {
+        title: "test".into(),
+        confirm: false,
+        hosts: vec![HostPlan {
+            host,
+            exclusive: true,
+            steps: vec![step; 10],
+        }],
+    };
+    let limits = Limits {
+        forks: 1,
+        host_timeout: Duration::from_secs(3),
+    };
+    let reports = apply(&plan, &SshConnector::from_inventory(&inv), &limits, &|_| {});
+    assert_eq!(statuses(&reports), [HostStatus::Failed], "{reports:?}");
+    let error = reports[0].error.clone().unwrap_or_default();
+    assert!(error.contains("time limit"), "names the limit: {error}");
+    assert!(
+        reports[0].elapsed_ms < 6000,
+        "stopped near the limit: {} ms",
+        reports[0].elapsed_ms
+    );
+}

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 const PLAIN_PORT: u16 = 49152;
 
 pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> {
+    let limit = crate::commands::seconds("--timeout", args.timeout)?;
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
     let _lock = lock(ctx, &path)?;
     let (text, inv) = read(&path)?;
@@ -114,7 +115,7 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     }
     let mut last = Progress::default();
     if let Some(poll) = &plan.poll {
-        match watch(ctx, &inv, &source, poll, Duration::from_secs(args.timeout), started) {
+        match watch(ctx, &inv, &source, poll, limit, started) {
             Ok(p) => last = p,
             Err(why) => return abort(why),
         }
