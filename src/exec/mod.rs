@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 /// Set by the Ctrl-C handler: hosts not yet started are not started.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Runs `undo` (a rollback, an abort) even after Ctrl-C, which would otherwise keep its hosts
+/// from starting: the flag is cleared while it runs and set again afterwards, so the run still
+/// ends as interrupted.
+pub fn even_if_interrupted<R>(undo: impl FnOnce() -> R) -> R {
+    let interrupted = INTERRUPTED.swap(false, Ordering::SeqCst);
+    let r = undo();
+    if interrupted {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+    r
+}
+
 /// Runs a shell script on one host.
 pub trait Transport {
     /// Sends `script` to `sh` on the host's stdin; returns its output (stderr merged) and exit status.

@@ -454,3 +454,50 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "stop", "vm2", "--grace", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Ctrl-C while a create is failing still rolls it back (the interrupt used to stop the
+/// rollback from starting): the run ends as interrupted (130) and leaves no guest folder.
+#[test]
+fn ctrl_c_during_a_failing_create_still_rolls_it_back() {
+    if !lab_with(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat"]) {
+        return;
+    }
+    let lab = Lab::up("tintr", 2, 163);
+    let inv = lab.inventory();
+    let store = lab.state.dir.join("store");
+    // Not a filesystem, and big enough that copying it takes a moment: the create fails at its
+    // mount, after the guest folder was made.
+    let junk = store.join("junk.img");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(&junk, vec![0xffu8; 256 << 20]).unwrap();
+    let folder = store.join("intr1");
+    let mut child = Command::new(crate::support::bin())
+        .args([
+            "-i", &inv, "--yes", "instance", "create", "intr1", "--hnode", "hnode1", "--copy",
+        ])
+        .arg(&junk)
+        .env_remove("CLOUDCTL_INVENTORY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !folder.exists() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(folder.exists(), "the create never made its folder");
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("roll back instance intr1"),
+        "the rollback ran: {stderr}"
+    );
+    assert!(
+        !folder.exists(),
+        "Ctrl-C left the failed guest's folder behind: {stderr}"
+    );
+    let _ = std::fs::remove_file(&junk);
+}

@@ -136,7 +136,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         ctx.ui
             .warn(&format!("creating {name} failed; removing what this run created"));
         let rollback = create::rollback(&g, &hnode, &nonce);
-        let (rb_reports, rb_exit) = ctx.apply(&connector, &limits, &rollback);
+        let (rb_reports, rb_exit) = crate::exec::even_if_interrupted(|| ctx.apply(&connector, &limits, &rollback));
         crate::ui::report::apply(&ctx.ui, &rollback.title, &rb_reports, rb_exit);
         return Ok(exit);
     }
