@@ -471,7 +471,7 @@ fn ctrl_c_during_a_failing_create_still_rolls_it_back() {
     std::fs::create_dir_all(&store).unwrap();
     std::fs::write(&junk, vec![0xffu8; 256 << 20]).unwrap();
     let folder = store.join("intr1");
-    let mut child = Command::new(crate::support::bin())
+    let child = Command::new(crate::support::bin())
         .args([
             "-i", &inv, "--yes", "instance", "create", "intr1", "--hnode", "hnode1", "--copy",
         ])
