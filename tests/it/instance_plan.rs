@@ -418,3 +418,116 @@ fn cleanup_stops_only_stale_copies_when_the_guest_runs_elsewhere() {
     // The shared disk is never touched by a cleanup.
     assert!(!json(&p).contains("disk.img"));
 }
+
+/// Mirror and proxy credentials never reach a process argument, the plan (`--json`) or the dry
+/// run's text: they travel in a secret 0600 file the debootstrap step reads.
+#[test]
+fn debootstrap_credentials_stay_out_of_argv_plans_and_previews() {
+    let text = seed_text().replace(
+        "mirror = \"http://deb.debian.org/debian\"",
+        "mirror = \"http://mirroruser:MIRROR-PW@deb.example/debian\"\nhttp_proxy = \"http://proxyuser:PROXY-PW@proxy.example:3128\"",
+    );
+    let inv = inventory::parse("seed-lab.toml", &text).unwrap();
+    let p = create_plan(
+        &inv,
+        RootSource::Debootstrap {
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+        },
+    );
+    let shown = json(&p);
+    let preview = cloudctl::ui::diff::host_preview(&p.hosts[0], &vec![None; p.hosts[0].steps.len()]);
+    for secret in ["MIRROR-PW", "PROXY-PW"] {
+        assert!(!shown.contains(secret), "{secret} in the plan:\n{shown}");
+        assert!(!preview.contains(secret), "{secret} in the dry run:\n{preview}");
+    }
+    let urls = file(&p, "/debootstrap-urls");
+    assert!(urls.secret && urls.mode == 0o600);
+    assert_eq!(
+        String::from_utf8_lossy(&urls.content),
+        "http://mirroruser:MIRROR-PW@deb.example/debian\nhttp://proxyuser:PROXY-PW@proxy.example:3128\n"
+    );
+}
+
+/// The debootstrap step itself (real debootstrap, run by a local `sh`) against a loopback HTTP
+/// server that asks for a password: the mirror's credentials reach it through wget's netrc, the
+/// URL debootstrap is given (and every message) carries none.
+#[test]
+fn debootstrap_gets_the_mirror_password_without_it_on_the_command_line() {
+    if !std::path::Path::new("/usr/sbin/debootstrap").exists() || !is_root() {
+        crate::support::report("SKIPPED: needs root and debootstrap");
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Bounded: answers at most 20 requests, 401 without credentials and 404 with them.
+    let server = std::thread::spawn(move || {
+        let mut auth = Vec::new();
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { break };
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut given = None;
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(v) = line.strip_prefix("Authorization: ") {
+                    given = Some(v.trim().to_string());
+                }
+                line.clear();
+            }
+            let reply = if given.is_some() {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"m\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(reply.as_bytes());
+            let done = given.is_some() && !auth.is_empty();
+            auth.extend(given);
+            if done {
+                break;
+            }
+        }
+        auth
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let urls = tmp.path().join("urls");
+    std::fs::write(
+        &urls,
+        format!("http://mirroruser:MIRROR-PW@127.0.0.1:{port}/debian\n\n"),
+    )
+    .unwrap();
+    let tar = tmp.path().join("cache/root.tar");
+    let out = std::process::Command::new("sh")
+        .args(["-c", create::CACHE, "sh", "bookworm"])
+        .arg(&tar)
+        .args(["minbase", ""])
+        .arg(&urls)
+        .output()
+        .unwrap();
+    // Unblock the server if debootstrap gave up early.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    let auth = server.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("from http://127.0.0.1:{port}/debian failed")),
+        "debootstrap got the URL without credentials: {stderr}"
+    );
+    assert!(!stderr.contains("MIRROR-PW"), "{stderr}");
+    // "mirroruser:MIRROR-PW" in base64.
+    assert!(
+        auth.iter().any(|a| a == "Basic bWlycm9ydXNlcjpNSVJST1ItUFc="),
+        "credentials delivered: {auth:?}"
+    );
+    assert!(!tar.exists());
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
