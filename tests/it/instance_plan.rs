@@ -531,3 +531,62 @@ fn is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout == b"0\n")
 }
+
+/// After a migration, an end that could not be asked (an SSH error) is never taken as "absent":
+/// the target's copy is stopped only when the source's copy verifiably runs, so a guest whose
+/// migration completed (source paused) keeps running on exactly one node.
+#[test]
+fn an_end_that_does_not_answer_never_gets_the_only_running_copy_stopped() {
+    use migrate::{after_migration, may_stop_target, After};
+    let cut: migrate::Seen = Err("hnode2 (10.0.0.32:22): cannot connect: Connection refused".into());
+    let running = Ok(Some(GuestState::Running));
+    let paused = Ok(Some(GuestState::Paused));
+    let moved = |t: &migrate::Seen, s: &migrate::Seen| after_migration("hnode2", t, "hnode1", s) == After::Moved;
+
+    // Completed: target runs, source paused (QEMU's postmigrate) or gone.
+    assert!(moved(&running, &paused));
+    assert!(moved(&running, &Ok(None)));
+    // SSH to the target cut during verification: not taken as moved, and the abort must not
+    // stop the target, because the source is only paused.
+    assert!(!moved(&cut, &paused));
+    assert!(!may_stop_target(&paused));
+    // SSH to the source cut: it might still run, so this is no success either, and the target
+    // is left alone too (both ends unknown to be the only copy).
+    assert!(!moved(&running, &cut));
+    assert!(!may_stop_target(&cut));
+    // A real failure (the migration was cancelled, the source runs on): stopping the target is safe.
+    assert!(!moved(&Ok(Some(GuestState::Incoming)), &running));
+    assert!(may_stop_target(&running));
+    // Both running: split brain, never "moved".
+    assert!(!moved(&running, &running));
+    match after_migration("hnode2", &cut, "hnode1", &paused) {
+        After::NotMoved(why) => assert!(
+            why.contains("unknown (hnode2 (10.0.0.32:22): cannot connect") && why.contains("paused on hnode1"),
+            "{why}"
+        ),
+        After::Moved => unreachable!(),
+    }
+}
+
+/// The abort phase itself stops nothing: stopping the target's QEMU is a separate phase.
+#[test]
+fn the_abort_phase_stops_no_guest() {
+    let inv = seed(true);
+    let g = new_guest(&inv);
+    let p = migrate::plan(&MigrateRequest {
+        guest: &g,
+        source: &host(&inv, "hnode1"),
+        target: &host(&inv, "hnode2"),
+        source_ip: Some("10.0.0.31".into()),
+        ssh_user: "root",
+        channel: Channel::Tcp { port: 49152 },
+        authorized_keys: None,
+        max_downtime_ms: 300,
+        max_bandwidth_mib: None,
+    })
+    .unwrap();
+    let abort = json(&p.abort);
+    assert!(!abort.contains("\"quit\"") && !abort.contains("kill -9"), "{abort}");
+    let stop = json(&p.stop_target);
+    assert!(stop.contains("kill -9") && stop.contains("hnode2"), "{stop}");
+}

@@ -8,7 +8,7 @@ use crate::exec::known_hosts::host_pattern;
 use crate::exec::{Connector, INTERRUPTED};
 use crate::inventory::{self, Host, Hypervisor, Inventory};
 use crate::inventory_file;
-use crate::plan::instance::migrate::{self, Channel, MigrateRequest, MigrationPlan, Progress, Verdict};
+use crate::plan::instance::migrate::{self, After, Channel, MigrateRequest, MigrationPlan, Progress, Seen, Verdict};
 use crate::plan::instance::probe::{self, GuestState};
 use crate::plan::instance::{hypervisor_of, Guest};
 use crate::plan::Plan;
@@ -91,26 +91,55 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
         ctx.yes,
     )?;
     let started = Instant::now();
-    let run = |p: &Plan| {
-        let (reports, exit) = ctx.apply(&connector, &limits, p);
+    let run_with = |p: &Plan, limits: &crate::exec::Limits| {
+        let (reports, exit) = ctx.apply(&connector, limits, p);
         if exit != Exit::Ok {
             crate::ui::report::apply(&ctx.ui, &p.title, &reports, exit);
         }
         exit
     };
+    let run = |p: &Plan| run_with(p, &limits);
+    // The start phase is the migration itself for Xen (`xl migrate` returns when it is done):
+    // it is bounded by --timeout, not by host_timeout.
+    let start_limits = crate::exec::Limits {
+        forks: limits.forks,
+        host_timeout: limit,
+    };
     let abort = |why: String| -> Result<Exit, Error> {
-        let interrupted = INTERRUPTED.swap(false, Ordering::SeqCst);
-        ctx.ui
-            .warn(&format!("{why}; aborting: {} stays on {}", g.name, source.name));
-        run(&plan.abort);
-        let state = state_on(ctx, &inv, &source, &g);
-        show::aborted(&ctx.ui, g.name.as_str(), &source.name, state);
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        crate::exec::even_if_interrupted(|| {
+            ctx.ui.warn(&format!("{why}; aborting"));
+            run(&plan.abort);
+            // A completed migration leaves the source paused: the target's copy is then the only
+            // one running, and must not be stopped on the word of a node that did not answer.
+            let on_source = state_on(ctx, &inv, &source, &g);
+            if migrate::may_stop_target(&on_source) {
+                ctx.ui.warn(&format!(
+                    "{} stays on {}; stopping its copy on {to}",
+                    g.name, source.name
+                ));
+                run(&plan.stop_target);
+                show::aborted(&ctx.ui, g.name.as_str(), &source.name, Some(GuestState::Running));
+            } else {
+                ctx.ui.warn(&format!(
+                    "{} does not verifiably run on {} ({}), so its copy on {to} was left as it is (it may be the only one running); run `cloudctl instance migrate {} --cleanup` to find where it runs and tidy up",
+                    g.name,
+                    source.name,
+                    match &on_source {
+                        Ok(s) => s.map_or("absent", |s| s.as_str()).to_string(),
+                        Err(e) => format!("no answer: {e}"),
+                    },
+                    g.name
+                ));
+                show::aborted(&ctx.ui, g.name.as_str(), &source.name, on_source.ok().flatten());
+            }
+        });
         Ok(if interrupted { Exit::Interrupted } else { Exit::Failed })
     };
     if run(&plan.prepare) != Exit::Ok {
         return abort(format!("{to} could not be prepared"));
     }
-    if run(&plan.start) != Exit::Ok {
+    if run_with(&plan.start, &start_limits) != Exit::Ok {
         return abort("the migration did not start".into());
     }
     let mut last = Progress::default();
@@ -123,14 +152,8 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     // Verify before anything is finalised: the guest runs on the target and not on the source.
     let on_target = state_on(ctx, &inv, &target, &g);
     let on_source = state_on(ctx, &inv, &source, &g);
-    if on_target != Some(GuestState::Running) || on_source == Some(GuestState::Running) {
-        return abort(format!(
-            "after the migration {} is {} on {to} and {} on {}",
-            g.name,
-            on_target.map_or("absent", |s| s.as_str()),
-            on_source.map_or("absent", |s| s.as_str()),
-            source.name
-        ));
+    if let After::NotMoved(why) = migrate::after_migration(to, &on_target, &source.name, &on_source) {
+        return abort(why);
     }
     if run(&plan.finish) != Exit::Ok {
         ctx.ui
@@ -138,6 +161,7 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     }
     let left = state_on(ctx, &inv, &source, &g);
     record(&path, &text, &g.name.to_string(), to)?;
+    let gone = matches!(left, Ok(None));
     show::migrated(
         &ctx.ui,
         g.name.as_str(),
@@ -145,9 +169,9 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
         to,
         &last,
         started.elapsed(),
-        left,
+        left.unwrap_or(Some(GuestState::Unknown)),
     );
-    Ok(if left.is_none() { Exit::Ok } else { Exit::Failed })
+    Ok(if gone { Exit::Ok } else { Exit::Failed })
 }
 
 /// One plan holding every phase, for the dry run's preview.
@@ -251,15 +275,26 @@ fn watch(
     }
 }
 
-/// The guest's state on one node (None: not there, or the node did not answer).
-fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Option<GuestState> {
-    let out = ctx
-        .gather(inv, node, &format!("{}\nexit 0", probe::guests_script(g.hypervisor)))
-        .ok()?;
-    probe::parse_guests(&out)
-        .into_iter()
-        .find(|s| s.name == g.name.as_str())
-        .map(|s| s.state)
+/// The guest's state on one node (`Ok(None)`: not there), asked up to three times a second
+/// apart: a node that does not answer is never taken to have no copy.
+fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
+    let script = format!("{}\nexit 0", probe::guests_script(g.hypervisor));
+    let mut why = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        match ctx.gather(inv, node, &script) {
+            Ok(out) => {
+                return Ok(probe::parse_guests(&out)
+                    .into_iter()
+                    .find(|s| s.name == g.name.as_str())
+                    .map(|s| s.state))
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(why)
 }
 
 /// Writes the guest's new node into the inventory (under the lock the caller holds).

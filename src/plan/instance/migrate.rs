@@ -52,7 +52,50 @@ pub struct MigrationPlan {
     /// kvm: a script printing QEMU's `query-migrate` answer; Xen's `xl migrate` runs to the end.
     pub poll: Option<String>,
     pub finish: Plan,
+    /// Cancels the migration on the source and removes the one-time key on both ends; stops nothing.
     pub abort: Plan,
+    /// Stops the target's copy: run by an abort only when the source's copy verifiably runs.
+    pub stop_target: Plan,
+}
+
+/// What one end reported about the guest, after retries: its state, absent (`None`), or why it
+/// could not be asked.
+pub type Seen = Result<Option<GuestState>, String>;
+
+/// How a migration ended, from what both ends report afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    /// The guest runs on the target, and the source verifiably does not run it: finish there.
+    Moved,
+    /// Anything else: abort (which stops the target's copy only if `may_stop_target`).
+    NotMoved(String),
+}
+
+fn seen_str(s: &Seen) -> String {
+    match s {
+        Ok(Some(st)) => st.as_str().to_string(),
+        Ok(None) => "absent".to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// Decides from both ends' answers; an end that could not be asked is never taken as "absent".
+pub fn after_migration(target_name: &str, on_target: &Seen, source_name: &str, on_source: &Seen) -> After {
+    let source_quiet = matches!(on_source, Ok(None)) || matches!(on_source, Ok(Some(s)) if *s != GuestState::Running);
+    if matches!(on_target, Ok(Some(GuestState::Running))) && source_quiet {
+        return After::Moved;
+    }
+    After::NotMoved(format!(
+        "after the migration the guest is {} on {target_name} and {} on {source_name}",
+        seen_str(on_target),
+        seen_str(on_source)
+    ))
+}
+
+/// An abort may stop the target's copy only when the source's copy verifiably runs: after a
+/// completed migration the source is paused, and the target's copy is the only one running.
+pub fn may_stop_target(on_source: &Seen) -> bool {
+    matches!(on_source, Ok(Some(GuestState::Running)))
 }
 
 /// `auth-add FILE LINE`: lets the one-time key in (FILE empty: the SSH user's own file).
@@ -316,10 +359,11 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
         ),
         abort: phase(
             format!("abort migrating {name}"),
-            vec![
-                host_plan(s, with(&abort_src, &src_tidy)),
-                host_plan(t, with(&abort_dst, &dst_tidy)),
-            ],
+            vec![host_plan(s, with(&abort_src, &src_tidy)), host_plan(t, dst_tidy)],
+        ),
+        stop_target: phase(
+            format!("stop the copy of {name} on {}", t.name),
+            vec![host_plan(t, abort_dst)],
         ),
     })
 }
