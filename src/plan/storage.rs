@@ -37,6 +37,44 @@ pub struct NodeFacts {
     pub secret: Option<String>,
 }
 
+/// `md-create MD UUID LEVEL COUNT DISK...`: creates the array, after probing every disk again:
+/// one that is not blank any more (since the probe, or after a wipe) is refused, nothing written.
+pub const MD_CREATE: &str = r#"set -eu
+md=$1 uuid=$2 level=$3 count=$4; shift 4
+for d in "$@"; do
+  if blkid -p "$d" >/dev/null 2>&1; then
+    echo "$d changed since it was probed: it is not blank any more; nothing was written, run storage init again to see what it holds" >&2; exit 1
+  fi
+done
+exec mdadm --create "$md" --run --metadata=1.2 --level "$level" --raid-devices "$count" --uuid "$uuid" "$@""#;
+
+/// `md-repair MD UUID N DISK...`: the first N disks are members of this array, the rest blank
+/// replacements. Assembles the array degraded from its members and adds the blank disks, so a
+/// surviving member is never overwritten by a new array. Every disk is probed again first.
+pub const MD_REPAIR: &str = r#"set -eu
+md=$1 uuid=$2 n=$3; shift 3
+plain() { printf '%s' "$1" | tr -cd '0-9a-fA-F' | tr 'A-F' 'a-f'; }
+i=0 members='' blanks=''
+for d in "$@"; do
+  i=$((i + 1))
+  if [ "$i" -le "$n" ]; then
+    u=$(blkid -p -o value -s UUID "$d" 2>/dev/null || true)
+    if [ "$(plain "$u")" != "$(plain "$uuid")" ]; then
+      echo "$d changed since it was probed: it is no longer a member of $md; nothing was written, run storage init again" >&2; exit 1
+    fi
+    members="$members $d"
+  elif blkid -p "$d" >/dev/null 2>&1; then
+    echo "$d changed since it was probed: it is not blank any more; nothing was written, run storage init again to see what it holds" >&2; exit 1
+  else
+    blanks="$blanks $d"
+  fi
+done
+# Word splitting is wanted: disk paths are typed (no spaces).
+# shellcheck disable=SC2086
+mdadm --assemble "$md" --run --uuid "$uuid" $members
+# shellcheck disable=SC2086
+mdadm "$md" --add $blanks"#;
+
 /// The array UUID, derived from the cloud, node and device so every run names the same array.
 pub fn md_uuid(inv: &Inventory, node: &str, md: &str) -> String {
     let h = sha256_hex(format!("cloudctl-md:{}:{node}:{md}", inv.cloud.name).as_bytes());
@@ -234,28 +272,31 @@ pub fn plan(
             steps.push(command(&["wipefs", "-a", d], When::Always));
         }
         if !f.md_active {
-            let all_ours = disks.iter().all(|d| f.disks.get(*d) == Some(&Disk::Ours));
+            // Wiped disks are blank by now; the scripts probe every disk again before writing.
+            let (ours, blank): (Vec<&str>, Vec<&str>) = disks
+                .iter()
+                .partition(|d| f.disks.get(**d) == Some(&Disk::Ours) && !wipe[i].iter().any(|w| w == *d));
             let level = s.md_level.get_ref().to_string();
             let count = disks.len().to_string();
-            let mut argv = if all_ours {
-                vec!["mdadm", "--assemble", md, "--uuid", &uuid]
+            let step = if blank.is_empty() {
+                let mut argv = vec!["mdadm", "--assemble", md, "--uuid", &uuid];
+                argv.extend(ours.iter().copied());
+                strings(&argv)
+            } else if ours.is_empty() {
+                let mut argv = vec!["sh", "-c", MD_CREATE, "sh", md, &uuid, &level, &count];
+                argv.extend(blank.iter().copied());
+                strings(&argv)
             } else {
-                vec![
-                    "mdadm",
-                    "--create",
-                    md,
-                    "--run",
-                    "--metadata=1.2",
-                    "--level",
-                    &level,
-                    "--raid-devices",
-                    &count,
-                    "--uuid",
-                    &uuid,
-                ]
+                // A member survived (md stopped, a disk replaced): never --create over it.
+                let n = ours.len().to_string();
+                let mut argv = vec!["sh", "-c", MD_REPAIR, "sh", md, &uuid, &n];
+                argv.extend(ours.iter().chain(&blank).copied());
+                strings(&argv)
             };
-            argv.extend(disks.iter().copied());
-            steps.push(command(&argv, When::Unless(strings(&["mdadm", "--detail", md]))));
+            steps.push(Step::Command(super::CommandStep {
+                argv: step,
+                when: When::Unless(strings(&["mdadm", "--detail", md])),
+            }));
         }
         steps.push(root_file(
             "mdadm.conf",

@@ -331,3 +331,89 @@ fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     assert_eq!(sha(&loops.0[0]), before);
 }
+
+/// md stopped, one member of this array survives and the other disk is blank (replaced): the
+/// array is assembled degraded from the survivor and the blank disk added; `mdadm --create
+/// --run` over the survivor (which destroys its data) is never planned.
+#[test]
+fn a_surviving_member_is_assembled_and_the_blank_disk_added_never_created_over() {
+    let mixed = NodeFacts {
+        disks: [("/dev/sdb".into(), Disk::Ours), ("/dev/sdc".into(), Disk::Blank)].into(),
+        ..NodeFacts::default()
+    };
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &[mixed.clone(), fresh()],
+        &Default::default(),
+        "s",
+        &[],
+    )
+    .unwrap();
+    let md_step = |host: usize| -> Vec<String> {
+        plan.hosts[host]
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Command(c) if c.argv.iter().any(|a| a.contains("mdadm")) && c.argv[0] != "env" => {
+                    Some(c.argv.clone())
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    let repair = md_step(0);
+    assert_eq!(repair[2], storage::MD_REPAIR, "{repair:?}");
+    assert_eq!(
+        repair[6..],
+        ["1", "/dev/sdb", "/dev/sdc"],
+        "survivor first, then the blank disk"
+    );
+    assert!(!commands(&plan, 0).iter().any(|c| c.contains("--create")));
+    // Both blank: a new array, created only after the disks are probed again.
+    let create = md_step(1);
+    assert_eq!(create[2], storage::MD_CREATE, "{create:?}");
+}
+
+/// The create and repair steps probe the disks again when they run (real `sh` and `blkid` on
+/// files): a disk that gained a filesystem since the planning probe is refused, nothing written.
+#[test]
+fn md_steps_probe_the_disks_again_at_apply_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    let ext4 = dir.path().join("ext4.img");
+    std::fs::write(&blank, vec![0u8; 8 << 20]).unwrap();
+    std::fs::write(&ext4, vec![0u8; 8 << 20]).unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&ext4)
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let before = std::fs::read(&ext4).unwrap();
+    let run = |script: &str, args: &[&std::path::Path], fixed: &[&str]| {
+        let out = Command::new("sh")
+            .args(["-c", script, "sh", "/dev/md-cloudctl-test"])
+            .args(fixed)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let (code, err) = run(storage::MD_CREATE, &[&blank, &ext4], &["1:2:3:4", "1", "2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{} changed since it was probed", ext4.display())),
+        "{err}"
+    );
+    let (code, err) = run(storage::MD_REPAIR, &[&blank, &ext4], &["1:2:3:4", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} changed since it was probed: it is no longer a member",
+            blank.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&ext4).unwrap(), before, "the ext4 disk was written");
+}
