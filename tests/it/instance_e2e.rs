@@ -141,6 +141,11 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         ping_once(&lab, "10.201.81.50"),
         "up means it answers ping from elsewhere too"
     );
+    // QEMU runs under its seccomp filter (-sandbox): mode 2 in the kernel's view.
+    for pid in qemus(&lab, HNODE1) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("Seccomp:\t2"), "QEMU {pid} runs without its sandbox");
+    }
     report(&format!(
         "instance create --copy --wait: command {:.1} s, of which {up_after:.1} s until the guest answered SSH with its pinned key",
         t.elapsed().as_secs_f64(),

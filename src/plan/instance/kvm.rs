@@ -12,6 +12,12 @@ use crate::plan::{dir, Step, When};
 
 pub struct Kvm;
 
+/// QEMU's seccomp filter: obsolete system calls and resource control denied. Privilege changes
+/// and spawning stay allowed: `-daemonize` calls setsid, and an `exec:` migration runs ssh.
+/// (`-runas` is not used: an incoming QEMU reopens the shared disk read-write when it takes
+/// over, so its user would need the same uid on every node; see README.)
+const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
+
 /// Talks QMP: `qmp SOCKET COMMAND_JSON...` prints QEMU's answers and fails on an error answer.
 /// The capabilities handshake goes first, as QMP requires.
 pub const QMP: &str = r#"sock=$1; shift
@@ -122,6 +128,8 @@ pub fn qemu_argv(g: &Guest, incoming: bool) -> Vec<String> {
         format!("unix:{},server=on,wait=off", opt(&g.run_file("qmp"))),
         "-pidfile".into(),
         g.run_file("pid"),
+        "-sandbox".into(),
+        SANDBOX.into(),
         "-daemonize".into(),
     ]);
     if incoming {
