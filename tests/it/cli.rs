@@ -208,7 +208,37 @@ fn huge_time_limits_are_refused_with_exit_2_and_one_json_document() {
     );
     let huge = write(dir.path(), "huge.toml", &huge_inv);
     let good = write(dir.path(), "good.toml", GOOD);
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "-i",
+                good.to_str().unwrap(),
+                "--yes",
+                "instance",
+                "start",
+                "web",
+                "--wait",
+                "18446744073709551615",
+            ],
+            "--wait 18446744073709551615 is too long",
+        ),
+        (
+            &[
+                "-i",
+                good.to_str().unwrap(),
+                "--yes",
+                "instance",
+                "create",
+                "web",
+                "--hnode",
+                "hnode1",
+                "--copy",
+                "/x.img",
+                "--wait",
+                "18446744073709551615",
+            ],
+            "--wait 18446744073709551615 is too long",
+        ),
         (
             &["-i", huge.to_str().unwrap(), "run", "--on", "hnode1", "--", "true"],
             "host_timeout",

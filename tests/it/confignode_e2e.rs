@@ -264,10 +264,12 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn a_dhcpd_that_cannot_start_leaves_the_old_config_running() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tdhcprb", 1, 160);
     let inv = lab.inventory();

@@ -369,10 +369,12 @@ fn concurrent_runs_on_one_host_serialise() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn the_remote_lock_is_in_a_private_folder_and_planted_links_are_refused() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tlockdir", 1, 161);
     // World-writable /run/lock: a planted symlink there must not make root create its target.
     lab.sh_ok(0, "mkdir -p /run/lock && ln -s /srv/victim /run/lock/cloudctl.lock");
@@ -408,10 +410,12 @@ fn the_remote_lock_is_in_a_private_folder_and_planted_links_are_refused() {
 /// The per-host time limit bounds a whole job, not each read: a job whose steps each report
 /// within the limit is still cut off when their sum exceeds it (each read used to restart it).
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn the_per_host_time_limit_covers_the_whole_job() {
-    if !crate::support::lab_available() {
-        return;
-    }
+    crate::support::require_lab(&[]);
     let lab = Lab::up("tdeadln", 1, 162);
     let inv = inventory::load(&lab.state.inventory).unwrap();
     let host = inv.select(&["all".into()]).unwrap().remove(0);

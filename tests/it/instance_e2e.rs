@@ -463,10 +463,12 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
 /// Ctrl-C while a create is failing still rolls it back (the interrupt used to stop the
 /// rollback from starting): the run ends as interrupted (130) and leaves no guest folder.
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn ctrl_c_during_a_failing_create_still_rolls_it_back() {
-    if !lab_with(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat"]) {
-        return;
-    }
+    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat"]);
     let lab = Lab::up("tintr", 2, 163);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");

@@ -453,11 +453,12 @@ fn debootstrap_credentials_stay_out_of_argv_plans_and_previews() {
 /// server that asks for a password: the mirror's credentials reach it through wget's netrc, the
 /// URL debootstrap is given (and every message) carries none.
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
 fn debootstrap_gets_the_mirror_password_without_it_on_the_command_line() {
-    if !std::path::Path::new("/usr/sbin/debootstrap").exists() || !is_root() {
-        crate::support::report("SKIPPED: needs root and debootstrap");
-        return;
-    }
+    crate::support::require_lab(&["/usr/sbin/debootstrap"]);
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -523,13 +524,6 @@ fn debootstrap_gets_the_mirror_password_without_it_on_the_command_line() {
         "credentials delivered: {auth:?}"
     );
     assert!(!tar.exists());
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
 }
 
 /// After a migration, an end that could not be asked (an SSH error) is never taken as "absent":

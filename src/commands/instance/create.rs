@@ -17,6 +17,10 @@ use std::time::Instant;
 
 pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     let name: Name = args.name.parse().map_err(Error::Usage)?;
+    // Checked before anything is touched: the wait comes after the guest was created.
+    if let Some(w) = args.wait.wait {
+        crate::commands::seconds("--wait", w)?;
+    }
     // The guest's host key is made here: refuse before anything is touched.
     crate::local_tools::require(&[crate::local_tools::SSH_KEYGEN])?;
     let path = inventory::locate(ctx.inventory_path.as_deref())?;

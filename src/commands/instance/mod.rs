@@ -133,6 +133,10 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
 }
 
 fn start(ctx: &Context, name: &str, wait: Option<u64>) -> Result<Exit, Error> {
+    // Checked before anything is touched: the wait comes after the guest was started.
+    if let Some(w) = wait {
+        crate::commands::seconds("--wait", w)?;
+    }
     let (_, inv) = ctx.load_inventory()?;
     let (g, host) = recorded_guest(&inv, name)?;
     let copies = live_copies(ctx, &inv, name)?;
