@@ -1,4 +1,5 @@
-//! Failure safety of the apply script, run by a real local `sh`: secrets never readable by others
+//! Failure safety of the apply script, run by a real local `sh` (as root: it keeps backups and
+//! markers in /var/lib/cloudctl): secrets never readable by others
 //! while uploaded, a failed restart rolled back to the previous files, a run cut off between
 //! activating a file and restarting its daemon healed by the next run, backups kept out of the
 //! target's folder.
@@ -70,7 +71,12 @@ fn backup_of(target: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "root test: the apply script keeps backups in /var/lib/cloudctl (needs root)"
+)]
 fn a_secret_is_never_readable_by_others_while_it_is_uploaded() {
+    crate::support::require_lab(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let target = dir.join("drbd.secret");
@@ -110,7 +116,12 @@ fn a_secret_is_never_readable_by_others_while_it_is_uploaded() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "root test: the apply script keeps backups in /var/lib/cloudctl (needs root)"
+)]
 fn a_failed_restart_restores_the_previous_file_and_restarts_again() {
+    crate::support::require_lab(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("daemon.conf");
     let running = tmp.path().join("running");
@@ -163,7 +174,12 @@ fn a_failed_restart_restores_the_previous_file_and_restarts_again() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "root test: the apply script keeps backups in /var/lib/cloudctl (needs root)"
+)]
 fn a_run_cut_off_between_activation_and_restart_is_healed_by_the_next_run() {
+    crate::support::require_lab(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("daemon.conf");
     let restarts = tmp.path().join("restarts");
@@ -207,7 +223,12 @@ fn a_run_cut_off_between_activation_and_restart_is_healed_by_the_next_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "root test: the apply script keeps backups in /var/lib/cloudctl (needs root)"
+)]
 fn backups_are_kept_out_of_the_target_folder() {
+    crate::support::require_lab(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let page = tmp.path().join("index.php");
     let _tidy = Tidy(vec![backup_of(tmp.path())]);
