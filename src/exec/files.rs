@@ -342,7 +342,10 @@ fn activate(members: &[&Member], stage_of: &HashMap<usize, String>) -> String {
             );
         }
         // Before the files are active, the commands that must follow them are marked pending.
-        let mut marks: Vec<&str> = group.iter().flat_map(|m| m.pending.iter().map(String::as_str)).collect();
+        let mut marks: Vec<&str> = group
+            .iter()
+            .flat_map(|m| m.pending.iter().map(String::as_str))
+            .collect();
         marks.sort_unstable();
         marks.dedup();
         if !marks.is_empty() {

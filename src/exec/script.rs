@@ -93,7 +93,12 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
         );
     }
     // A file will be sent: check the state folder (backups, pending markers) before any change.
-    if hp.steps.iter().enumerate().any(|(i, st)| matches!(st, Step::File(f) if !unsent(i, f))) {
+    if hp
+        .steps
+        .iter()
+        .enumerate()
+        .any(|(i, st)| matches!(st, Step::File(f) if !unsent(i, f)))
+    {
         body += "sd\n";
     }
     let probed: Vec<Probed> = (0..hp.steps.len()).map(seen).collect();
@@ -173,7 +178,10 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
     // Staging directories left by a failed batch are removed on exit, with the temp dir.
     let stage_vars: String = (0..stages).map(|k| format!(" ${{S{k}:+\"$S{k}\"}}")).collect();
     let inits: String = (0..stages).map(|k| format!("S{k}=\n")).collect();
-    format!("main() {{\n{}{inits}trap 'rm -rf \"$T\"{stage_vars}' EXIT\n{body}exit 0\n}}\nmain </dev/null\n", prelude())
+    format!(
+        "main() {{\n{}{inits}trap 'rm -rf \"$T\"{stage_vars}' EXIT\n{body}exit 0\n}}\nmain </dev/null\n",
+        prelude()
+    )
 }
 
 /// A command runs with the host's own umask (not the 077 of file uploads).

@@ -5,9 +5,9 @@ safe_dir() { mkdir -m 700 "$1" 2>/dev/null; if [ -L "$1" ] || [ ! -d "$1" ] || [
 sd() { [ -n "${sdok:-}" ] || { safe_dir /var/lib/cloudctl && mkdir -p /var/lib/cloudctl/backups /var/lib/cloudctl/pending && sdok=1; }; }
 rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
-trap 'rm -rf "$T"' EXIT
 : > "$T/o"; : > "$T/e"
-hash_of() { H=; [ -f "$1" ] && H=$(sha256sum < "$1") && H=${H%% *}; }
+S0=
+trap 'rm -rf "$T" ${S0:+"$S0"}' EXIT
 safe_dir /run/cloudctl; if [ -L /run/cloudctl/lock ]; then echo '@cloudctl unsafe /run/cloudctl/lock'; exit 77; fi
 exec 9>>/run/cloudctl/lock && flock -w 600 9 || { echo '@cloudctl lock timeout'; exit 75; }
 sd
@@ -15,23 +15,37 @@ c0=0
 if [ -d /etc/demo ] && [ "$(stat -c %a /etc/demo)" = 755 ]; then rec 0 ok
 elif (umask "$um"; mkdir -p /etc/demo) 2>"$T/e" && chmod 755 /etc/demo 2>"$T/e"; then c0=1; rec 0 changed
 else rec 0 failed 1; exit 1; fi
-c1=0
-b1=0
-hash_of /etc/demo/demo.conf; if [ "$H" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ]; then
-  if [ "$(stat -c '%a %U:%G' /etc/demo/demo.conf)" = '644 root:root' ]; then rec 1 ok
-  elif chmod 644 /etc/demo/demo.conf && chown root:root /etc/demo/demo.conf 2>"$T/e"; then c1=1; rec 1 changed; else rec 1 failed 1; exit 1; fi
-else
-  { rm -f /etc/demo/.demo.conf.cloudctl-new && base64 -d > /etc/demo/.demo.conf.cloudctl-new <<'CLOUDCTL_EOF'
-b3B0aW9uID0gMQo=
+c1=0 b1=0
+S0=$(mktemp -d /etc/demo/.cloudctl-stage.XXXXXX 2>"$T/e") || { rec 1 failed 1; exit 1; }
+base64 -d <<'CLOUDCTL_EOF' 2>"$T/e" | tar -x -z -m -p --no-same-owner -f - -C "$S0" 2>>"$T/e" || { rec 1 failed 1; exit 1; }
+H4sIAAAAAAAE/+yQOwqAMBBEt/YUewLJj3QeRvyAhVnReH+jKa0TUsywLMM0M7x52aWfJKxUTirJ
+O/crSHE+bSmb77/eG2tIUQXdVxxP5gpNTVbIETcJPLDumtyHUSAAAiAAAmUIPAAAAP//AwBz9lc/
+AAgAAA==
 CLOUDCTL_EOF
-  } 2>"$T/e" && hash_of /etc/demo/.demo.conf.cloudctl-new && [ "$H" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ] || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }
-  grep -q option /etc/demo/.demo.conf.cloudctl-new >"$T/o" 2>"$T/e" 9>&-; rc=$?
-  if [ $rc -ne 0 ]; then rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 invalid $rc; exit 3; fi
-  { chmod 644 /etc/demo/.demo.conf.cloudctl-new && chown root:root /etc/demo/.demo.conf.cloudctl-new && sd && : >/var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d; } 2>>"$T/e" || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }
-  if [ -e /etc/demo/demo.conf ]; then sd && mkdir -p /var/lib/cloudctl/backups/etc/demo && { ln -f /etc/demo/demo.conf /var/lib/cloudctl/backups/etc/demo/demo.conf 2>/dev/null || cp -p /etc/demo/demo.conf /var/lib/cloudctl/backups/etc/demo/demo.conf; } 2>>"$T/e" && b1=1 || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }; else b1=2; fi
-  mv -f /etc/demo/.demo.conf.cloudctl-new /etc/demo/demo.conf 2>"$T/e" || { rm -f /etc/demo/.demo.conf.cloudctl-new; rec 1 failed 1; exit 1; }
-  c1=1; rec 1 changed
-fi
+( cd "$S0" && sha256sum -c --strict --quiet ) <<'CLOUDCTL_EOF' >"$T/e" 2>&1 || { rec 1 failed 1; exit 1; }
+2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed  demo.conf
+CLOUDCTL_EOF
+( cd "$S0" && xargs -r -d '\n' chown root:root -- ) <<'CLOUDCTL_EOF' 2>"$T/e" || { rec 1 failed 1; exit 1; }
+demo.conf
+CLOUDCTL_EOF
+: > "$T/e"
+grep -q option "$S0"/demo.conf >"$T/o" 2>"$T/e" 9>&-; rc=$?
+if [ $rc -ne 0 ]; then rec 1 invalid $rc; exit 3; fi
+: > "$T/o"; : > "$T/e"
+sd && mkdir -p /var/lib/cloudctl/backups/etc/demo && ( cd /etc/demo && tar -c -f - --no-recursion --ignore-failed-read --verbatim-files-from -T - <<'CLOUDCTL_EOF' 2>/dev/null | tar -x -p -f - -C /var/lib/cloudctl/backups/etc/demo ) 2>"$T/e" || { rec 1 failed 1; exit 1; }
+demo.conf
+CLOUDCTL_EOF
+{ sd && : >/var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d; } 2>"$T/e" || { rec 1 failed 1; exit 1; }
+b1=1
+( cd "$S0" && xargs -r -d '\n' mv -f -t /etc/demo -- ) <<'CLOUDCTL_EOF' 2>"$T/e"
+demo.conf
+CLOUDCTL_EOF
+F=
+[ -e "$S0"/demo.conf ] && F=${F:-1}
+[ -z "$F" ] || rec "$F" failed 1
+[ -e "$S0"/demo.conf ] || { c1=1; rec 1 changed; }
+[ -z "$F" ] || exit 1
+rmdir "$S0" 2>/dev/null; S0=
 c2=0
 if { [ $c1 = 1 ] || [ -e /var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d ]; }; then (umask "$um"; exec service demo restart) >"$T/o" 2>"$T/e" 9>&-; rc=$?
 if [ $rc -eq 0 ]; then rm -f /var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d; c2=1; rec 2 changed 0

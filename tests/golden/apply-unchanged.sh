@@ -5,22 +5,23 @@ safe_dir() { mkdir -m 700 "$1" 2>/dev/null; if [ -L "$1" ] || [ ! -d "$1" ] || [
 sd() { [ -n "${sdok:-}" ] || { safe_dir /var/lib/cloudctl && mkdir -p /var/lib/cloudctl/backups /var/lib/cloudctl/pending && sdok=1; }; }
 rec() { o=-; e=-; [ -s "$T/o" ] && o=$(base64 -w0 < "$T/o"); [ -s "$T/e" ] && e=$(base64 -w0 < "$T/e"); printf '@cloudctl %s %s %s %s %s\n' "$1" "$2" "${3:--}" "$o" "$e"; : > "$T/o"; : > "$T/e"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl.XXXXXX") || exit 70
-trap 'rm -rf "$T"' EXIT
 : > "$T/o"; : > "$T/e"
-hash_of() { H=; [ -f "$1" ] && H=$(sha256sum < "$1") && H=${H%% *}; }
+trap 'rm -rf "$T"' EXIT
 safe_dir /run/cloudctl; if [ -L /run/cloudctl/lock ]; then echo '@cloudctl unsafe /run/cloudctl/lock'; exit 77; fi
 exec 9>>/run/cloudctl/lock && flock -w 600 9 || { echo '@cloudctl lock timeout'; exit 75; }
-hash_of /etc/demo/demo.conf; [ "$H" = 2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed ] || { echo '@cloudctl stale'; exit 0; }
+sha256sum -c --quiet --status <<'CLOUDCTL_EOF' 2>/dev/null || { echo '@cloudctl stale'; exit 0; }
+2059ac0679e5e0d48facb02b42ddeca56b50d7830ab917a238c3a80cc82aa3ed  /etc/demo/demo.conf
+CLOUDCTL_EOF
+[ "$(xargs -r -d '\n' stat -c '%a %U:%G' -- <<'CLOUDCTL_EOF' 2>/dev/null
+/etc/demo/demo.conf
+CLOUDCTL_EOF
+)" = '644 root:root' ] || { echo '@cloudctl stale'; exit 0; }
 c0=0
 if [ -d /etc/demo ] && [ "$(stat -c %a /etc/demo)" = 755 ]; then rec 0 ok
 elif (umask "$um"; mkdir -p /etc/demo) 2>"$T/e" && chmod 755 /etc/demo 2>"$T/e"; then c0=1; rec 0 changed
 else rec 0 failed 1; exit 1; fi
-c1=0
-b1=0
-if true; then
-  if [ "$(stat -c '%a %U:%G' /etc/demo/demo.conf)" = '644 root:root' ]; then rec 1 ok
-  elif chmod 644 /etc/demo/demo.conf && chown root:root /etc/demo/demo.conf 2>"$T/e"; then c1=1; rec 1 changed; else rec 1 failed 1; exit 1; fi
-fi
+c1=0 b1=0
+rec 1 ok
 c2=0
 if { [ $c1 = 1 ] || [ -e /var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d ]; }; then (umask "$um"; exec service demo restart) >"$T/o" 2>"$T/e" 9>&-; rc=$?
 if [ $rc -eq 0 ]; then rm -f /var/lib/cloudctl/pending/7f336d240ae2d55e45337996047cf66d; c2=1; rec 2 changed 0

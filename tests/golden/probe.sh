@@ -1,12 +1,16 @@
 main() {
 set -u
 umask 077
-hash_of() { H=; [ -f "$1" ] && H=$(sha256sum < "$1") && H=${H%% *}; }
-hash_of '/etc/a b'; printf '@cloudctl probe 0 %s' "${H:--}"
-if [ -n "$H" ] && [ -s '/etc/a b' ]; then printf ' '; base64 -w0 < '/etc/a b'; else printf ' -'; fi
-echo
-hash_of /etc/c; printf '@cloudctl probe 1 %s' "${H:--}"
-if [ -n "$H" ] && [ -s /etc/c ]; then printf ' '; base64 -w0 < /etc/c; else printf ' -'; fi
-echo
+xargs -r -d '\n' stat -L -c '%F/%n' -- <<'CLOUDCTL_EOF' 2>/dev/null | sed -n 's|^regular \(empty \)\{0,1\}file/||p' | xargs -r -d '\n' sha256sum -- 2>/dev/null | sed 's/^/@cloudctl sha /'
+/etc/a b
+/etc/c
+/etc/back\slash
+CLOUDCTL_EOF
+xargs -r -d '\n' stat -c '@cloudctl meta %a %U:%G %n' -- <<'CLOUDCTL_EOF' 2>/dev/null
+/etc/a b
+/etc/c
+/etc/back\slash
+CLOUDCTL_EOF
+echo '@cloudctl probed'
 }
 main </dev/null
