@@ -309,11 +309,14 @@ fn removed_nodes(inv: &Inventory, cn: &ConfigNodeSection, facts: &Facts) -> Resu
     Ok(steps)
 }
 
-/// `service NAME restart` when one of `ids` changed, then `start` unless it is running.
-/// When one of `ids` changed, `service NAME restart` if it runs (a stopped one is not stopped
-/// and started for nothing: Debian's dhcpd script sleeps 2 s each way); then `start` unless it runs.
+/// When one of `ids` changed, `service NAME restart` if it runs, `start` if not (a stopped one is
+/// not stopped and started for nothing: Debian's dhcpd script sleeps 2 s each way); then `start`
+/// unless it runs.
 fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
-    let restart = "! service \"$1\" status >/dev/null 2>&1 || service \"$1\" restart";
+    // A stopped one is started instead: so is it when a failed restart is rolled back and run
+    // again on the previous files (the executor does that), and dhcpd then runs again.
+    let restart =
+        "if service \"$1\" status >/dev/null 2>&1; then service \"$1\" restart; else service \"$1\" start; fi";
     [
         command(&["sh", "-c", restart, "sh", name], When::Changed(strings(ids))),
         command(
