@@ -81,6 +81,9 @@ impl Lab {
             hosts: 1,
             subnet: SUBNET.parse().expect("subnet"),
             inventory: dir.path().join("cloud.toml"),
+            vms: vec![],
+            vm_disk_mib: 64,
+            power_exe: None,
         };
         let templates = cloudctl::templates::Templates::load(None).expect("templates");
         let state = cloudctl::lab::up(&req, &templates).expect("lab up");

@@ -118,6 +118,12 @@ _cloudctl() {
             cloudctl__subcmd__help__subcmd__lab,down)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__down"
                 ;;
+            cloudctl__subcmd__help__subcmd__lab,power-listen)
+                cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__listen"
+                ;;
+            cloudctl__subcmd__help__subcmd__lab,power-off)
+                cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__off"
+                ;;
             cloudctl__subcmd__help__subcmd__lab,status)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__status"
                 ;;
@@ -132,6 +138,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__node,add)
                 cmd="cloudctl__subcmd__help__subcmd__node__subcmd__add"
+                ;;
+            cloudctl__subcmd__help__subcmd__node,boot)
+                cmd="cloudctl__subcmd__help__subcmd__node__subcmd__boot"
                 ;;
             cloudctl__subcmd__help__subcmd__node,list)
                 cmd="cloudctl__subcmd__help__subcmd__node__subcmd__list"
@@ -217,6 +226,12 @@ _cloudctl() {
             cloudctl__subcmd__lab,help)
                 cmd="cloudctl__subcmd__lab__subcmd__help"
                 ;;
+            cloudctl__subcmd__lab,power-listen)
+                cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__listen"
+                ;;
+            cloudctl__subcmd__lab,power-off)
+                cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__off"
+                ;;
             cloudctl__subcmd__lab,status)
                 cmd="cloudctl__subcmd__lab__subcmd__status"
                 ;;
@@ -228,6 +243,12 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__lab__subcmd__help,help)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__lab__subcmd__help,power-listen)
+                cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__listen"
+                ;;
+            cloudctl__subcmd__lab__subcmd__help,power-off)
+                cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__off"
                 ;;
             cloudctl__subcmd__lab__subcmd__help,status)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__status"
@@ -256,6 +277,9 @@ _cloudctl() {
             cloudctl__subcmd__node,add)
                 cmd="cloudctl__subcmd__node__subcmd__add"
                 ;;
+            cloudctl__subcmd__node,boot)
+                cmd="cloudctl__subcmd__node__subcmd__boot"
+                ;;
             cloudctl__subcmd__node,help)
                 cmd="cloudctl__subcmd__node__subcmd__help"
                 ;;
@@ -267,6 +291,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__node__subcmd__help,add)
                 cmd="cloudctl__subcmd__node__subcmd__help__subcmd__add"
+                ;;
+            cloudctl__subcmd__node__subcmd__help,boot)
+                cmd="cloudctl__subcmd__node__subcmd__help__subcmd__boot"
                 ;;
             cloudctl__subcmd__node__subcmd__help,help)
                 cmd="cloudctl__subcmd__node__subcmd__help__subcmd__help"
@@ -644,7 +671,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__lab)
-            opts="up status down"
+            opts="up status power-off power-listen down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -658,6 +685,34 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__lab__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__listen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__off)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -742,7 +797,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__node)
-            opts="add remove list"
+            opts="add remove list boot"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -756,6 +811,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__node__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__node__subcmd__boot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1444,7 +1513,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version up status down help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version up status power-off power-listen down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1508,7 +1577,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab__subcmd__help)
-            opts="up status down help"
+            opts="up status power-off power-listen down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1549,6 +1618,34 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__listen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__off)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__lab__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1570,6 +1667,74 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__power__subcmd__listen)
+            opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__power__subcmd__off)
+            opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1612,7 +1777,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab__subcmd__up)
-            opts="-i -n -y -q -v -h -V --hosts --name --subnet --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --hosts --name --subnet --vm --vm-disk-mib --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1627,6 +1792,14 @@ _cloudctl() {
                     return 0
                     ;;
                 --subnet)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm)
+                    COMPREPLY=($(compgen -W "snode hnode" -- "${cur}"))
+                    return 0
+                    ;;
+                --vm-disk-mib)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1800,7 +1973,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__node)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version add remove list help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version add remove list boot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1879,8 +2052,46 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__node__subcmd__boot)
+            opts="-i -n -y -q -v -h -V --power --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --power)
+                    COMPREPLY=($(compgen -W "wol ipmi none" -- "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__node__subcmd__help)
-            opts="add remove list help"
+            opts="add remove list boot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1894,6 +2105,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__node__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__node__subcmd__help__subcmd__boot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

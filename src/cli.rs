@@ -130,16 +130,37 @@ pub enum LabCommand {
         /// Lab name (up to 8 lowercase letters and digits); several labs can run side by side.
         #[arg(long, default_value = "lab")]
         name: String,
-        /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up.
+        /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up, VMs .201 and up.
         #[arg(long, default_value = "10.201.0.0/24")]
         subnet: String,
+        /// Add a VM machine of this role (repeatable): QEMU on the lab bridge that PXE-boots from
+        /// the ConfigNode and is switched on by Wake-on-LAN (`node boot`). snode VMs (snode1, ...)
+        /// get two virtio disks; two of them get a [storage] section. hnode VMs are hvm1, ...
+        #[arg(long = "vm", value_enum, value_name = "ROLE")]
+        vms: Vec<crate::lab::VmRole>,
+        /// Size of each storage VM disk, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        vm_disk_mib: u64,
     },
-    /// Show the lab's hosts and whether each sshd is answering.
+    /// Show the lab's hosts and whether each sshd is answering, and its VMs' power and SSH.
     Status {
         #[arg(long, default_value = "lab")]
         name: String,
     },
-    /// Stop the lab's sshds and remove its namespaces, bridge, files and inventory.
+    /// Switch a lab VM off at once (its QEMU is killed, like pulling the power plug).
+    PowerOff {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The VM's name.
+        vm: String,
+    },
+    /// The lab's Wake-on-LAN listener (started by `lab up`; not for direct use).
+    #[command(hide = true)]
+    PowerListen {
+        #[arg(long)]
+        name: String,
+    },
+    /// Stop the lab's sshds, power listener and VMs and remove its namespaces, bridge, taps, files and inventory.
     Down {
         #[arg(long, default_value = "lab")]
         name: String,
@@ -177,6 +198,13 @@ pub enum NodeCommand {
     },
     /// List the inventory's nodes: name, role, MAC, IP, profile.
     List,
+    /// Boot a hardware or storage node from the network; with --wait, until it is up and trusted.
+    ///
+    /// What `hnode boot` does, for either role: the node's pinned host key, its overlay initrd and
+    /// PXE entry on the ConfigNode, power-on, and with --wait the boot stages and a strict-host-key
+    /// SSH check. A hardware node's hypervisor is then verified; a storage node's md, DRBD and AoE
+    /// drivers and tools (mdadm, drbdadm, vblade).
+    Boot(HnodeBootArgs),
 }
 
 #[derive(Debug, Args)]
@@ -217,7 +245,7 @@ pub enum HnodeCommand {
 
 #[derive(Debug, Args)]
 pub struct HnodeBootArgs {
-    /// The hardware node's name.
+    /// The node's name.
     pub name: String,
     /// How to power it on (default: the node's `power` setting, else wol).
     #[arg(long, value_enum, value_name = "HOW")]

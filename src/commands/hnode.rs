@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
     match cmd {
-        HnodeCommand::Boot(args) => boot(ctx, args),
+        HnodeCommand::Boot(args) => boot(ctx, args, &[Role::Hnode]),
     }
 }
 
-fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
+/// Boots node `args.name`, which must have one of `roles` (`hnode boot`: hardware nodes only;
+/// `node boot`: storage nodes too).
+pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, Error> {
     // Checked before anything is touched: the wait comes after the node was powered on.
     let wait = args.wait.map(|w| super::seconds("--wait", w)).transpose()?;
     // The node's host key is made and converted here: refuse before anything is touched.
@@ -30,18 +32,23 @@ fn boot(ctx: &Context, args: HnodeBootArgs) -> Result<Exit, Error> {
         let known: Vec<&str> = inv
             .node
             .iter()
-            .filter(|n| n.role == Role::Hnode)
+            .filter(|n| roles.contains(&n.role))
             .map(|n| n.name.get_ref().as_str())
             .collect();
         return Err(Error::Usage(format!(
-            "no node named {}; hardware nodes: {}",
+            "no node named {}; nodes it can boot: {}",
             crate::types::shown(&args.name),
             known.join(", ")
         )));
     };
-    if node.role != Role::Hnode {
+    if !roles.contains(&node.role) {
+        let hint = if node.role == Role::Snode {
+            "; boot it with `cloudctl node boot`"
+        } else {
+            ""
+        };
         return Err(Error::Usage(format!(
-            "{} is a {} node; hnode boot boots hardware nodes (role = \"hnode\")",
+            "{} is a {} node; hnode boot boots hardware nodes (role = \"hnode\"){hint}",
             args.name,
             node.role.as_str()
         )));
@@ -189,6 +196,10 @@ const STAGES: [Stage; 2] = [
     },
 ];
 
+/// What a storage node needs: the md, DRBD and AoE drivers loaded (or loadable) and the tools.
+const STORAGE_CHECK: &str = "m=; for d in md_mod raid1 drbd aoe; do [ -d /sys/module/$d ] || modprobe $d 2>/dev/null || m=\"$m${m:+, }module $d missing\"; done; \
+for t in mdadm drbdadm vblade blkid; do command -v $t >/dev/null || m=\"$m${m:+, }$t missing\"; done; echo \"${m:-ok}\"";
+
 /// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
 fn wait_until_up(
     ctx: &Context,
@@ -238,6 +249,7 @@ fn verify(
 ) -> Result<Exit, Error> {
     let name = node.name.get_ref().as_str();
     let (kind, script) = match hnode::hypervisor(inv, node) {
+        _ if node.role == Role::Snode => ("storage", STORAGE_CHECK),
         Hypervisor::Xen => ("xen", "xl info >/dev/null 2>&1 && echo ok || echo 'xl info failed (no Xen dom0?)'"),
         Hypervisor::Kvm => (
             "kvm",
@@ -255,12 +267,17 @@ fn verify(
     let ok = verdict == "ok";
     let exit = if ok { Exit::Ok } else { Exit::Failed };
     ctx.ui.info(&up);
-    ctx.ui.info(&format!("{name}: hypervisor {kind}: {verdict}"));
+    let checked = if kind == "storage" {
+        "storage drivers and tools"
+    } else {
+        "hypervisor"
+    };
+    ctx.ui.info(&format!("{name}: {checked} {kind}: {verdict}"));
     if ctx.ui.json {
         let seconds = started.elapsed().as_secs_f64();
         ctx.ui.json_result(
             exit,
-            serde_json::json!({ "command": "hnode boot", "node": name, "up": true, "kernel": kernel, "hypervisor": kind,
+            serde_json::json!({ "command": if kind == "storage" { "node boot" } else { "hnode boot" }, "node": name, "role": node.role.as_str(), "up": true, "kernel": kernel, "hypervisor": kind,
                                 "hypervisor_ok": ok, "hypervisor_check": verdict, "seconds": seconds, "apply": applied }),
         );
     }

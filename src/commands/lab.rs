@@ -11,7 +11,13 @@ use std::path::PathBuf;
 pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
     lab::require_root().map_err(Error::Usage)?;
     match cmd {
-        LabCommand::Up { hosts, name, subnet } => {
+        LabCommand::Up {
+            hosts,
+            name,
+            subnet,
+            vms,
+            vm_disk_mib,
+        } => {
             let subnet: Cidr = subnet
                 .parse()
                 .map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?;
@@ -25,13 +31,17 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                 hosts,
                 subnet,
                 inventory,
+                vms,
+                vm_disk_mib,
+                power_exe: std::env::current_exe().ok(),
             };
             // Refusals (name taken, subnet in use, a user's inventory in the way) touch nothing.
             lab::preflight(&req).map_err(|e| Error::Usage(format!("{e:#}")))?;
             if ctx.dry_run {
                 let (name, n, subnet, inv) = (&req.name, req.hosts, req.subnet, req.inventory.display());
+                let vms = req.vms.len();
                 ctx.ui.info(&format!(
-                    "dry run: would create lab \"{name}\" with {n} hosts on {subnet} and write {inv}"
+                    "dry run: would create lab \"{name}\" with {n} hosts and {vms} VMs on {subnet} and write {inv}"
                 ));
                 return Ok(Exit::Ok);
             }
@@ -44,6 +54,16 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                     ctx.ui
                         .info(&format!("{:<12} {:<15} {}  {}", h.name, h.ip, h.role, h.fingerprint));
                 }
+                for v in &state.vms {
+                    ctx.ui.info(&format!(
+                        "{:<12} {:<15} {} VM {} (off; `cloudctl node boot {}` switches it on)",
+                        v.name,
+                        v.ip,
+                        v.role.as_str(),
+                        v.mac,
+                        v.name
+                    ));
+                }
                 ctx.ui.info(&format!(
                     "lab \"{}\" is up: inventory {} (host keys already pinned). Try: cloudctl -i {} run -- uname -n",
                     state.name,
@@ -54,15 +74,22 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
             Ok(Exit::Ok)
         }
         LabCommand::Status { name } => {
-            let (state, health) = lab::status(&name)?;
+            let lab::Status {
+                state,
+                hosts: health,
+                vms,
+                power_listener,
+            } = lab::status(&name)?;
+            // A VM that is off is not a fault (it waits for `node boot`); a missing listener is.
             let healthy = health
                 .iter()
-                .all(|h| h.netns_present && h.sshd_running && h.ssh_port_open);
+                .all(|h| h.netns_present && h.sshd_running && h.ssh_port_open)
+                && (state.vms.is_empty() || power_listener.is_some());
             let exit = if healthy { Exit::Ok } else { Exit::Unreachable };
             if ctx.ui.json {
                 ctx.ui.json_result(
                     exit,
-                    serde_json::json!({ "command": "lab status", "lab": state, "health": health }),
+                    serde_json::json!({ "command": "lab status", "lab": state, "health": health, "vms": vms, "power_listener_pid": power_listener }),
                 );
             } else {
                 println!(
@@ -82,8 +109,54 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                         h.name, h.ip, word, s.netns_present, s.sshd_running, s.ssh_port_open
                     );
                 }
+                for (v, s) in state.vms.iter().zip(&vms) {
+                    let word = if s.powered { "on" } else { "off" };
+                    let pid = s.qemu_pid.map(|p| format!(" qemu={p}")).unwrap_or_default();
+                    println!(
+                        "{:<12} {:<15} {:<4} VM {} mac={}{pid} port22={} console={}",
+                        v.name,
+                        v.ip,
+                        word,
+                        v.role.as_str(),
+                        v.mac,
+                        s.ssh_port_open,
+                        v.console().display()
+                    );
+                }
+                if !state.vms.is_empty() {
+                    match power_listener {
+                        Some(pid) => println!("power listener (Wake-on-LAN on {}): pid {pid}", state.bridge),
+                        None => println!("power listener: NOT RUNNING (VMs cannot be switched on)"),
+                    }
+                }
             }
             Ok(exit)
+        }
+        LabCommand::PowerOff { name, vm } => {
+            if ctx.dry_run {
+                ctx.ui
+                    .info(&format!("dry run: would switch VM {vm} of lab \"{name}\" off"));
+                return Ok(Exit::Ok);
+            }
+            let was_on = lab::power_off(&name, &vm).map_err(|e| Error::Usage(format!("{e:#}")))?;
+            let what = if was_on {
+                "switched off (QEMU killed)"
+            } else {
+                "was already off"
+            };
+            if ctx.ui.json {
+                ctx.ui.json_result(
+                    Exit::Ok,
+                    serde_json::json!({ "command": "lab power-off", "vm": vm, "changed": was_on }),
+                );
+            } else {
+                ctx.ui.info(&format!("{vm}: {what}"));
+            }
+            Ok(Exit::Ok)
+        }
+        LabCommand::PowerListen { name } => {
+            lab::power::listen(&name)?;
+            Ok(Exit::Ok)
         }
         LabCommand::Down { name } => {
             if ctx.dry_run {

@@ -17,6 +17,11 @@ pub fn run(ctx: &Context, cmd: NodeCommand) -> Result<Exit, Error> {
         NodeCommand::Add(args) => add(ctx, args),
         NodeCommand::Remove { name } => remove(ctx, &name),
         NodeCommand::List => list(ctx),
+        NodeCommand::Boot(args) => super::hnode::boot(
+            ctx,
+            args,
+            &[crate::inventory::Role::Hnode, crate::inventory::Role::Snode],
+        ),
     }
 }
 

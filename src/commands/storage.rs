@@ -81,7 +81,9 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
             )))
         }
         (Some(a), _) | (None, Some(a)) => a.clone(),
-        (None, None) => super::random_hex(32)?,
+        // 48 hex digits (192 bits): DRBD 8.4 refuses a shared secret of 64 characters or more
+        // ("UnknownMandatoryTag: invalid attribute value").
+        (None, None) => super::random_hex(24)?,
     };
     let plan = storage::plan(&inv, &ctx.templates()?, &facts, &wipe, &secret, &args.nodes)?;
     ctx.converge(&inv, &plan)
@@ -108,14 +110,26 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
         row.insert("node".into(), n.as_str().into());
         match ctx.gather(&inv, &host, &script) {
             Ok(out) => {
+                let mut fields = std::collections::BTreeMap::new();
                 for line in out.lines() {
                     if let Some((k, v)) = line.split_once(' ') {
-                        row.insert(k.replace('-', "_"), v.trim().into());
+                        fields.insert(k.replace('-', "_"), v.trim().to_string());
                     }
                 }
+                let problems = storage::status_problems(&fields);
+                if !problems.is_empty() && exit == Exit::Ok {
+                    exit = Exit::Failed;
+                }
+                for (k, v) in fields {
+                    row.insert(k, v.into());
+                }
+                row.insert("healthy".into(), problems.is_empty().into());
+                row.insert("problems".into(), problems.into());
             }
             Err(e) => {
                 exit = exit.max(e.exit());
+                row.insert("healthy".into(), false.into());
+                row.insert("problems".into(), vec![format!("unreachable: {e}")].into());
                 row.insert("error".into(), e.to_string().into());
             }
         }
@@ -146,6 +160,16 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
             cell(r, "drbd_sync"),
             cell(r, "aoe")
         );
+    }
+    for r in &rows {
+        for p in r["problems"].as_array().into_iter().flatten() {
+            ctx.ui
+                .info(&format!("{}: {}", cell(r, "node"), p.as_str().unwrap_or_default()));
+        }
+    }
+    if exit == Exit::Ok {
+        ctx.ui
+            .info("storage: healthy (both nodes connected, UpToDate, primary, exporting)");
     }
     Ok(exit)
 }

@@ -1,10 +1,16 @@
 //! Local lab: creates, checks and removes real test hosts on this machine (network namespaces on a bridge, each running its own sshd); needs root and changes the local machine.
 //!
 //! Everything a lab creates is named after it (`cl<name>br`, `cl-<name>-h<i>`, `cl<name>h<i>`,
-//! `/tmp/cloudctl-lab/<name>/`), so `down` can find and remove it even without its state file.
+//! VM taps `cl<name>v<i>`, `/tmp/cloudctl-lab/<name>/`), so `down` can find and remove it even
+//! without its state file. Besides namespace hosts a lab can have VM machines (`vm`), powered on
+//! by Wake-on-LAN through its power listener (`power`).
 
+pub mod power;
 mod sshd;
 mod sys;
+pub mod vm;
+
+pub use vm::{LabVm, VmRole};
 
 use crate::local_tools::{Tool, IP, NSENTER, SETSID, SSHD, SSH_KEYGEN, UNSHARE};
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,6 +24,8 @@ use std::time::Duration;
 const LAB_ROOT: &str = "/tmp/cloudctl-lab";
 /// Hosts get .10 upwards; more than 90 would run into the DHCP dynamic range (.100-.199).
 const MAX_HOSTS: u8 = 90;
+/// VMs get .200 upwards (past the dynamic range); TCG on two cores runs only a few at a time.
+const MAX_VMS: usize = 8;
 /// The bridge inside every lab hardware node that guests join (`[instances] bridge`).
 const HNODE_BRIDGE: &str = "br0";
 const MARKER_PREFIX: &str = "# written by cloudctl lab up (lab \"";
@@ -29,6 +37,12 @@ pub struct LabRequest {
     pub hosts: u8,
     pub subnet: crate::types::Cidr,
     pub inventory: PathBuf,
+    /// VM machines to add, in order (storage nodes snode1.., hardware nodes hvm1..).
+    pub vms: Vec<VmRole>,
+    /// Size of each storage VM's two member disks.
+    pub vm_disk_mib: u64,
+    /// The cloudctl binary that runs the power listener (needed when there are VMs).
+    pub power_exe: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -56,6 +70,8 @@ pub struct LabState {
     pub inventory_sha256: String,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
+    #[serde(default)]
+    pub vms: Vec<LabVm>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -63,6 +79,15 @@ pub struct HostHealth {
     pub name: String,
     pub netns_present: bool,
     pub sshd_running: bool,
+    pub ssh_port_open: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VmHealth {
+    pub name: String,
+    /// QEMU runs (the machine is switched on).
+    pub powered: bool,
+    pub qemu_pid: Option<u32>,
     pub ssh_port_open: bool,
 }
 
@@ -183,6 +208,18 @@ pub fn preflight(req: &LabRequest) -> Result<()> {
     if !leftovers.is_empty() {
         bail!("parts of an earlier lab \"{name}\" are still there ({}); run `cloudctl lab down --name {name}` to remove them", leftovers.join(", "));
     }
+    if !req.vms.is_empty() {
+        vm::check_tools().map_err(anyhow::Error::msg)?;
+        if req.vms.len() > MAX_VMS {
+            bail!("a lab has at most {MAX_VMS} VMs, not {}", req.vms.len());
+        }
+        if req.power_exe.is_none() {
+            bail!("lab VMs need the cloudctl binary for their power listener");
+        }
+        if !(16..=4096).contains(&req.vm_disk_mib) {
+            bail!("--vm-disk-mib {}: use 16 to 4096", req.vm_disk_mib);
+        }
+    }
     check_subnet_free(&req.subnet)?;
     check_inventory_ours(&req.inventory)
 }
@@ -209,11 +246,16 @@ fn leftovers(name: &str) -> Result<Vec<String>> {
         .into_iter()
         .filter(|n| is_numbered(n, &format!("cl-{name}-h")))
         .collect();
-    let veth_prefix = format!("cl{name}h");
+    let (veth_prefix, tap_prefix) = (format!("cl{name}h"), format!("cl{name}v"));
     found.extend(
         link_list()?
             .into_iter()
-            .filter(|l| is_numbered(l, &veth_prefix) || *l == bridge_name(name)),
+            .filter(|l| is_numbered(l, &veth_prefix) || is_numbered(l, &tap_prefix) || *l == bridge_name(name)),
+    );
+    found.extend(
+        sys::qemu_pids_under(&lab_dir(name))
+            .iter()
+            .map(|p| format!("QEMU process {p}")),
     );
     if lab_dir(name).exists() {
         found.push(lab_dir(name).display().to_string());
@@ -313,6 +355,11 @@ struct InventoryData<'a> {
     /// Guests' shared storage: one folder all lab hosts see.
     store: String,
     authorized_keys: String,
+    vms: &'a [LabVm],
+    snode_profile: bool,
+    /// `[storage]` when the lab has exactly two storage VMs: their names, and the hardware-node
+    /// VMs as the clients allowed to attach.
+    storage: Option<serde_json::Value>,
 }
 
 /// Creates the lab in `dir` (which exists and is empty). On error the caller removes it all.
@@ -373,6 +420,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         )?;
         host.fingerprint = listing.split_whitespace().nth(1).unwrap_or_default().to_string();
     }
+    let vms = make_vms(req, dir, &bridge)?;
     let known_hosts_path = dir.join("known_hosts");
     let store = dir.join("store");
     std::fs::create_dir(&store).with_context(|| format!("cannot create {}", store.display()))?;
@@ -391,6 +439,9 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         nodes: &hosts[1..],
         store: store.display().to_string(),
         authorized_keys: dir.join("authorized_keys").display().to_string(),
+        vms: &vms,
+        snode_profile: vms.iter().any(|v| v.role == VmRole::Snode),
+        storage: storage_section(&vms),
     };
     let inventory = templates
         .render("lab-up/cloud.toml", &data)
@@ -412,6 +463,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         inventory_sha256: sha256_hex(inventory.as_bytes()),
         client_key,
         known_hosts: known_hosts_path,
+        vms,
     };
     // State first: if writing the inventory fails, cleanup still knows the lab.
     sys::write_atomic(
@@ -420,7 +472,50 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         0o600,
     )?;
     sys::write_atomic(&state.inventory, inventory.as_bytes(), 0o644)?;
+    if let (false, Some(exe)) = (state.vms.is_empty(), &req.power_exe) {
+        power::spawn(exe, name, dir)?;
+    }
     Ok(state)
+}
+
+/// The lab's VM machines: names, MACs, addresses (.201 upwards), folders, disks and taps.
+fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
+    let lab_octet = req.subnet.network().octets()[2];
+    let (mut snodes, mut hnodes) = (0, 0);
+    let mut vms = Vec::new();
+    for (i, role) in req.vms.iter().enumerate() {
+        let n = i + 1;
+        let (vm_name, disks) = match role {
+            VmRole::Snode => {
+                snodes += 1;
+                (format!("snode{snodes}"), 2)
+            }
+            VmRole::Hnode => {
+                hnodes += 1;
+                (format!("hvm{hnodes}"), 0)
+            }
+        };
+        let vm_dir = dir.join("vms").join(&vm_name);
+        std::fs::create_dir_all(dir.join("vms")).context("cannot create the VMs' folder")?;
+        let vm = LabVm {
+            disks: (1..=disks).map(|d| vm_dir.join(format!("disk{d}.img"))).collect(),
+            name: vm_name,
+            role: *role,
+            mac: format!("52:54:00:c2:{lab_octet:02x}:{n:02x}"),
+            ip: req.subnet.nth(200 + n as u32).expect("a /24 has addresses up to .255"),
+            tap: vm::tap_name(&req.name, n),
+            dir: vm_dir,
+        };
+        vm::create(&vm, bridge, req.vm_disk_mib)?;
+        vms.push(vm);
+    }
+    Ok(vms)
+}
+
+fn storage_section(vms: &[LabVm]) -> Option<serde_json::Value> {
+    let names = |role| -> Vec<&str> { vms.iter().filter(|v| v.role == role).map(|v| v.name.as_str()).collect() };
+    let snodes = names(VmRole::Snode);
+    (snodes.len() == 2).then(|| serde_json::json!({ "nodes": snodes, "clients": names(VmRole::Hnode) }))
 }
 
 fn keygen(path: &Path, comment: &str) -> Result<()> {
@@ -471,7 +566,15 @@ fn wire_host(host: &LabHost, prefix: u8, veth: &str, bridge: &str) -> Result<()>
     Ok(())
 }
 
-pub fn status(name: &str) -> Result<(LabState, Vec<HostHealth>)> {
+/// The lab's state, its hosts' health, its VMs' power and SSH, and whether its power listener runs.
+pub struct Status {
+    pub state: LabState,
+    pub hosts: Vec<HostHealth>,
+    pub vms: Vec<VmHealth>,
+    pub power_listener: Option<u32>,
+}
+
+pub fn status(name: &str) -> Result<Status> {
     validate_name(name).map_err(anyhow::Error::msg)?;
     let Some(state) = read_state(name)? else {
         bail!(
@@ -480,6 +583,20 @@ pub fn status(name: &str) -> Result<(LabState, Vec<HostHealth>)> {
         );
     };
     let present = netns_list()?;
+    let vms = state
+        .vms
+        .iter()
+        .map(|v| {
+            let pid = v.pid();
+            VmHealth {
+                name: v.name.clone(),
+                powered: pid.is_some(),
+                qemu_pid: pid,
+                ssh_port_open: pid.is_some()
+                    && sys::ssh_answers(SocketAddr::from((v.ip, 22)), Duration::from_millis(500)),
+            }
+        })
+        .collect();
     let health = state
         .hosts
         .iter()
@@ -490,7 +607,24 @@ pub fn status(name: &str) -> Result<(LabState, Vec<HostHealth>)> {
             ssh_port_open: sys::ssh_answers(SocketAddr::from((h.ip, 22)), Duration::from_millis(500)),
         })
         .collect();
-    Ok((state, health))
+    let power_listener = power::running(name, &lab_dir(name));
+    Ok(Status {
+        state,
+        hosts: health,
+        vms,
+        power_listener,
+    })
+}
+
+/// Switches a lab VM off abruptly (QEMU killed: a pulled plug). True if it was on.
+pub fn power_off(name: &str, vm: &str) -> Result<bool> {
+    validate_name(name).map_err(anyhow::Error::msg)?;
+    let state = read_state(name)?.ok_or_else(|| anyhow!("there is no lab \"{name}\""))?;
+    let Some(v) = state.vms.iter().find(|v| v.name == vm) else {
+        let known: Vec<&str> = state.vms.iter().map(|v| v.name.as_str()).collect();
+        bail!("lab \"{name}\" has no VM {vm:?}; its VMs: {}", known.join(", "));
+    };
+    vm::power_off(v)
 }
 
 pub fn down(name: &str) -> Result<Vec<String>> {
@@ -505,6 +639,18 @@ pub fn down(name: &str) -> Result<Vec<String>> {
         None
     });
     let hosts = state.as_ref().map_or(&[][..], |s| &s.hosts[..]);
+
+    // The power listener first (so it cannot start a VM again; without the state file it stops
+    // by itself), then every QEMU, found by its command line naming the lab's folder.
+    let listener = power::running(name, &lab_dir(name));
+    for pid in listener.into_iter().chain(sys::qemu_pids_under(&lab_dir(name))) {
+        let comm = sys::live_comm(pid).unwrap_or_default();
+        if sys::stop(&[pid], Duration::from_secs(2)).is_empty() {
+            done.push(format!("stopped {comm} (pid {pid})"));
+        } else {
+            failed.push(format!("{comm} (pid {pid}) would not die"));
+        }
+    }
 
     // sshd first, by pid, so it stops cleanly; but only if that pid is still an sshd of a
     // namespace other than ours (a reused pid must never take down anything else).
@@ -545,11 +691,11 @@ pub fn down(name: &str) -> Result<Vec<String>> {
     }
     // The root-side veths normally vanish with their namespace, but the kernel does that
     // asynchronously; delete any still there, and the bridge last.
-    let veth_prefix = format!("cl{name}h");
+    let (veth_prefix, tap_prefix) = (format!("cl{name}h"), format!("cl{name}v"));
     let bridge = bridge_name(name);
     let mut links: Vec<String> = link_list()?
         .into_iter()
-        .filter(|l| is_numbered(l, &veth_prefix))
+        .filter(|l| is_numbered(l, &veth_prefix) || is_numbered(l, &tap_prefix))
         .collect();
     links.sort_by_key(|l| host_number(l));
     links.extend(link_list()?.into_iter().filter(|l| *l == bridge));

@@ -171,3 +171,44 @@ pub fn ssh_answers(addr: std::net::SocketAddr, timeout: Duration) -> bool {
     };
     probe().unwrap_or(false)
 }
+
+/// Kills a process at once (SIGKILL, as pulling a power plug) and waits up to `limit` for it to
+/// be gone. True if it is gone.
+pub fn stop_now(pid: u32, limit: Duration) -> bool {
+    if pid <= 1 || pid == std::process::id() {
+        return false;
+    }
+    // SAFETY: kill(2) has no memory effects; pid > 1 so it never targets a process group.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + limit;
+    loop {
+        // SAFETY: as in `stop`: reaps the process only if it is our exited child.
+        unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+        if live_comm(pid).is_none() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Running QEMUs whose command line names a path under `dir` (a lab's VMs), found in /proc so
+/// that `lab down` finds them even without the lab's state file.
+pub fn qemu_pids_under(dir: &Path) -> Vec<u32> {
+    let needle = format!("{}/", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid: &u32| {
+            live_comm(pid).is_some_and(|c| c.starts_with("qemu-system"))
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}

@@ -265,7 +265,7 @@ fn node_addresses(inv: &Inventory) -> Result<Vec<Step>, Error> {
     let map: String = inv
         .node
         .iter()
-        .filter(|n| n.role == crate::inventory::Role::Hnode)
+        .filter(|n| matches!(n.role, crate::inventory::Role::Hnode | crate::inventory::Role::Snode))
         .filter_map(|n| Some(format!("{} {}\n", n.ip.as_ref()?.get_ref(), n.name.get_ref())))
         .collect();
     Ok(vec![

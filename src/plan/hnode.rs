@@ -220,7 +220,10 @@ fn keyserver_steps(inv: &Inventory, templates: &Templates) -> Result<Vec<Step>, 
 /// Returns (storage.conf, mdadm.conf, attach script) when the inventory has `[storage]`.
 fn storage_client(inv: &Inventory) -> (Option<String>, Option<String>, String) {
     let attach = "#!/bin/sh\n# Managed by cloudctl: attach the cloud's storage (AoE exports as one md multipath device).\n\
-                  . /etc/cloudctl/storage.conf\nmodprobe aoe 2>/dev/null; aoe-discover 2>/dev/null; sleep 2\n\
+                  . /etc/cloudctl/storage.conf\nmodprobe aoe 2>/dev/null\n\
+                  # Give up on a dead storage node's path after 30 s instead of AoE's default 60 s:\n\
+                  # md multipath then carries on through the other one.\n\
+                  echo 30 > /sys/module/aoe/parameters/aoe_deadsecs\naoe-discover 2>/dev/null; sleep 2\n\
                   mdadm --assemble \"$MD_DEVICE\" --uuid \"$MD_UUID\" $AOE_DEVICES && exit 0\n\
                   # First attach ever: no multipath superblock on the export yet.\n\
                   for d in $AOE_DEVICES; do mdadm --examine \"$d\" >/dev/null 2>&1 && exit 1; done\n\
@@ -263,7 +266,11 @@ pub fn plan(
     let mut with_overlay = facts.clone();
     with_overlay.overlays.insert(name.clone());
     let mut plan = confignode::plan(inv, templates, &with_overlay, &Scope::nodes([&name]))?;
-    plan.title = format!("boot hardware node {name} (profile {pname})");
+    let kind = match node.role {
+        crate::inventory::Role::Snode => "storage",
+        _ => "hardware",
+    };
+    plan.title = format!("boot {kind} node {name} (profile {pname})");
     // Node files come first: the PXE entry that names them is written after they exist.
     // The kernel unpacks concatenated archives, but after a compressed one it only accepts another
     // compressed one ("junk at the end of compressed archive"): the overlay is gzipped too.

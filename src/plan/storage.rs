@@ -1,6 +1,8 @@
 //! Planner for `storage init`: md array, DRBD primary/primary and the AoE export on the two
-//! storage nodes, from the inventory and a read-only probe of each node. Metadata is created and
-//! the initial sync forced only on a fresh resource, never again. Pure.
+//! storage nodes, from the inventory and a read-only probe of each node. Metadata is created only
+//! where none is found, and the initial sync forced only on a fresh resource (both sides
+//! Inconsistent, checked on the node when it runs), never again: a node that comes back becomes
+//! primary only once it or its peer holds UpToDate data. Pure.
 
 use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When};
 use crate::error::Error;
@@ -13,6 +15,36 @@ use std::collections::BTreeMap;
 
 pub const PACKAGES: [&str; 3] = ["mdadm", "drbd-utils", "vblade"];
 const STATE_DIR: &str = "/var/lib/cloudctl/storage";
+/// The DRBD fence-peer handler storage init installs (see templates/storage-init/fence-peer).
+pub const FENCE_PEER: &str = "/usr/local/sbin/cloudctl-drbd-fence-peer";
+/// How long a node waits for its peer during `storage init` (connect, initial handshake).
+const PEER_WAIT_SECS: &str = "120";
+
+/// Forces the initial sync only when DRBD itself shows both sides connected and Inconsistent
+/// (no one ever held good data); any UpToDate side ends it without forcing.
+/// $1 resource, $2 marker, $3 marker dir, $4 seconds to wait for the peer.
+const INITIAL_SYNC: &str = r#"i=0
+while [ "$i" -lt "$4" ]; do
+  case "$(drbdadm dstate "$1")" in
+    Inconsistent/Inconsistent) drbdadm primary --force "$1" && mkdir -p "$3" && touch "$2"; exit $? ;;
+    UpToDate/* | */UpToDate) exit 0 ;;
+  esac
+  sleep 1; i=$((i + 1))
+done
+echo "$1: the peer did not connect within $4 s; the initial sync was not started" >&2
+exit 1"#;
+
+/// Becomes primary once this node or its peer holds UpToDate data (never forced).
+/// $1 resource, $2 seconds to wait.
+const BECOME_PRIMARY: &str = r#"i=0
+while [ "$i" -lt "$2" ]; do
+  case "$(drbdadm dstate "$1")" in
+    UpToDate/* | */UpToDate) exec drbdadm primary "$1" ;;
+  esac
+  sleep 1; i=$((i + 1))
+done
+echo "$1: neither this node nor its peer has UpToDate data after $2 s (is the peer up and connected?); not becoming primary" >&2
+exit 1"#;
 
 /// What a member disk holds, by `blkid -p` (the low-level probe wipefs uses too).
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +67,14 @@ pub struct NodeFacts {
     pub drbd_metadata: bool,
     pub sync_started: bool,
     pub secret: Option<String>,
+    /// Version of the node's DRBD kernel module (8.4 and 9 want different resource syntax).
+    pub drbd_version: Option<String>,
+}
+
+impl NodeFacts {
+    fn drbd84(&self) -> bool {
+        self.drbd_version.as_deref().is_some_and(|v| v.starts_with("8."))
+    }
 }
 
 /// `md-create MD UUID LEVEL COUNT DISK...`: creates the array, after probing every disk again:
@@ -94,7 +134,7 @@ pub fn facts_script(s: &StorageSection) -> String {
     for d in s.disks.get_ref() {
         let q = quote(d.as_str());
         script += &format!(
-            "if [ -b {q} ]; then echo \"disk {d} present\"; blkid -p -o export {q} 2>/dev/null | while IFS= read -r l; do echo \"blkid {d} $l\"; done; else echo \"disk {d} missing\"; fi\n"
+            "if [ -b {q} ]; then echo \"disk {d} present\"; blkid -p -o export {q} 2>/dev/null | while IFS= read -r l; do echo \"blkid {d} $l\"; done; blkid -p {q} >/dev/null 2>&1; [ $? -eq 8 ] && echo \"blkid {d} AMBIVALENT=1\"; else echo \"disk {d} missing\"; fi\n"
         );
     }
     script += &format!(
@@ -110,6 +150,7 @@ pub fn facts_script(s: &StorageSection) -> String {
         "sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/secret \\1/p' {} 2>/dev/null\n",
         quote(&res_file(s))
     );
+    script += "v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n";
     script + "exit 0\n"
 }
 
@@ -139,6 +180,7 @@ pub fn parse_facts(output: &str, uuid: &str) -> NodeFacts {
             (Some("drbd-metadata"), None, None) => f.drbd_metadata = true,
             (Some("sync-started"), None, None) => f.sync_started = true,
             (Some("secret"), Some(s), None) => f.secret = Some(s.to_string()),
+            (Some("drbd-version"), Some(v), None) => f.drbd_version = Some(v.to_string()),
             _ => {}
         }
     }
@@ -151,6 +193,10 @@ pub fn parse_facts(output: &str, uuid: &str) -> NodeFacts {
     for (disk, tags) in blkid {
         let kind = tags.get("TYPE").map(String::as_str);
         let state = match (kind, tags.get("PTTYPE")) {
+            // blkid found several signatures and will not say which is real: never take it as blank.
+            _ if tags.contains_key("AMBIVALENT") => {
+                Disk::Foreign("more than one signature (blkid -p reports them as ambivalent)".into())
+            }
             (Some("linux_raid_member"), _) if tags.get("UUID").map(|u| plain(u)) == Some(plain(uuid)) => Disk::Ours,
             (Some("linux_raid_member"), _) => Disk::Foreign("md RAID metadata of another array".into()),
             (Some("drbd"), _) => Disk::Foreign("DRBD metadata".into()),
@@ -238,10 +284,13 @@ pub fn plan(
         .enumerate()
         .map(|(i, n)| json!({ "name": n, "address": address(n), "id": i }))
         .collect();
-    let res = templates.render(
-        "storage-init/drbd.res",
-        &json!({ "resource": s.resource, "md_device": s.md_device, "drbd_device": s.drbd_device, "secret": secret, "port": s.drbd_port, "peers": peers }),
-    )?;
+    // Rendered for the DRBD version on the node (the module decides which drbdadm parses it).
+    let res = |f: &NodeFacts| {
+        templates.render(
+            "storage-init/drbd.res",
+            &json!({ "resource": s.resource, "md_device": s.md_device, "drbd_device": s.drbd_device, "secret": secret, "port": s.drbd_port, "peers": peers, "fence_peer": FENCE_PEER, "drbd84": f.drbd84() }),
+        )
+    };
     let clients = inv.select(s.clients.get_ref()).map_err(Error::Usage)?;
     let mut macs: Vec<String> = clients
         .iter()
@@ -306,14 +355,31 @@ pub fn plan(
             None,
             false,
         )?);
+        // A RAM-root (network-booted) storage node has no initramfs of its own to update.
         steps.push(command(
-            &["update-initramfs", "-u"],
+            &[
+                "sh",
+                "-c",
+                "command -v update-initramfs >/dev/null || exit 0; exec update-initramfs -u",
+            ],
             When::Changed(strings(&["mdadm.conf"])),
         ));
+        let peer = &nodes[1 - i];
+        steps.push(root_file(
+            "fence-peer",
+            FENCE_PEER,
+            templates.render(
+                "storage-init/fence-peer",
+                &json!({ "resource": s.resource, "node": node, "peer": peer, "peer_address": address(peer) }),
+            )?,
+            0o755,
+            Some(&["sh", "-n", "{}"]),
+            false,
+        )?);
         steps.push(root_file(
             "drbd.res",
             &res_file(s),
-            res.clone(),
+            res(f)?,
             0o600,
             Some(&["drbdadm", "-t", "{}", "dump"]),
             true,
@@ -321,11 +387,13 @@ pub fn plan(
         let meta = marker(s, "metadata-created");
         if !f.drbd_metadata {
             // No --force: on a device that already holds data, create-md asks and (stdin is
-            // /dev/null) refuses, which is what we want.
+            // /dev/null) refuses, which is what we want. Metadata that is there already (a
+            // RAM-root node forgets its marker at power-off) is found by reading it.
             let script = "drbdadm create-md \"$1\" && mkdir -p \"$3\" && touch \"$2\"";
+            let present = "test -e \"$1\" || drbdadm dump-md \"$2\" >/dev/null 2>&1";
             steps.push(command(
                 &["sh", "-c", script, "sh", s.resource.as_str(), &meta, STATE_DIR],
-                When::Unless(strings(&["test", "-e", &meta])),
+                When::Unless(strings(&["sh", "-c", present, "sh", &meta, s.resource.as_str()])),
             ));
         }
         steps.push(command(&["drbdadm", "adjust", s.resource.as_str()], When::Always));
@@ -338,18 +406,25 @@ pub fn plan(
         ];
         if i == 0 && fresh {
             let sync = marker(s, "initial-sync");
-            let script = "drbdadm primary --force \"$1\" && touch \"$2\"";
+            let has_data = "test -e \"$1\" || drbdadm dstate \"$2\" | grep -q UpToDate";
             steps.push(command(
-                &["sh", "-c", script, "sh", s.resource.as_str(), &sync],
-                When::Unless(strings(&["test", "-e", &sync])),
-            ));
-        } else if !(i == 1 && fresh) {
-            // The second node of a fresh resource becomes primary on a later run, once it has data.
-            steps.push(command(
-                &["drbdadm", "primary", s.resource.as_str()],
-                When::Unless(strings(&is_primary)),
+                &[
+                    "sh",
+                    "-c",
+                    INITIAL_SYNC,
+                    "sh",
+                    s.resource.as_str(),
+                    &sync,
+                    STATE_DIR,
+                    PEER_WAIT_SECS,
+                ],
+                When::Unless(strings(&["sh", "-c", has_data, "sh", &sync, s.resource.as_str()])),
             ));
         }
+        steps.push(command(
+            &["sh", "-c", BECOME_PRIMARY, "sh", s.resource.as_str(), PEER_WAIT_SECS],
+            When::Unless(strings(&is_primary)),
+        ));
         let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(",") });
         steps.push(root_file(
             "aoe-default",
@@ -390,4 +465,67 @@ pub fn plan(
         confirm: true,
         hosts,
     })
+}
+
+/// What is wrong with one storage node, from `storage status`'s probe fields (empty: healthy).
+/// Pure.
+pub fn status_problems(row: &BTreeMap<String, String>) -> Vec<String> {
+    let get = |k: &str| row.get(k).map(String::as_str).unwrap_or("unknown");
+    let mut problems = Vec::new();
+    if !get("md").starts_with("clean") && !get("md").starts_with("active") {
+        problems.push(format!("md array is {}", get("md")));
+    }
+    if get("drbd_cstate") != "Connected" {
+        problems.push(format!("DRBD is {} (not connected to its peer)", get("drbd_cstate")));
+    }
+    if get("drbd_dstate") != "UpToDate/UpToDate" {
+        let sync = get("drbd_sync");
+        let progress = if sync.is_empty() || sync == "unknown" {
+            String::new()
+        } else {
+            format!(", resync {sync} done")
+        };
+        problems.push(format!("DRBD disks are {}{progress}", get("drbd_dstate")));
+    }
+    if get("drbd_role") != "Primary/Primary" {
+        problems.push(format!("DRBD roles are {} (not both primary)", get("drbd_role")));
+    }
+    if get("aoe") != "exporting" {
+        problems.push("the AoE export (vblade) is not running".into());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_what_is_degraded() {
+        let row = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let healthy = row(&[
+            ("md", "clean"),
+            ("drbd_cstate", "Connected"),
+            ("drbd_dstate", "UpToDate/UpToDate"),
+            ("drbd_role", "Primary/Primary"),
+            ("aoe", "exporting"),
+        ]);
+        assert!(status_problems(&healthy).is_empty());
+        let mut lonely = healthy.clone();
+        lonely.insert("drbd_cstate".into(), "WFConnection".into());
+        lonely.insert("drbd_dstate".into(), "UpToDate/Outdated".into());
+        lonely.insert("drbd_role".into(), "Primary/Unknown".into());
+        let p = status_problems(&lonely);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("WFConnection"), "{p:?}");
+        let mut syncing = healthy;
+        syncing.insert("drbd_dstate".into(), "Inconsistent/UpToDate".into());
+        syncing.insert("drbd_sync".into(), "37.5%".into());
+        assert_eq!(
+            status_problems(&syncing),
+            ["DRBD disks are Inconsistent/UpToDate, resync 37.5% done"]
+        );
+    }
 }

@@ -76,6 +76,9 @@ fn lab_up_status_down() {
         hosts: 2,
         subnet: "10.201.77.0/24".parse().unwrap(),
         inventory: inventory.clone(),
+        vms: vec![],
+        vm_disk_mib: 64,
+        power_exe: None,
     };
     let _teardown = Teardown;
     let state = lab::up(&req, &templates).unwrap_or_else(|e| panic!("lab up: {e:#}"));
@@ -83,7 +86,7 @@ fn lab_up_status_down() {
     assert_eq!(state.hosts[0].name, "confignode");
     assert_eq!(state.hosts[1].name, "hnode1");
 
-    let (_, health) = lab::status(NAME).expect("status");
+    let health = lab::status(NAME).expect("status").hosts;
     for h in &health {
         assert!(
             h.netns_present && h.sshd_running && h.ssh_port_open,

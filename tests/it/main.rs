@@ -24,5 +24,6 @@ mod pxe;
 mod pxe_scale;
 mod round_trips;
 mod storage;
+mod storage_vms;
 mod support;
 mod templates;

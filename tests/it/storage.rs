@@ -167,7 +167,10 @@ fn a_rerun_never_plans_metadata_or_a_forced_primary_again() {
                 .any(|c| c.contains("create-md") || c.contains("--force") || c.contains("mdadm --create")),
             "{cmds:?}"
         );
-        assert!(cmds.iter().any(|c| c == "drbdadm primary r0"), "{cmds:?}");
+        assert!(
+            cmds.iter().any(|c| c.contains("exec drbdadm primary \"$1\"")),
+            "becomes primary (unforced) once data is UpToDate: {cmds:?}"
+        );
     }
     // One node already has metadata: the resource is not fresh, so no forced primary anywhere.
     let mut half = fresh();
@@ -312,9 +315,10 @@ fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
         "{err}"
     );
     assert_eq!(sha(&loops.0[0]), before);
-    // storage status reads both nodes; nothing is set up here (no md/DRBD drivers), and it says so.
+    // storage status reads both nodes; nothing is set up here (no md/DRBD drivers), and it says
+    // so: exit 1, naming what is missing.
     let out = cloudctl(&["-i", &lab.inventory(), "--json", "storage", "status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes = doc["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);
@@ -325,6 +329,11 @@ fn storage_init_refuses_a_disk_holding_ext4_and_writes_nothing() {
             nodes[0]["aoe"].as_str()
         ),
         (Some("hnode1"), Some("absent"), Some("stopped"))
+    );
+    assert_eq!(nodes[0]["healthy"], false);
+    assert!(
+        nodes[0]["problems"][0].as_str().unwrap().contains("md array is absent"),
+        "{doc}"
     );
     // Without a TTY, a wipe needs --yes on top of --force-wipe.
     let out = cloudctl(&["-i", &lab.inventory(), "storage", "init", "--force-wipe", &loops.0[0]]);
@@ -416,4 +425,44 @@ fn md_steps_probe_the_disks_again_at_apply_time() {
         "{err}"
     );
     assert_eq!(std::fs::read(&ext4).unwrap(), before, "the ext4 disk was written");
+}
+
+/// A node whose kernel has DRBD 8.4 (Debian's own) gets 8.4 syntax, which drbdadm-84 accepts.
+#[test]
+fn a_drbd_84_node_gets_a_resource_drbdadm_84_accepts() {
+    let mut f = fresh();
+    f.drbd_version = Some("8.4.11".into());
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &[f.clone(), f],
+        &Default::default(),
+        "0123abcd",
+        &[],
+    )
+    .unwrap();
+    let res = plan.hosts[0]
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::File(f) if f.id == "drbd.res" => Some(f.content.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let res_text = text(&res);
+    assert!(
+        res_text.contains("disk {\n    fencing resource-and-stonith;") && !res_text.contains("node-id"),
+        "{res_text}"
+    );
+    let drbdadm84 = "/usr/lib/drbd/drbdadm-84"; // drbd-utils
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r0.res");
+    std::fs::write(&path, &res).unwrap();
+    let out = Command::new(drbdadm84)
+        .arg("-t")
+        .arg(&path)
+        .arg("dump")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

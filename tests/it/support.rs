@@ -81,6 +81,15 @@ impl Lab {
 
     /// Starts lab `name` on `subnet` (a /16 to /24, unique per test).
     pub fn up_on(name: &str, hosts: u8, subnet: &str) -> Lab {
+        Lab::up_full(name, hosts, subnet, &[], 16)
+    }
+
+    /// Like `up`, plus VM machines of these roles (switched off; powered on by Wake-on-LAN).
+    pub fn up_with_vms(name: &str, hosts: u8, octet: u8, vms: &[cloudctl::lab::VmRole], disk_mib: u64) -> Lab {
+        Lab::up_full(name, hosts, &format!("10.201.{octet}.0/24"), vms, disk_mib)
+    }
+
+    fn up_full(name: &str, hosts: u8, subnet: &str, vms: &[cloudctl::lab::VmRole], disk_mib: u64) -> Lab {
         let _ = cloudctl::lab::down(name);
         let dir = tempfile::tempdir().unwrap();
         let req = cloudctl::lab::LabRequest {
@@ -88,6 +97,9 @@ impl Lab {
             hosts,
             subnet: subnet.parse().unwrap(),
             inventory: dir.path().join("cloud.toml"),
+            vms: vms.to_vec(),
+            vm_disk_mib: disk_mib,
+            power_exe: Some(bin()),
         };
         let templates = cloudctl::templates::Templates::load(None).unwrap();
         let state = cloudctl::lab::up(&req, &templates).expect("lab up");

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Builds the RAM-root boot image of a network-booted storage node, as root, from the Debian
+# packages installed on this machine:
+#   examples/build-snode-initrd.sh [KERNEL_VERSION]
+# Result: /var/cache/cloudctl/snode-initrd-VERSION-KEY.img (gzip'd newc initramfs) and
+# /var/cache/cloudctl/snode-vmlinuz-VERSION, written to temp files and renamed so a cache file is
+# always whole; KEY changes with this script and with the packages' versions, and a second run
+# reuses the cache. Copy both to the ConfigNode's tftp_root as the snode profile's kernel and
+# initrd; `cloudctl node boot` appends the node's overlay (hostname, addresses, pinned host key).
+#
+# The image holds: the kernel modules md, DRBD and AoE need (md-mod, raid1, multipath, drbd,
+# lru_cache, libcrc32c, crc32c_generic, aoe) and the NIC/disk drivers of the lab's VMs (e1000,
+# virtio_net, virtio_blk); mdadm, drbd-utils, vblade, aoetools; dropbear as sshd; and what
+# cloudctl's remote scripts call (dash as sh, busybox for coreutils, blkid/wipefs/flock from util-linux,
+# dpkg-query and start-stop-daemon from dpkg, a `service` that runs /etc/init.d scripts).
+# It also serves the lab's diskless storage clients: AoE + md multipath are the client side too.
+set -euo pipefail
+packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod"
+modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath"
+# Single binaries to copy (with the libraries they load); busybox provides everything else.
+binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
+  /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
+  /usr/bin/flock /usr/bin/dpkg-query /usr/sbin/start-stop-daemon"
+
+[ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
+version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
+if [ -z "$version" ] || [ ! -f "/boot/vmlinuz-$version" ] || [ ! -d "/lib/modules/$version" ]; then
+    echo "$0: no kernel ${version:-in /boot}: install linux-image-amd64 (or name an installed version)" >&2
+    exit 2
+fi
+missing=
+for p in $packages; do
+    dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing="$missing $p"
+done
+[ -z "$missing" ] || { echo "$0: install these Debian packages first: apt-get install$missing" >&2; exit 2; }
+
+cache=/var/cache/cloudctl
+# shellcheck disable=SC2086 # $packages is a list of words
+key=$( { cat "$0"; dpkg-query -W $packages "linux-image-$version"; } | sha256sum | cut -c1-12)
+out="$cache/snode-initrd-$version-$key.img"
+kernel="$cache/snode-vmlinuz-$version"
+if [ -s "$out" ] && [ -s "$kernel" ]; then
+    echo "cached: $out"
+    echo "kernel: $kernel"
+    exit 0
+fi
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+# A merged-/usr tree, as Debian 12 installs: /bin, /sbin and /lib point into /usr.
+mkdir -p "$root"/usr/bin "$root"/usr/sbin "$root"/usr/lib "$root"/usr/lib64
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
+
+# Copies a file to its merged-/usr path in the image, following symlinks.
+put() {
+    local src=$1 dest=${1#/}
+    case "$dest" in bin/* | sbin/* | lib/* | lib64/*) dest="usr/$dest" ;; esac
+    mkdir -p "$root/$(dirname "$dest")"
+    cp -L "$src" "$root/$dest"
+}
+for b in $binaries /usr/bin/busybox; do
+    put "$b"
+    # A static binary (busybox) has no libraries: ldd fails for it.
+    { ldd "$b" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do put "$lib"; done
+done
+# busybox applets for everything no real binary above provides.
+/usr/bin/busybox --list-full | while read -r applet; do
+    dest="$root/usr/${applet#usr/}"
+    [ -e "$dest" ] || { mkdir -p "$(dirname "$dest")"; ln -s /usr/bin/busybox "$dest"; }
+done
+# /bin/sh is dash: busybox's own shell runs its applets in preference to the real programs
+# above (its start-stop-daemon has no --status, its blkid no -p).
+ln -sf dash "$root/usr/bin/sh"
+# aoetools are shell scripts plus small binaries.
+for f in $(dpkg -L aoetools | grep -E '^/s?bin/|^/usr/s?bin/'); do [ -f "$f" ] && put "$f"; done
+
+# Kernel modules and the modules they depend on, then modules.dep for modprobe.
+moddir="/lib/modules/$version"
+add_module() {
+    local path dep
+    path=$(modinfo -k "$version" -n "$1") || { echo "$0: kernel $version has no module $1" >&2; exit 2; }
+    case "$path" in /*) ;; *) return 0 ;; esac # built into the kernel
+    [ -e "$root/usr$path" ] && return 0
+    put "$path"
+    for dep in $(modinfo -k "$version" -F depends "$1" | tr ',' ' '); do add_module "$dep"; done
+}
+for m in $modules; do add_module "$m"; done
+cp "$moddir/modules.order" "$moddir/modules.builtin" "$moddir/modules.builtin.modinfo" "$root/usr$moddir/"
+depmod -b "$root" "$version"
+
+# Which Debian packages (and versions) the image was built from, as dpkg-query reports them.
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+for p in $packages; do dpkg-query -s "$p"; echo; done > "$root/var/lib/dpkg/status"
+: > "$root/var/lib/dpkg/available"
+
+mkdir -p "$root"/usr/local/sbin "$root"/usr/local/bin "$root"/etc/default "$root"/etc/init.d "$root"/etc/drbd.d "$root"/etc/mdadm "$root"/etc/cloudctl "$root"/etc/dropbear \
+    "$root"/root/.ssh "$root"/var/lib/drbd "$root"/var/lib/cloudctl "$root"/proc "$root"/sys "$root"/dev \
+    "$root"/run "$root"/tmp
+ln -s /run "$root/var/run"
+ln -s /run/lock "$root/var/lock"
+chmod 1777 "$root/tmp"
+chmod 700 "$root/root" "$root/root/.ssh"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\ntftp:x:50:\n' > "$root/etc/group"
+printf '/bin/sh\n' > "$root/etc/shells"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+# No usage reporting to drbd.org: the node has no route out, and must not try.
+printf 'global { usage-count no; }\ninclude "drbd.d/*.res";\n' > "$root/etc/drbd.conf"
+
+cat > "$root/usr/sbin/service" <<'EOF'
+#!/bin/sh
+# service NAME ACTION: what Debian's `service` does without systemd.
+[ -x "/etc/init.d/$1" ] || { echo "service: no such service: $1" >&2; exit 1; }
+exec "/etc/init.d/$1" "$2"
+EOF
+cat > "$root/usr/sbin/update-rc.d" <<'EOF'
+#!/bin/sh
+# update-rc.d NAME defaults: enable an init script for runlevel 2 (this RAM root forgets it at
+# power-off; cloudctl storage init enables it again).
+[ "$2" = defaults ] || { echo "update-rc.d: only 'NAME defaults' is supported here" >&2; exit 1; }
+mkdir -p /etc/rc2.d && ln -sf "../init.d/$1" "/etc/rc2.d/S20$1"
+EOF
+cat > "$root/etc/inittab" <<'EOF'
+::sysinit:/etc/cloudctl/boot
+::respawn:/usr/sbin/dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22
+::ctrlaltdel:/bin/reboot -f
+::shutdown:/bin/sync
+EOF
+cat > "$root/etc/cloudctl/boot" <<'EOF'
+#!/bin/sh
+# Boot of a RAM-root node: devices, drivers, the address from cloudctl's overlay, then sshd.
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /run/lock; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mkdir -p /run/lock
+hostname "$(cat /etc/hostname 2>/dev/null || echo node)"
+for m in e1000 virtio_net virtio_pci virtio_blk crc32c_generic drbd aoe md-mod raid1 multipath; do
+    modprobe "$m" || echo "cloudctl boot: cannot load module $m"
+done
+ip link set lo up
+. /etc/cloudctl/node.conf
+for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
+ip link set eth0 up
+ip addr add "$IP/$PREFIX" dev eth0
+[ -n "$GATEWAY" ] && ip route add default via "$GATEWAY"
+# The private host key comes from the ConfigNode's key server (cloudctl's overlay says where),
+# before sshd starts; an older overlay carries it itself.
+if [ -x /etc/cloudctl/fetch-host-keys ]; then /etc/cloudctl/fetch-host-keys || echo "cloudctl boot: NO HOST KEYS"; fi
+for s in /etc/rc2.d/S*; do [ -x "$s" ] && "$s" start; done
+echo "cloudctl boot: $(hostname) up at $IP (kernel $(uname -r))"
+EOF
+chmod 755 "$root/usr/sbin/service" "$root/usr/sbin/update-rc.d" "$root/etc/cloudctl/boot"
+printf '#!/bin/sh\nexec /bin/busybox init\n' > "$root/init"
+chmod 755 "$root/init"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) | gzip -9n > "$work/initrd.img"
+cp "/boot/vmlinuz-$version" "$work/vmlinuz"
+mv "$work/vmlinuz" "$kernel"
+mv "$work/initrd.img" "$out"
+# Older builds of this kernel's image are superseded.
+find "$cache" -maxdepth 1 -name "snode-initrd-$version-*.img" ! -name "${out##*/}" -delete
+echo "built: $out ($(du -h "$out" | cut -f1))"
+echo "kernel: $kernel"

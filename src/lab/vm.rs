@@ -1,0 +1,173 @@
+//! Lab VM machines: QEMU (TCG) processes on the lab bridge that boot by PXE from the ConfigNode
+//! host like bare metal (no direct kernel boot), with virtio disks and a console log. Creates
+//! their disks and taps, starts and kills their QEMU; acts on this machine.
+
+use super::sys;
+use anyhow::{bail, Context, Result};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// PXE boot ROM of QEMU's e1000 (package ipxe-qemu). virtio-net without it does not PXE-boot.
+pub const PXE_ROM: &str = "/usr/lib/ipxe/qemu/pxe-e1000.rom";
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Small on purpose: the machine has two cores for every VM of every lab (LAB.md).
+const MEMORY_MIB: &str = "256";
+/// `comm` of a running QEMU (the kernel truncates it to 15 characters).
+const QEMU_COMM: &str = "qemu-system-x86";
+
+/// What a VM is for: a storage node (two member disks) or a diskless hardware node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VmRole {
+    Snode,
+    Hnode,
+}
+
+impl VmRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmRole::Snode => "snode",
+            VmRole::Hnode => "hnode",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LabVm {
+    pub name: String,
+    pub role: VmRole,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub tap: String,
+    pub dir: PathBuf,
+    pub disks: Vec<PathBuf>,
+}
+
+impl LabVm {
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    /// Serial console of every boot, appended.
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// The pid of this VM's QEMU if it runs: the pid file's process, if it is a QEMU whose
+    /// command line names this VM's directory (a recycled pid is never mistaken for it).
+    pub fn pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        if sys::live_comm(pid).as_deref() != Some(QEMU_COMM) {
+            return None;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let dir = self.dir.display().to_string();
+        String::from_utf8_lossy(&cmdline).contains(&dir).then_some(pid)
+    }
+
+    /// QEMU's arguments: TCG (KVM hangs here), one vCPU, PXE from the e1000 first, the disks as
+    /// virtio, the console appended to a file. QEMU daemonizes once the machine is set up, so a
+    /// bad argument fails the start instead of a later boot.
+    fn qemu_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-name",
+            &self.name,
+            "-accel",
+            "tcg",
+            "-m",
+            MEMORY_MIB,
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-daemonize",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("-pidfile".into());
+        args.push(self.pid_file().display().to_string());
+        args.push("-chardev".into());
+        args.push(format!("file,id=console,path={},append=on", self.console().display()));
+        args.extend(["-serial".into(), "chardev:console".into()]);
+        args.push("-netdev".into());
+        args.push(format!("tap,id=n0,ifname={},script=no,downscript=no", self.tap));
+        args.push("-device".into());
+        args.push(format!(
+            "e1000,netdev=n0,mac={},bootindex=1,romfile={PXE_ROM}",
+            self.mac
+        ));
+        for d in &self.disks {
+            args.push("-drive".into());
+            args.push(format!("file={},if=virtio,format=raw", d.display()));
+        }
+        args
+    }
+}
+
+/// Creates the VM's folder, its sparse disks and its tap (a port of the lab bridge that stays
+/// when QEMU is off, as a switch port does).
+pub fn create(vm: &LabVm, bridge: &str, disk_mib: u64) -> Result<()> {
+    std::fs::create_dir(&vm.dir).with_context(|| format!("cannot create {}", vm.dir.display()))?;
+    for d in &vm.disks {
+        let f = std::fs::File::create(d).with_context(|| format!("cannot create disk {}", d.display()))?;
+        f.set_len(disk_mib << 20)
+            .with_context(|| format!("cannot size disk {}", d.display()))?;
+    }
+    sys::run("ip", &["tuntap", "add", "dev", &vm.tap, "mode", "tap"])?;
+    sys::run("ip", &["link", "set", &vm.tap, "master", bridge])?;
+    sys::run("ip", &["link", "set", &vm.tap, "up"])?;
+    Ok(())
+}
+
+/// Switches the VM on: starts its QEMU, which PXE-boots. Returns QEMU's pid.
+pub fn power_on(vm: &LabVm) -> Result<u32> {
+    if let Some(pid) = vm.pid() {
+        return Ok(pid);
+    }
+    let args = vm.qemu_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sys::run(QEMU, &args).with_context(|| format!("cannot start VM {}", vm.name))?;
+    match vm.pid() {
+        Some(pid) => Ok(pid),
+        None => bail!(
+            "VM {}: QEMU started but its pid file {} names no running QEMU",
+            vm.name,
+            vm.pid_file().display()
+        ),
+    }
+}
+
+/// Pulls the plug: SIGKILL to QEMU, no shutdown inside the guest. True if it was on.
+pub fn power_off(vm: &LabVm) -> Result<bool> {
+    let Some(pid) = vm.pid() else { return Ok(false) };
+    if !sys::stop_now(pid, Duration::from_secs(2)) {
+        bail!("VM {}: QEMU (pid {pid}) would not die", vm.name);
+    }
+    let _ = std::fs::remove_file(vm.pid_file());
+    Ok(true)
+}
+
+/// The tap name of VM number `i` of lab `name` (15 characters at most).
+pub fn tap_name(name: &str, i: usize) -> String {
+    format!("cl{name}v{i}")
+}
+
+/// Whether the files a VM needs are installed; the error names the packages.
+pub fn check_tools() -> Result<(), String> {
+    let mut missing = Vec::new();
+    if crate::local_tools::locate(QEMU).is_none() {
+        missing.push("qemu-system-x86_64 (package qemu-system-x86)");
+    }
+    if !Path::new(PXE_ROM).exists() {
+        missing.push("pxe-e1000.rom (package ipxe-qemu)");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "lab VMs need: {}; install them with apt-get install",
+            missing.join(", ")
+        ))
+    }
+}
