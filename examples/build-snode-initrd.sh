@@ -20,7 +20,11 @@ modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc3
 # Single binaries to copy (with the libraries they load); busybox provides everything else.
 binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
   /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
-  /usr/bin/flock /usr/bin/dpkg-query /usr/sbin/start-stop-daemon"
+  /usr/bin/flock /usr/bin/dpkg-query /usr/sbin/start-stop-daemon
+  /usr/bin/sha256sum /usr/bin/stat /usr/bin/mv /usr/bin/cp /usr/bin/rm /usr/bin/chmod /usr/bin/chown
+  /usr/bin/mktemp /usr/bin/base64 /usr/bin/tar /usr/bin/gzip /usr/bin/xargs /usr/bin/find /usr/bin/sed"
+# (The GNU tools on the last two lines: cloudctl's batched file steps use options busybox lacks,
+# such as `sha256sum -c --strict` and `mv -t`.)
 
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
 version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
@@ -100,6 +104,8 @@ mkdir -p "$root"/usr/local/sbin "$root"/usr/local/bin "$root"/etc/default "$root
 ln -s /run "$root/var/run"
 ln -s /run/lock "$root/var/lock"
 chmod 1777 "$root/tmp"
+# cloudctl refuses a state folder others could write into (it keeps markers and backups there).
+chmod 700 "$root/var/lib/cloudctl"
 chmod 700 "$root/root" "$root/root/.ssh"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\ntftp:x:50:\n' > "$root/etc/group"
