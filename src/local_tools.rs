@@ -23,6 +23,10 @@ pub const IP: Tool = Tool {
     program: "ip",
     package: "iproute2",
 };
+pub const PING: Tool = Tool {
+    program: "ping",
+    package: "iputils-ping",
+};
 pub const UNSHARE: Tool = Tool {
     program: "unshare",
     package: "util-linux",

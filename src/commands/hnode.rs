@@ -8,7 +8,7 @@ use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
 use crate::error::{Error, Exit};
 use crate::exec::known_hosts::{host_pattern, HostKey};
 use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Role};
-use crate::local_tools::{self, DROPBEARCONVERT, SSH_KEYGEN};
+use crate::local_tools::{self, DROPBEARCONVERT, IP, PING, SSH_KEYGEN};
 use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
 use std::path::{Path, PathBuf};
@@ -218,10 +218,8 @@ fn wait_until_up(
         .map(|i| i.get_ref().to_string())
         .unwrap_or_else(|| target.host.clone());
     let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
-    // A missing tool must not read as "stage not reached": the probe names it instead.
     let probe = format!(
-        "for t in ip ping; do command -v $t >/dev/null 2>&1 || echo missing $t; done; \
-         ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
+        "ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
     );
     let watch = Watch {
         name,
@@ -229,6 +227,7 @@ fn wait_until_up(
         // Only this boot's traffic counts.
         setup: Some(format!("ip neigh flush to {ip} 2>/dev/null; exit 0")),
         probe,
+        tools: &[IP, PING],
         stages: &STAGES,
         ssh_after: "ping",
         target,

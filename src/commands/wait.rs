@@ -6,6 +6,7 @@ use super::Context;
 use crate::error::Error;
 use crate::exec::{Connector, HostError, Transport};
 use crate::inventory::{Host, HostKeyPolicy, Inventory};
+use crate::local_tools::Tool;
 use crate::ui::timestamp;
 use std::time::{Duration, Instant};
 
@@ -21,26 +22,19 @@ const SSH: Stage = Stage {
     what: "SSH answers with the pinned host key",
 };
 
-/// What to watch: `setup` runs once on `observer`, then `probe` about once a second and prints the keys of the
-/// stages it sees (and `missing PROGRAM` for a tool it lacks); once the stage `ssh_after` is seen,
+/// What to watch: `setup` runs once on `observer`, then `probe` about once a second, after a
+/// check that `observer` has `tools` (a missing one is named, not read as a stage not reached);
+/// the probe prints the keys of the stages it sees; once the stage `ssh_after` is seen,
 /// cloudctl tries SSH to `target`.
 pub struct Watch<'a> {
     pub name: &'a str,
     pub observer: &'a Host,
     pub setup: Option<String>,
     pub probe: String,
+    pub tools: &'a [Tool],
     pub stages: &'a [Stage],
     pub ssh_after: &'static str,
     pub target: &'a Host,
-}
-
-/// The Debian package of a tool a probe may lack.
-fn package_of(program: &str) -> &'static str {
-    match program {
-        "ping" => "iputils-ping",
-        "ip" => "iproute2",
-        _ => "the package that provides it",
-    }
 }
 
 /// Waits until `watch.target` answers SSH with its pinned key; returns that session.
@@ -74,6 +68,12 @@ pub fn until_ssh<'a>(
             ));
         }
     };
+    // Program names are constants of local_tools, safe as shell words.
+    let probe = format!(
+        "for t in {}; do command -v $t >/dev/null 2>&1 || echo missing $t; done; {}",
+        watch.tools.iter().map(|t| t.program).collect::<Vec<_>>().join(" "),
+        watch.probe
+    );
     let mut fresh_session = true;
     loop {
         if Instant::now() >= deadline {
@@ -88,7 +88,7 @@ pub fn until_ssh<'a>(
             )));
         }
         let round = Instant::now();
-        let out = match observer.run_script(&watch.probe, deadline) {
+        let out = match observer.run_script(&probe, deadline) {
             Ok(out) => out,
             // The deadline ran out during the probe itself: report it as the timeout it is.
             Err(_) if Instant::now() >= deadline => continue,
@@ -102,12 +102,17 @@ pub fn until_ssh<'a>(
             }
         };
         fresh_session = false;
-        if let Some(tool) = out.output.lines().find_map(|l| l.strip_prefix("missing ")) {
-            let package = package_of(tool);
+        let missing = out.output.lines().find_map(|l| {
+            let program = l.strip_prefix("missing ")?;
+            watch.tools.iter().find(|t| t.program == program)
+        });
+        if let Some(tool) = missing {
             return Err(Error::Failed(anyhow::anyhow!(
-                "cannot watch {} come up: {} has no `{tool}` (package {package}); install it there (`cloudctl config init` does on the ConfigNode)",
+                "cannot watch {} come up: {} has no `{}` (package {}); install it there (`cloudctl config init` does on the ConfigNode)",
                 watch.name,
-                watch.observer.name
+                watch.observer.name,
+                tool.program,
+                tool.package
             )));
         }
         for stage in watch.stages {

@@ -186,9 +186,8 @@ fn wait_for_guest(ctx: &Context, inv: &Inventory, g: &Guest, hnode: &Host, secs:
         name: g.name.as_str(),
         observer: hnode,
         setup: None,
-        probe: format!(
-            "command -v ping >/dev/null 2>&1 || echo missing ping; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
-        ),
+        probe: format!("ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"),
+        tools: &[crate::local_tools::PING],
         stages: &GUEST_STAGES,
         ssh_after: "ping",
         target: &target,
