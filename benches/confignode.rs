@@ -8,9 +8,10 @@
 //! from the outside as a user would run it: `config init` on the bare host (first run), again
 //! (no change, median of 3), `node add` of one node and `node remove` of it (median of 3 pairs),
 //! `node add --from` a CSV of 1,000 new rows, `node list`, and a dry-run `node add`. The
-//! baseline in the same run is the smallest size (growth = figure / figure at the smallest size),
-//! and the floor of `node add` and `node remove`: Debian's own `service isc-dhcp-server restart`
-//! timed alone on the same host, which both include (dhcpd activates a change only by restart).
+//! baselines in the same run: the smallest size (growth = figure / figure at the smallest size);
+//! `node add`/`node remove` by the restart path (the OMAPI key moved aside, so cloudctl falls back
+//! to restarting dhcpd, as it did before live changes) against the live OMAPI path; and Debian's
+//! own `service isc-dhcp-server restart` timed alone on the same host.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -24,11 +25,13 @@ const CSV_ROWS: usize = 1_000;
 const ROUNDS: usize = 3;
 
 /// (what, target at the largest size in seconds).
-const OPS: [(&str, Option<f64>); 8] = [
+const OPS: [(&str, Option<f64>); 10] = [
     ("config init, first run", Some(5.0)),
     ("config init, no change", Some(2.0)),
-    ("node add (one)", Some(1.0)),
-    ("node remove (one)", Some(1.0)),
+    ("node add (one), live", Some(1.0)),
+    ("node remove (one), live", Some(1.0)),
+    ("node add (one), restart path", None),
+    ("node remove (one), restart path", None),
     ("node add --from (1,000 rows)", Some(5.0)),
     ("node list", None),
     ("node add --dry-run (one)", None),
@@ -177,17 +180,39 @@ fn measure(bin: &Path, n: usize) -> Vec<f64> {
     println!("config init: first {first:.2} s, no change {:?}", no_change);
 
     let (extra, extra_mac, _) = node(&subnet, 9_000);
-    let (mut adds, mut removes) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        adds.push(yes(&["node", "add", &extra, "--mac", &extra_mac]).0);
-        let file = format!("/srv/tftp/pxelinux.cfg/01-{}", extra_mac.replace(':', "-"));
-        lab.sh(&format!(
-            "test -f {file} && grep -q 'host {extra} ' /etc/dhcp/cloudctl-hosts.conf"
-        ));
-        removes.push(yes(&["node", "remove", &extra]).0);
-        lab.sh(&format!("test ! -e {file}"));
-    }
-    println!("node add {adds:.2?}, node remove {removes:.2?}");
+    let add_remove = |restart_path: bool| {
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        let said = |out: &Output| String::from_utf8_lossy(&out.stderr).contains("restarted dhcpd instead");
+        let force = || {
+            if restart_path {
+                lab.sh("rm -f /var/lib/cloudctl/dhcpd/applied.conf");
+            }
+        };
+        for _ in 0..ROUNDS {
+            force();
+            let (t, out) = yes(&["node", "add", &extra, "--mac", &extra_mac]);
+            assert_eq!(said(&out), restart_path, "{}", String::from_utf8_lossy(&out.stderr));
+            adds.push(t);
+            let file = format!("/srv/tftp/pxelinux.cfg/01-{}", extra_mac.replace(':', "-"));
+            lab.sh(&format!(
+                "test -f {file} && grep -q 'host {extra} ' /etc/dhcp/cloudctl-hosts.conf"
+            ));
+            force();
+            let (t, out) = yes(&["node", "remove", &extra]);
+            assert_eq!(said(&out), restart_path, "{}", String::from_utf8_lossy(&out.stderr));
+            removes.push(t);
+            lab.sh(&format!("test ! -e {file}"));
+        }
+        (adds, removes)
+    };
+    let (adds, removes) = add_remove(false);
+    assert_eq!(lab.sh("cat /run/dhcpd.pid"), pid, "live changes keep dhcpd's pid");
+    println!("live: node add {adds:.2?}, node remove {removes:.2?}");
+    // The restart path (what every change took before OMAPI, and the fallback now), forced by
+    // removing the record of the hosts file dhcpd took: cloudctl then cannot know the live
+    // difference and restarts (saying so).
+    let (restart_adds, restart_removes) = add_remove(true);
+    println!("restart path: node add {restart_adds:.2?}, node remove {restart_removes:.2?}");
     let dry = run(bin, &inv, &["-n", "node", "add", &extra, "--mac", &extra_mac]).0;
     let list = run(bin, &inv, &["node", "list"]);
     assert_eq!(
@@ -223,6 +248,8 @@ fn measure(bin: &Path, n: usize) -> Vec<f64> {
         median(no_change),
         median(adds),
         median(removes),
+        median(restart_adds),
+        median(restart_removes),
         from,
         list.0,
         dry,
@@ -254,11 +281,12 @@ fn print_table(sizes: &[usize], columns: &[Vec<f64>]) {
         println!("{line}");
     }
     let last = &columns[columns.len() - 1];
-    let (add, remove, restart) = (last[2], last[3], last[7]);
+    let (add, remove, restart_add, restart_remove) = (last[2], last[3], last[4], last[5]);
     println!(
-        "node add without the dhcpd restart (floor subtracted): {:.2} s; node remove: {:.2} s",
-        add - restart,
-        remove - restart
+        "live OMAPI vs the restart path at {} nodes: node add {add:.2} s vs {restart_add:.2} s ({:.1}x faster), node remove {remove:.2} s vs {restart_remove:.2} s ({:.1}x faster)",
+        sizes[sizes.len() - 1],
+        restart_add / add,
+        restart_remove / remove
     );
     if sizes.len() > 1 {
         let small = columns[0][2];

@@ -258,7 +258,7 @@ fn command_step(hp: &HostPlan, i: usize, c: &CommandStep) -> String {
              2) r=1; rm -f {p} && echo {gone} >>\"$T/e\";;\n  esac\n"
         );
     }
-    let shown = c.display();
+    let shown = c.short();
     let again_ok = quote(&format!(
         "cloudctl: ran `{shown}` again with the previous files: it succeeded, the previous configuration is running"
     ))

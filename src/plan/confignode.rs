@@ -52,6 +52,18 @@ pub const NODE_KEYS_DIR: &str = "/var/lib/cloudctl/node-keys";
 /// The plan step id of that map.
 pub const NODE_ADDRESSES_ID: &str = "node-addresses";
 
+/// Changes the running dhcpd live through OMAPI, or restarts it (see the script's header).
+const DHCPD_SCRIPT: &str = include_str!("../../scripts/confignode/dhcpd.sh");
+/// Where that script keeps the hosts file dhcpd last took and the names it changed live.
+const DHCPD_STATE_DIR: &str = "/var/lib/cloudctl/dhcpd";
+/// Debian's dhcpd lease file (the init script passes no other).
+const DHCPD_LEASES: &str = "/var/lib/dhcp/dhcpd.leases";
+/// dhcpd's OMAPI port (ISC's registered default).
+pub const OMAPI_PORT: u16 = 7911;
+/// Writes a fresh OMAPI key file (root only) at $1: the secret goes from /dev/urandom through a
+/// pipe and the shell's own printf into the file, never into an argument list.
+const OMAPI_KEYGEN: &str = "umask 077; s=$(head -c 32 /dev/urandom | base64) && [ -n \"$s\" ] && printf 'key cloudctl-omapi { algorithm hmac-sha256; secret \"%s\"; };\\n' \"$s\" >\"$1.cloudctl-new\" && mv -f \"$1.cloudctl-new\" \"$1\"";
+
 /// What `config init` does, or only what node changes touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -121,6 +133,11 @@ fn dhcp_dir(cn: &ConfigNodeSection) -> &str {
 
 pub fn hosts_file(cn: &ConfigNodeSection) -> String {
     format!("{}/cloudctl-hosts.conf", dhcp_dir(cn))
+}
+
+/// The OMAPI key dhcpd.conf includes (0600, written on the ConfigNode, never read by cloudctl).
+pub fn omapi_key_file(cn: &ConfigNodeSection) -> String {
+    format!("{}/cloudctl-omapi.key", dhcp_dir(cn))
 }
 
 fn local_file(cn: &ConfigNodeSection) -> String {
@@ -326,6 +343,37 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     ]
 }
 
+/// dhcpd takes a changed hosts file: live through OMAPI for node changes, by a restart when
+/// `config init` changed its settings; then it is started if it is not running.
+fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
+    let (mode, ids): (&str, &[&str]) = match scope {
+        Scope::Init => ("restart", &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]),
+        Scope::Nodes { .. } => ("live", &["dhcpd-hosts"]),
+    };
+    let (hosts, key, port) = (hosts_file(cn), omapi_key_file(cn), OMAPI_PORT.to_string());
+    let mut argv = vec![
+        "sh",
+        "-c",
+        DHCPD_SCRIPT,
+        "sh",
+        mode,
+        &hosts,
+        &key,
+        DHCPD_STATE_DIR,
+        DHCPD_LEASES,
+    ];
+    if mode == "live" {
+        argv.push(&port);
+    }
+    [
+        command(&argv, When::Changed(strings(ids))),
+        command(
+            &["service", "isc-dhcp-server", "start"],
+            When::Unless(strings(&["service", "isc-dhcp-server", "status"])),
+        ),
+    ]
+}
+
 pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope) -> Result<Plan, Error> {
     let s = sections(inv)?;
     let (net, cn) = (s.network, s.confignode);
@@ -389,6 +437,11 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
             &["touch", &local_file(cn)],
             When::Unless(strings(&["test", "-e", &local_file(cn)])),
         ));
+        let key = omapi_key_file(cn);
+        steps.push(command(
+            &["sh", "-c", OMAPI_KEYGEN, "sh", &key],
+            When::Unless(strings(&["test", "-s", &key])),
+        ));
         let range = net
             .dynamic_range
             .as_ref()
@@ -406,6 +459,8 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
                 "next_server": next_server(cn),
                 "hosts_file": hosts_file(cn),
                 "local_file": local_file(cn),
+                "omapi_port": OMAPI_PORT,
+                "omapi_key": omapi_key_file(cn),
             }),
         )?;
         steps.push(config(
@@ -472,12 +527,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
         }));
     }
     steps.extend(removed_nodes(inv, cn, facts)?);
-    let dhcp_ids: &[&str] = if *scope == Scope::Init {
-        &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]
-    } else {
-        &["dhcpd-hosts"]
-    };
-    steps.extend(service_steps("isc-dhcp-server", dhcp_ids));
+    steps.extend(dhcpd_steps(cn, scope));
     if *scope == Scope::Init {
         steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
     }

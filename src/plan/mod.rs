@@ -47,7 +47,7 @@ impl Step {
         match self {
             Step::File(f) => format!("file {}", f.path),
             Step::Dir(d) => format!("directory {}", d.path),
-            Step::Command(c) => format!("run {}", c.display()),
+            Step::Command(c) => format!("run {}", c.short()),
             Step::Absent(a) => format!("remove {}", a.path),
         }
     }
@@ -124,9 +124,23 @@ pub struct CommandStep {
 }
 
 impl CommandStep {
-    /// The command as a user would type it.
+    /// The command as a user would type it (in full, for review in dry runs).
     pub fn display(&self) -> String {
         shlex::try_join(self.argv.iter().map(String::as_str)).unwrap_or_else(|_| self.argv.join(" "))
+    }
+
+    /// The command in one line for reports: a program of several lines given to `sh -c` (one of
+    /// cloudctl's scripts) is shown as `…`.
+    pub fn short(&self) -> String {
+        let words = self.argv.iter().enumerate().map(|(i, a)| {
+            let program = i == 2 && self.argv[..2] == ["sh", "-c"] && a.contains('\n');
+            if program {
+                "…"
+            } else {
+                a.as_str()
+            }
+        });
+        shlex::try_join(words).unwrap_or_else(|_| self.argv.join(" "))
     }
 }
 

@@ -52,6 +52,17 @@ fn host_problem_lines(r: &HostReport) -> Vec<String> {
     lines
 }
 
+/// What cloudctl's own remote programs said of steps that went well (their stderr lines that
+/// start with `cloudctl: `, e.g. a live change that fell back to a restart).
+fn host_notice_lines(r: &HostReport) -> Vec<String> {
+    r.steps
+        .iter()
+        .filter(|s| matches!(s.result.status, StepStatus::Ok | StepStatus::Changed))
+        .flat_map(|s| s.result.stderr.lines().filter(|l| l.starts_with("cloudctl: ")))
+        .map(|l| format!("{}: {}", r.name, l.trim_start_matches("cloudctl: ")))
+        .collect()
+}
+
 /// Report of a plan applied to hosts.
 pub fn apply(ui: &Ui, title: &str, reports: &[HostReport], exit: Exit) {
     if ui.json {
@@ -63,7 +74,7 @@ pub fn apply(ui: &Ui, title: &str, reports: &[HostReport], exit: Exit) {
     }
     for r in reports {
         let problems = host_problem_lines(r);
-        for l in &problems {
+        for l in problems.iter().chain(&host_notice_lines(r)) {
             eprintln!("{l}");
         }
         if ui.verbose > 0 {

@@ -66,16 +66,25 @@ fn shell_files_pass_shellcheck() {
         root().join(".ci/install-deps"),
         root().join(".ci/preflight"),
     ];
-    for dir in ["examples", "scripts"] {
-        let Ok(entries) = std::fs::read_dir(root().join(dir)) else {
-            continue;
-        };
-        files.extend(
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "sh")),
-        );
+    // Every .sh file under examples/ and scripts/ (remote programs live in scripts/<noun>/).
+    let mut dirs = vec![root().join("examples"), root().join("scripts")];
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+        {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "sh") {
+                files.push(path);
+            }
+        }
     }
+    assert!(
+        files.iter().any(|f| f.ends_with("scripts/confignode/dhcpd.sh")),
+        "the walk finds the remote programs: {files:?}"
+    );
     let shellcheck = which::which("shellcheck").expect("shellcheck is installed (.ci/install-deps installs it)");
     let out = Command::new(shellcheck).args(&files).output().unwrap();
     assert!(out.status.success(), "shellcheck:\n{}", text(&out.stdout));

@@ -5,6 +5,7 @@ mod apply_safety;
 mod cli;
 mod confignode_e2e;
 mod confignode_plan;
+mod dhcp_live;
 mod e2e;
 mod examples;
 mod fresh_machine;
