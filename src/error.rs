@@ -2,8 +2,9 @@
 
 use crate::exec::{HostReport, HostStatus};
 
-/// cloudctl's exit codes. Each says what happened to the hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+/// cloudctl's exit codes. Each says what happened to the hosts. They are ordered by severity
+/// (not by number): the most serious outcome among several is their `max()`, on every path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Exit {
     /// Success (including "no changes").
@@ -27,20 +28,23 @@ pub enum Exit {
 impl Exit {
     /// The most serious outcome among hosts decides the exit code.
     pub fn from_reports(reports: &[HostReport]) -> Exit {
-        reports
-            .iter()
-            .map(|r| match r.status {
-                HostStatus::Ok | HostStatus::Changed => Exit::Ok,
-                HostStatus::Failed => Exit::Failed,
-                HostStatus::Invalid => Exit::Invalid,
-                HostStatus::Unreachable => Exit::Unreachable,
-                HostStatus::HostKeyRefused => Exit::HostKey,
-                HostStatus::NotStarted => Exit::Interrupted,
-            })
-            .max_by_key(|e| e.severity())
-            .unwrap_or(Exit::Ok)
+        reports.iter().map(|r| Exit::of(r.status)).max().unwrap_or(Exit::Ok)
     }
 
+    /// What one host's outcome means.
+    pub fn of(status: HostStatus) -> Exit {
+        match status {
+            HostStatus::Ok | HostStatus::Changed => Exit::Ok,
+            HostStatus::Failed => Exit::Failed,
+            HostStatus::Invalid => Exit::Invalid,
+            HostStatus::Unreachable => Exit::Unreachable,
+            HostStatus::HostKeyRefused => Exit::HostKey,
+            HostStatus::NotStarted => Exit::Interrupted,
+        }
+    }
+
+    /// How serious an outcome is: a failed step outranks an unreachable host (something was
+    /// changed and went wrong), and an interruption outranks everything.
     fn severity(self) -> u8 {
         match self {
             Exit::Ok => 0,
@@ -62,7 +66,21 @@ impl Exit {
   4    a host was unreachable (connect, authentication, timeout); others completed
   5    a host key is unknown (strict policy) or changed; that host was not touched
   6    not confirmed (answered no, or no TTY without --yes); nothing was touched
-  130  interrupted (Ctrl-C); started hosts finished their step, the rest did not start";
+  130  interrupted (Ctrl-C); started hosts finished their step, the rest did not start
+  141  stdout was closed by its reader (e.g. `| head`); cloudctl stopped writing";
+}
+
+impl Ord for Exit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Equal severities (usage, not confirmed) are ordered by code, so the order is total.
+        (self.severity(), *self as u8).cmp(&(other.severity(), *other as u8))
+    }
+}
+
+impl PartialOrd for Exit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// An error that ends the command before or instead of a per-host report.
@@ -102,5 +120,51 @@ impl From<crate::exec::HostError> for Error {
             H::HostKey(m) => Error::HostKey(m),
             H::Failed(m) => Error::Failed(anyhow::anyhow!(m)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a command's own path (a probe, a connection before any plan) gives for a host
+    /// that ended so, as `host`, `storage` and `lamp` fold them with `max`.
+    fn as_error(status: HostStatus) -> Option<Error> {
+        match status {
+            HostStatus::Ok | HostStatus::Changed => None,
+            HostStatus::Failed | HostStatus::Invalid | HostStatus::NotStarted => {
+                Some(Error::Failed(anyhow::anyhow!("step failed")))
+            }
+            HostStatus::Unreachable => Some(Error::Unreachable("no route".into())),
+            HostStatus::HostKeyRefused => Some(Error::HostKey("changed".into())),
+        }
+    }
+
+    #[test]
+    fn one_order_for_every_mix_of_host_outcomes() {
+        use HostStatus::*;
+        let all = [Ok, Changed, Failed, Invalid, Unreachable, HostKeyRefused, NotStarted];
+        for a in all {
+            for b in all {
+                let by_reports = [Exit::of(a), Exit::of(b)].into_iter().max().unwrap();
+                // The worst is the same whichever host came first.
+                assert_eq!(by_reports, [Exit::of(b), Exit::of(a)].into_iter().max().unwrap());
+                // Errors folded by `max` (the commands' own paths) agree with the report path
+                // whenever both name the same outcome.
+                let by_errors = [a, b]
+                    .into_iter()
+                    .filter_map(as_error)
+                    .map(|e| e.exit())
+                    .fold(Exit::Ok, Exit::max);
+                if [a, b].iter().all(|s| !matches!(s, Invalid | NotStarted)) {
+                    assert_eq!(by_reports, by_errors, "{a:?} + {b:?}");
+                }
+            }
+        }
+        // The audit's case: one failed host and one unreachable host exit 1 (failed) on both paths.
+        assert_eq!(Exit::of(Failed).max(Exit::of(Unreachable)), Exit::Failed);
+        assert_eq!(Exit::Unreachable.max(Exit::Failed), Exit::Failed);
+        assert_eq!(Exit::Usage.max(Exit::Failed), Exit::Usage);
+        assert_eq!(Exit::Interrupted.max(Exit::Usage), Exit::Interrupted);
     }
 }

@@ -134,9 +134,9 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
         ctx.ui.json_result(Exit::Ok, serde_json::json!({ "command": "host list", "known_hosts": connector.known_hosts.path(), "pinned": rows, "not_pinned": unpinned }));
         return Ok(Exit::Ok);
     }
-    println!("{:<12} {:<24} {:<12} FINGERPRINT", "NAME", "HOST", "TYPE");
+    crate::outln!("{:<12} {:<24} {:<12} FINGERPRINT", "NAME", "HOST", "TYPE");
     for p in &pinned {
-        println!(
+        crate::outln!(
             "{:<12} {:<24} {:<12} {}",
             name_of(&p.host).unwrap_or_else(|| "-".into()),
             p.host,
@@ -148,7 +148,7 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
         .iter()
         .filter(|h| !pinned.iter().any(|p| p.host == host_pattern(&h.host, h.port)))
     {
-        println!(
+        crate::outln!(
             "{:<12} {:<24} {:<12} (not pinned: cloudctl host trust {})",
             h.name,
             host_pattern(&h.host, h.port),

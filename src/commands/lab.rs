@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                     serde_json::json!({ "command": "lab status", "lab": state, "health": health, "vms": vms, "power_listener_pid": power_listener }),
                 );
             } else {
-                println!(
+                crate::outln!(
                     "lab \"{}\" on {} (inventory {})",
                     state.name,
                     state.subnet,
@@ -104,15 +104,20 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                     } else {
                         "DOWN"
                     };
-                    println!(
+                    crate::outln!(
                         "{:<12} {:<15} {:<4} netns={} sshd={} port22={}",
-                        h.name, h.ip, word, s.netns_present, s.sshd_running, s.ssh_port_open
+                        h.name,
+                        h.ip,
+                        word,
+                        s.netns_present,
+                        s.sshd_running,
+                        s.ssh_port_open
                     );
                 }
                 for (v, s) in state.vms.iter().zip(&vms) {
                     let word = if s.powered { "on" } else { "off" };
                     let pid = s.qemu_pid.map(|p| format!(" qemu={p}")).unwrap_or_default();
-                    println!(
+                    crate::outln!(
                         "{:<12} {:<15} {:<4} VM {} mac={}{pid} port22={} console={}",
                         v.name,
                         v.ip,
@@ -125,8 +130,8 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
                 }
                 if !state.vms.is_empty() {
                     match power_listener {
-                        Some(pid) => println!("power listener (Wake-on-LAN on {}): pid {pid}", state.bridge),
-                        None => println!("power listener: NOT RUNNING (VMs cannot be switched on)"),
+                        Some(pid) => crate::outln!("power listener (Wake-on-LAN on {}): pid {pid}", state.bridge),
+                        None => crate::outln!("power listener: NOT RUNNING (VMs cannot be switched on)"),
                     }
                 }
             }

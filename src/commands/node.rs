@@ -153,9 +153,9 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
         return Ok(Exit::Ok);
     }
     let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    println!("{:<16} {:<6} {:<18} {:<16} PROFILE", "NAME", "ROLE", "MAC", "IP");
+    crate::outln!("{:<16} {:<6} {:<18} {:<16} PROFILE", "NAME", "ROLE", "MAC", "IP");
     for r in &rows {
-        println!(
+        crate::outln!(
             "{:<16} {:<6} {:<18} {:<16} {}",
             cell(&r["name"]),
             cell(&r["role"]),

@@ -141,16 +141,21 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
         return Ok(exit);
     }
     let cell = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
-    println!(
+    crate::outln!(
         "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} AOE",
-        "NODE", "MD", "ROLE", "CONNECTION", "DISK", "SYNC"
+        "NODE",
+        "MD",
+        "ROLE",
+        "CONNECTION",
+        "DISK",
+        "SYNC"
     );
     for r in &rows {
         if let Some(e) = r["error"].as_str() {
-            println!("{:<12} {e}", cell(r, "node"));
+            crate::outln!("{:<12} {e}", cell(r, "node"));
             continue;
         }
-        println!(
+        crate::outln!(
             "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} {}",
             cell(r, "node"),
             cell(r, "md"),

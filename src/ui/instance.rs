@@ -101,9 +101,13 @@ pub fn list(ui: &Ui, rows: &[Row], seen: &[(Host, Result<Vec<GuestSeen>, Error>)
         return;
     }
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    println!(
+    crate::outln!(
         "{:<16} {:<12} {:<13} {:>7} {:<16} NOTE",
-        "NAME", "HNODE", "STATE", "MEMORY", "IP"
+        "NAME",
+        "HNODE",
+        "STATE",
+        "MEMORY",
+        "IP"
     );
     for r in rows {
         let node = r
@@ -112,7 +116,7 @@ pub fn list(ui: &Ui, rows: &[Row], seen: &[(Host, Result<Vec<GuestSeen>, Error>)
             .find(|(_, s)| *s == GuestState::Running)
             .map(|(n, _)| n.clone())
             .or_else(|| r.recorded_on.clone());
-        println!(
+        crate::outln!(
             "{:<16} {:<12} {:<13} {:>7} {:<16} {}",
             r.name,
             dash(&node),

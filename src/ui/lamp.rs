@@ -14,15 +14,15 @@ pub fn status(ui: &Ui, nodes: &[NodeStatus], exit: Exit) {
         return;
     }
     for n in nodes {
-        println!("{} ({}) {}", n.name, n.roles.join(", "), n.address);
+        crate::outln!("{} ({}) {}", n.name, n.roles.join(", "), n.address);
         if let Some(e) = &n.error {
-            println!("  unreachable: {e}");
+            crate::outln!("  unreachable: {e}");
         }
         for c in &n.components {
-            println!("  {:<5} {:<18} {}", if c.up { "up" } else { "DOWN" }, c.name, c.detail);
+            crate::outln!("  {:<5} {:<18} {}", if c.up { "up" } else { "DOWN" }, c.name, c.detail);
         }
         for b in &n.backends {
-            println!(
+            crate::outln!(
                 "  {:<5} backend {:<21} {} open connection(s), {} bytes sent, {} received",
                 if b.answers { "up" } else { "DOWN" },
                 b.address,

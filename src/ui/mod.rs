@@ -8,7 +8,31 @@ pub mod progress;
 pub mod report;
 
 use crate::error::{Error, Exit};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// `println!` for cloudctl's stdout (see [`stdout_line`]).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::ui::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// Exit status when the reader of stdout went away (`cloudctl … | head`): 128 + SIGPIPE, what a
+/// Unix filter killed by the signal reports.
+pub const EXIT_STDOUT_CLOSED: i32 = 141;
+
+/// Writes one line to stdout. A reader that went away ends cloudctl quietly, as it ends any Unix
+/// filter, instead of a panic in the middle of a report.
+pub fn stdout_line(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|_| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_STDOUT_CLOSED);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+    }
+}
 
 pub struct Ui {
     pub json: bool,
@@ -59,7 +83,7 @@ impl Ui {
     }
 
     pub fn print_json(&self, value: &serde_json::Value) {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(value).expect("JSON values serialise")
         );

@@ -120,7 +120,7 @@ pub fn run(ui: &Ui, reports: &[HostReport], exit: Exit) {
     for r in reports {
         if let Some(s) = r.steps.first() {
             for l in s.result.stdout.lines() {
-                println!("{:width$} | {l}", r.name);
+                crate::outln!("{:width$} | {l}", r.name);
             }
             for l in s.result.stderr.lines() {
                 eprintln!("{:width$} ! {l}", r.name);

@@ -281,3 +281,35 @@ fn huge_time_limits_are_refused_with_exit_2_and_one_json_document() {
         assert!(error.contains(needle) && error.contains("604800"), "{args:?}: {error}");
     }
 }
+
+#[test]
+fn a_reader_that_closes_stdout_early_is_not_a_panic() {
+    // Enough nodes that `node list --json` is far bigger than a pipe's buffer.
+    let dir = tempfile::tempdir().unwrap();
+    let mut inv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-lab.toml")).unwrap();
+    inv = inv.replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/16\"");
+    for i in 0..3000u32 {
+        let [_, _, a, b] = i.to_be_bytes();
+        inv += &format!(
+            "\n[[node]]\nname = \"many{i}\"\nmac = \"52:54:02:00:{a:02x}:{b:02x}\"\nip = \"10.0.{}.{}\"\nrole = \"hnode\"\n",
+            1 + i / 200,
+            1 + i % 200
+        );
+    }
+    let path = write(dir.path(), "cloud.toml", &inv);
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args(["-i", path.to_str().unwrap(), "node", "list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -c1`: one byte read, then the pipe is closed.
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"{");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, as a Unix filter: {stderr}");
+}
