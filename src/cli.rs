@@ -306,14 +306,36 @@ pub enum InstanceCommand {
     /// NAME--migratedaway included), records the node it runs on, stops stale paused copies and
     /// removes leftover keys. It never touches the guest's disk.
     Migrate(InstanceMigrateArgs),
+    /// Stop a guest, forget it, and delete its folder on the shared storage.
+    ///
+    /// The folder is deleted only when it carries the create mark recorded for this guest
+    /// (written by `instance create`) and holds nothing but the files create makes: a folder
+    /// without the mark, with another guest's mark or with other files is refused (exit 2,
+    /// nothing touched). --keep-disk stops the guest and forgets it, leaving the folder as it is.
+    /// On a TTY you confirm by typing the guest's name; scripts pass --yes.
+    Remove(InstanceRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceRemoveArgs {
+    /// The instance's name.
+    pub name: String,
+    /// Leave the guest's folder (its disk) on the shared storage.
+    #[arg(long)]
+    pub keep_disk: bool,
+    /// Seconds to wait for the guest to power off before it is forced off (0: at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub grace: u32,
 }
 
 #[derive(Debug, Args)]
 pub struct InstanceCreateArgs {
     /// The guest's name (also its hostname): lowercase letters, digits and '-'.
     pub name: String,
-    /// The hardware node to create and start it on.
-    #[arg(long, value_name = "HNODE")]
+    /// The hardware node to create and start it on; `auto` lets placement choose (the node with
+    /// the most memory left after its recorded guests, then the fewest guests, then the name;
+    /// never a drained or unanswering node or one of another hypervisor).
+    #[arg(long, value_name = "HNODE|auto")]
     pub hnode: String,
     /// Build the root filesystem with debootstrap SUITE (e.g. bookworm).
     #[arg(
@@ -375,10 +397,10 @@ pub struct InstanceStopArgs {
 pub struct InstanceMigrateArgs {
     /// The instance's name.
     pub name: String,
-    /// The hardware node to move it to.
+    /// The hardware node to move it to; `auto` lets placement choose (as for `instance create --hnode auto`).
     #[arg(
         long,
-        value_name = "HNODE",
+        value_name = "HNODE|auto",
         required_unless_present = "cleanup",
         conflicts_with = "cleanup"
     )]

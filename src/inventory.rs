@@ -16,6 +16,9 @@ pub mod instances;
 pub mod lamp;
 pub mod storage;
 
+/// The node "name" that asks placement to choose (`--hnode auto`, `--to auto`); no node may have it.
+pub const AUTO: &str = "auto";
+
 /// Names that select groups and therefore cannot name a node.
 pub const GROUP_NAMES: [&str; 4] = ["all", "confignode", "snode", "hnode"];
 
@@ -56,6 +59,15 @@ pub enum Hypervisor {
     #[default]
     Xen,
     Kvm,
+}
+
+impl Hypervisor {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Hypervisor::Xen => "xen",
+            Hypervisor::Kvm => "kvm",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -190,6 +202,9 @@ pub struct Node {
     pub ipmi: Option<Ipmi>,
     /// Hardware nodes: MiB guests may use together (default: what the node reports available).
     pub memory: Option<u32>,
+    /// Hardware nodes: set by `hnode drain`; placement puts no guest here (`hnode undrain` clears it).
+    #[serde(default)]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -359,6 +374,12 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
                     "node name \"{name}\" is reserved for a group ({}); choose another name",
                     GROUP_NAMES.join(", ")
                 ),
+            ));
+        }
+        if name.as_str() == AUTO {
+            return Err(err(
+                node.name.span(),
+                "node name \"auto\" is reserved: `--hnode auto` and `--to auto` ask cloudctl to choose a node; choose another name".into(),
             ));
         }
         if let Some(other) = names.insert(name, node) {

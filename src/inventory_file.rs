@@ -76,6 +76,9 @@ pub struct NewInstance {
     pub disk: String,
     pub ip: String,
     pub mac: String,
+    /// The ownership mark left in the guest's folder (see `InstanceRecord::nonce`).
+    #[serde(skip)]
+    pub nonce: String,
 }
 
 fn instances(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, Error> {
@@ -96,6 +99,7 @@ pub fn add_instance(text: &str, i: &NewInstance) -> Result<String, Error> {
     t["disk"] = value(&i.disk);
     t["ip"] = value(&i.ip);
     t["mac"] = value(&i.mac);
+    t["nonce"] = value(&i.nonce);
     instances(&mut doc)?.push(t);
     Ok(doc.to_string())
 }
@@ -111,6 +115,15 @@ pub fn set_instance_hnode(text: &str, name: &str, hnode: &str) -> Result<Option<
     };
     t["hnode"] = value(hnode);
     Ok(Some(doc.to_string()))
+}
+
+/// Removes the `[[instance]]` named `name`; `None` if there is none.
+pub fn remove_instance(text: &str, name: &str) -> Result<Option<String>, Error> {
+    let mut doc = parse(text)?;
+    let arr = instances(&mut doc)?;
+    let before = arr.len();
+    arr.retain(|t| t.get("name").and_then(|v| v.as_str()) != Some(name));
+    Ok((arr.len() != before).then(|| doc.to_string()))
 }
 
 /// An exclusive lock on an inventory, held until dropped. It locks a separate, never-replaced

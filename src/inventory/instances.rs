@@ -104,6 +104,16 @@ pub struct InstanceRecord {
     pub disk: Size,
     pub ip: Spanned<Ipv4Addr>,
     pub mac: Spanned<Mac>,
+    /// The random mark `instance create` left in the guest's folder (`<store>/NAME/.cloudctl-create`):
+    /// `instance remove` deletes that folder only when it carries this mark. Guests created
+    /// before the mark was kept have none, and their folder is never deleted.
+    #[serde(default)]
+    pub nonce: Option<Spanned<String>>,
+}
+
+/// A create mark as `instance create` writes it: 32 lowercase hex digits.
+pub fn is_nonce(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A URL for a mirror or proxy: http(s) or file, nothing a shell or config line could trip on.
@@ -226,6 +236,14 @@ pub fn validate(
                 rec.mac.span(),
                 format!("instance \"{name}\" field mac: {mac} already belongs to {owner}"),
             ));
+        }
+        if let Some(n) = &rec.nonce {
+            if !is_nonce(n.get_ref()) {
+                return Err(err(
+                    n.span(),
+                    format!("instance \"{name}\" field nonce: not a create mark (32 hex digits); it is written by `instance create`, remove the line if you typed it"),
+                ));
+            }
         }
         if rec.memory < 16 || rec.vcpus == 0 {
             return Err(err(

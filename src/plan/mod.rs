@@ -5,6 +5,7 @@ pub mod hnode;
 pub mod instance;
 pub mod lamp;
 pub mod node;
+pub mod placement;
 pub mod run;
 pub mod storage;
 

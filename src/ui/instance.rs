@@ -5,7 +5,7 @@ use crate::error::{Error, Exit};
 use crate::exec::HostReport;
 use crate::inventory::{Host, Inventory};
 use crate::inventory_file::NewInstance;
-use crate::plan::instance::migrate::{Progress, Verdict};
+use crate::plan::instance::migrate::{Moved, NotMoved, Progress, Verdict};
 use crate::plan::instance::probe::{GuestSeen, GuestState};
 use serde::Serialize;
 use std::time::Duration;
@@ -137,9 +137,9 @@ fn mib(bytes: Option<u64>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-pub fn progress(ui: &Ui, p: &Progress, elapsed: Duration) {
+pub fn progress(ui: &Ui, guest: &str, p: &Progress, elapsed: Duration) {
     ui.info(&format!(
-        "{} migrating: {} ({} of {} MiB sent, {} MiB left) +{:.1} s",
+        "{} {guest} migrating: {} ({} of {} MiB sent, {} MiB left) +{:.1} s",
         super::timestamp(),
         p.status,
         mib(p.transferred),
@@ -149,40 +149,52 @@ pub fn progress(ui: &Ui, p: &Progress, elapsed: Duration) {
     ));
 }
 
-pub fn migrated(ui: &Ui, name: &str, from: &str, to: &str, p: &Progress, elapsed: Duration, left: Option<GuestState>) {
-    let exit = if left.is_none() { Exit::Ok } else { Exit::Failed };
+pub fn migrated(ui: &Ui, m: &Moved) {
+    let (name, from, to, p) = (&m.guest, &m.from, &m.to, &m.progress);
     let ms = |v: Option<u64>| v.map(|x| format!("{x} ms")).unwrap_or_else(|| "not reported".into());
     ui.info(&format!(
         "{name} migrated from {from} to {to}: it runs on {to}, nothing is left on {from}; migration {} with {} downtime ({} MiB sent), {:.1} s in all",
         ms(p.total_time_ms),
         ms(p.downtime_ms),
         mib(p.transferred),
-        elapsed.as_secs_f64()
+        m.elapsed.as_secs_f64()
     ));
-    if let Some(s) = left {
+    if let Some(s) = m.left {
         ui.warn(&format!(
             "a copy of {name} is still {} on {from}; run `cloudctl instance migrate {name} --cleanup`",
             s.as_str()
         ));
     }
+}
+
+/// One migration's fields in JSON (`instance migrate`'s document, an evacuation's entries).
+pub fn moved_fields(m: &Moved) -> serde_json::Value {
+    let p = &m.progress;
+    serde_json::json!({ "instance": m.guest, "from": m.from, "to": m.to,
+                        "migration_ms": p.total_time_ms, "downtime_ms": p.downtime_ms,
+                        "transferred_bytes": p.transferred, "seconds": m.elapsed.as_secs_f64(),
+                        "left_on_source": m.left })
+}
+
+pub fn migrated_json(ui: &Ui, m: &Moved) {
     if ui.json {
-        ui.json_result(
-            exit,
-            serde_json::json!({ "command": "instance migrate", "instance": name, "from": from, "to": to,
-                                "migration_ms": p.total_time_ms, "downtime_ms": p.downtime_ms,
-                                "transferred_bytes": p.transferred, "seconds": elapsed.as_secs_f64(),
-                                "left_on_source": left }),
-        );
+        let mut v = moved_fields(m);
+        v["command"] = "instance migrate".into();
+        ui.json_result(if m.left.is_none() { Exit::Ok } else { Exit::Failed }, v);
     }
 }
 
-pub fn aborted(ui: &Ui, name: &str, source: &str, state: Option<GuestState>) {
+pub fn aborted(_ui: &Ui, name: &str, source: &str, state: Option<GuestState>) {
     let state = state.map_or("not found".to_string(), |s| s.as_str().to_string());
     eprintln!("{name} on {source}: {state}");
+}
+
+pub fn aborted_json(ui: &Ui, n: &NotMoved) {
     if ui.json {
+        let state = n.state_on_source.map_or("not found", |s| s.as_str());
         ui.json_result(
-            Exit::Failed,
-            serde_json::json!({ "command": "instance migrate", "instance": name, "migrated": false, "source": source, "state_on_source": state }),
+            n.exit,
+            serde_json::json!({ "command": "instance migrate", "instance": n.guest, "migrated": false, "source": n.source, "state_on_source": state, "why": n.why }),
         );
     }
 }
@@ -253,4 +265,51 @@ pub fn up(ui: &Ui, name: &str, after: Duration) {
         "{name} is up: SSH answers with its pinned host key after {:.1} s",
         after.as_secs_f64()
     ));
+}
+
+/// What `instance remove` does with the guest's folder, in a few words.
+pub fn disk_fate(dir: &str, disk: &crate::plan::instance::remove::Disk) -> String {
+    use crate::plan::instance::remove::Disk;
+    match disk {
+        Disk::Delete => format!("deleting {dir}"),
+        Disk::Keep => format!("keeping {dir}"),
+        Disk::Absent => format!("{dir} does not exist"),
+    }
+}
+
+/// `instance remove`'s plan in words, before the preview or the prompt.
+pub fn removal(ui: &Ui, name: &str, node: &str, dir: &str, disk: &crate::plan::instance::remove::Disk) {
+    ui.info(&format!(
+        "{name}: stop it on {node}, {}, drop its [[instance]] record",
+        disk_fate(dir, disk)
+    ));
+}
+
+pub fn removed(
+    ui: &Ui,
+    name: &str,
+    node: &str,
+    dir: &str,
+    disk: &crate::plan::instance::remove::Disk,
+    reports: &[HostReport],
+) {
+    ui.info(&format!(
+        "{name} removed: stopped on {node}, {}, no longer in the inventory",
+        disk_fate(dir, disk).replace("deleting", "deleted").replace("keeping", "kept")
+    ));
+    if ui.json {
+        ui.json_result(
+            Exit::Ok,
+            serde_json::json!({ "command": "instance remove", "instance": name, "hnode": node,
+                                "dir": dir, "disk": disk, "hosts": reports }),
+        );
+    }
+}
+
+/// Where placement puts a guest, and why (also in dry runs).
+pub fn placed(ui: &Ui, guest: &str, c: &crate::plan::placement::Choice) {
+    ui.info(&format!("placement: {guest} goes to {}: {}", c.node, c.why));
+    for s in &c.skipped {
+        ui.info(&format!("  not {}: {}", s.node, s.why));
+    }
 }

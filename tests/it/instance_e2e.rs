@@ -29,14 +29,14 @@ pub fn bootable_image(out: &Path, network: bool) {
     );
 }
 
-fn ping_once(lab: &Lab, ip: &str) -> bool {
+pub fn ping_once(lab: &Lab, ip: &str) -> bool {
     lab.sh(CONFIGNODE, &format!("ping -c 1 -W 1 {ip} >/dev/null"))
         .status
         .success()
 }
 
 /// QEMU processes running in a lab host's network namespace.
-fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
+pub fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
     let out = Command::new("ip")
         .args(["netns", "pids", &lab.state.hosts[idx].netns])
         .output()
@@ -48,12 +48,12 @@ fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
         .collect()
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
+pub fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
 }
 
-fn where_runs(inv: &str, name: &str) -> (String, String) {
+pub fn where_runs(inv: &str, name: &str) -> (String, String) {
     let out = cloudctl(&["-i", inv, "--json", "instance", "list"]);
     let v = json(&out);
     let row = v["instances"]

@@ -584,3 +584,23 @@ fn the_abort_phase_stops_no_guest() {
     let stop = json(&p.stop_target);
     assert!(stop.contains("kill -9") && stop.contains("hnode2"), "{stop}");
 }
+
+#[test]
+fn golden_remove_plans_for_both_backends() {
+    use cloudctl::plan::instance::remove::{self, Disk};
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let mut plans = BTreeMap::new();
+    for kvm in [true, false] {
+        let inv = seed(kvm);
+        let g = new_guest(&inv);
+        let p = remove::plan(&g, &host(&inv, "hnode1"), &Disk::Delete, Some(nonce), 30);
+        // The folder goes last, after the guest is stopped; the mark is a positional argument.
+        let last = p.hosts[0].steps.last().unwrap();
+        match last {
+            Step::Command(c) => assert_eq!(&c.argv[4..], ["/srv/cloud/instances/web2", nonce]),
+            other => panic!("{other:?}"),
+        }
+        plans.insert(if kvm { "kvm" } else { "xen" }, p);
+    }
+    assert_golden("instance-remove.json", &json(&plans));
+}

@@ -16,6 +16,7 @@ mod hostile_input;
 mod injection;
 mod instance_debootstrap;
 mod instance_e2e;
+mod instance_remove_e2e;
 mod instance_image_escape;
 mod instance_plan;
 mod lab_lifecycle;

@@ -31,8 +31,19 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
             "instance {name} is already in the inventory; choose another name"
         )));
     }
-    let hnode = node_host(&inv, &args.hnode)?;
-    let hypervisor = instance::hypervisor_of(&inv, &args.hnode)?;
+    let hnode_name = if args.hnode == inventory::AUTO {
+        let need = crate::plan::placement::Need {
+            guest: name.as_str(),
+            memory: args.memory.unwrap_or(inv.instances().memory),
+            hypervisor: inv.cloud.hypervisor,
+            leaving: None,
+        };
+        super::place::choose(ctx, &inv, &need)?.node
+    } else {
+        args.hnode.clone()
+    };
+    let hnode = node_host(&inv, &hnode_name)?;
+    let hypervisor = instance::hypervisor_of(&inv, &hnode_name)?;
     let req = GuestRequest {
         name: name.clone(),
         memory: args.memory,
@@ -46,7 +57,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         ip: address(&inv, args.ip.as_deref())?,
         mac: mac(&inv, &name, args.mac.as_deref())?,
     };
-    let mut g = instance::guest(&inv, &args.hnode, &req)?;
+    let mut g = instance::guest(&inv, &hnode_name, &req)?;
     if g.memory < 16 || g.vcpus == 0 {
         return Err(Error::Usage(
             "--memory is at least 16 (MiB) and --vcpus at least 1".into(),
@@ -122,6 +133,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         disk: g.disk_size.to_string(),
         ip: g.ip.to_string(),
         mac: g.mac.to_string(),
+        nonce: nonce.clone(),
     };
     let new_text = inventory_file::add_instance(&text, &record)?;
     if ctx.dry_run {

@@ -8,7 +8,9 @@ use crate::exec::known_hosts::host_pattern;
 use crate::exec::{Connector, INTERRUPTED};
 use crate::inventory::{self, Host, Hypervisor, Inventory};
 use crate::inventory_file;
-use crate::plan::instance::migrate::{self, After, Channel, MigrateRequest, MigrationPlan, Progress, Seen, Verdict};
+use crate::plan::instance::migrate::{
+    self, After, Channel, MigrateRequest, MigrationPlan, Moved, NotMoved, Progress, Seen, Verdict,
+};
 use crate::plan::instance::probe::{self, GuestState};
 use crate::plan::instance::{hypervisor_of, Guest};
 use crate::plan::Plan;
@@ -24,19 +26,92 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     let limit = crate::commands::seconds("--timeout", args.timeout)?;
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
     let _lock = lock(ctx, &path)?;
-    let (text, inv) = read(&path)?;
+    let (_, inv) = read(&path)?;
     if args.cleanup {
-        return cleanup(ctx, &path, &text, &inv, &args.name);
+        return cleanup(ctx, &path, &inv, &args.name);
     }
+    let (g, source) = recorded_guest(&inv, &args.name)?;
+    let chosen;
+    let to = match args.to.as_deref().unwrap_or_default() {
+        inventory::AUTO => {
+            let need = crate::plan::placement::Need {
+                guest: g.name.as_str(),
+                memory: g.memory,
+                hypervisor: g.hypervisor,
+                leaving: Some(&source.name),
+            };
+            chosen = super::place::choose(ctx, &inv, &need)?.node;
+            chosen.as_str()
+        }
+        named => named,
+    };
+    let opts = Options {
+        unencrypted: args.unencrypted,
+        max_bandwidth: args.max_bandwidth,
+        limit,
+        confirm: true,
+    };
+    match migrate_one(ctx, &path, &inv, &args.name, to, &opts, &Shared::default())? {
+        Outcome::Previewed(exit) => Ok(exit),
+        Outcome::Moved(m) => {
+            show::migrated(&ctx.ui, &m);
+            show::migrated_json(&ctx.ui, &m);
+            Ok(if m.left.is_none() { Exit::Ok } else { Exit::Failed })
+        }
+        Outcome::NotMoved(n) => {
+            show::aborted_json(&ctx.ui, &n);
+            Ok(n.exit)
+        }
+    }
+}
+
+/// How one migration is run.
+pub struct Options {
+    pub unencrypted: bool,
+    pub max_bandwidth: Option<u32>,
+    pub limit: Duration,
+    /// Ask before moving (a single `instance migrate`); an evacuation asked once for all.
+    pub confirm: bool,
+}
+
+/// What concurrent migrations of one run share.
+#[derive(Default)]
+pub struct Shared {
+    /// Held while the inventory file is re-read and rewritten with a guest's new node.
+    pub record: std::sync::Mutex<()>,
+    /// Held while a phase (prepare, finish, abort) runs: phases edit the nodes' authorized_keys,
+    /// which nodes may share (the lab's do), so two migrations never edit it at once.
+    pub phases: std::sync::Mutex<()>,
+}
+
+pub enum Outcome {
+    /// `--dry-run`: the plan was shown.
+    Previewed(Exit),
+    Moved(Moved),
+    NotMoved(NotMoved),
+}
+
+/// One live migration of recorded guest `name` to node `to`: pre-checks (refused with exit 2,
+/// nothing moved), the phases with progress, verification on both ends, the inventory record.
+/// The caller holds the inventory lock.
+pub fn migrate_one(
+    ctx: &Context,
+    path: &Path,
+    inv: &Inventory,
+    name: &str,
+    to: &str,
+    opts: &Options,
+    shared: &Shared,
+) -> Result<Outcome, Error> {
+    let limit = opts.limit;
     // The one-time migration key is made here: refuse before anything is touched.
     crate::local_tools::require(&[crate::local_tools::SSH_KEYGEN])?;
-    let to = args.to.as_deref().unwrap_or_default();
-    let (g, source) = recorded_guest(&inv, &args.name)?;
-    let target = node_host(&inv, to)?;
+    let (g, source) = recorded_guest(inv, name)?;
+    let target = node_host(inv, to)?;
     if target.name == source.name {
         return Err(Error::Usage(format!("{} already runs on {to}", g.name)));
     }
-    let target_hv = hypervisor_of(&inv, to)?;
+    let target_hv = hypervisor_of(inv, to)?;
     let s = inv.instances();
     let tools: &[&str] = match g.hypervisor {
         Hypervisor::Kvm => &["qemu-system-x86_64", "socat", "ssh"],
@@ -44,11 +119,11 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     };
     let script = probe::facts_script(&g, s.store.as_str(), None, tools);
     let mut facts = Vec::new();
-    for (h, answer) in ask_all(ctx, &inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
+    for (h, answer) in ask_all(ctx, inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
         let out = answer.map_err(|e| Error::Unreachable(format!("cannot check {}: {e}; nothing was moved", h.name)))?;
         facts.push(probe::parse_facts(&out));
     }
-    let problems = migrate::check(&g, to, target_hv, &facts[0], &facts[1], capacity(&inv, to));
+    let problems = migrate::check(&g, to, target_hv, &facts[0], &facts[1], capacity(inv, to));
     if !problems.is_empty() {
         return Err(Error::Usage(format!(
             "cannot migrate {} from {} to {to}; nothing was moved:\n  - {}",
@@ -57,12 +132,12 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
             problems.join("\n  - ")
         )));
     }
-    let channel = if args.unencrypted {
+    let channel = if opts.unencrypted {
         ctx.ui
             .warn("--unencrypted: the guest's memory crosses the network in plain text");
         Channel::Tcp { port: PLAIN_PORT }
     } else {
-        one_time_channel(ctx, &inv, &target)?
+        one_time_channel(ctx, inv, &target)?
     };
     let node_ip = |name: &str| {
         inv.node
@@ -79,17 +154,19 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
         channel,
         authorized_keys: s.authorized_keys.as_ref().map(|p| p.to_string()),
         max_downtime_ms: s.max_downtime_ms,
-        max_bandwidth_mib: args.max_bandwidth,
+        max_bandwidth_mib: opts.max_bandwidth,
     })?;
-    let connector = ctx.connector(&inv);
-    let limits = ctx.limits(&inv);
+    let connector = ctx.connector(inv);
+    let limits = ctx.limits(inv);
     if ctx.dry_run {
-        return ctx.preview(&connector, &limits, &all_phases(&plan));
+        return ctx.preview(&connector, &limits, &all_phases(&plan)).map(Outcome::Previewed);
     }
-    ctx.ui.confirm(
-        &format!("live-migrate {} from {} to {to}", g.name, source.name),
-        ctx.yes,
-    )?;
+    if opts.confirm {
+        ctx.ui.confirm(
+            &format!("live-migrate {} from {} to {to}", g.name, source.name),
+            ctx.yes,
+        )?;
+    }
     let started = Instant::now();
     let run_with = |p: &Plan, limits: &crate::exec::Limits| {
         let (reports, exit) = ctx.apply(&connector, limits, p);
@@ -98,21 +175,24 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
         }
         exit
     };
-    let run = |p: &Plan| run_with(p, &limits);
+    let run = |p: &Plan| {
+        let _one_at_a_time = shared.phases.lock().unwrap_or_else(|e| e.into_inner());
+        run_with(p, &limits)
+    };
     // The start phase is the migration itself for Xen (`xl migrate` returns when it is done):
     // it is bounded by --timeout, not by host_timeout.
     let start_limits = crate::exec::Limits {
         forks: limits.forks,
         host_timeout: limit,
     };
-    let abort = |why: String| -> Result<Exit, Error> {
+    let abort = |why: String| -> Result<Outcome, Error> {
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        crate::exec::even_if_interrupted(|| {
-            ctx.ui.warn(&format!("{why}; aborting"));
+        let state = crate::exec::even_if_interrupted(|| {
+            ctx.ui.warn(&format!("{}: {why}; aborting", g.name));
             run(&plan.abort);
             // A completed migration leaves the source paused: the target's copy is then the only
             // one running, and must not be stopped on the word of a node that did not answer.
-            let on_source = state_on(ctx, &inv, &source, &g);
+            let on_source = state_on(ctx, inv, &source, &g);
             if migrate::may_stop_target(&on_source) {
                 ctx.ui.warn(&format!(
                     "{} stays on {}; stopping its copy on {to}",
@@ -120,6 +200,7 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
                 ));
                 run(&plan.stop_target);
                 show::aborted(&ctx.ui, g.name.as_str(), &source.name, Some(GuestState::Running));
+                Some(GuestState::Running)
             } else {
                 ctx.ui.warn(&format!(
                     "{} does not verifiably run on {} ({}), so its copy on {to} was left as it is (it may be the only one running); run `cloudctl instance migrate {} --cleanup` to find where it runs and tidy up",
@@ -131,10 +212,18 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
                     },
                     g.name
                 ));
-                show::aborted(&ctx.ui, g.name.as_str(), &source.name, on_source.ok().flatten());
+                let state = on_source.ok().flatten();
+                show::aborted(&ctx.ui, g.name.as_str(), &source.name, state);
+                state
             }
         });
-        Ok(if interrupted { Exit::Interrupted } else { Exit::Failed })
+        Ok(Outcome::NotMoved(NotMoved {
+            guest: g.name.to_string(),
+            source: source.name.clone(),
+            why,
+            state_on_source: state,
+            exit: if interrupted { Exit::Interrupted } else { Exit::Failed },
+        }))
     };
     if run(&plan.prepare) != Exit::Ok {
         return abort(format!("{to} could not be prepared"));
@@ -144,14 +233,14 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
     }
     let mut last = Progress::default();
     if let Some(poll) = &plan.poll {
-        match watch(ctx, &inv, &source, poll, limit, started) {
+        match watch(ctx, inv, &g, &source, poll, limit, started) {
             Ok(p) => last = p,
             Err(why) => return abort(why),
         }
     }
     // Verify before anything is finalised: the guest runs on the target and not on the source.
-    let on_target = state_on(ctx, &inv, &target, &g);
-    let on_source = state_on(ctx, &inv, &source, &g);
+    let on_target = state_on(ctx, inv, &target, &g);
+    let on_source = state_on(ctx, inv, &source, &g);
     if let After::NotMoved(why) = migrate::after_migration(to, &on_target, &source.name, &on_source) {
         return abort(why);
     }
@@ -159,19 +248,22 @@ pub fn migrate(ctx: &Context, args: InstanceMigrateArgs) -> Result<Exit, Error> 
         ctx.ui
             .warn("the guest runs on the target, but tidying up the source failed; see above");
     }
-    let left = state_on(ctx, &inv, &source, &g);
-    record(&path, &text, &g.name.to_string(), to)?;
-    let gone = matches!(left, Ok(None));
-    show::migrated(
-        &ctx.ui,
-        g.name.as_str(),
-        &source.name,
-        to,
-        &last,
-        started.elapsed(),
-        left.unwrap_or(Some(GuestState::Unknown)),
-    );
-    Ok(if gone { Exit::Ok } else { Exit::Failed })
+    let left = state_on(ctx, inv, &source, &g);
+    {
+        let _writing = shared.record.lock().unwrap_or_else(|e| e.into_inner());
+        record(path, &g.name.to_string(), to)?;
+    }
+    Ok(Outcome::Moved(Moved {
+        guest: g.name.to_string(),
+        from: source.name.clone(),
+        to: to.to_string(),
+        progress: last,
+        elapsed: started.elapsed(),
+        left: match left {
+            Ok(l) => l,
+            Err(_) => Some(GuestState::Unknown),
+        },
+    }))
 }
 
 /// One plan holding every phase, for the dry run's preview.
@@ -228,6 +320,7 @@ fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Cha
 fn watch(
     ctx: &Context,
     inv: &Inventory,
+    g: &Guest,
     source: &Host,
     poll: &str,
     limit: Duration,
@@ -268,7 +361,7 @@ fn watch(
             _ => {}
         }
         if shown.elapsed() >= Duration::from_millis(500) {
-            show::progress(&ctx.ui, &p, started.elapsed());
+            show::progress(&ctx.ui, g.name.as_str(), &p, started.elapsed());
             shown = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -297,15 +390,17 @@ fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
     Err(why)
 }
 
-/// Writes the guest's new node into the inventory (under the lock the caller holds).
-fn record(path: &Path, text: &str, name: &str, node: &str) -> Result<(), Error> {
-    if let Some(new) = inventory_file::set_instance_hnode(text, name, node)? {
+/// Writes the guest's new node into the inventory (under the lock the caller holds), into the
+/// file as it is now: migrations running side by side each record their own guest.
+fn record(path: &Path, name: &str, node: &str) -> Result<(), Error> {
+    let (text, _) = read(path)?;
+    if let Some(new) = inventory_file::set_instance_hnode(&text, name, node)? {
         inventory_file::replace(path, &new)?;
     }
     Ok(())
 }
 
-fn cleanup(ctx: &Context, path: &Path, text: &str, inv: &Inventory, name: &str) -> Result<Exit, Error> {
+fn cleanup(ctx: &Context, path: &Path, inv: &Inventory, name: &str) -> Result<Exit, Error> {
     let (g, recorded_on) = recorded_guest(inv, name)?;
     let mut seen = Vec::new();
     for (h, r) in where_guests_run(ctx, inv) {
@@ -329,7 +424,7 @@ fn cleanup(ctx: &Context, path: &Path, text: &str, inv: &Inventory, name: &str) 
     match &verdict {
         Verdict::RunsOn(node) if !ctx.dry_run && exit == Exit::Ok => {
             if *node != recorded_on.name {
-                record(path, text, name, node)?;
+                record(path, name, node)?;
                 ctx.ui
                     .info(&format!("{}: {name} now recorded on {node}", path.display()));
             }

@@ -1,8 +1,10 @@
-//! `cloudctl instance create|list|start|stop|migrate`: guests on the hardware nodes. This file
+//! `cloudctl instance create|list|start|stop|migrate|remove`: guests on the hardware nodes. This file
 //! holds what the verbs share (asking the nodes where guests are) and the simple verbs.
 
 mod create;
 mod migrate;
+mod place;
+mod remove;
 
 use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};
@@ -23,6 +25,7 @@ pub fn run(ctx: &Context, cmd: InstanceCommand) -> Result<Exit, Error> {
         InstanceCommand::Start(a) => start(ctx, &a.name, a.wait.wait),
         InstanceCommand::Stop(a) => stop(ctx, a),
         InstanceCommand::Migrate(a) => migrate::migrate(ctx, a),
+        InstanceCommand::Remove(a) => remove::remove(ctx, a),
     }
 }
 

@@ -255,12 +255,10 @@ pub fn plan(inv: &crate::inventory::Inventory, t: &Templates, req: &CreateReques
     let b = backend(g.hypervisor);
     steps.extend(b.config_steps(g, t)?);
     steps.extend(b.start_steps(g));
-    // Created and running: the folder is the guest's now, and the staged secret goes.
+    // Created and running: the staged secret goes. The mark stays: it is the guest's proof of
+    // ownership that `instance remove` checks (against the nonce recorded in the inventory)
+    // before it deletes the folder.
     steps.push(crate::plan::command(&["rm", "-rf", &stage], When::Always));
-    steps.push(crate::plan::command(
-        &["rm", "-f", &format!("{}/.cloudctl-create", g.dir)],
-        When::Always,
-    ));
     Ok(Plan {
         title: format!("create instance {} on {}", g.name, req.hnode.name),
         hosts: vec![HostPlan {

@@ -58,6 +58,28 @@ pub struct MigrationPlan {
     pub stop_target: Plan,
 }
 
+/// A migration that went through.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moved {
+    pub guest: String,
+    pub from: String,
+    pub to: String,
+    pub progress: Progress,
+    pub elapsed: std::time::Duration,
+    /// A copy still on the source after tidying up (`None`: nothing left).
+    pub left: Option<GuestState>,
+}
+
+/// A migration that did not happen: the guest stays on the source (if it runs there).
+#[derive(Debug, Clone, Serialize)]
+pub struct NotMoved {
+    pub guest: String,
+    pub source: String,
+    pub why: String,
+    pub state_on_source: Option<GuestState>,
+    pub exit: crate::error::Exit,
+}
+
 /// What one end reported about the guest, after retries: its state, absent (`None`), or why it
 /// could not be asked.
 pub type Seen = Result<Option<GuestState>, String>;

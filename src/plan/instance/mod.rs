@@ -9,6 +9,7 @@ pub mod create;
 pub mod kvm;
 pub mod migrate;
 pub mod probe;
+pub mod remove;
 pub mod xen;
 
 use super::Step;
@@ -203,4 +204,26 @@ pub fn script(program: &str, args: &[&str], when: super::When) -> Step {
     ];
     argv.extend(args.iter().map(|a| a.to_string()));
     Step::Command(super::CommandStep { argv, when })
+}
+
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// A kvm guest with the default `[instances]` settings on 10.0.0.0/24.
+    pub fn guest(name: &str) -> Guest {
+        let net: crate::inventory::NetworkSection = toml::from_str(
+            "subnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"\ndns = [\"10.0.0.1\"]\ndynamic_range = \"10.0.0.100-10.0.0.199\"\ninterface = \"eth0\"\n",
+        )
+        .expect("network section");
+        let req = GuestRequest {
+            name: name.parse().expect("name"),
+            memory: None,
+            vcpus: None,
+            disk: None,
+            ip: "10.0.0.50".parse().expect("ip"),
+            mac: "52:54:00:00:05:01".parse().expect("mac"),
+        };
+        build(&InstancesSection::default(), Hypervisor::Kvm, &net, &req)
+    }
 }

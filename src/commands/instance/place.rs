@@ -1,0 +1,28 @@
+//! Placement for the guest verbs: every hardware node's memory asked at once, then the rule of
+//! `plan::placement` (README "Placement") picks the node.
+
+use super::{ask_all, Context};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::plan::instance::{hnodes, hypervisor_of};
+use crate::plan::placement::{self, Choice, Need, NodeLoad};
+
+/// Every hardware node's load: the inventory's records and what each node reports (a node that
+/// does not answer is down, and is never chosen).
+pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
+    let answers: Vec<(String, Option<(Option<u64>, Option<u64>)>)> = ask_all(ctx, inv, &hnodes(inv), |h| {
+        Ok(placement::memory_script(hypervisor_of(inv, &h.name)?).to_string())
+    })
+    .into_iter()
+    .map(|(h, r)| (h.name, r.ok().map(|out| placement::parse_memory(&out))))
+    .collect();
+    placement::loads(inv, &answers)
+}
+
+/// The node the rule picks for `need`, said on stderr with the reason; exit 2 when none fits.
+pub fn choose(ctx: &Context, inv: &Inventory, need: &Need) -> Result<Choice, Error> {
+    let choice = placement::place(&loads(ctx, inv), need)
+        .map_err(|no| Error::Usage(format!("{no}\nnothing was changed")))?;
+    crate::ui::instance::placed(&ctx.ui, need.guest, &choice);
+    Ok(choice)
+}

@@ -1,0 +1,211 @@
+//! Planner for `instance remove`: stop the guest on its node, then delete its folder on the
+//! shared storage only when the folder carries the create mark recorded for it, and holds
+//! nothing but what `instance create` puts there. Script text, parsing and the decision; pure.
+
+use super::{backend, script, Guest};
+use crate::inventory::Host;
+use crate::plan::{HostPlan, Plan, When};
+use serde::Serialize;
+
+/// The create mark's file in a guest folder (written by `instance create`'s build script).
+pub const MARK: &str = ".cloudctl-create";
+
+/// Files `instance create` (and a running guest) leave in a guest folder: nothing else is ever deleted.
+pub const OWN_FILES: [&str; 5] = ["disk.img", "disk.img.building", "xl.cfg", "console.log", MARK];
+
+/// What the guest's node sees of its folder.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FolderFacts {
+    /// A directory (not a link) at `<store>/NAME`.
+    pub exists: bool,
+    /// Something else (a file, a link) at that path.
+    pub not_a_folder: bool,
+    /// The mark's content, if the file is there.
+    pub mark: Option<String>,
+    /// Every entry of the folder (names only).
+    pub entries: Vec<String>,
+}
+
+/// Read-only: the folder of `g` as its node sees it.
+pub fn facts_script(g: &Guest) -> String {
+    let dir = crate::exec::script::quote(&g.dir).into_owned();
+    format!(
+        "d={dir}\n\
+         if [ -L \"$d\" ] || {{ [ -e \"$d\" ] && ! [ -d \"$d\" ]; }}; then echo not-a-folder\n\
+         elif [ -d \"$d\" ]; then\n  echo exists\n\
+         \x20 [ -f \"$d/{MARK}\" ] && [ ! -L \"$d/{MARK}\" ] && echo \"mark $(head -c 64 \"$d/{MARK}\" | head -n 1)\"\n\
+         \x20 ls -A1 \"$d\" | sed 's/^/entry /'\nfi\nexit 0\n"
+    )
+}
+
+pub fn parse_facts(out: &str) -> FolderFacts {
+    let mut f = FolderFacts::default();
+    for line in out.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "exists" => f.exists = true,
+            "not-a-folder" => f.not_a_folder = true,
+            "mark" => f.mark = Some(rest.trim().to_string()),
+            "entry" => f.entries.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// What happens to the guest's folder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "folder")]
+pub enum Disk {
+    /// Deleted: it carries the recorded mark and holds only cloudctl's files.
+    Delete,
+    /// Kept because `--keep-disk` asked for it.
+    Keep,
+    /// There is no folder: nothing to delete.
+    Absent,
+}
+
+/// Decides what to do with the folder; `Err` says why it must not be deleted (exit 2: nothing
+/// is touched, not even the guest stopped, so a refusal never leaves a half-removed guest).
+pub fn decide(g: &Guest, recorded_nonce: Option<&str>, f: &FolderFacts, keep_disk: bool) -> Result<Disk, String> {
+    if keep_disk {
+        return Ok(Disk::Keep);
+    }
+    let keep_hint = format!("pass --keep-disk to remove {} and leave its folder as it is", g.name);
+    if f.not_a_folder {
+        return Err(format!(
+            "{} is not a folder (a link or a file): cloudctl did not make it and will not delete it; {keep_hint}",
+            g.dir
+        ));
+    }
+    if !f.exists {
+        return Ok(Disk::Absent);
+    }
+    let Some(nonce) = recorded_nonce else {
+        return Err(format!(
+            "the inventory holds no create mark for {} (it was created before cloudctl kept one), so nothing proves {} is its folder; {keep_hint}",
+            g.name, g.dir
+        ));
+    };
+    match f.mark.as_deref() {
+        Some(m) if m == nonce => {}
+        Some(_) => {
+            return Err(format!(
+                "{} carries another create's mark, not the one recorded for {}: it is not this guest's folder; {keep_hint}",
+                g.dir, g.name
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{} has no create mark ({MARK}): cloudctl cannot tell it made it, and deletes nothing it did not make; {keep_hint}",
+                g.dir
+            ))
+        }
+    }
+    let foreign: Vec<&str> = f
+        .entries
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !OWN_FILES.contains(e))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(format!(
+            "{} holds files instance create did not make ({}); move them away first, or {keep_hint}",
+            g.dir,
+            foreign.iter().map(|e| crate::types::shown(e)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(Disk::Delete)
+}
+
+/// `delete DIR NONCE`: checked again where it runs (the folder may have changed since the
+/// probe): the mark must still be the recorded one; then only cloudctl's own files go, and the
+/// folder itself only if that left it empty.
+pub const DELETE: &str = r#"dir=$1 nonce=$2
+if [ -L "$dir" ] || ! [ -d "$dir" ]; then echo "$dir is gone or not a folder; nothing deleted" >&2; exit 1; fi
+if [ -L "$dir/.cloudctl-create" ] || [ "$(head -n 1 "$dir/.cloudctl-create" 2>/dev/null)" != "$nonce" ]; then
+  echo "$dir no longer carries this guest's create mark; nothing deleted" >&2; exit 1
+fi
+rm -f "$dir/disk.img" "$dir/disk.img.building" "$dir/xl.cfg" "$dir/console.log"
+rm -f "$dir/.cloudctl-create"
+rmdir "$dir" || { echo "$dir still holds files cloudctl did not make; they were left" >&2; exit 1; }"#;
+
+/// Stop the guest on `node`, then (for `Disk::Delete`) its folder.
+pub fn plan(g: &Guest, node: &Host, disk: &Disk, nonce: Option<&str>, grace_secs: u32) -> Plan {
+    let mut steps = backend(g.hypervisor).stop_steps(g, grace_secs);
+    if let (Disk::Delete, Some(nonce)) = (disk, nonce) {
+        steps.push(script(DELETE, &[&g.dir, nonce], When::Always));
+    }
+    Plan {
+        title: format!("remove instance {} from {}", g.name, node.name),
+        hosts: vec![HostPlan {
+            host: node.clone(),
+            exclusive: true,
+            steps,
+        }],
+        confirm: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest() -> Guest {
+        crate::plan::instance::tests_support::guest("vm1")
+    }
+
+    const N: &str = "0123456789abcdef0123456789abcdef";
+
+    fn folder(mark: Option<&str>, entries: &[&str]) -> FolderFacts {
+        FolderFacts {
+            exists: true,
+            not_a_folder: false,
+            mark: mark.map(String::from),
+            entries: entries.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn deletes_only_a_marked_folder_holding_only_its_own_files() {
+        let g = guest();
+        let own = folder(Some(N), &["disk.img", "console.log", MARK]);
+        assert_eq!(decide(&g, Some(N), &own, false), Ok(Disk::Delete));
+        assert_eq!(decide(&g, Some(N), &own, true), Ok(Disk::Keep));
+        let no_mark = folder(None, &["disk.img"]);
+        assert!(decide(&g, Some(N), &no_mark, false).unwrap_err().contains("has no create mark"));
+        let other = folder(Some("ffffffffffffffffffffffffffffffff"), &["disk.img", MARK]);
+        assert!(decide(&g, Some(N), &other, false).unwrap_err().contains("another create's mark"));
+        assert!(decide(&g, None, &own, false).unwrap_err().contains("holds no create mark"));
+        let extra = folder(Some(N), &["disk.img", MARK, "notes.txt"]);
+        let why = decide(&g, Some(N), &extra, false).unwrap_err();
+        assert!(why.contains("notes.txt") && why.contains("--keep-disk"), "{why}");
+        let link = FolderFacts {
+            not_a_folder: true,
+            ..FolderFacts::default()
+        };
+        assert!(decide(&g, Some(N), &link, false).unwrap_err().contains("not a folder"));
+        assert_eq!(decide(&g, Some(N), &FolderFacts::default(), false), Ok(Disk::Absent));
+    }
+
+    #[test]
+    fn the_delete_step_comes_after_the_stop_and_only_when_deciding_so() {
+        let g = guest();
+        let host = Host {
+            name: "hnode1".into(),
+            role: "hnode",
+            host: "10.0.0.31".into(),
+            port: 22,
+        };
+        let p = plan(&g, &host, &Disk::Delete, Some(N), 5);
+        assert_eq!(p.hosts[0].steps.len(), 2);
+        assert!(p.hosts[0].steps[1].label().contains(N));
+        assert_eq!(plan(&g, &host, &Disk::Keep, Some(N), 5).hosts[0].steps.len(), 1);
+    }
+
+    #[test]
+    fn facts_parse() {
+        let f = parse_facts(&format!("exists\nmark {N}\nentry disk.img\nentry .cloudctl-create\n"));
+        assert_eq!(f, folder(Some(N), &["disk.img", MARK]));
+    }
+}
