@@ -241,6 +241,38 @@ pub enum HnodeCommand {
     /// with strict host-key checking, and verifies the hypervisor (`xl info` for Xen, /dev/kvm and
     /// QEMU for KVM). On timeout it says which stage was seen last (exit 4).
     Boot(HnodeBootArgs),
+    /// Mark a hardware node drained in the inventory: placement puts no guest on it.
+    ///
+    /// Guests already there keep running; `hnode evacuate` moves them off.
+    Drain(HnodeNameArg),
+    /// Clear a hardware node's drained mark: placement may put guests on it again.
+    Undrain(HnodeNameArg),
+    /// Drain a hardware node and live-migrate every running guest off it.
+    ///
+    /// Each guest goes where placement puts it (see `instance create --hnode auto`), decided for
+    /// all of them up front, and moves by `instance migrate` (its checks, its cleanup on failure),
+    /// --parallel at a time. The report lists every guest and where it went; a guest that cannot
+    /// move keeps running where it is and is named (exit 1). Stopped guests stay recorded on
+    /// the node and are listed.
+    Evacuate(HnodeEvacuateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HnodeNameArg {
+    /// The hardware node's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HnodeEvacuateArgs {
+    /// The hardware node's name.
+    pub name: String,
+    /// Migrations running at the same time.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub parallel: u16,
+    /// Give up on a guest whose migration has not finished after this many seconds (it stays).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,23 @@ pub fn remove_node(text: &str, name: &str) -> Result<Option<String>, Error> {
     Ok((arr.len() != before).then(|| doc.to_string()))
 }
 
+/// Sets (`true`) or clears a `[[node]]`'s `drained` flag; `None` if there is no such node.
+pub fn set_node_drained(text: &str, name: &str, drained: bool) -> Result<Option<String>, Error> {
+    let mut doc = parse(text)?;
+    let Some(t) = nodes(&mut doc)?
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
+    else {
+        return Ok(None);
+    };
+    if drained {
+        t["drained"] = value(true);
+    } else {
+        t.remove("drained");
+    }
+    Ok(Some(doc.to_string()))
+}
+
 /// A guest as `instance create` records it, once it runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewInstance {

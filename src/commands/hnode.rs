@@ -1,4 +1,4 @@
-//! `cloudctl hnode boot`: a diskless hardware node's keys, overlay and PXE entry, power-on, and
+//! `cloudctl hnode boot` (drain, undrain and evacuate live with the guest verbs): a diskless hardware node's keys, overlay and PXE entry, power-on, and
 //! (with --wait) its boot stages until it answers SSH with its pinned key.
 
 use super::keys::{keygen, tool};
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
     match cmd {
         HnodeCommand::Boot(args) => boot(ctx, args, &[Role::Hnode]),
+        HnodeCommand::Drain(a) => super::instance::drain(ctx, &a.name, true),
+        HnodeCommand::Undrain(a) => super::instance::drain(ctx, &a.name, false),
+        HnodeCommand::Evacuate(a) => super::instance::evacuate(ctx, a),
     }
 }
 

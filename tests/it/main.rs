@@ -7,6 +7,7 @@ mod confignode_e2e;
 mod confignode_plan;
 mod dhcp_live;
 mod e2e;
+mod evacuate_e2e;
 mod examples;
 mod fresh_machine;
 mod generated;

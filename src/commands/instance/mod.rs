@@ -2,9 +2,14 @@
 //! holds what the verbs share (asking the nodes where guests are) and the simple verbs.
 
 mod create;
+mod drain;
+mod evacuate;
 mod migrate;
 mod place;
 mod remove;
+
+pub use drain::drain;
+pub use evacuate::evacuate;
 
 use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};

@@ -1,0 +1,140 @@
+//! End to end on a lab: `hnode evacuate` moves three guests off hnode1 while each is pinged
+//! every 100 ms (at most one ping lost per guest), to where placement puts them; the inventory,
+//! `instance list` and the nodes agree afterwards; `--hnode auto` then picks the node the rule
+//! says; the evacuation's time is set against the same three migrations one by one.
+
+use crate::instance_e2e::{bootable_image, json, ping_once, qemus, where_runs};
+use crate::support::{cloudctl, report, text, Lab};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIGNODE: usize = 0;
+const HNODE1: usize = 1;
+const GUESTS: [(&str, &str); 3] = [("ev1", "10.201.191.50"), ("ev2", "10.201.191.51"), ("ev3", "10.201.191.52")];
+
+/// Pings `ip` from the ConfigNode every 100 ms (bounded: 1200 pings, two minutes).
+fn pinger(lab: &Lab, ip: &str) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.state.hosts[CONFIGNODE].netns])
+        .args(["ping", "-i", "0.1", "-c", "1200", "-W", "1", ip])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a pinger (SIGINT: ping prints its summary) and returns (sent, lost).
+fn lost(child: Child) -> (u32, u32) {
+    // SAFETY: kill(2) on the ping process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = text(&child.wait_with_output().unwrap().stdout);
+    let summary = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
+    let n: Vec<u32> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (n[0], n[0] - n[1])
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
+fn evacuate_moves_every_guest_off_without_losing_pings() {
+    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat", "/sbin/mkfs.ext4"]);
+    let lab = Lab::up("td2evac", 4, 191);
+    let inv = lab.inventory();
+    let store = lab.state.dir.join("store");
+    let golden = store.join("golden.img");
+    bootable_image(&golden, true);
+    let golden = golden.display().to_string();
+    for (name, ip) in GUESTS {
+        let out = cloudctl(&[
+            "-i", &inv, "--yes", "instance", "create", name, "--hnode", "hnode1", "--copy", &golden, "--ip", ip,
+            "--wait", "150",
+        ]);
+        assert!(out.status.success(), "create {name}: {}", text(&out.stderr));
+    }
+    assert_eq!(qemus(&lab, HNODE1).len(), 3);
+
+    // The dry run says where each goes and changes nothing.
+    let before = std::fs::read_to_string(&inv).unwrap();
+    let out = cloudctl(&["-i", &inv, "-n", "--json", "hnode", "evacuate", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let planned: Vec<(String, String)> = json(&out)["plan"]["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["guest"].as_str().unwrap().into(), m["to"].as_str().unwrap().into()))
+        .collect();
+    // Equal memory everywhere (lab hosts share one machine): ties go to the fewest guests, then the name.
+    assert_eq!(
+        planned,
+        [("ev1".into(), "hnode2".into()), ("ev2".into(), "hnode3".into()), ("ev3".into(), "hnode2".into())]
+    );
+    assert_eq!(std::fs::read_to_string(&inv).unwrap(), before, "a dry run changed the inventory");
+
+    let pingers: Vec<Child> = GUESTS.iter().map(|(_, ip)| pinger(&lab, ip)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "hnode", "evacuate", "hnode1", "--parallel", "3"]);
+    let evacuation = t.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let losses: Vec<(u32, u32)> = pingers.into_iter().map(lost).collect();
+    assert!(out.status.success(), "evacuate: {}{}", text(&out.stdout), text(&out.stderr));
+    let v = json(&out);
+    let moved: Vec<(String, String)> = v["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            assert_eq!(g["outcome"], "moved", "{g}");
+            (g["instance"].as_str().unwrap().into(), g["to"].as_str().unwrap().into())
+        })
+        .collect();
+    assert_eq!(moved, planned, "the evacuation went where its plan said");
+    for ((name, ip), (sent, lost)) in GUESTS.iter().zip(&losses) {
+        report(&format!("hnode evacuate: {name} lost {lost} of {sent} pings"));
+        assert!(*lost <= 1, "{name}: {lost} of {sent} pings lost");
+        assert!(ping_once(&lab, ip), "{name} does not answer after the evacuation");
+    }
+    assert!(qemus(&lab, HNODE1).is_empty(), "QEMU left on hnode1");
+    for (name, to) in &moved {
+        assert_eq!(where_runs(&inv, name), (to.clone(), to.clone()), "{name}: instance list and inventory");
+    }
+    let after = std::fs::read_to_string(&inv).unwrap();
+    assert!(
+        after.contains("name = \"hnode1\"") && after.contains("drained = true"),
+        "hnode1 is drained: {after}"
+    );
+
+    // --hnode auto: hnode1 drained, hnode2 holds two guests, hnode3 one: hnode3.
+    let out = cloudctl(&[
+        "-i", &inv, "-n", "instance", "create", "ev4", "--hnode", "auto", "--copy", &golden, "--ip", "10.201.191.53",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("placement: ev4 goes to hnode3") && err.contains("not hnode1: drained"),
+        "{err}"
+    );
+
+    // The baseline: the same three migrations one at a time, back to hnode1.
+    let out = cloudctl(&["-i", &inv, "--yes", "hnode", "undrain", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!std::fs::read_to_string(&inv).unwrap().contains("drained = true"));
+    let mut singles = Duration::ZERO;
+    for (name, _) in GUESTS {
+        let t = Instant::now();
+        let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", name, "--to", "hnode1"]);
+        singles += t.elapsed();
+        assert!(out.status.success(), "migrate {name}: {}", text(&out.stderr));
+    }
+    assert_eq!(qemus(&lab, HNODE1).len(), 3);
+    report(&format!(
+        "hnode evacuate of 3 guests (--parallel 3): {:.1} s; the same 3 migrations one by one: {:.1} s (ratio {:.2})",
+        evacuation.as_secs_f64(),
+        singles.as_secs_f64(),
+        evacuation.as_secs_f64() / singles.as_secs_f64()
+    ));
+}
