@@ -94,6 +94,15 @@ _cloudctl() {
             cloudctl__subcmd__help__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__boot"
                 ;;
+            cloudctl__subcmd__help__subcmd__hnode,drain)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__drain"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,evacuate)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,undrain)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain"
+                ;;
             cloudctl__subcmd__help__subcmd__host,list)
                 cmd="cloudctl__subcmd__help__subcmd__host__subcmd__list"
                 ;;
@@ -108,6 +117,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__migrate"
+                ;;
+            cloudctl__subcmd__help__subcmd__instance,remove)
+                cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__remove"
                 ;;
             cloudctl__subcmd__help__subcmd__instance,start)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__start"
@@ -157,14 +169,32 @@ _cloudctl() {
             cloudctl__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__boot"
                 ;;
+            cloudctl__subcmd__hnode,drain)
+                cmd="cloudctl__subcmd__hnode__subcmd__drain"
+                ;;
+            cloudctl__subcmd__hnode,evacuate)
+                cmd="cloudctl__subcmd__hnode__subcmd__evacuate"
+                ;;
             cloudctl__subcmd__hnode,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode,undrain)
+                cmd="cloudctl__subcmd__hnode__subcmd__undrain"
                 ;;
             cloudctl__subcmd__hnode__subcmd__help,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__boot"
                 ;;
+            cloudctl__subcmd__hnode__subcmd__help,drain)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__drain"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,evacuate)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate"
+                ;;
             cloudctl__subcmd__hnode__subcmd__help,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,undrain)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain"
                 ;;
             cloudctl__subcmd__host,help)
                 cmd="cloudctl__subcmd__host__subcmd__help"
@@ -196,6 +226,9 @@ _cloudctl() {
             cloudctl__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__migrate"
                 ;;
+            cloudctl__subcmd__instance,remove)
+                cmd="cloudctl__subcmd__instance__subcmd__remove"
+                ;;
             cloudctl__subcmd__instance,start)
                 cmd="cloudctl__subcmd__instance__subcmd__start"
                 ;;
@@ -213,6 +246,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__instance__subcmd__help,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__migrate"
+                ;;
+            cloudctl__subcmd__instance__subcmd__help,remove)
+                cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__remove"
                 ;;
             cloudctl__subcmd__instance__subcmd__help,start)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__start"
@@ -517,7 +553,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode)
-            opts="boot"
+            opts="boot drain undrain evacuate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -531,6 +567,48 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode__subcmd__boot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -587,7 +665,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__instance)
-            opts="create list start stop migrate"
+            opts="create list start stop migrate remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -629,6 +707,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__instance__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__instance__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -923,7 +1015,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot drain undrain evacuate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -990,8 +1082,76 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__hnode__subcmd__drain)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__evacuate)
+            opts="-i -n -y -q -v -h -V --parallel --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__hnode__subcmd__help)
-            opts="boot help"
+            opts="boot drain undrain evacuate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1018,6 +1178,34 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__hnode__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1025,6 +1213,50 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__undrain)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1179,7 +1411,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1275,7 +1507,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help)
-            opts="create list start stop migrate help"
+            opts="create list start stop migrate remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1331,6 +1563,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__instance__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1418,6 +1664,40 @@ _cloudctl() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__instance__subcmd__remove)
+            opts="-i -n -y -q -v -h -V --keep-disk --grace --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

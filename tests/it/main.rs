@@ -23,6 +23,7 @@ mod instance_plan;
 mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
+mod placement_plan;
 mod pxe;
 mod pxe_scale;
 mod round_trips;
