@@ -2,8 +2,8 @@
 //! rule, decided for all of them up front so two guests never count on the same free memory);
 //! what stays and why. Pure.
 
-use super::placement::{self, Choice, Need, NodeLoad};
 use super::instance::probe::GuestState;
+use super::placement::{self, Choice, Need, NodeLoad};
 use crate::inventory::Hypervisor;
 use serde::Serialize;
 
@@ -137,8 +137,19 @@ mod tests {
     fn spreads_the_largest_first_and_names_what_stays() {
         let mut paused = on("p", 256, true);
         paused.state = Some(GuestState::Paused);
-        let guests = [on("a", 256, true), on("b", 1024, true), on("c", 512, true), on("d", 256, false), on("big", 4096, true), paused];
-        let mut h1 = load("h1", 8192, &[("a", 256), ("b", 1024), ("c", 512), ("d", 256), ("big", 4096)]);
+        let guests = [
+            on("a", 256, true),
+            on("b", 1024, true),
+            on("c", 512, true),
+            on("d", 256, false),
+            on("big", 4096, true),
+            paused,
+        ];
+        let mut h1 = load(
+            "h1",
+            8192,
+            &[("a", 256), ("b", 1024), ("c", 512), ("d", 256), ("big", 4096)],
+        );
         h1.drained = true;
         let loads = [h1, load("h2", 2048, &[]), load("h3", 1536, &[])];
         let e = plan("h1", &guests, &["ghost".into()], &loads);

@@ -138,7 +138,10 @@ pub fn place(nodes: &[NodeLoad], need: &Need) -> Result<Choice, NoRoom> {
         });
     };
     let why = match eligible.get(1) {
-        None => format!("{} is the only node that can take it ({free} MiB free for guests)", best.name),
+        None => format!(
+            "{} is the only node that can take it ({free} MiB free for guests)",
+            best.name
+        ),
         Some((next, nfree)) if *nfree < free => format!(
             "{} has the most memory left for guests after its recorded guests ({free} MiB; next {} with {nfree} MiB)",
             best.name, next.name
@@ -198,8 +201,11 @@ pub fn memory_script(h: Hypervisor) -> &'static str {
     }
 }
 
+/// What a node reported: (total MiB, available MiB).
+pub type Reported = (Option<u64>, Option<u64>);
+
 /// (total, available) from `memory_script`'s output.
-pub fn parse_memory(out: &str) -> (Option<u64>, Option<u64>) {
+pub fn parse_memory(out: &str) -> Reported {
     let mut total = None;
     let mut avail = None;
     for line in out.lines() {
@@ -214,7 +220,7 @@ pub fn parse_memory(out: &str) -> (Option<u64>, Option<u64>) {
 }
 
 /// Loads from the inventory and each hardware node's probe answer (`None`: it did not answer).
-pub fn loads(inv: &Inventory, answers: &[(String, Option<(Option<u64>, Option<u64>)>)]) -> Vec<NodeLoad> {
+pub fn loads(inv: &Inventory, answers: &[(String, Option<Reported>)]) -> Vec<NodeLoad> {
     inv.node
         .iter()
         .filter(|n| n.role == Role::Hnode)
@@ -276,7 +282,10 @@ mod tests {
         assert_eq!(c.node, "b");
         assert!(c.why.contains("3072 MiB") && c.why.contains("next c"), "{}", c.why);
         // a and c tie on 2048 MiB: c has fewer guests.
-        assert_eq!(c.ranking.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["b", "c", "a"]);
+        assert_eq!(
+            c.ranking.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
     }
 
     #[test]
@@ -317,14 +326,25 @@ mod tests {
         assert!(c.why.contains("only node"), "{}", c.why);
         assert_eq!(c.skipped.len(), 6);
         let err = place(&nodes[..6], &n).unwrap_err().to_string();
-        for why in ["drained", "down", "runs xen", "leaving", "124 MiB left", "reports 100 MiB available"] {
+        for why in [
+            "drained",
+            "down",
+            "runs xen",
+            "leaving",
+            "124 MiB left",
+            "reports 100 MiB available",
+        ] {
             assert!(err.contains(why), "{why}: {err}");
         }
     }
 
     #[test]
     fn placing_several_counts_each_before_the_next() {
-        let nodes = [node("a", 4096, &[("x", 256), ("y", 256), ("z", 256)]), node("b", 2048, &[]), node("c", 2048, &[])];
+        let nodes = [
+            node("a", 4096, &[("x", 256), ("y", 256), ("z", 256)]),
+            node("b", 2048, &[]),
+            node("c", 2048, &[]),
+        ];
         let needs: Vec<Need> = ["x", "y", "z"]
             .iter()
             .map(|g| Need {
@@ -340,7 +360,10 @@ mod tests {
 
     #[test]
     fn memory_parses() {
-        assert_eq!(parse_memory("total 24000\navailable 20000\n"), (Some(24000), Some(20000)));
+        assert_eq!(
+            parse_memory("total 24000\navailable 20000\n"),
+            (Some(24000), Some(20000))
+        );
         assert_eq!(parse_memory("garbage"), (None, None));
     }
 }

@@ -38,7 +38,10 @@ pub fn evacuation_plan(ui: &Ui, e: &Evacuation) {
         ui.warn(&format!("{} stays on {}: {}", s.guest, e.node, s.why));
     }
     for s in &e.stopped {
-        ui.info(&format!("{s} is not running: nothing to move (it stays recorded on {})", e.node));
+        ui.info(&format!(
+            "{s} is not running: nothing to move (it stays recorded on {})",
+            e.node
+        ));
     }
 }
 
@@ -61,7 +64,9 @@ pub fn evacuated(ui: &Ui, e: &Evacuation, results: &[GuestOutcome], wall: Durati
                     m.guest,
                     m.to,
                     m.elapsed.as_secs_f64(),
-                    m.progress.downtime_ms.map_or("not reported".into(), |d| format!("{d} ms"))
+                    m.progress
+                        .downtime_ms
+                        .map_or("not reported".into(), |d| format!("{d} ms"))
                 ));
                 let mut v = super::instance::moved_fields(m);
                 v["outcome"] = "moved".into();
@@ -75,8 +80,10 @@ pub fn evacuated(ui: &Ui, e: &Evacuation, results: &[GuestOutcome], wall: Durati
                     n.state_on_source.map_or("not found", |s| s.as_str()),
                     n.why
                 ));
-                rows.push(serde_json::json!({ "instance": n.guest, "outcome": "stayed", "on": n.source,
-                                              "state": n.state_on_source, "why": n.why }));
+                rows.push(
+                    serde_json::json!({ "instance": n.guest, "outcome": "stayed", "on": n.source,
+                                              "state": n.state_on_source, "why": n.why }),
+                );
             }
             GuestOutcome::NotStarted(g) => {
                 ui.warn(&format!("  {g:<16} not started (interrupted): stays on {}", e.node));

@@ -295,7 +295,9 @@ pub fn removed(
 ) {
     ui.info(&format!(
         "{name} removed: stopped on {node}, {}, no longer in the inventory",
-        disk_fate(dir, disk).replace("deleting", "deleted").replace("keeping", "kept")
+        disk_fate(dir, disk)
+            .replace("deleting", "deleted")
+            .replace("keeping", "kept")
     ));
     if ui.json {
         ui.json_result(

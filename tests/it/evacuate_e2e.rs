@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 const CONFIGNODE: usize = 0;
 const HNODE1: usize = 1;
-const GUESTS: [(&str, &str); 3] = [("ev1", "10.201.191.50"), ("ev2", "10.201.191.51"), ("ev3", "10.201.191.52")];
+const GUESTS: [(&str, &str); 3] = [
+    ("ev1", "10.201.191.50"),
+    ("ev2", "10.201.191.51"),
+    ("ev3", "10.201.191.52"),
+];
 
 /// Pings `ip` from the ConfigNode every 100 ms (bounded: 1200 pings, two minutes).
 fn pinger(lab: &Lab, ip: &str) -> Child {
@@ -27,7 +31,10 @@ fn lost(child: Child) -> (u32, u32) {
     // SAFETY: kill(2) on the ping process this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = text(&child.wait_with_output().unwrap().stdout);
-    let summary = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
+    let summary = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
     let n: Vec<u32> = summary
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
@@ -70,18 +77,41 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
     // Equal memory everywhere (lab hosts share one machine): ties go to the fewest guests, then the name.
     assert_eq!(
         planned,
-        [("ev1".into(), "hnode2".into()), ("ev2".into(), "hnode3".into()), ("ev3".into(), "hnode2".into())]
+        [
+            ("ev1".into(), "hnode2".into()),
+            ("ev2".into(), "hnode3".into()),
+            ("ev3".into(), "hnode2".into())
+        ]
     );
-    assert_eq!(std::fs::read_to_string(&inv).unwrap(), before, "a dry run changed the inventory");
+    assert_eq!(
+        std::fs::read_to_string(&inv).unwrap(),
+        before,
+        "a dry run changed the inventory"
+    );
 
     let pingers: Vec<Child> = GUESTS.iter().map(|(_, ip)| pinger(&lab, ip)).collect();
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
-    let out = cloudctl(&["-i", &inv, "--yes", "--json", "hnode", "evacuate", "hnode1", "--parallel", "3"]);
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "--json",
+        "hnode",
+        "evacuate",
+        "hnode1",
+        "--parallel",
+        "3",
+    ]);
     let evacuation = t.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let losses: Vec<(u32, u32)> = pingers.into_iter().map(lost).collect();
-    assert!(out.status.success(), "evacuate: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "evacuate: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let v = json(&out);
     let moved: Vec<(String, String)> = v["guests"]
         .as_array()
@@ -100,7 +130,11 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
     }
     assert!(qemus(&lab, HNODE1).is_empty(), "QEMU left on hnode1");
     for (name, to) in &moved {
-        assert_eq!(where_runs(&inv, name), (to.clone(), to.clone()), "{name}: instance list and inventory");
+        assert_eq!(
+            where_runs(&inv, name),
+            (to.clone(), to.clone()),
+            "{name}: instance list and inventory"
+        );
     }
     let after = std::fs::read_to_string(&inv).unwrap();
     assert!(
@@ -110,7 +144,18 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
 
     // --hnode auto: hnode1 drained, hnode2 holds two guests, hnode3 one: hnode3.
     let out = cloudctl(&[
-        "-i", &inv, "-n", "instance", "create", "ev4", "--hnode", "auto", "--copy", &golden, "--ip", "10.201.191.53",
+        "-i",
+        &inv,
+        "-n",
+        "instance",
+        "create",
+        "ev4",
+        "--hnode",
+        "auto",
+        "--copy",
+        &golden,
+        "--ip",
+        "10.201.191.53",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);

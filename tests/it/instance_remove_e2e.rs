@@ -85,14 +85,19 @@ fn remove_deletes_only_its_marked_folder() {
     assert_eq!(std::fs::read_to_string(&inv).unwrap(), recorded);
 
     // Removed: stopped, folder gone, record gone, every other file on the store unchanged.
-    let out = cloudctl(&["-i", &inv, "--yes", "--json", "instance", "remove", "vm1", "--grace", "0"]);
+    let out = cloudctl(&[
+        "-i", &inv, "--yes", "--json", "instance", "remove", "vm1", "--grace", "0",
+    ]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let v = crate::instance_e2e::json(&out);
     assert_eq!(v["disk"]["folder"], "delete", "{v}");
     assert!(!vm1.exists(), "the guest's folder is still there");
     assert!(qemus(&lab, HNODE1).is_empty(), "vm1's QEMU still runs");
     let after = std::fs::read_to_string(&inv).unwrap();
-    assert!(!after.contains("name = \"vm1\"") && after.contains("name = \"vm2\""), "{after}");
+    assert!(
+        !after.contains("name = \"vm1\"") && after.contains("name = \"vm2\""),
+        "{after}"
+    );
     assert_eq!(checksums(&store, &vm1), before, "a file outside vm1's folder changed");
 
     // A folder without the mark is refused (exit 2) and left as it is, record and all.

@@ -21,10 +21,12 @@ fn guest(name: &str, node: &str, ip: &str, mac: &str, memory: u32) -> String {
 }
 
 /// What `placement::memory_script` prints on a node with `total` and `available` MiB.
-fn answer(node: &str, total: u64, available: u64) -> (String, Option<(Option<u64>, Option<u64>)>) {
+fn answer(node: &str, total: u64, available: u64) -> (String, Option<placement::Reported>) {
     (
         node.into(),
-        Some(placement::parse_memory(&format!("total {total}\navailable {available}\n"))),
+        Some(placement::parse_memory(&format!(
+            "total {total}\navailable {available}\n"
+        ))),
     )
 }
 
@@ -49,7 +51,11 @@ fn the_node_with_most_memory_left_after_its_recorded_guests() {
     ));
     let loads = placement::loads(
         &inv,
-        &[answer("hnode1", 8192, 6000), answer("hnode2", 8192, 7000), answer("hnode3", 8192, 8000)],
+        &[
+            answer("hnode1", 8192, 6000),
+            answer("hnode2", 8192, 7000),
+            answer("hnode3", 8192, 8000),
+        ],
     );
     let c = placement::place(&loads, &need(256)).unwrap();
     assert_eq!(c.node, "hnode2", "{c:?}");
@@ -66,13 +72,20 @@ fn ties_go_to_the_fewest_guests_and_drained_nodes_get_none() {
         guest("b", "hnode1", "10.201.0.51", "52:54:00:00:05:02", 256),
         guest("c", "hnode2", "10.201.0.52", "52:54:00:00:05:03", 512),
     ));
-    let all = [answer("hnode1", 8192, 8192), answer("hnode2", 8192, 8192), answer("hnode3", 8192, 8192)];
+    let all = [
+        answer("hnode1", 8192, 8192),
+        answer("hnode2", 8192, 8192),
+        answer("hnode3", 8192, 8192),
+    ];
     let c = placement::place(&placement::loads(&inv, &all), &need(256)).unwrap();
     // hnode1 and hnode2 both have 7680 MiB left; hnode2 has one guest, hnode1 two. hnode3 (the
     // emptiest) is drained.
     assert_eq!(c.node, "hnode2", "{c:?}");
     assert!(c.why.contains("fewest guests"), "{}", c.why);
-    assert!(c.skipped.iter().any(|s| s.node == "hnode3" && s.why.contains("drained")));
+    assert!(c
+        .skipped
+        .iter()
+        .any(|s| s.node == "hnode3" && s.why.contains("drained")));
 }
 
 #[test]
@@ -82,9 +95,14 @@ fn down_and_other_hypervisor_nodes_are_skipped_and_no_room_names_each_reason() {
     let text = std::fs::read_to_string(path).unwrap().replace(
         "ip = \"10.201.0.12\"\nrole = \"hnode\"",
         "ip = \"10.201.0.12\"\nrole = \"hnode\"\nhypervisor = \"xen\"",
-    ) + "\n[[node]]\nname = \"hnode3\"\nmac = \"52:54:00:c1:00:04\"\nip = \"10.201.0.13\"\nrole = \"hnode\"\n";
+    )
+        + "\n[[node]]\nname = \"hnode3\"\nmac = \"52:54:00:c1:00:04\"\nip = \"10.201.0.13\"\nrole = \"hnode\"\n";
     let mixed = inventory::parse("one-box.toml", &text).unwrap();
-    let answers = [answer("hnode1", 4096, 4096), answer("hnode2", 65536, 65536), ("hnode3".to_string(), None)];
+    let answers = [
+        answer("hnode1", 4096, 4096),
+        answer("hnode2", 65536, 65536),
+        ("hnode3".to_string(), None),
+    ];
     let loads = placement::loads(&mixed, &answers);
     assert_eq!(placement::place(&loads, &need(1024)).unwrap().node, "hnode1");
     let err = placement::place(&loads, &need(8192)).unwrap_err().to_string();

@@ -21,7 +21,11 @@ pub fn hnode<'a>(inv: &'a Inventory, name: &str) -> Result<&'a inventory::Node, 
             Error::Usage(format!(
                 "there is no hardware node named {} (hardware nodes: {})",
                 crate::types::shown(name),
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ))
         })
 }
@@ -40,7 +44,8 @@ pub fn drain(ctx: &Context, name: &str, drained: bool) -> Result<Exit, Error> {
     let verb = if drained { "drain" } else { "undrain" };
     let changed = node.drained != drained;
     if changed && !ctx.dry_run {
-        ctx.ui.confirm(&format!("{verb} {name} in {}", path.display()), ctx.yes)?;
+        ctx.ui
+            .confirm(&format!("{verb} {name} in {}", path.display()), ctx.yes)?;
         let new = inventory_file::set_node_drained(&text, name, drained)?
             .ok_or_else(|| Error::Usage(format!("{name} is not a [[node]] of {}", path.display())))?;
         inventory_file::replace(&path, &new)?;

@@ -47,7 +47,8 @@ pub fn evacuate(ctx: &Context, args: HnodeEvacuateArgs) -> Result<Exit, Error> {
         if let Some(new) = inventory_file::set_node_drained(&text, name, true)? {
             inventory_file::replace(&path, &new)?;
         }
-        ctx.ui.info(&format!("{name} is now drained: placement puts no guest on it"));
+        ctx.ui
+            .info(&format!("{name} is now drained: placement puts no guest on it"));
     }
     let started = Instant::now();
     let results = run_moves(ctx, &path, &inv, &e.moves, args.parallel.into(), limit);
@@ -71,9 +72,17 @@ fn plan(ctx: &Context, inv: &Inventory, name: &str) -> Result<Evacuation, Error>
     let here = seen
         .into_iter()
         .find(|(h, _)| h.name == name)
-        .ok_or_else(|| Error::Usage(format!("{name} has neither `ip` nor `address`: cloudctl cannot reach it")))?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{name} has neither `ip` nor `address`: cloudctl cannot reach it"
+            ))
+        })?
         .1
-        .map_err(|e| Error::Unreachable(format!("cannot ask {name} which guests it runs ({e}); nothing was changed")))?;
+        .map_err(|e| {
+            Error::Unreachable(format!(
+                "cannot ask {name} which guests it runs ({e}); nothing was changed"
+            ))
+        })?;
     let hypervisor = hypervisor_of(inv, name)?;
     let on_node: Vec<OnNode> = inv
         .instance
@@ -83,7 +92,10 @@ fn plan(ctx: &Context, inv: &Inventory, name: &str) -> Result<Evacuation, Error>
             name: r.name.get_ref().to_string(),
             memory: r.memory,
             hypervisor,
-            state: here.iter().find(|s| s.name == r.name.get_ref().as_str()).map(|s| s.state),
+            state: here
+                .iter()
+                .find(|s| s.name == r.name.get_ref().as_str())
+                .map(|s| s.state),
         })
         .collect();
     let unrecorded: Vec<String> = here
@@ -165,9 +177,7 @@ fn exit_of(results: &[Done], e: &Evacuation) -> Exit {
     {
         return Exit::Interrupted;
     }
-    let all_moved = results
-        .iter()
-        .all(|r| matches!(r, Done::Moved(m) if m.left.is_none()));
+    let all_moved = results.iter().all(|r| matches!(r, Done::Moved(m) if m.left.is_none()));
     if all_moved && e.stuck.is_empty() {
         Exit::Ok
     } else {

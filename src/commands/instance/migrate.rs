@@ -159,7 +159,9 @@ pub fn migrate_one(
     let connector = ctx.connector(inv);
     let limits = ctx.limits(inv);
     if ctx.dry_run {
-        return ctx.preview(&connector, &limits, &all_phases(&plan)).map(Outcome::Previewed);
+        return ctx
+            .preview(&connector, &limits, &all_phases(&plan))
+            .map(Outcome::Previewed);
     }
     if opts.confirm {
         ctx.ui.confirm(

@@ -10,7 +10,7 @@ use crate::plan::placement::{self, Choice, Need, NodeLoad};
 /// Every hardware node's load: the inventory's records and what each node reports (a node that
 /// does not answer is down, and is never chosen).
 pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
-    let answers: Vec<(String, Option<(Option<u64>, Option<u64>)>)> = ask_all(ctx, inv, &hnodes(inv), |h| {
+    let answers: Vec<(String, Option<placement::Reported>)> = ask_all(ctx, inv, &hnodes(inv), |h| {
         Ok(placement::memory_script(hypervisor_of(inv, &h.name)?).to_string())
     })
     .into_iter()
@@ -21,8 +21,8 @@ pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
 
 /// The node the rule picks for `need`, said on stderr with the reason; exit 2 when none fits.
 pub fn choose(ctx: &Context, inv: &Inventory, need: &Need) -> Result<Choice, Error> {
-    let choice = placement::place(&loads(ctx, inv), need)
-        .map_err(|no| Error::Usage(format!("{no}\nnothing was changed")))?;
+    let choice =
+        placement::place(&loads(ctx, inv), need).map_err(|no| Error::Usage(format!("{no}\nnothing was changed")))?;
     crate::ui::instance::placed(&ctx.ui, need.guest, &choice);
     Ok(choice)
 }

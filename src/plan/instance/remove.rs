@@ -112,7 +112,11 @@ pub fn decide(g: &Guest, recorded_nonce: Option<&str>, f: &FolderFacts, keep_dis
         return Err(format!(
             "{} holds files instance create did not make ({}); move them away first, or {keep_hint}",
             g.dir,
-            foreign.iter().map(|e| crate::types::shown(e)).collect::<Vec<_>>().join(", ")
+            foreign
+                .iter()
+                .map(|e| crate::types::shown(e))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Disk::Delete)
@@ -173,10 +177,16 @@ mod tests {
         assert_eq!(decide(&g, Some(N), &own, false), Ok(Disk::Delete));
         assert_eq!(decide(&g, Some(N), &own, true), Ok(Disk::Keep));
         let no_mark = folder(None, &["disk.img"]);
-        assert!(decide(&g, Some(N), &no_mark, false).unwrap_err().contains("has no create mark"));
+        assert!(decide(&g, Some(N), &no_mark, false)
+            .unwrap_err()
+            .contains("has no create mark"));
         let other = folder(Some("ffffffffffffffffffffffffffffffff"), &["disk.img", MARK]);
-        assert!(decide(&g, Some(N), &other, false).unwrap_err().contains("another create's mark"));
-        assert!(decide(&g, None, &own, false).unwrap_err().contains("holds no create mark"));
+        assert!(decide(&g, Some(N), &other, false)
+            .unwrap_err()
+            .contains("another create's mark"));
+        assert!(decide(&g, None, &own, false)
+            .unwrap_err()
+            .contains("holds no create mark"));
         let extra = folder(Some(N), &["disk.img", MARK, "notes.txt"]);
         let why = decide(&g, Some(N), &extra, false).unwrap_err();
         assert!(why.contains("notes.txt") && why.contains("--keep-disk"), "{why}");
