@@ -19,6 +19,9 @@ _cloudctl() {
             cloudctl,config)
                 cmd="cloudctl__subcmd__config"
                 ;;
+            cloudctl,doctor)
+                cmd="cloudctl__subcmd__doctor"
+                ;;
             cloudctl,help)
                 cmd="cloudctl__subcmd__help"
                 ;;
@@ -60,6 +63,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help,config)
                 cmd="cloudctl__subcmd__help__subcmd__config"
+                ;;
+            cloudctl__subcmd__help,doctor)
+                cmd="cloudctl__subcmd__help__subcmd__doctor"
                 ;;
             cloudctl__subcmd__help,help)
                 cmd="cloudctl__subcmd__help__subcmd__help"
@@ -365,7 +371,7 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance lamp host lab help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance lamp host lab doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,8 +502,38 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__doctor)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__help)
-            opts="run config node storage hnode instance lamp host lab help"
+            opts="run config node storage hnode instance lamp host lab doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -527,6 +563,20 @@ _cloudctl() {
         cloudctl__subcmd__help__subcmd__config__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -88,6 +88,15 @@ pub enum Command {
     /// A local lab: real test hosts (network namespaces running sshd) on this machine. Needs root.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Check the whole cloud, read-only, and print each problem with its fix (exit 1 if any).
+    ///
+    /// Probes every host in parallel with strict host keys: boot files missing under tftp_root
+    /// (profiles, PXE loader, each node's PXE entry), DHCP fixed addresses inside the dynamic
+    /// range, guests running on another node than recorded, on two nodes at once or without a
+    /// record, guests on a drained node, memory over-committed by the guests recorded on a node,
+    /// host keys that changed, hosts that do not answer, leftover one-time migration keys.
+    /// --json prints the findings for monitoring.
+    Doctor,
 }
 
 #[derive(Debug, Args)]

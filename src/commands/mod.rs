@@ -2,6 +2,7 @@
 //! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
 
 pub mod config;
+pub mod doctor;
 pub mod hnode;
 pub mod host;
 pub mod instance;
@@ -237,6 +238,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Instance(cmd) => instance::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
         Command::Lamp(cmd) => lamp::run(&ctx, cmd),
+        Command::Doctor => doctor::run(&ctx),
     };
     (ctx.ui, result)
 }

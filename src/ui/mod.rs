@@ -2,6 +2,7 @@
 //! stderr; `--json` documents (and `run`'s remote stdout) go to stdout.
 
 pub mod diff;
+pub mod doctor;
 pub mod hnode;
 pub mod instance;
 pub mod lamp;

@@ -1,0 +1,48 @@
+//! `cloudctl doctor`: one read-only look at the whole cloud (every host probed in parallel,
+//! with strict host keys), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
+
+use super::Context;
+use crate::error::{Error, Exit};
+use crate::plan::doctor::{self, Answer, CloudFacts};
+use crate::plan::instance::hypervisor_of;
+
+pub fn run(ctx: &Context) -> Result<Exit, Error> {
+    let (_, inv) = ctx.load_inventory()?;
+    let hosts = inv.hosts();
+    let auth = inv
+        .instances()
+        .authorized_keys
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| {
+        let script = match h.role {
+            "confignode" => doctor::confignode_script(&inv),
+            "hnode" => doctor::hnode_script(hypervisor_of(&inv, &h.name)?, &auth),
+            _ => "exit 0\n".to_string(),
+        };
+        ctx.gather(&inv, h, &script)
+    });
+    let mut facts = CloudFacts::default();
+    for (h, a) in hosts.iter().zip(answers) {
+        let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
+        match h.role {
+            "confignode" => facts.confignode = Some(classify(&a, doctor::parse_confignode)),
+            "hnode" => facts.hnodes.push((h.name.clone(), classify(&a, doctor::parse_hnode))),
+            _ => facts.others.push((h.name.clone(), classify(&a, |_| ()))),
+        }
+    }
+    let findings = doctor::check(&inv, &facts);
+    let exit = if findings.is_empty() { Exit::Ok } else { Exit::Failed };
+    crate::ui::doctor::report(&ctx.ui, &findings, hosts.len(), exit);
+    Ok(exit)
+}
+
+/// A host's answer as the checks see it: its facts, a host-key refusal, or no answer.
+fn classify<T>(answer: &Result<String, Error>, parse: impl Fn(&str) -> T) -> Answer<T> {
+    match answer {
+        Ok(out) => Answer::Facts(parse(out)),
+        Err(Error::HostKey(m)) => Answer::HostKey(m.clone()),
+        Err(e) => Answer::Unreachable(e.to_string()),
+    }
+}

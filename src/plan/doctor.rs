@@ -1,0 +1,359 @@
+//! `cloudctl doctor`: the read-only probes of the ConfigNode and the hardware nodes, and the
+//! checks that turn the inventory and what the hosts report into findings, each with its fix.
+//! Script text, parsing and the checks; pure.
+
+use super::confignode::{self, hosts_file, mac_file_name};
+use super::instance::probe::{self, GuestSeen, GuestState};
+use super::placement;
+use crate::exec::script::quote;
+use crate::inventory::{Hypervisor, Inventory, Role};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// One problem, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Finding {
+    /// A stable name for monitoring: `missing_boot_file`, `ip_in_dynamic_range`, …
+    pub check: &'static str,
+    /// The node, guest or file it is about.
+    pub subject: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// What the ConfigNode reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigNodeFacts {
+    pub missing: Vec<String>,
+    pub initialised: bool,
+    /// `host NAME { … fixed-address IP; }` entries of cloudctl's DHCP hosts file.
+    pub fixed: Vec<(String, Ipv4Addr)>,
+    /// The `range` lines of dhcpd.conf.
+    pub ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// What a hardware node reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HnodeFacts {
+    pub guests: Vec<GuestSeen>,
+    pub total_mib: Option<u64>,
+    /// Guests whose one-time migration key is still in authorized_keys.
+    pub keys_in_authorized: Vec<String>,
+    /// Guests whose one-time private key is still in the runtime folder.
+    pub key_files: Vec<String>,
+}
+
+/// How a host answered the probe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer<T> {
+    Facts(T),
+    /// Refused for its host key (unknown under the strict policy, or changed).
+    HostKey(String),
+    Unreachable(String),
+}
+
+/// Everything `check` looks at besides the inventory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CloudFacts {
+    pub confignode: Option<Answer<ConfigNodeFacts>>,
+    pub hnodes: Vec<(String, Answer<HnodeFacts>)>,
+    /// Other hosts (storage nodes): reached or not.
+    pub others: Vec<(String, Answer<()>)>,
+}
+
+/// Files the ConfigNode must have for every registered node to PXE-boot.
+pub fn boot_files(inv: &Inventory) -> Vec<String> {
+    let mut files = confignode::needed_boot_files(inv);
+    if let Some(cn) = &inv.confignode {
+        let root = cn.tftp_root.as_str().trim_end_matches('/');
+        files.extend(["pxelinux.0", "ldlinux.c32", "pxelinux.cfg/default"].map(|f| format!("{root}/{f}")));
+        for n in inv.node.iter() {
+            if let Some(mac) = &n.mac {
+                files.push(format!("{root}/pxelinux.cfg/{}", mac_file_name(mac.get_ref())));
+            }
+        }
+    }
+    files
+}
+
+pub fn confignode_script(inv: &Inventory) -> String {
+    let mut s = String::new();
+    for f in boot_files(inv) {
+        s += &format!("[ -f {f} ] || echo missing {f}\n", f = quote(&f));
+    }
+    if let Some(cn) = &inv.confignode {
+        let include = format!("include \"{}\";", hosts_file(cn));
+        let conf = quote(cn.dhcpd_conf.as_str()).into_owned();
+        s += &format!("grep -qxF {} {conf} 2>/dev/null && echo initialised\n", quote(&include));
+        s += &format!(
+            "awk '$1 == \"host\" {{ h = $2 }} $1 == \"fixed-address\" {{ sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }}' {} 2>/dev/null\n",
+            quote(&hosts_file(cn))
+        );
+        s += &format!(
+            "awk '$1 == \"range\" {{ a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }}' {conf} 2>/dev/null\n"
+        );
+    }
+    s + "exit 0\n"
+}
+
+pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
+    let mut f = ConfigNodeFacts::default();
+    for line in out.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["missing", path] => f.missing.push(path.to_string()),
+            ["initialised"] => f.initialised = true,
+            ["fixed", host, ip] => {
+                if let Ok(ip) = ip.parse() {
+                    f.fixed.push((host.to_string(), ip));
+                }
+            }
+            ["range", a, b] => {
+                if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                    f.ranges.push((a, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Guests, memory, and leftover one-time migration keys (`authorized_keys`: the file the keys
+/// go to, empty for the SSH user's own).
+pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
+    format!(
+        "{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
+         grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n\
+         for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\nexit 0\n",
+        guests = probe::guests_script(h),
+        memory = placement::memory_script(h),
+        auth = quote(authorized_keys),
+        run = super::instance::RUN_DIR,
+    )
+}
+
+pub fn parse_hnode(out: &str) -> HnodeFacts {
+    let mut f = HnodeFacts {
+        guests: probe::parse_guests(out),
+        total_mib: placement::parse_memory(out).0,
+        ..HnodeFacts::default()
+    };
+    for line in out.lines() {
+        match line.split_once(' ') {
+            Some(("authkey", g)) => f.keys_in_authorized.push(g.to_string()),
+            Some(("keyfile", g)) => f.key_files.push(g.to_string()),
+            _ => {}
+        }
+    }
+    f
+}
+
+fn in_range(ip: Ipv4Addr, (a, b): (Ipv4Addr, Ipv4Addr)) -> bool {
+    ip >= a && ip <= b
+}
+
+fn finding(check: &'static str, subject: &str, problem: String, fix: String) -> Finding {
+    Finding {
+        check,
+        subject: subject.to_string(),
+        problem,
+        fix,
+    }
+}
+
+/// Every finding, sorted by check then subject (the same cloud gives the same report).
+pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let reach = |out: &mut Vec<Finding>, name: &str, e: &str, key: bool| {
+        if key {
+            out.push(finding(
+                "host_key",
+                name,
+                format!("{name}'s SSH host key is not the pinned one (or not pinned): {e}"),
+                format!("if {name} was re-installed on purpose, check its new fingerprint and pin it with `cloudctl host trust {name}`; otherwise treat it as an attack and do not connect"),
+            ));
+        } else {
+            out.push(finding(
+                "unreachable",
+                name,
+                format!("{name} does not answer: {e}"),
+                format!("check that {name} is powered on and on the network (`cloudctl hnode boot {name}` for a hardware node)"),
+            ));
+        }
+    };
+    if let Some(cn) = &facts.confignode {
+        match cn {
+            Answer::Facts(f) => check_confignode(inv, f, &mut out),
+            Answer::HostKey(e) => reach(&mut out, "confignode", e, true),
+            Answer::Unreachable(e) => reach(&mut out, "confignode", e, false),
+        }
+    }
+    for (name, a) in &facts.others {
+        match a {
+            Answer::Facts(()) => {}
+            Answer::HostKey(e) => reach(&mut out, name, e, true),
+            Answer::Unreachable(e) => reach(&mut out, name, e, false),
+        }
+    }
+    let mut seen: BTreeMap<&str, &HnodeFacts> = BTreeMap::new();
+    for (name, a) in &facts.hnodes {
+        match a {
+            Answer::Facts(f) => {
+                seen.insert(name, f);
+            }
+            Answer::HostKey(e) => reach(&mut out, name, e, true),
+            Answer::Unreachable(e) => reach(&mut out, name, e, false),
+        }
+    }
+    check_guests(inv, &seen, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn check_confignode(inv: &Inventory, f: &ConfigNodeFacts, out: &mut Vec<Finding>) {
+    if !f.initialised {
+        out.push(finding(
+            "confignode_not_initialised",
+            "confignode",
+            "dhcpd.conf on the ConfigNode does not include cloudctl's hosts file".into(),
+            "run `cloudctl config init`".into(),
+        ));
+    }
+    for path in &f.missing {
+        let is_profile_file = confignode::needed_boot_files(inv).contains(path);
+        let fix = if is_profile_file {
+            format!("copy the file named by the profile to {path} on the ConfigNode (or fix the profile's path in the inventory)")
+        } else {
+            "run `cloudctl config init`: it writes the PXE loader files and every node's PXE entry".into()
+        };
+        out.push(finding(
+            "missing_boot_file",
+            path,
+            format!("{path} is missing on the ConfigNode: nodes that boot it cannot PXE-boot"),
+            fix,
+        ));
+    }
+    let mut ranges = f.ranges.clone();
+    if let Some(r) = inv.network.as_ref().and_then(|n| n.dynamic_range.as_ref()) {
+        ranges.push((r.get_ref().first, r.get_ref().last));
+    }
+    for (host, ip) in &f.fixed {
+        if let Some(r) = ranges.iter().find(|r| in_range(*ip, **r)) {
+            let recorded = inv
+                .node
+                .iter()
+                .find(|n| n.name.get_ref().as_str() == host)
+                .and_then(|n| n.ip.as_ref().map(|i| *i.get_ref()));
+            out.push(finding(
+                "ip_in_dynamic_range",
+                host,
+                format!(
+                    "the ConfigNode gives {host} the fixed address {ip}, inside the dynamic range {}-{}: DHCP may also lease it to another machine",
+                    r.0, r.1
+                ),
+                match recorded {
+                    Some(rec) if rec != *ip => format!(
+                        "the inventory says {rec}: run `cloudctl config init` to write the ConfigNode's DHCP entries from it again"
+                    ),
+                    _ => format!("give {host} an address outside the dynamic range in the inventory, then run `cloudctl config init`"),
+                },
+            ));
+        }
+    }
+}
+
+fn check_guests(inv: &Inventory, seen: &BTreeMap<&str, &HnodeFacts>, out: &mut Vec<Finding>) {
+    let drained: Vec<&str> = inv
+        .node
+        .iter()
+        .filter(|n| n.role == Role::Hnode && n.drained)
+        .map(|n| n.name.get_ref().as_str())
+        .collect();
+    let running_on = |guest: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(_, f)| {
+                f.guests
+                    .iter()
+                    .any(|g| g.name == guest && g.state == GuestState::Running)
+            })
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    for rec in &inv.instance {
+        let name = rec.name.get_ref().as_str();
+        let recorded = rec.hnode.get_ref().as_str();
+        let on = running_on(name);
+        if on.len() > 1 {
+            out.push(finding(
+                "split_brain",
+                name,
+                format!("{name} runs on {} at once: both copies write its disk", on.join(" and ")),
+                format!("stop every copy but one by hand now (on the nodes that should not run it), then run `cloudctl instance migrate {name} --cleanup`"),
+            ));
+        } else if let [one] = on.as_slice() {
+            if *one != recorded {
+                out.push(finding(
+                    "guest_elsewhere",
+                    name,
+                    format!("{name} runs on {one}, the inventory records it on {recorded}"),
+                    format!("run `cloudctl instance migrate {name} --cleanup` to record where it runs"),
+                ));
+            }
+        }
+        for d in &drained {
+            if *d == recorded || on.contains(d) {
+                out.push(finding(
+                    "guest_on_drained_node",
+                    name,
+                    format!("{name} is on {d}, which is drained"),
+                    format!(
+                        "run `cloudctl hnode evacuate {d}` (or `cloudctl hnode undrain {d}` if it should take guests)"
+                    ),
+                ));
+            }
+        }
+    }
+    for (node, f) in seen {
+        for g in f.guests.iter().filter(|g| g.state == GuestState::Running) {
+            if inv.instance.iter().all(|r| r.name.get_ref().as_str() != g.name) {
+                out.push(finding(
+                    "unrecorded_guest",
+                    &g.name,
+                    format!("{} runs on {node} but is not in the inventory", g.name),
+                    format!("stop it on {node} by hand, or record it as an [[instance]] if it is one of this cloud's guests"),
+                ));
+            }
+        }
+        for g in f.keys_in_authorized.iter().chain(&f.key_files) {
+            out.push(finding(
+                "leftover_one_time_key",
+                g,
+                format!("a one-time migration key of {g} is left on {node}"),
+                format!("run `cloudctl instance migrate {g} --cleanup`: it removes leftover keys"),
+            ));
+        }
+        let Some(node_rec) = inv.node.iter().find(|n| n.name.get_ref().as_str() == *node) else {
+            continue;
+        };
+        let capacity = node_rec.memory.map(u64::from).or(f.total_mib);
+        let used: u64 = inv
+            .instance
+            .iter()
+            .filter(|r| r.hnode.get_ref().as_str() == *node)
+            .map(|r| u64::from(r.memory))
+            .sum();
+        if let Some(cap) = capacity {
+            if used > cap {
+                out.push(finding(
+                    "memory_overcommit",
+                    node,
+                    format!("the guests recorded on {node} need {used} MiB, it has {cap} MiB for guests"),
+                    "move a guest off with `cloudctl instance migrate NAME --to auto`, or raise its [[node]] memory if the node really has more".to_string(),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `doctor`'s checks with no host: a clean cloud gives no finding, each planted problem its own
+//! finding with a fix; and the probes' output parsed as the hosts print it.
+
+use cloudctl::inventory;
+use cloudctl::plan::doctor::{self, Answer, CloudFacts, ConfigNodeFacts, HnodeFacts};
+use cloudctl::plan::instance::probe::{GuestSeen, GuestState};
+use std::path::PathBuf;
+
+fn inventory(extra: &str) -> inventory::Inventory {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/one-box.toml");
+    let text = std::fs::read_to_string(path).unwrap() + extra;
+    inventory::parse("one-box.toml", &text).unwrap()
+}
+
+const VM1: &str = "\n[[instance]]\nname = \"vm1\"\nhnode = \"hnode1\"\nmemory = 256\nvcpus = 1\ndisk = \"1G\"\nip = \"10.201.0.50\"\nmac = \"52:54:00:00:05:01\"\n";
+
+fn running(names: &[&str]) -> HnodeFacts {
+    HnodeFacts {
+        guests: names
+            .iter()
+            .map(|n| GuestSeen {
+                name: n.to_string(),
+                state: GuestState::Running,
+            })
+            .collect(),
+        total_mib: Some(8192),
+        ..HnodeFacts::default()
+    }
+}
+
+fn clean_confignode() -> ConfigNodeFacts {
+    ConfigNodeFacts {
+        missing: vec![],
+        initialised: true,
+        fixed: vec![("hnode1".into(), "10.201.0.11".parse().unwrap())],
+        ranges: vec![("10.201.0.100".parse().unwrap(), "10.201.0.199".parse().unwrap())],
+    }
+}
+
+fn facts(h1: HnodeFacts, h2: HnodeFacts) -> CloudFacts {
+    CloudFacts {
+        confignode: Some(Answer::Facts(clean_confignode())),
+        hnodes: vec![
+            ("hnode1".into(), Answer::Facts(h1)),
+            ("hnode2".into(), Answer::Facts(h2)),
+        ],
+        others: vec![],
+    }
+}
+
+fn checks(inv: &inventory::Inventory, f: &CloudFacts) -> Vec<&'static str> {
+    doctor::check(inv, f).iter().map(|f| f.check).collect()
+}
+
+#[test]
+fn a_clean_cloud_has_no_findings() {
+    let inv = inventory(VM1);
+    assert_eq!(doctor::check(&inv, &facts(running(&["vm1"]), running(&[]))), vec![]);
+}
+
+#[test]
+fn each_planted_problem_is_found_with_its_fix() {
+    let inv = inventory(VM1);
+    // A guest running where the inventory does not say, and on two nodes at once.
+    assert_eq!(
+        checks(&inv, &facts(running(&[]), running(&["vm1"]))),
+        ["guest_elsewhere"]
+    );
+    let f = doctor::check(&inv, &facts(running(&["vm1"]), running(&["vm1"])));
+    assert_eq!(f[0].check, "split_brain");
+    assert!(f[0].fix.contains("--cleanup"), "{f:?}");
+    // Running without a record.
+    assert_eq!(
+        checks(&inv, &facts(running(&["vm1"]), running(&["ghost"]))),
+        ["unrecorded_guest"]
+    );
+    // Leftover one-time keys.
+    let mut keys = running(&["vm1"]);
+    keys.keys_in_authorized = vec!["vm1".into()];
+    assert_eq!(checks(&inv, &facts(keys, running(&[]))), ["leftover_one_time_key"]);
+    // Memory over-commit: hnode1 gives guests 128 MiB, vm1 needs 256.
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/one-box.toml"))
+        .unwrap()
+        .replace(
+            "ip = \"10.201.0.11\"\nrole = \"hnode\"",
+            "ip = \"10.201.0.11\"\nrole = \"hnode\"\nmemory = 128",
+        )
+        + VM1;
+    let over = inventory::parse("x.toml", &text).unwrap();
+    assert_eq!(
+        checks(&over, &facts(running(&["vm1"]), running(&[]))),
+        ["memory_overcommit"]
+    );
+    // A drained node with a guest.
+    let drained = inventory::parse("x.toml", &text.replace("memory = 128", "drained = true")).unwrap();
+    assert_eq!(
+        checks(&drained, &facts(running(&["vm1"]), running(&[]))),
+        ["guest_on_drained_node"]
+    );
+    // A missing boot file, and a fixed address moved into the dynamic range.
+    let mut cn = clean_confignode();
+    cn.missing = vec!["/srv/tftp/pxelinux.0".into()];
+    cn.fixed = vec![("hnode1".into(), "10.201.0.150".parse().unwrap())];
+    let mut f = facts(running(&["vm1"]), running(&[]));
+    f.confignode = Some(Answer::Facts(cn));
+    let found = doctor::check(&inv, &f);
+    assert_eq!(
+        found.iter().map(|f| f.check).collect::<Vec<_>>(),
+        ["ip_in_dynamic_range", "missing_boot_file"]
+    );
+    assert!(
+        found[0].fix.contains("the inventory says 10.201.0.11"),
+        "{}",
+        found[0].fix
+    );
+    assert!(found[1].fix.contains("config init"), "{}", found[1].fix);
+    // A changed host key, and a node that does not answer.
+    let mut f = facts(running(&["vm1"]), running(&[]));
+    f.hnodes[1].1 = Answer::HostKey("hnode2's host key changed".into());
+    f.confignode = Some(Answer::Unreachable("timed out".into()));
+    assert_eq!(checks(&inv, &f), ["host_key", "unreachable"]);
+}
+
+#[test]
+fn probe_output_parses() {
+    let cn = doctor::parse_confignode(
+        "missing /srv/tftp/pxelinux.0\ninitialised\nfixed hnode1 10.201.0.11\nrange 10.201.0.100 10.201.0.199\n",
+    );
+    assert_eq!(cn.missing, ["/srv/tftp/pxelinux.0"]);
+    assert!(cn.initialised);
+    assert_eq!(cn.fixed, [("hnode1".to_string(), "10.201.0.11".parse().unwrap())]);
+    assert_eq!(cn.ranges.len(), 1);
+    let h = doctor::parse_hnode("guest vm1 qemu-running\ntotal 8000\navailable 7000\nauthkey vm2\nkeyfile vm3\n");
+    assert_eq!(h.total_mib, Some(8000));
+    assert_eq!(
+        (h.keys_in_authorized.as_slice(), h.key_files.as_slice()),
+        (&["vm2".to_string()][..], &["vm3".to_string()][..])
+    );
+}
