@@ -6,6 +6,7 @@ mod cli;
 mod confignode_e2e;
 mod confignode_plan;
 mod dhcp_live;
+mod doctor_e2e;
 mod doctor_plan;
 mod e2e;
 mod evacuate_e2e;
