@@ -1,5 +1,6 @@
 //! `cloudctl doctor`: one read-only look at the whole cloud (every host probed in parallel,
-//! with strict host keys), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
+//! with strict host keys, each hardware node's clock read against this machine's), the findings
+//! of `plan::doctor`, each with its fix; exit 0 or 1.
 
 use super::Context;
 use crate::error::{Error, Exit};
@@ -21,14 +22,21 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
             "hnode" => doctor::hnode_script(hypervisor_of(&inv, &h.name)?, &auth),
             _ => "exit 0\n".to_string(),
         };
-        ctx.gather(&inv, h, &script)
+        let before = now();
+        ctx.gather(&inv, h, &script).map(|out| (out, before, now()))
     });
     let mut facts = CloudFacts::default();
     for (h, a) in hosts.iter().zip(answers) {
         let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
         match h.role {
             "confignode" => facts.confignode = Some(classify(&a, doctor::parse_confignode)),
-            "hnode" => facts.hnodes.push((h.name.clone(), classify(&a, doctor::parse_hnode))),
+            "hnode" => facts.hnodes.push((
+                h.name.clone(),
+                classify(&a, |out| doctor::HnodeFacts {
+                    asked_between: a.as_ref().ok().map(|(_, b, e)| (*b, *e)),
+                    ..doctor::parse_hnode(out)
+                }),
+            )),
             _ => facts.others.push((h.name.clone(), classify(&a, |_| ()))),
         }
     }
@@ -39,10 +47,17 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
 }
 
 /// A host's answer as the checks see it: its facts, a host-key refusal, or no answer.
-fn classify<T>(answer: &Result<String, Error>, parse: impl Fn(&str) -> T) -> Answer<T> {
+fn classify<T>(answer: &Result<(String, f64, f64), Error>, parse: impl Fn(&str) -> T) -> Answer<T> {
     match answer {
-        Ok(out) => Answer::Facts(parse(out)),
+        Ok((out, _, _)) => Answer::Facts(parse(out)),
         Err(Error::HostKey(m)) => Answer::HostKey(m.clone()),
         Err(e) => Answer::Unreachable(e.to_string()),
     }
+}
+
+/// This machine's clock in Unix seconds (for the clock-skew check).
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

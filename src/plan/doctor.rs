@@ -42,7 +42,16 @@ pub struct HnodeFacts {
     pub keys_in_authorized: Vec<String>,
     /// Guests whose one-time private key is still in the runtime folder.
     pub key_files: Vec<String>,
+    /// The node's clock (Unix seconds) as it printed it.
+    pub clock: Option<f64>,
+    /// The local clock just before and just after the node was asked (set by the caller): the
+    /// node's answer was printed in between.
+    pub asked_between: Option<(f64, f64)>,
 }
+
+/// The most two clocks may differ (seconds) before doctor says so: live migration and the
+/// cloud's logs need the hardware nodes' clocks in step.
+pub const MAX_SKEW_SECS: f64 = 2.0;
 
 /// How a host answered the probe.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +133,7 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
 /// go to, empty for the SSH user's own).
 pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
     format!(
-        "{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
+        "echo \"clock $(date +%s.%N)\"\n{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
          grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n\
          for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\nexit 0\n",
         guests = probe::guests_script(h),
@@ -144,6 +153,7 @@ pub fn parse_hnode(out: &str) -> HnodeFacts {
         match line.split_once(' ') {
             Some(("authkey", g)) => f.keys_in_authorized.push(g.to_string()),
             Some(("keyfile", g)) => f.key_files.push(g.to_string()),
+            Some(("clock", t)) => f.clock = t.trim().parse().ok(),
             _ => {}
         }
     }
@@ -208,6 +218,7 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
         }
     }
     check_guests(inv, &seen, &mut out);
+    check_clocks(&seen, &mut out);
     out.sort();
     out.dedup();
     out
@@ -354,6 +365,35 @@ fn check_guests(inv: &Inventory, seen: &BTreeMap<&str, &HnodeFacts>, out: &mut V
                     "move a guest off with `cloudctl instance migrate NAME --to auto`, or raise its [[node]] memory if the node really has more".to_string(),
                 ));
             }
+        }
+    }
+}
+
+/// A node whose clock is off from this machine's by more than `MAX_SKEW_SECS` beyond what the
+/// time the question took can explain.
+fn check_clocks(seen: &BTreeMap<&str, &HnodeFacts>, out: &mut Vec<Finding>) {
+    for (node, f) in seen {
+        let (Some(clock), Some((before, after))) = (f.clock, f.asked_between) else {
+            continue;
+        };
+        let off = if clock < before {
+            clock - before
+        } else if clock > after {
+            clock - after
+        } else {
+            0.0
+        };
+        if off.abs() > MAX_SKEW_SECS {
+            out.push(finding(
+                "clock_skew",
+                node,
+                format!(
+                    "{node}'s clock is {:.1} s {} this machine's (and the other nodes' in step with it): live migration and logs need the hardware nodes' clocks in step",
+                    off.abs(),
+                    if off > 0.0 { "ahead of" } else { "behind" }
+                ),
+                format!("run an NTP client (chrony or ntpsec) on {node} and every hardware node, all from the same servers"),
+            ));
         }
     }
 }

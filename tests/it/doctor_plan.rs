@@ -137,3 +137,21 @@ fn probe_output_parses() {
         (&["vm2".to_string()][..], &["vm3".to_string()][..])
     );
 }
+
+#[test]
+fn a_clock_off_by_more_than_the_question_took_is_found() {
+    let inv = inventory(VM1);
+    let at = |clock: f64| HnodeFacts {
+        clock: Some(clock),
+        asked_between: Some((1000.0, 1000.5)),
+        ..running(&["vm1"])
+    };
+    let mut f = facts(at(1000.2), running(&[]));
+    assert_eq!(checks(&inv, &f), Vec::<&str>::new());
+    f.hnodes[0].1 = Answer::Facts(at(1003.0));
+    let found = doctor::check(&inv, &f);
+    assert_eq!(found[0].check, "clock_skew");
+    assert!(found[0].problem.contains("2.5 s ahead of"), "{}", found[0].problem);
+    f.hnodes[0].1 = Answer::Facts(at(990.0));
+    assert!(doctor::check(&inv, &f)[0].problem.contains("10.0 s behind"));
+}
