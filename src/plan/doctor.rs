@@ -31,7 +31,14 @@ pub struct ConfigNodeFacts {
     pub fixed: Vec<(String, Ipv4Addr)>,
     /// The `range` lines of dhcpd.conf.
     pub ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Server identifiers of the DHCP offers a DISCOVER from the ConfigNode got back.
+    pub dhcp_servers: Vec<Ipv4Addr>,
+    /// Why the DHCP servers could not be looked for, if they could not.
+    pub dhcp_unchecked: Option<String>,
 }
+
+/// `dhcp-discover IFACE` (scripts/dhcp-discover.sh): one DHCPDISCOVER, never a REQUEST.
+pub const DHCP_DISCOVER: &str = include_str!("../../scripts/dhcp-discover.sh");
 
 /// What a hardware node reported.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,6 +106,8 @@ pub fn confignode_script(inv: &Inventory) -> String {
             "awk '$1 == \"host\" {{ h = $2 }} $1 == \"fixed-address\" {{ sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }}' {} 2>/dev/null\n",
             quote(&hosts_file(cn))
         );
+        let iface = inv.network.as_ref().map_or("eth0", |n| n.interface.as_str());
+        s += &format!("sh -c {} sh {}\n", quote(DHCP_DISCOVER), quote(iface));
         s += &format!(
             "awk '$1 == \"range\" {{ a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }}' {conf} 2>/dev/null\n"
         );
@@ -118,6 +127,12 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
                     f.fixed.push((host.to_string(), ip));
                 }
             }
+            ["dhcp-server", ip] => {
+                if let Ok(ip) = ip.parse() {
+                    f.dhcp_servers.push(ip);
+                }
+            }
+            ["dhcp-unchecked", why @ ..] => f.dhcp_unchecked = Some(why.join(" ")),
             ["range", a, b] => {
                 if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
                     f.ranges.push((a, b));
@@ -245,6 +260,29 @@ fn check_confignode(inv: &Inventory, f: &ConfigNodeFacts, out: &mut Vec<Finding>
             path,
             format!("{path} is missing on the ConfigNode: nodes that boot it cannot PXE-boot"),
             fix,
+        ));
+    }
+    let ours: Vec<String> = inv
+        .confignode
+        .as_ref()
+        .map(|cn| vec![cn.address.host.clone(), confignode::next_server(cn)])
+        .unwrap_or_default();
+    for server in f.dhcp_servers.iter().filter(|s| !ours.contains(&s.to_string())) {
+        out.push(finding(
+            "rogue_dhcp",
+            &server.to_string(),
+            format!(
+                "a second DHCP server ({server}) answers on the ConfigNode's network: machines may boot from it or take its addresses"
+            ),
+            format!("find the machine at {server} and stop its DHCP server (only the ConfigNode may answer on this network)"),
+        ));
+    }
+    if let Some(why) = &f.dhcp_unchecked {
+        out.push(finding(
+            "dhcp_unchecked",
+            "confignode",
+            format!("cannot look for other DHCP servers on the ConfigNode's network: {why}"),
+            "install socat on the ConfigNode (apt-get install socat)".into(),
         ));
     }
     let mut ranges = f.ranges.clone();

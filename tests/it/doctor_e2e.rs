@@ -1,13 +1,15 @@
 //! End to end on a lab: `doctor` reports a clean cloud as clean, and finds each problem planted
 //! in it (a deleted boot file, a DHCP address moved into the dynamic range, a guest on a drained
 //! node, memory over-commit, a leftover one-time key, a guest recorded elsewhere, a second copy
-//! of a guest started by hand on another node, a changed host key), each with its fix.
+//! of a guest started by hand on another node, a changed host key, a second DHCP server on
+//! another lab host), each with its fix.
 
 use crate::instance_e2e::{bootable_image, json};
 use crate::support::{cloudctl, text, Lab, TFTPD};
 
 const CONFIGNODE: usize = 0;
 const HNODE2: usize = 2;
+const HNODE3: usize = 3;
 
 /// Runs `doctor --json`; (exit code, the checks found, the whole document).
 fn doctor(inv: &str) -> (i32, Vec<String>, serde_json::Value) {
@@ -43,7 +45,13 @@ fn assert_clean(inv: &str) {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
-    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/initrd.img", "/usr/bin/socat", "/sbin/mkfs.ext4"]);
+    crate::support::require_lab(&[
+        crate::pxe::QEMU,
+        "/vmlinuz",
+        "/initrd.img",
+        "/usr/bin/socat",
+        "/sbin/mkfs.ext4",
+    ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("td2doc", 4, 192);
     let inv = lab.inventory();
@@ -57,8 +65,18 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     let golden = store.join("golden.img");
     bootable_image(&golden, true);
     let out = cloudctl(&[
-        "-i", &inv, "--yes", "instance", "create", "dvm1", "--hnode", "hnode1", "--copy",
-        &golden.display().to_string(), "--ip", "10.201.192.50",
+        "-i",
+        &inv,
+        "--yes",
+        "instance",
+        "create",
+        "dvm1",
+        "--hnode",
+        "hnode1",
+        "--copy",
+        &golden.display().to_string(),
+        "--ip",
+        "10.201.192.50",
     ]);
     assert!(out.status.success(), "create: {}", text(&out.stderr));
     assert_clean(&inv);
@@ -77,15 +95,26 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     );
     let v = assert_found(&inv, "ip_in_dynamic_range");
     assert!(v.to_string().contains("the inventory says 10.201.192.12"), "{v}");
-    lab.sh_ok(CONFIGNODE, "cat /tmp/td2doc-hosts > /etc/dhcp/cloudctl-hosts.conf && rm /tmp/td2doc-hosts");
+    lab.sh_ok(
+        CONFIGNODE,
+        "cat /tmp/td2doc-hosts > /etc/dhcp/cloudctl-hosts.conf && rm /tmp/td2doc-hosts",
+    );
 
     // The guest's node drained.
-    assert!(cloudctl(&["-i", &inv, "--yes", "hnode", "drain", "hnode1"]).status.success());
+    assert!(cloudctl(&["-i", &inv, "--yes", "hnode", "drain", "hnode1"])
+        .status
+        .success());
     assert_found(&inv, "guest_on_drained_node");
-    assert!(cloudctl(&["-i", &inv, "--yes", "hnode", "undrain", "hnode1"]).status.success());
+    assert!(cloudctl(&["-i", &inv, "--yes", "hnode", "undrain", "hnode1"])
+        .status
+        .success());
 
     // Memory over-committed: hnode1 gives guests 64 MiB, dvm1 needs 256.
-    std::fs::write(&inv, recorded.replace("name = \"hnode1\"\n", "name = \"hnode1\"\nmemory = 64\n")).unwrap();
+    std::fs::write(
+        &inv,
+        recorded.replace("name = \"hnode1\"\n", "name = \"hnode1\"\nmemory = 64\n"),
+    )
+    .unwrap();
     assert_found(&inv, "memory_overcommit");
     // The guest recorded on another node than it runs on.
     std::fs::write(&inv, recorded.replace("hnode = \"hnode1\"", "hnode = \"hnode2\"")).unwrap();
@@ -95,7 +124,11 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     // A one-time migration key left in authorized_keys.
     let auth = lab.state.dir.join("authorized_keys");
     let keys = std::fs::read_to_string(&auth).unwrap();
-    std::fs::write(&auth, format!("{keys}restrict,command=\"true\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB cloudctl-migrate-dvm1\n")).unwrap();
+    std::fs::write(
+        &auth,
+        format!("{keys}restrict,command=\"true\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB cloudctl-migrate-dvm1\n"),
+    )
+    .unwrap();
     assert_found(&inv, "leftover_one_time_key");
     std::fs::write(&auth, &keys).unwrap();
 
@@ -130,6 +163,24 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     let v = assert_found(&inv, "host_key");
     assert!(v.to_string().contains("cloudctl host trust hnode3"), "{v}");
     std::fs::write(&lab.state.known_hosts, &known).unwrap();
+
+    // A second DHCP server on the ConfigNode's network: dhcpd started by hand on hnode3.
+    let rogue = lab.state.dir.join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    std::fs::write(
+        rogue.join("dhcpd.conf"),
+        "ddns-update-style none;\nauthoritative;\nsubnet 10.201.192.0 netmask 255.255.255.0 { range 10.201.192.200 10.201.192.210; }\n",
+    )
+    .unwrap();
+    std::fs::write(rogue.join("leases"), "").unwrap();
+    let r = rogue.display();
+    lab.sh_ok(
+        HNODE3,
+        &format!("dhcpd -q -cf {r}/dhcpd.conf -lf {r}/leases -pf {r}/pid br0"),
+    );
+    let v = assert_found(&inv, "rogue_dhcp");
+    assert!(v.to_string().contains("a second DHCP server (10.201.192.13)"), "{v}");
+    lab.sh_ok(HNODE3, &format!("kill $(cat {r}/pid)"));
 
     // Everything put back: clean again.
     assert_clean(&inv);

@@ -34,6 +34,8 @@ fn clean_confignode() -> ConfigNodeFacts {
         initialised: true,
         fixed: vec![("hnode1".into(), "10.201.0.11".parse().unwrap())],
         ranges: vec![("10.201.0.100".parse().unwrap(), "10.201.0.199".parse().unwrap())],
+        dhcp_servers: vec!["10.201.0.10".parse().unwrap()],
+        dhcp_unchecked: None,
     }
 }
 
@@ -114,6 +116,16 @@ fn each_planted_problem_is_found_with_its_fix() {
         found[0].fix
     );
     assert!(found[1].fix.contains("config init"), "{}", found[1].fix);
+    // A second DHCP server answering beside the ConfigNode (10.201.0.10).
+    let mut cn = clean_confignode();
+    cn.dhcp_servers.push("10.201.0.13".parse().unwrap());
+    let mut f = facts(running(&["vm1"]), running(&[]));
+    f.confignode = Some(Answer::Facts(cn));
+    let found = doctor::check(&inv, &f);
+    assert_eq!(
+        (found.len(), found[0].check, found[0].subject.as_str()),
+        (1, "rogue_dhcp", "10.201.0.13")
+    );
     // A changed host key, and a node that does not answer.
     let mut f = facts(running(&["vm1"]), running(&[]));
     f.hnodes[1].1 = Answer::HostKey("hnode2's host key changed".into());
@@ -124,8 +136,9 @@ fn each_planted_problem_is_found_with_its_fix() {
 #[test]
 fn probe_output_parses() {
     let cn = doctor::parse_confignode(
-        "missing /srv/tftp/pxelinux.0\ninitialised\nfixed hnode1 10.201.0.11\nrange 10.201.0.100 10.201.0.199\n",
+        "missing /srv/tftp/pxelinux.0\ninitialised\nfixed hnode1 10.201.0.11\nrange 10.201.0.100 10.201.0.199\ndhcp-server 10.201.0.13\n",
     );
+    assert_eq!(cn.dhcp_servers, ["10.201.0.13".parse::<std::net::Ipv4Addr>().unwrap()]);
     assert_eq!(cn.missing, ["/srv/tftp/pxelinux.0"]);
     assert!(cn.initialised);
     assert_eq!(cn.fixed, [("hnode1".to_string(), "10.201.0.11".parse().unwrap())]);
