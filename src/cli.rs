@@ -94,7 +94,9 @@ pub enum Command {
     /// (profiles, PXE loader, each node's PXE entry), DHCP fixed addresses inside the dynamic
     /// range, guests running on another node than recorded, on two nodes at once or without a
     /// record, guests on a drained node, memory over-committed by the guests recorded on a node,
-    /// host keys that changed, hosts that do not answer, leftover one-time migration keys.
+    /// host keys that changed, hosts that do not answer, leftover one-time migration keys,
+    /// hardware-node clocks off this machine's, and a second DHCP server on the ConfigNode's
+    /// network (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken).
     /// --json prints the findings for monitoring.
     Doctor,
 }
