@@ -16,6 +16,9 @@ _cloudctl() {
             ",$1")
                 cmd="cloudctl"
                 ;;
+            cloudctl,cloud)
+                cmd="cloudctl__subcmd__cloud"
+                ;;
             cloudctl,config)
                 cmd="cloudctl__subcmd__config"
                 ;;
@@ -49,6 +52,18 @@ _cloudctl() {
             cloudctl,storage)
                 cmd="cloudctl__subcmd__storage"
                 ;;
+            cloudctl__subcmd__cloud,help)
+                cmd="cloudctl__subcmd__cloud__subcmd__help"
+                ;;
+            cloudctl__subcmd__cloud,rebalance)
+                cmd="cloudctl__subcmd__cloud__subcmd__rebalance"
+                ;;
+            cloudctl__subcmd__cloud__subcmd__help,help)
+                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__cloud__subcmd__help,rebalance)
+                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance"
+                ;;
             cloudctl__subcmd__config,help)
                 cmd="cloudctl__subcmd__config__subcmd__help"
                 ;;
@@ -60,6 +75,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__config__subcmd__help,init)
                 cmd="cloudctl__subcmd__config__subcmd__help__subcmd__init"
+                ;;
+            cloudctl__subcmd__help,cloud)
+                cmd="cloudctl__subcmd__help__subcmd__cloud"
                 ;;
             cloudctl__subcmd__help,config)
                 cmd="cloudctl__subcmd__help__subcmd__config"
@@ -93,6 +111,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help,storage)
                 cmd="cloudctl__subcmd__help__subcmd__storage"
+                ;;
+            cloudctl__subcmd__help__subcmd__cloud,rebalance)
+                cmd="cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance"
                 ;;
             cloudctl__subcmd__help__subcmd__config,init)
                 cmd="cloudctl__subcmd__help__subcmd__config__subcmd__init"
@@ -371,12 +392,122 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance lamp host lab doctor help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance lamp host lab doctor cloud help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version rebalance help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help)
+            opts="rebalance help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__rebalance)
+            opts="-i -n -y -q -v -h -V --max-moves --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-moves)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -533,8 +664,36 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help)
-            opts="run config node storage hnode instance lamp host lab doctor help"
+            opts="run config node storage hnode instance lamp host lab doctor cloud help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__cloud)
+            opts="rebalance"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

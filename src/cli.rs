@@ -99,6 +99,33 @@ pub enum Command {
     /// network (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken).
     /// --json prints the findings for monitoring.
     Doctor,
+    /// The cloud as a whole: spread the guests evenly over the hardware nodes.
+    #[command(subcommand)]
+    Cloud(CloudCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CloudCommand {
+    /// Live-migrate guests so the hardware nodes carry an even load (Ganeti's hbal idea).
+    ///
+    /// The score is the standard deviation of the nodes' memory load (recorded guests' memory
+    /// over what the node has for guests) plus that of their vCPU load (guests' vCPUs over the
+    /// node's CPUs), over the nodes that answer and are not drained; 0 is even. Moves are chosen
+    /// greedily: each the one that lowers the score most, where the guest fits, until none lowers
+    /// it or --max-moves. The plan (every move and the score after it) is shown first; --dry-run
+    /// stops there, otherwise it asks (or needs --yes) and runs the moves one by one through
+    /// `instance migrate`, stopping at the first that fails, then measures the score again.
+    Rebalance(CloudRebalanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CloudRebalanceArgs {
+    /// Most migrations to plan and run.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_moves: usize,
+    /// Give up on a migration that has not finished after this many seconds (the guest stays).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

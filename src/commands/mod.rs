@@ -239,6 +239,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Lab(cmd) => lab::run(&ctx, cmd),
         Command::Lamp(cmd) => lamp::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Cloud(crate::cli::CloudCommand::Rebalance(a)) => instance::rebalance(&ctx, a),
     };
     (ctx.ui, result)
 }

@@ -8,6 +8,7 @@ pub mod instance;
 pub mod lamp;
 pub mod node;
 pub mod placement;
+pub mod rebalance;
 pub mod run;
 pub mod storage;
 

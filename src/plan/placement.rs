@@ -193,11 +193,11 @@ pub fn place_all(nodes: &[NodeLoad], needs: &[Need]) -> Vec<Result<Choice, NoRoo
         .collect()
 }
 
-/// The memory probe placement runs on every hardware node: `total MiB` and `available MiB`.
+/// The probe placement runs on every hardware node: `total MiB`, `available MiB`, `cpus N`.
 pub fn memory_script(h: Hypervisor) -> &'static str {
     match h {
-        Hypervisor::Kvm => "awk '/^MemTotal:/ { print \"total\", int($2 / 1024) } /^MemAvailable:/ { print \"available\", int($2 / 1024) }' /proc/meminfo",
-        Hypervisor::Xen => "xl info | sed -n 's/^total_memory *: */total /p; s/^free_memory *: */available /p'",
+        Hypervisor::Kvm => "awk '/^MemTotal:/ { print \"total\", int($2 / 1024) } /^MemAvailable:/ { print \"available\", int($2 / 1024) }' /proc/meminfo; echo \"cpus $(nproc)\"",
+        Hypervisor::Xen => "xl info | sed -n 's/^total_memory *: */total /p; s/^free_memory *: */available /p; s/^nr_cpus *: */cpus /p'",
     }
 }
 
@@ -217,6 +217,12 @@ pub fn parse_memory(out: &str) -> Reported {
         }
     }
     (total, avail)
+}
+
+/// The CPU count from `memory_script`'s output.
+pub fn parse_cpus(out: &str) -> Option<u32> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("cpus ").and_then(|n| n.trim().parse().ok()))
 }
 
 /// Loads from the inventory and each hardware node's probe answer (`None`: it did not answer).

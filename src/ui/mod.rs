@@ -7,6 +7,7 @@ pub mod hnode;
 pub mod instance;
 pub mod lamp;
 pub mod progress;
+pub mod rebalance;
 pub mod report;
 
 use crate::error::{Error, Exit};

@@ -1,7 +1,8 @@
 //! End to end on a lab: `hnode evacuate` moves three guests off hnode1 while each is pinged
 //! every 100 ms (at most one ping lost per guest), to where placement puts them; the inventory,
 //! `instance list` and the nodes agree afterwards; `--hnode auto` then picks the node the rule
-//! says; the evacuation's time is set against the same three migrations one by one.
+//! says; the evacuation's time is set against the same three migrations one by one; and with
+//! all three back on one node, `cloud rebalance` spreads them to the score its plan promised.
 
 use crate::instance_e2e::{bootable_image, json, ping_once, qemus, where_runs};
 use crate::support::{cloudctl, report, text, Lab};
@@ -181,5 +182,46 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
         evacuation.as_secs_f64(),
         singles.as_secs_f64(),
         evacuation.as_secs_f64() / singles.as_secs_f64()
+    ));
+
+    // All three on hnode1 again: `cloud rebalance` plans to spread them, and gets the score it promised.
+    let out = cloudctl(&["-i", &inv, "-n", "--json", "cloud", "rebalance"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let planned = json(&out)["plan"].clone();
+    let moves: Vec<(String, String)> = planned["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["guest"].as_str().unwrap().into(), m["to"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        moves,
+        [("ev1".into(), "hnode2".into()), ("ev2".into(), "hnode3".into())],
+        "{planned}"
+    );
+    assert!(planned["score_before"].as_f64().unwrap() > 0.0);
+    assert_eq!(planned["score_after"].as_f64(), Some(0.0));
+    assert_eq!(qemus(&lab, HNODE1).len(), 3, "a dry run moved a guest");
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "cloud", "rebalance"]);
+    assert!(
+        out.status.success(),
+        "rebalance: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["score_measured"], planned["score_after"], "{v}");
+    assert_eq!(qemus(&lab, HNODE1).len(), 1);
+    assert_eq!(where_runs(&inv, "ev1"), ("hnode2".into(), "hnode2".into()));
+    assert_eq!(where_runs(&inv, "ev2"), ("hnode3".into(), "hnode3".into()));
+    let out = cloudctl(&["-i", &inv, "-n", "--json", "cloud", "rebalance"]);
+    assert_eq!(
+        json(&out)["plan"]["moves"].as_array().unwrap().len(),
+        0,
+        "balanced: no move left"
+    );
+    report(&format!(
+        "cloud rebalance: score {} -> {} (promised {})",
+        planned["score_before"], v["score_measured"], planned["score_after"]
     ));
 }

@@ -6,10 +6,12 @@ mod drain;
 mod evacuate;
 mod migrate;
 mod place;
+mod rebalance;
 mod remove;
 
 pub use drain::drain;
 pub use evacuate::evacuate;
+pub use rebalance::rebalance;
 
 use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};

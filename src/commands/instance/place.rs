@@ -7,15 +7,23 @@ use crate::inventory::Inventory;
 use crate::plan::instance::{hnodes, hypervisor_of};
 use crate::plan::placement::{self, Choice, Need, NodeLoad};
 
-/// Every hardware node's load: the inventory's records and what each node reports (a node that
-/// does not answer is down, and is never chosen).
-pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
-    let answers: Vec<(String, Option<placement::Reported>)> = ask_all(ctx, inv, &hnodes(inv), |h| {
+/// Every hardware node's answer to placement's probe (`None`: it did not answer).
+pub fn answers(ctx: &Context, inv: &Inventory) -> Vec<(String, Option<String>)> {
+    ask_all(ctx, inv, &hnodes(inv), |h| {
         Ok(placement::memory_script(hypervisor_of(inv, &h.name)?).to_string())
     })
     .into_iter()
-    .map(|(h, r)| (h.name, r.ok().map(|out| placement::parse_memory(&out))))
-    .collect();
+    .map(|(h, r)| (h.name, r.ok()))
+    .collect()
+}
+
+/// Every hardware node's load: the inventory's records and what each node reports (a node that
+/// does not answer is down, and is never chosen).
+pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
+    let answers: Vec<(String, Option<placement::Reported>)> = answers(ctx, inv)
+        .into_iter()
+        .map(|(n, out)| (n, out.map(|o| placement::parse_memory(&o))))
+        .collect();
     placement::loads(inv, &answers)
 }
 
