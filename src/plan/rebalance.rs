@@ -95,7 +95,7 @@ pub fn plan(nodes: &[Node], max_moves: usize) -> Rebalance {
                     let moved = trial[from].guests.remove(gi);
                     trial[to].guests.push(moved);
                     let s = score(&trial);
-                    if s < current && best.is_none_or(|(b, ..)| s < b) {
+                    if s < current && best.map_or(true, |(b, ..)| s < b) {
                         best = Some((s, from, gi, to));
                     }
                 }
