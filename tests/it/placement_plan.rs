@@ -116,3 +116,53 @@ fn down_and_other_hypervisor_nodes_are_skipped_and_no_room_names_each_reason() {
     };
     assert!(placement::place(&loads, &leaving).is_err());
 }
+
+#[test]
+fn golden_evacuation_and_rebalance_plans() {
+    use cloudctl::plan::evacuate::{self, OnNode};
+    use cloudctl::plan::instance::probe::GuestState;
+    use cloudctl::plan::rebalance;
+    let inv = inventory(&format!(
+        "{}{}{}",
+        guest("a", "hnode1", "10.201.0.50", "52:54:00:00:05:01", 1024),
+        guest("b", "hnode1", "10.201.0.51", "52:54:00:00:05:02", 512),
+        guest("c", "hnode1", "10.201.0.52", "52:54:00:00:05:03", 256),
+    ));
+    let all = [
+        answer("hnode1", 8192, 6000),
+        answer("hnode2", 4096, 4096),
+        answer("hnode3", 4096, 4096),
+    ];
+    let on: Vec<OnNode> = [("a", 1024), ("b", 512), ("c", 256)]
+        .iter()
+        .map(|(n, m)| OnNode {
+            name: n.to_string(),
+            memory: *m,
+            hypervisor: Hypervisor::Kvm,
+            state: Some(GuestState::Running),
+        })
+        .collect();
+    let e = evacuate::plan("hnode1", &on, &[], &placement::loads(&inv, &all));
+    let nodes: Vec<rebalance::Node> = placement::loads(&inv, &all)
+        .into_iter()
+        .map(|l| rebalance::Node {
+            name: l.name.clone(),
+            hypervisor: l.hypervisor,
+            eligible: l.up && !l.drained,
+            capacity_mib: l.capacity_mib.unwrap_or(0),
+            cpus: 4,
+            guests: l
+                .guests
+                .iter()
+                .map(|(g, m)| rebalance::Guest {
+                    name: g.clone(),
+                    memory: *m,
+                    vcpus: 1,
+                })
+                .collect(),
+        })
+        .collect();
+    let r = rebalance::plan(&nodes, 10);
+    let doc = serde_json::json!({ "evacuate hnode1": e, "rebalance": r });
+    crate::golden::assert_golden("day2-plans.json", &serde_json::to_string_pretty(&doc).unwrap());
+}
