@@ -312,4 +312,48 @@ fn a_reader_that_closes_stdout_early_is_not_a_panic() {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, as a Unix filter: {stderr}");
+=======
+/// `hnode drain` / `undrain` change only the inventory: atomically, keeping its comments; a dry
+/// run, a missing --yes without a TTY, or a node that is no hardware node change nothing.
+#[test]
+fn drain_and_undrain_edit_only_the_drained_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml"))
+        .unwrap();
+    let inv = write(dir.path(), "cloud.toml", &seed);
+    let inv = inv.to_str().unwrap();
+    let read = || std::fs::read_to_string(inv).unwrap();
+    let out = cloudctl(&["-i", inv, "-n", "hnode", "drain", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("would be marked drained"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(read(), seed);
+    let out = cloudctl(&["-i", inv, "hnode", "drain", "hnode1"]);
+    assert_eq!(out.status.code(), Some(6), "no TTY, no --yes: {}", text(&out.stderr));
+    assert_eq!(read(), seed);
+    let out = cloudctl(&["-i", inv, "--yes", "hnode", "drain", "snode1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no hardware node named"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cloudctl(&["-i", inv, "--yes", "--json", "hnode", "drain", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["drained"].as_bool(), v["changed"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let drained = read();
+    assert!(drained.contains("name = \"hnode1\"") && drained.contains("drained = true"));
+    assert_eq!(drained.replace("drained = true\n", ""), seed, "only the flag was added");
+    let out = cloudctl(&["-i", inv, "--yes", "hnode", "drain", "hnode1"]);
+    assert!(text(&out.stderr).contains("already drained: no changes"));
+    let out = cloudctl(&["-i", inv, "--yes", "hnode", "undrain", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(read(), seed);
 }
