@@ -1,5 +1,7 @@
-//! `cloudctl instance create|list|start|stop|migrate|remove`: guests on the hardware nodes. This file
-//! holds what the verbs share (asking the nodes where guests are) and the simple verbs.
+//! `cloudctl instance create|list|start|stop|migrate|remove`: guests on the hardware nodes, and
+//! the verbs that place and move them between nodes (`hnode drain|undrain|evacuate`, `cloud
+//! rebalance`). This file holds what the verbs share (asking the nodes where guests are) and the
+//! simple verbs.
 
 mod create;
 mod drain;
