@@ -224,4 +224,40 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
         "cloud rebalance: score {} -> {} (promised {})",
         planned["score_before"], v["score_measured"], planned["score_after"]
     ));
+
+    // A guest with nowhere to go stays running where it is, named, and the evacuation exits 1:
+    // hnode2 and hnode3 now give guests 300 MiB each and already hold one of 256.
+    let now = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        now.replace("name = \"hnode2\"\n", "name = \"hnode2\"\nmemory = 300\n")
+            .replace("name = \"hnode3\"\n", "name = \"hnode3\"\nmemory = 300\n"),
+    )
+    .unwrap();
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "hnode", "evacuate", "hnode1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+    let v = json(&out);
+    let stayed = v["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["instance"] == "ev3")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (stayed["outcome"].as_str(), stayed["on"].as_str()),
+        (Some("stayed"), Some("hnode1")),
+        "{v}"
+    );
+    assert!(
+        text(&out.stderr).contains("ev3 stays on hnode1: no hardware node can take ev3"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(qemus(&lab, HNODE1).len(), 1, "ev3 still runs on hnode1");
+    assert!(ping_once(&lab, "10.201.191.52"));
+}
+
+fn text_of(out: &std::process::Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
