@@ -37,8 +37,8 @@ pub struct ConfigNodeFacts {
     pub dhcp_unchecked: Option<String>,
 }
 
-/// `dhcp-discover IFACE` (scripts/dhcp-discover.sh): one DHCPDISCOVER, never a REQUEST.
-pub const DHCP_DISCOVER: &str = include_str!("../../scripts/dhcp-discover.sh");
+/// `dhcp-discover IFACE` (scripts/doctor/dhcp-discover.sh): one DHCPDISCOVER, never a REQUEST.
+pub const DHCP_DISCOVER: &str = include_str!("../../scripts/doctor/dhcp-discover.sh");
 
 /// What a hardware node reported.
 #[derive(Debug, Clone, Default, PartialEq)]
