@@ -311,8 +311,13 @@ fn a_reader_that_closes_stdout_early_is_not_a_panic() {
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, as a Unix filter: {stderr}");
-=======
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "128 + SIGPIPE, as a Unix filter: {stderr}"
+    );
+}
+
 /// `hnode drain` / `undrain` change only the inventory: atomically, keeping its comments; a dry
 /// run, a missing --yes without a TTY, or a node that is no hardware node change nothing.
 #[test]
