@@ -21,7 +21,7 @@ fn section(inv: &Inventory) -> Result<&StorageSection, Error> {
 }
 
 fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
-    let (_, inv) = ctx.load_inventory()?;
+    let (path, inv) = ctx.load_inventory()?;
     let s = section(&inv)?;
     let nodes = s.nodes.get_ref();
     if let Some(bad) = args
@@ -41,6 +41,9 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
     {
         return Err(Error::Usage(format!("--force-wipe {bad}: not one of [storage] disks")));
     }
+    // Two inits at once must not generate two secrets and leave the nodes disagreeing: the
+    // probe that finds (or not) the secret and the converge that writes it hold one lock.
+    let _lock = super::lock_inventory(ctx, &path)?;
     // Both nodes are probed even when one is chosen: the DRBD resource names both.
     let mut facts: [NodeFacts; 2] = Default::default();
     for (i, n) in nodes.iter().enumerate() {

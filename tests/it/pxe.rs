@@ -120,10 +120,12 @@ impl Drop for Vm {
 /// Whether the lease file holds a dynamic lease for the VM's MAC (its `host` records, written by
 /// live changes, name the MAC too, and do not count).
 fn leased(leases: &str) -> bool {
-    leases
-        .split("\nlease ")
-        .skip(1)
-        .any(|b| b.split('}').next().unwrap_or(b).contains(&format!("hardware ethernet {MAC}")))
+    leases.split("\nlease ").skip(1).any(|b| {
+        b.split('}')
+            .next()
+            .unwrap_or(b)
+            .contains(&format!("hardware ethernet {MAC}"))
+    })
 }
 
 #[test]
