@@ -287,7 +287,7 @@ fn a_dhcpd_that_cannot_start_leaves_the_old_config_running() {
     assert_eq!(doc["exit_code"], 1);
     let all = format!("{stderr}{}", text(&out.stdout));
     for needle in [
-        "sh isc-dhcp-server` again",
+        "sh restart /etc/dhcp/cloudctl-hosts.conf /etc/dhcp/cloudctl-omapi.key /var/lib/cloudctl/dhcpd /var/lib/dhcp/dhcpd.leases` again",
         "restored the previous /etc/default/isc-dhcp-server",
         "it succeeded, the previous configuration is running",
     ] {
