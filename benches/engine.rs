@@ -14,24 +14,26 @@
 //! 5,000-node inventory (target ≤ 1 s). The hosts share this machine's filesystem, so host `h<i>`
 //! works under /tmp/cloudctl-bench/h<i>/.
 
+mod loopback;
+
 use base64::Engine as _;
-use cloudctl::exec::known_hosts::{host_pattern, KnownHosts};
+use cloudctl::exec::known_hosts::KnownHosts;
 use cloudctl::exec::ssh::SshConnector;
 use cloudctl::exec::{self, Connector, HostError, HostReport, HostStatus, Limits, ScriptOutput, Transport};
 use cloudctl::inventory::{self, Host, HostKeyPolicy};
 use cloudctl::plan::{command, DirStep, FileStep, HostPlan, Plan, Step, When};
+use loopback::{Lab, SSHD};
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FIRST_PORT: u16 = 42201;
 const DEFAULT_HOSTS: usize = 24;
 const REMOTE_ROOT: &str = "/tmp/cloudctl-bench";
-const SSHD: &str = "/usr/sbin/sshd";
 const BLOB_LEN: usize = 64 * 1024;
 const ROUNDS: usize = 3;
 const TARGET_FIRST: f64 = 1.5;
@@ -99,7 +101,7 @@ fn main() {
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!("note: load average before the run: {}", load.join(" "));
 
-    let lab = Lab::start(count);
+    let lab = Lab::start(count, FIRST_PORT);
     let (plan, scripts) = job(&lab.hosts);
     let connector = TimedConnector(SshConnector {
         user: "root".into(),
@@ -143,6 +145,7 @@ fn main() {
 
     let inventory = inventory_scale();
     drop(lab);
+    reset();
     print_results(count, &samples, inventory);
 }
 
@@ -174,119 +177,6 @@ fn verdict(met: bool) -> &'static str {
 
 // ---------------------------------------------------------------------------------------------
 // Loopback hosts
-
-/// The sshd hosts and what a client needs to log in. Dropping it stops exactly the sshds it
-/// started (through their `Child` handles, so by pid) and removes every file the bench wrote.
-struct Lab {
-    /// Holds the keys, the sshd config and logs; removed on drop.
-    _dir: tempfile::TempDir,
-    sshds: Vec<Child>,
-    hosts: Vec<Host>,
-    client_key: PathBuf,
-    known_hosts: PathBuf,
-}
-
-impl Lab {
-    fn start(count: usize) -> Lab {
-        let dir = tempfile::Builder::new().prefix("cloudctl-bench.").tempdir();
-        let dir = dir.expect("cannot create a temp dir");
-        let root = dir.path().to_path_buf();
-        // Built first, so that a panic part-way still stops the sshds already started.
-        let mut lab = Lab {
-            _dir: dir,
-            sshds: Vec::new(),
-            hosts: Vec::new(),
-            client_key: root.join("client_key"),
-            known_hosts: root.join("known_hosts"),
-        };
-        fs::create_dir_all("/run/sshd").expect("cannot create /run/sshd (sshd's privilege-separation dir)");
-        keygen(&lab.client_key);
-        fs::copy(root.join("client_key.pub"), root.join("authorized_keys")).expect("cannot write authorized_keys");
-        // One host key and one config for all the sshds; each gets its port on the command line.
-        keygen(&root.join("host_key"));
-        let public = fs::read_to_string(root.join("host_key.pub")).expect("host key was written");
-        let public: Vec<&str> = public.split_whitespace().take(2).collect();
-        let config = root.join("sshd_config");
-        fs::write(&config, sshd_config(&root)).expect("cannot write sshd_config");
-        let mut known = String::new();
-        for i in 1..=count {
-            let port = FIRST_PORT + (i - 1) as u16;
-            // A stale sshd on the port would answer in place of ours.
-            if accepts(port) {
-                panic!("port {port} is already in use (a bench left running?); free it or set BENCH_HOSTS lower");
-            }
-            known += &format!("{} {}\n", host_pattern("127.0.0.1", port), public.join(" "));
-            let log = fs::File::create(root.join(format!("h{i}.log"))).expect("cannot create an sshd log");
-            let listen = format!("ListenAddress=127.0.0.1:{port}");
-            // -D keeps sshd in the foreground as our child: we hold its pid, and a Ctrl-C in the
-            // terminal reaches it too.
-            let mut sshd = Command::new(SSHD);
-            sshd.args(["-D", "-e", "-o", &listen, "-f"]).arg(&config).stderr(log);
-            lab.sshds.push(sshd.spawn().expect("cannot run sshd"));
-            lab.hosts.push(Host {
-                name: format!("h{i}"),
-                role: "hnode",
-                host: "127.0.0.1".into(),
-                port,
-            });
-        }
-        fs::write(&lab.known_hosts, known).expect("cannot write known_hosts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for (h, sshd) in lab.hosts.iter().zip(&mut lab.sshds) {
-            while !accepts(h.port) {
-                if sshd.try_wait().expect("sshd status").is_some() || Instant::now() > deadline {
-                    let log = fs::read_to_string(root.join(format!("{}.log", h.name))).unwrap_or_default();
-                    let (name, port) = (&h.name, h.port);
-                    panic!("host {name} (port {port}) does not accept connections; sshd: {log}");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        lab
-    }
-
-    /// The floor's client: `ssh` with the bench key and known_hosts, strict, never prompting.
-    fn ssh(&self, h: &Host) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.arg("-i").arg(&self.client_key).arg("-o");
-        cmd.arg(format!("UserKnownHostsFile={}", self.known_hosts.display()));
-        let port = h.port.to_string();
-        cmd.args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", &port]);
-        cmd.arg(format!("root@{}", h.host));
-        cmd
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for sshd in &mut self.sshds {
-            let _ = sshd.kill();
-            let _ = sshd.wait();
-        }
-        let _ = fs::remove_dir_all(REMOTE_ROOT);
-    }
-}
-
-fn accepts(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
-fn sshd_config(root: &Path) -> String {
-    let root = root.display();
-    // MaxStartups: every host's connection arrives at once; the default would drop some.
-    format!(
-        "HostKey {root}/host_key\nPidFile none\nAuthorizedKeysFile {root}/authorized_keys\n\
-         PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 100\nLogLevel ERROR\n"
-    )
-}
-
-fn keygen(path: &Path) {
-    let args = ["-q", "-t", "ed25519", "-N", "", "-C", "cloudctl-bench", "-f"];
-    let status = Command::new("ssh-keygen").args(args).arg(path).status();
-    assert!(status.is_ok_and(|s| s.success()), "ssh-keygen failed");
-}
 
 // ---------------------------------------------------------------------------------------------
 // The job

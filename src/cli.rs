@@ -79,6 +79,9 @@ pub enum Command {
     /// Guests on the hardware nodes: create, list, start, stop, live-migrate.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Golden images in the shared instance store (the sources of `instance create --copy NAME`).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// The LAMP stack of the [lamp] section: pen, Apache/PHP on shared storage, MariaDB.
     #[command(subcommand)]
     Lamp(LampCommand),
@@ -336,6 +339,50 @@ pub enum PowerArg {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Put a local image file into the shared instance store, as <store>/.images/NAME.
+    ///
+    /// The file goes through one hardware node that mounts [instances] store (--via, default the
+    /// first that answers). Holes in a sparse file are not sent (SEEK_DATA/SEEK_HOLE) and stay
+    /// holes on the far side. The data lands in a temp file beside the final name; the far side
+    /// checks its size and sha256 against the local file's and only then renames it into place, so
+    /// an interrupted or failed push never leaves a partial image under NAME. Replacing an
+    /// existing image asks first (--yes in scripts). --json reports size, bytes sent, rate and
+    /// the checksum.
+    Push(ImagePushArgs),
+    /// Show the images in the store: name, size, space used on the store, last change.
+    List(ImageViaArg),
+    /// Delete an image from the store (asks first; --yes in scripts). Guests copied from it keep
+    /// their own disks.
+    Remove(ImageRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageViaArg {
+    /// The hardware node that mounts the store to go through (default: the first that answers).
+    #[arg(long, value_name = "HNODE")]
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    /// The local image file (raw disk image; sparse files are sent without their holes).
+    pub file: PathBuf,
+    /// The image's name in the store (default: the file's name without its extension).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub via: ImageViaArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageRemoveArgs {
+    /// The image's name.
+    pub name: String,
+    #[command(flatten)]
+    pub via: ImageViaArg,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Create a guest on a hardware node and start it; it is recorded in the inventory once it runs.
     ///
@@ -415,8 +462,9 @@ pub struct InstanceCreateArgs {
         required_unless_present = "copy"
     )]
     pub debootstrap: Option<String>,
-    /// Copy the root filesystem from an image file on the hardware node (an absolute path) or
-    /// from a stopped instance's disk (its name).
+    /// Copy the root filesystem from an image file on the hardware node (an absolute path), from
+    /// a stopped instance's disk (its name), or from an image of the store (its name, see
+    /// `cloudctl image push`).
     #[arg(long, value_name = "SOURCE")]
     pub copy: Option<String>,
     /// Memory in MiB (default: [instances] memory).

@@ -5,6 +5,7 @@ pub mod config;
 pub mod doctor;
 pub mod hnode;
 pub mod host;
+pub mod image;
 pub mod instance;
 pub mod keys;
 pub mod lab;
@@ -236,6 +237,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Hnode(cmd) => hnode::run(&ctx, cmd),
         Command::Host(cmd) => host::run(&ctx, cmd),
         Command::Instance(cmd) => instance::run(&ctx, cmd),
+        Command::Image(cmd) => image::run(&ctx, cmd),
         Command::Lab(cmd) => lab::run(&ctx, cmd),
         Command::Lamp(cmd) => lamp::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),

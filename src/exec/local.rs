@@ -33,6 +33,50 @@ impl Transport for LocalTransport {
             status: out.status.code().unwrap_or(-1),
         })
     }
+
+    fn run_fed(
+        &mut self,
+        command: &str,
+        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+        _deadline: Instant,
+    ) -> Result<ScriptOutput, HostError> {
+        LocalTransport::fed(command, feed)
+    }
+}
+
+impl LocalTransport {
+    fn fed(
+        command: &str,
+        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<ScriptOutput, HostError> {
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("exec 2>&1; {command}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| HostError::Unreachable(format!("cannot start sh: {e}")))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+        });
+        let mut stdin = child.stdin.take().expect("piped");
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let status = child.wait().map_err(|e| HostError::Failed(e.to_string()))?;
+        let out = reader
+            .join()
+            .expect("reader thread")
+            .map_err(|e| HostError::Failed(e.to_string()))?;
+        let out = ScriptOutput {
+            output: String::from_utf8_lossy(&out).into_owned(),
+            status: status.code().unwrap_or(-1),
+        };
+        match fed {
+            Err(e) if out.status == 0 => Err(HostError::Failed(format!("sending the data: {e}"))),
+            _ => Ok(out),
+        }
+    }
 }
 
 pub struct LocalConnector;

@@ -4,6 +4,7 @@
 pub mod files;
 pub mod known_hosts;
 pub mod local;
+pub mod push;
 pub mod record;
 pub mod script;
 pub mod ssh;
@@ -35,6 +36,19 @@ pub fn even_if_interrupted<R>(undo: impl FnOnce() -> R) -> R {
 pub trait Transport {
     /// Sends `script` to `sh` on the host's stdin; returns its output (stderr merged) and exit status.
     fn run_script(&mut self, script: &str, deadline: Instant) -> Result<ScriptOutput, HostError>;
+
+    /// Runs `command` (one shell line, every value in it quoted) in a channel of its own, with
+    /// what `feed` writes as its stdin (binary, no framing), then end of input; returns its output
+    /// (stderr merged) and exit status. For bulk data such as `image push`.
+    fn run_fed(
+        &mut self,
+        command: &str,
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+        deadline: Instant,
+    ) -> Result<ScriptOutput, HostError> {
+        let _ = (command, feed, deadline);
+        Err(HostError::Failed("this transport cannot send a data stream".into()))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -275,6 +275,82 @@ impl Transport for SshTransport {
             }
         }
     }
+
+    fn run_fed(
+        &mut self,
+        command: &str,
+        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+        deadline: Instant,
+    ) -> Result<ScriptOutput, HostError> {
+        self.sess.set_timeout(millis(remaining(deadline)?));
+        let mut ch = self
+            .sess
+            .channel_session()
+            .map_err(|e| self.failed("opening a channel", &e))?;
+        ch.handle_extended_data(ssh2::ExtendedData::Merge)
+            .map_err(|e| self.failed("merging stderr", &e))?;
+        ch.exec(command).map_err(|e| self.failed("starting the receiver", &e))?;
+        let fed = feed(&mut DeadlineWriter {
+            sess: &self.sess,
+            ch: &mut ch,
+            deadline,
+        });
+        // The receiver may have stopped early (a full disk, a refusal): what it printed says why,
+        // so it is read before a write error is reported, and returned when it failed.
+        let out = self.finish_fed(&mut ch, deadline);
+        match (fed, out) {
+            (Ok(()), out) => out,
+            (Err(_), Ok(out)) if out.status != 0 => Ok(out),
+            (Err(e), _) => Err(self.failed("sending the data", &e)),
+        }
+    }
+}
+
+/// A channel's stdin that gives up at the host's deadline: libssh2's timeout covers one blocking
+/// call, so it is set to what is left before every write.
+struct DeadlineWriter<'a> {
+    sess: &'a Session,
+    ch: &'a mut ssh2::Channel,
+    deadline: Instant,
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left =
+            remaining(self.deadline).map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string()))?;
+        self.sess.set_timeout(millis(left));
+        self.ch.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.ch.flush()
+    }
+}
+
+impl SshTransport {
+    /// After the input: everything the command printed, then its exit status (valid only once
+    /// the channel is closed, see the module comment).
+    fn finish_fed(&mut self, ch: &mut ssh2::Channel, deadline: Instant) -> Result<ScriptOutput, HostError> {
+        let _ = ch.send_eof();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 32 * 1024];
+        loop {
+            self.sess.set_timeout(millis(remaining(deadline)?));
+            match ch.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(self.failed("reading the output", &e)),
+            }
+        }
+        self.sess.set_timeout(millis(remaining(deadline)?));
+        ch.wait_close().map_err(|e| self.failed("closing the channel", &e))?;
+        let status = ch
+            .exit_status()
+            .map_err(|e| self.failed("reading the exit status", &e))?;
+        Ok(ScriptOutput {
+            output: String::from_utf8_lossy(&out).into_owned(),
+            status,
+        })
+    }
 }
 
 impl Drop for SshTransport {

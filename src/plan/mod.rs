@@ -4,6 +4,7 @@ pub mod confignode;
 pub mod doctor;
 pub mod evacuate;
 pub mod hnode;
+pub mod image;
 pub mod instance;
 pub mod lamp;
 pub mod node;

@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod doctor;
 pub mod hnode;
+pub mod image;
 pub mod instance;
 pub mod lamp;
 pub mod progress;

@@ -8,6 +8,7 @@ use crate::error::{Error, Exit};
 use crate::exec::known_hosts::{host_pattern, HostKey};
 use crate::inventory::{self, expand_home, Hypervisor, Inventory};
 use crate::inventory_file::{self, NewInstance};
+use crate::plan::image::CopySource;
 use crate::plan::instance::create::{self, CreateRequest, GuestSecrets, RootSource};
 use crate::plan::instance::{self, probe, Guest, GuestRequest};
 use crate::types::{Mac, Name, Size};
@@ -63,14 +64,15 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
             "--memory is at least 16 (MiB) and --vcpus at least 1".into(),
         ));
     }
-    let copy_from = match &args.copy {
+    let copy = args
+        .copy
+        .as_deref()
+        .map(|src| crate::plan::image::copy_source(&inv, src))
+        .transpose()?;
+    let copy_from = match &copy {
         None => None,
-        Some(src) if src.starts_with('/') => Some(
-            src.parse::<crate::types::RemotePath>()
-                .map_err(Error::Usage)?
-                .to_string(),
-        ),
-        Some(other) => Some(instance_disk(ctx, &inv, other)?),
+        Some(CopySource::Path(p) | CopySource::Image { path: p, .. }) => Some(p.clone()),
+        Some(CopySource::Instance(other)) => Some(instance_disk(ctx, &inv, other)?),
     };
     let s = inv.instances();
     let mut tools = vec!["mkfs.ext4", "e2fsck", "resize2fs", "losetup", "ip"];
@@ -87,7 +89,14 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         &hnode,
         &probe::facts_script(&g, s.store.as_str(), copy_from.as_deref(), &tools),
     )?;
-    refuse_unless_ready(&g, &hnode.name, &facts, copy_from.as_deref(), &s.store.to_string())?;
+    refuse_unless_ready(
+        &g,
+        &hnode.name,
+        &facts,
+        copy.as_ref(),
+        copy_from.as_deref(),
+        &s.store.to_string(),
+    )?;
     if !live_copies(ctx, &inv, name.as_str())?.is_empty() {
         return Err(Error::Usage(format!(
             "a guest named {name} already runs on a hardware node without a record; stop it or choose another name"
@@ -207,6 +216,7 @@ fn refuse_unless_ready(
     g: &Guest,
     node: &str,
     f: &probe::NodeFacts,
+    source: Option<&CopySource>,
     copy: Option<&str>,
     store: &str,
 ) -> Result<(), Error> {
@@ -231,8 +241,12 @@ fn refuse_unless_ready(
             g.dir
         ));
     }
-    if let (Some(src), None) = (copy, f.source_size) {
-        problems.push(format!("{src} is not a file on {node}"));
+    match (source, copy, f.source_size) {
+        (Some(CopySource::Image { name, path }), _, None) => problems.push(format!(
+            "there is no image {name} in the store ({path} is not a file on {node}); push one with `cloudctl image push FILE {name}`, see `cloudctl image list`"
+        )),
+        (_, Some(src), None) => problems.push(format!("{src} is not a file on {node}")),
+        _ => {}
     }
     if let Some(free) = f.mem_available_mib {
         if free < u64::from(g.memory) {

@@ -1,0 +1,174 @@
+//! Fan-out benchmark: `cloudctl run` on many loopback sshd hosts against the OpenSSH floor.
+//!
+//! Run with `cargo bench --bench fanout` (needs root and OpenSSH server and client; not part of
+//! CI). It starts `BENCH_HOSTS` (default 200) sshds on 127.0.0.1:42601.., writes an inventory
+//! naming each as a hardware node, and times, alternating who goes first, the median of 3 rounds:
+//!
+//! - cloudctl: the `cloudctl` binary, `--forks F run --on hnode -- uname -r`, wall clock of the
+//!   whole process (inventory, connections, report);
+//! - the floor: one `ssh HOST uname -r` process per host, at most F at a time (the same bound).
+//!
+//! for each F of `BENCH_FORKS` (default `32,200`: cloudctl's default and one per host). Target:
+//! cloudctl ≤ 1.0× the floor.
+
+mod loopback;
+
+use loopback::{Lab, SSHD};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+const FIRST_PORT: u16 = 42601;
+const DEFAULT_HOSTS: usize = 200;
+const ROUNDS: usize = 3;
+const TARGET: f64 = 1.0;
+const COMMAND: &str = "uname -r";
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new(SSHD).exists() {
+        println!("fanout bench skipped: it starts sshd hosts on loopback; run it as root, with {SSHD} installed.");
+        return;
+    }
+    let count = env_list("BENCH_HOSTS", &[DEFAULT_HOSTS])[0];
+    let forks = env_list("BENCH_FORKS", &[32, 200]);
+    let last = FIRST_PORT as usize + count - 1;
+    println!(
+        "cloudctl fan-out bench: `run -- {COMMAND}` on {count} loopback sshd hosts (127.0.0.1:{FIRST_PORT}..{last})"
+    );
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("note: load average before the run: {}", load.join(" "));
+
+    let started = Instant::now();
+    let lab = Lab::start(count, FIRST_PORT);
+    println!("{count} sshds up in {:.1} s", started.elapsed().as_secs_f64());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let inventory = dir.path().join("cloud.toml");
+    fs::write(&inventory, inventory_text(&lab)).expect("write the inventory");
+
+    println!("\nwarm-up round (not counted)");
+    floor(&lab, forks[0]);
+    cloudctl(&inventory, forks[0], count);
+
+    let mut results = Vec::new();
+    for &f in &forks {
+        let (mut fl, mut cc) = (Vec::new(), Vec::new());
+        for round in 1..=ROUNDS {
+            // Alternate who goes first, so neither always runs on the warmer machine.
+            let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+            for tool in order {
+                match tool {
+                    0 => fl.push(floor(&lab, f)),
+                    _ => cc.push(cloudctl(&inventory, f, count)),
+                }
+            }
+            let (a, b) = (fl[round - 1], cc[round - 1]);
+            println!("forks {f:>4}, round {round}: floor {a:.2} s, cloudctl {b:.2} s");
+        }
+        results.push((f, median(fl), median(cc)));
+    }
+    drop(lab);
+
+    println!("\n=== results: {count} hosts, `run -- {COMMAND}`, median of {ROUNDS} rounds ===");
+    println!(
+        "{:10} {:>10} {:>10} {:>8}  target  result",
+        "forks", "floor", "cloudctl", "ratio"
+    );
+    for (f, fl, cc) in results {
+        let ratio = cc / fl;
+        let verdict = if ratio <= TARGET { "PASS" } else { "MISS" };
+        println!("{f:<10} {fl:>8.2} s {cc:>8.2} s {ratio:>7.2}x  <={TARGET:.1}x  {verdict}");
+    }
+}
+
+fn env_list(var: &str, default: &[usize]) -> Vec<usize> {
+    let Ok(v) = std::env::var(var) else {
+        return default.to_vec();
+    };
+    let parsed: Result<Vec<usize>, _> = v.split(',').map(|s| s.trim().parse::<usize>()).collect();
+    match parsed {
+        Ok(list) if !list.is_empty() && list.iter().all(|n| (1..=1000).contains(n)) => list,
+        _ => {
+            eprintln!("{var}: give numbers from 1 to 1000, separated by commas");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Every host is a hardware node at 127.0.0.1:PORT; the ConfigNode entry is never selected.
+fn inventory_text(lab: &Lab) -> String {
+    let mut s = format!(
+        "[cloud]\nname = \"fanout\"\nhypervisor = \"kvm\"\n\n\
+         [ssh]\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nhost_key_policy = \"strict\"\n\n\
+         [network]\nsubnet = \"10.250.0.0/16\"\ngateway = \"10.250.0.1\"\ndns = [\"10.250.0.1\"]\n\
+         dynamic_range = \"10.250.200.1-10.250.250.254\"\ninterface = \"eth0\"\n\n\
+         [confignode]\naddress = \"127.0.0.1:{}\"\nnext_server = \"10.250.0.2\"\n",
+        lab.client_key.display(),
+        lab.known_hosts.display(),
+        lab.hosts[0].port
+    );
+    for h in &lab.hosts {
+        s += &format!(
+            "\n[[node]]\nname = \"{}\"\nrole = \"hnode\"\naddress = \"127.0.0.1:{}\"\n",
+            h.name, h.port
+        );
+    }
+    s
+}
+
+/// One `ssh` per host, at most `forks` at a time; every one must print a line and exit 0.
+fn floor(lab: &Lab, forks: usize) -> f64 {
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..forks.min(lab.hosts.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(h) = lab.hosts.get(i) else { break };
+                let out = lab
+                    .ssh(h)
+                    .arg(COMMAND)
+                    .env_remove("SSH_AUTH_SOCK")
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("cannot run ssh");
+                if !out.status.success() || out.stdout.is_empty() {
+                    panic!(
+                        "floor: ssh to {} failed: {}",
+                        h.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            });
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
+/// The cloudctl binary; every host must answer `exit 0`.
+fn cloudctl(inventory: &Path, forks: usize, count: usize) -> f64 {
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudctl"))
+        .arg("-i")
+        .arg(inventory)
+        .args(["--forks", &forks.to_string(), "run", "--on", "hnode", "--", COMMAND])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run cloudctl");
+    let wall = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ok = stderr.lines().filter(|l| l.ends_with("= exit 0")).count();
+    if !out.status.success() || ok != count {
+        panic!("cloudctl run: {} ({ok} of {count} hosts exit 0): {stderr}", out.status);
+    }
+    wall
+}

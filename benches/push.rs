@@ -1,0 +1,241 @@
+//! Image push benchmark: `cloudctl image push` of a sparse 1 GiB file to a lab host, against
+//! `scp` and `rsync --sparse` of the same file to the same host, in the same run.
+//!
+//! Run with `cargo bench --bench push` (root, a lab: iproute2, sshd, scp, rsync; not part of
+//! CI; take the machine's lab lock: `flock /tmp/cloudctl-lab-heavy.lock cargo bench --bench push`).
+//! It starts lab `tpushb` (10.201.172.0/24: a ConfigNode and one hardware node), writes a file
+//! of `BENCH_MIB` MiB (default 1024) in which every other 8 MiB is a hole (half data, random and
+//! so incompressible), and pushes it `ROUNDS` times with each tool, alternating the order, into
+//! the lab's instance store through the hardware node. It prints each tool's median wall time
+//! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
+//! whole file; cloudctl's time includes the sha256 check on the far side), and checks cloudctl's
+//! result: the image's sha256 on the far side equals the local one and its holes stayed holes.
+//! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const LAB: &str = "tpushb";
+const SUBNET: &str = "10.201.172.0/24";
+const ROUNDS: usize = 3;
+const STRIPE: u64 = 8 << 20;
+const TARGET_RATE: f64 = 0.9;
+
+/// Takes the lab down however the bench ends.
+struct LabGuard(cloudctl::lab::LabState);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Err(e) = cloudctl::lab::down(&self.0.name) {
+            eprintln!("lab down {}: {e:#}", self.0.name);
+        }
+    }
+}
+
+fn main() {
+    if let Err(why) = cloudctl::lab::require_root().and_then(|_| cloudctl::lab::check_tools()) {
+        println!("push bench skipped: {why}");
+        return;
+    }
+    for tool in ["scp", "rsync"] {
+        if which::which(tool).is_err() {
+            println!("push bench skipped: {tool} is not installed (apt-get install openssh-client rsync)");
+            return;
+        }
+    }
+    let mib: u64 = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let size = mib << 20;
+    let work = tempfile::Builder::new()
+        .prefix("cloudctl-pushb.")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir");
+    let file = work.path().join("golden.img");
+    let sha = make_sparse(&file, size);
+    let alloc = fs::metadata(&file).unwrap().blocks() * 512;
+    println!(
+        "file: {} MiB, {} MiB of data (every other 8 MiB a hole), sha256 {sha}",
+        size >> 20,
+        alloc >> 20
+    );
+
+    let _ = cloudctl::lab::down(LAB);
+    let inv = work.path().join("cloud.toml");
+    let templates = cloudctl::templates::Templates::load(None).expect("templates");
+    let req = cloudctl::lab::LabRequest {
+        name: LAB.into(),
+        hosts: 2,
+        subnet: SUBNET.parse().unwrap(),
+        inventory: inv.clone(),
+        vms: Vec::new(),
+        vm_disk_mib: 16,
+        power_exe: None,
+    };
+    let lab = LabGuard(cloudctl::lab::up(&req, &templates).expect("lab up"));
+    let hnode = &lab.0.hosts[1];
+    let store = lab.0.dir.join("store");
+    let ssh_opts = format!(
+        "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
+        lab.0.client_key.display(),
+        lab.0.known_hosts.display()
+    );
+    println!(
+        "lab {LAB}: pushing to {} ({}), store {}",
+        hnode.name,
+        hnode.ip,
+        store.display()
+    );
+
+    let tools = ["cloudctl", "scp", "rsync --sparse"];
+    let mut walls: [Vec<f64>; 3] = Default::default();
+    let mut sent = 0u64;
+    for round in 0..=ROUNDS {
+        for k in 0..3 {
+            let t = (k + round) % 3;
+            clean(&store);
+            let start = Instant::now();
+            match t {
+                0 => sent = cloudctl_push(&inv, &file, &sha, &store),
+                1 => run(Command::new("scp")
+                    .args(ssh_opts.split(' '))
+                    .arg("-q")
+                    .arg(&file)
+                    .arg(format!("root@{}:{}/scp.img", hnode.ip, store.display()))),
+                _ => run(Command::new("rsync")
+                    .args(["--sparse", "-q", "-e"])
+                    .arg(format!("ssh {ssh_opts}"))
+                    .arg(&file)
+                    .arg(format!("root@{}:{}/rsync.img", hnode.ip, store.display()))),
+            }
+            let wall = start.elapsed().as_secs_f64();
+            if round == 0 {
+                println!("warm-up: {} {wall:.2} s", tools[t]);
+            } else {
+                println!("round {round}: {:<15} {wall:.2} s", tools[t]);
+                walls[t].push(wall);
+            }
+        }
+    }
+    clean(&store);
+
+    let med: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
+    let data = [sent, size, size];
+    let rate: Vec<f64> = (0..3).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
+    println!(
+        "\n=== results: {} MiB file, half holes, median of {ROUNDS} rounds ===",
+        size >> 20
+    );
+    println!(
+        "{:16} {:>9} {:>14} {:>16}",
+        "tool", "wall", "data sent", "data throughput"
+    );
+    for t in 0..3 {
+        println!(
+            "{:16} {:>7.2} s {:>10} MiB {:>11.0} MiB/s",
+            tools[t],
+            med[t],
+            data[t] >> 20,
+            rate[t]
+        );
+    }
+    let r = rate[0] / rate[1];
+    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+    println!(
+        "cloudctl data throughput / scp: {r:.2}x (target >= {TARGET_RATE}x): {}",
+        verdict(r >= TARGET_RATE)
+    );
+    println!(
+        "cloudctl wall / scp wall: {:.2}x (target < 1.0x): {}",
+        med[0] / med[1],
+        verdict(med[0] < med[1])
+    );
+    println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
+}
+
+/// A file of `size` bytes whose every other 8 MiB stripe is a hole; the rest pseudo-random.
+/// Returns its sha256 (holes as zeros).
+fn make_sparse(path: &Path, size: u64) -> String {
+    let mut f = File::create(path).expect("create the file");
+    f.set_len(size).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; STRIPE as usize];
+    let mut hash = Sha256::new();
+    let zeros = vec![0u8; STRIPE as usize];
+    let mut at = 0;
+    while at < size {
+        let n = STRIPE.min(size - at) as usize;
+        if (at / STRIPE) % 2 == 0 {
+            for c in block[..n].chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+            }
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&block[..n]).unwrap();
+            hash.update(&block[..n]);
+        } else {
+            hash.update(&zeros[..n]);
+        }
+        at += n as u64;
+    }
+    f.sync_all().unwrap();
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn clean(store: &PathBuf) {
+    for name in [".images", "scp.img", "rsync.img"] {
+        let p = store.join(name);
+        let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run the tool");
+    if !out.status.success() {
+        panic!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Pushes with the cloudctl binary and checks its one JSON document: the far side's checksum is
+/// the local one and only data was sent; the image in the store keeps its holes. Returns the
+/// data bytes sent.
+fn cloudctl_push(inv: &Path, file: &Path, sha: &str, store: &Path) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudctl"))
+        .arg("-i")
+        .arg(inv)
+        .args(["--json", "--yes", "image", "push"])
+        .arg(file)
+        .arg("golden")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cloudctl");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cloudctl image push: {} ({e}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "cloudctl image push failed: {doc}");
+    assert_eq!(doc["sha256"], sha, "the far side's checksum");
+    let sent = doc["sent_bytes"].as_u64().expect("sent_bytes");
+    let size = doc["size"].as_u64().expect("size");
+    assert!(sent < size, "holes were sent: {doc}");
+    let image = fs::metadata(store.join(".images/golden")).expect("the image is in the store");
+    assert!(image.blocks() * 512 < size, "the image lost its holes");
+    sent
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
