@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -190,7 +190,7 @@ fn make_sparse(path: &Path, size: u64) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn clean(store: &PathBuf) {
+fn clean(store: &Path) {
     for name in [".images", "scp.img", "rsync.img"] {
         let p = store.join(name);
         let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));

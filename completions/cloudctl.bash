@@ -16,14 +16,8 @@ _cloudctl() {
             ",$1")
                 cmd="cloudctl"
                 ;;
-            cloudctl,cloud)
-                cmd="cloudctl__subcmd__cloud"
-                ;;
             cloudctl,config)
                 cmd="cloudctl__subcmd__config"
-                ;;
-            cloudctl,doctor)
-                cmd="cloudctl__subcmd__doctor"
                 ;;
             cloudctl,help)
                 cmd="cloudctl__subcmd__help"
@@ -33,6 +27,9 @@ _cloudctl() {
                 ;;
             cloudctl,host)
                 cmd="cloudctl__subcmd__host"
+                ;;
+            cloudctl,image)
+                cmd="cloudctl__subcmd__image"
                 ;;
             cloudctl,instance)
                 cmd="cloudctl__subcmd__instance"
@@ -52,18 +49,6 @@ _cloudctl() {
             cloudctl,storage)
                 cmd="cloudctl__subcmd__storage"
                 ;;
-            cloudctl__subcmd__cloud,help)
-                cmd="cloudctl__subcmd__cloud__subcmd__help"
-                ;;
-            cloudctl__subcmd__cloud,rebalance)
-                cmd="cloudctl__subcmd__cloud__subcmd__rebalance"
-                ;;
-            cloudctl__subcmd__cloud__subcmd__help,help)
-                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__help"
-                ;;
-            cloudctl__subcmd__cloud__subcmd__help,rebalance)
-                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance"
-                ;;
             cloudctl__subcmd__config,help)
                 cmd="cloudctl__subcmd__config__subcmd__help"
                 ;;
@@ -76,14 +61,8 @@ _cloudctl() {
             cloudctl__subcmd__config__subcmd__help,init)
                 cmd="cloudctl__subcmd__config__subcmd__help__subcmd__init"
                 ;;
-            cloudctl__subcmd__help,cloud)
-                cmd="cloudctl__subcmd__help__subcmd__cloud"
-                ;;
             cloudctl__subcmd__help,config)
                 cmd="cloudctl__subcmd__help__subcmd__config"
-                ;;
-            cloudctl__subcmd__help,doctor)
-                cmd="cloudctl__subcmd__help__subcmd__doctor"
                 ;;
             cloudctl__subcmd__help,help)
                 cmd="cloudctl__subcmd__help__subcmd__help"
@@ -93,6 +72,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help,host)
                 cmd="cloudctl__subcmd__help__subcmd__host"
+                ;;
+            cloudctl__subcmd__help,image)
+                cmd="cloudctl__subcmd__help__subcmd__image"
                 ;;
             cloudctl__subcmd__help,instance)
                 cmd="cloudctl__subcmd__help__subcmd__instance"
@@ -112,29 +94,26 @@ _cloudctl() {
             cloudctl__subcmd__help,storage)
                 cmd="cloudctl__subcmd__help__subcmd__storage"
                 ;;
-            cloudctl__subcmd__help__subcmd__cloud,rebalance)
-                cmd="cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance"
-                ;;
             cloudctl__subcmd__help__subcmd__config,init)
                 cmd="cloudctl__subcmd__help__subcmd__config__subcmd__init"
                 ;;
             cloudctl__subcmd__help__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__boot"
                 ;;
-            cloudctl__subcmd__help__subcmd__hnode,drain)
-                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__drain"
-                ;;
-            cloudctl__subcmd__help__subcmd__hnode,evacuate)
-                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate"
-                ;;
-            cloudctl__subcmd__help__subcmd__hnode,undrain)
-                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain"
-                ;;
             cloudctl__subcmd__help__subcmd__host,list)
                 cmd="cloudctl__subcmd__help__subcmd__host__subcmd__list"
                 ;;
             cloudctl__subcmd__help__subcmd__host,trust)
                 cmd="cloudctl__subcmd__help__subcmd__host__subcmd__trust"
+                ;;
+            cloudctl__subcmd__help__subcmd__image,list)
+                cmd="cloudctl__subcmd__help__subcmd__image__subcmd__list"
+                ;;
+            cloudctl__subcmd__help__subcmd__image,push)
+                cmd="cloudctl__subcmd__help__subcmd__image__subcmd__push"
+                ;;
+            cloudctl__subcmd__help__subcmd__image,remove)
+                cmd="cloudctl__subcmd__help__subcmd__image__subcmd__remove"
                 ;;
             cloudctl__subcmd__help__subcmd__instance,create)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__create"
@@ -144,9 +123,6 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__migrate"
-                ;;
-            cloudctl__subcmd__help__subcmd__instance,remove)
-                cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__remove"
                 ;;
             cloudctl__subcmd__help__subcmd__instance,start)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__start"
@@ -196,32 +172,14 @@ _cloudctl() {
             cloudctl__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__boot"
                 ;;
-            cloudctl__subcmd__hnode,drain)
-                cmd="cloudctl__subcmd__hnode__subcmd__drain"
-                ;;
-            cloudctl__subcmd__hnode,evacuate)
-                cmd="cloudctl__subcmd__hnode__subcmd__evacuate"
-                ;;
             cloudctl__subcmd__hnode,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help"
-                ;;
-            cloudctl__subcmd__hnode,undrain)
-                cmd="cloudctl__subcmd__hnode__subcmd__undrain"
                 ;;
             cloudctl__subcmd__hnode__subcmd__help,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__boot"
                 ;;
-            cloudctl__subcmd__hnode__subcmd__help,drain)
-                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__drain"
-                ;;
-            cloudctl__subcmd__hnode__subcmd__help,evacuate)
-                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate"
-                ;;
             cloudctl__subcmd__hnode__subcmd__help,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__help"
-                ;;
-            cloudctl__subcmd__hnode__subcmd__help,undrain)
-                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain"
                 ;;
             cloudctl__subcmd__host,help)
                 cmd="cloudctl__subcmd__host__subcmd__help"
@@ -241,6 +199,30 @@ _cloudctl() {
             cloudctl__subcmd__host__subcmd__help,trust)
                 cmd="cloudctl__subcmd__host__subcmd__help__subcmd__trust"
                 ;;
+            cloudctl__subcmd__image,help)
+                cmd="cloudctl__subcmd__image__subcmd__help"
+                ;;
+            cloudctl__subcmd__image,list)
+                cmd="cloudctl__subcmd__image__subcmd__list"
+                ;;
+            cloudctl__subcmd__image,push)
+                cmd="cloudctl__subcmd__image__subcmd__push"
+                ;;
+            cloudctl__subcmd__image,remove)
+                cmd="cloudctl__subcmd__image__subcmd__remove"
+                ;;
+            cloudctl__subcmd__image__subcmd__help,help)
+                cmd="cloudctl__subcmd__image__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__image__subcmd__help,list)
+                cmd="cloudctl__subcmd__image__subcmd__help__subcmd__list"
+                ;;
+            cloudctl__subcmd__image__subcmd__help,push)
+                cmd="cloudctl__subcmd__image__subcmd__help__subcmd__push"
+                ;;
+            cloudctl__subcmd__image__subcmd__help,remove)
+                cmd="cloudctl__subcmd__image__subcmd__help__subcmd__remove"
+                ;;
             cloudctl__subcmd__instance,create)
                 cmd="cloudctl__subcmd__instance__subcmd__create"
                 ;;
@@ -252,9 +234,6 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__migrate"
-                ;;
-            cloudctl__subcmd__instance,remove)
-                cmd="cloudctl__subcmd__instance__subcmd__remove"
                 ;;
             cloudctl__subcmd__instance,start)
                 cmd="cloudctl__subcmd__instance__subcmd__start"
@@ -273,9 +252,6 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__instance__subcmd__help,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__migrate"
-                ;;
-            cloudctl__subcmd__instance__subcmd__help,remove)
-                cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__remove"
                 ;;
             cloudctl__subcmd__instance__subcmd__help,start)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__start"
@@ -392,122 +368,12 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance lamp host lab doctor cloud help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance image lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__cloud)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version rebalance help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__cloud__subcmd__help)
-            opts="rebalance help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__cloud__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__cloud__subcmd__rebalance)
-            opts="-i -n -y -q -v -h -V --max-moves --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --max-moves)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -633,67 +499,9 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cloudctl__subcmd__doctor)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cloudctl__subcmd__help)
-            opts="run config node storage hnode instance lamp host lab doctor cloud help"
+            opts="run config node storage hnode instance image lamp host lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__cloud)
-            opts="rebalance"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -733,20 +541,6 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cloudctl__subcmd__help__subcmd__doctor)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cloudctl__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -762,7 +556,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode)
-            opts="boot drain undrain evacuate"
+            opts="boot"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -776,48 +570,6 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode__subcmd__boot)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__hnode__subcmd__drain)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -873,8 +625,64 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__help__subcmd__image)
+            opts="push list remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__image__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__image__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__image__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__help__subcmd__instance)
-            opts="create list start stop migrate remove"
+            opts="create list start stop migrate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -916,20 +724,6 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__instance__subcmd__migrate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__help__subcmd__instance__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1224,7 +1018,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot drain undrain evacuate help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1291,76 +1085,8 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cloudctl__subcmd__hnode__subcmd__drain)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__hnode__subcmd__evacuate)
-            opts="-i -n -y -q -v -h -V --parallel --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --parallel)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cloudctl__subcmd__hnode__subcmd__help)
-            opts="boot drain undrain evacuate help"
+            opts="boot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1387,34 +1113,6 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cloudctl__subcmd__hnode__subcmd__help__subcmd__drain)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cloudctl__subcmd__hnode__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1422,50 +1120,6 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__hnode__subcmd__undrain)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1619,8 +1273,210 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__image)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version push list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__help)
+            opts="push list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__help__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__list)
+            opts="-i -n -y -q -v -h -V --via --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__push)
+            opts="-i -n -y -q -v -h -V --via --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__image__subcmd__remove)
+            opts="-i -n -y -q -v -h -V --via --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__instance)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate remove help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1716,7 +1572,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help)
-            opts="create list start stop migrate remove help"
+            opts="create list start stop migrate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1772,20 +1628,6 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help__subcmd__migrate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__instance__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1873,40 +1715,6 @@ _cloudctl() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --inventory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --forks)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --templates)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cloudctl__subcmd__instance__subcmd__remove)
-            opts="-i -n -y -q -v -h -V --keep-disk --grace --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

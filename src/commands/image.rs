@@ -158,9 +158,11 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let failed = |why: String| Error::Failed(anyhow::anyhow!("push of {name} via {} failed: {why}", host.name));
     match image::parse_received(&out.output) {
         Received::Pushed(remote) if remote == sha => {}
-        Received::Pushed(remote) => return Err(failed(format!(
+        Received::Pushed(remote) => {
+            return Err(failed(format!(
             "the far side reports sha256 {remote}, this side sent {sha}; the image was renamed into place, remove it"
-        ))),
+        )))
+        }
         Received::Mismatch(remote) => {
             return Err(failed(format!(
                 "what arrived has sha256 {remote}, not {sha}; it was discarded and {} is unchanged",

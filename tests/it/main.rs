@@ -16,6 +16,7 @@ mod generated;
 mod golden;
 mod hnode;
 mod hostile_input;
+mod image;
 mod injection;
 mod instance_debootstrap;
 mod instance_e2e;
