@@ -1,17 +1,28 @@
-//! Progress while hosts are worked on: one indicatif line per host on a TTY, timestamped plain
-//! lines otherwise (cron logs), nothing with -q or --json.
+//! Progress while hosts are worked on: one indicatif line per host on a TTY (one bar counting
+//! hosts when there are more than a screen holds), timestamped plain lines otherwise (cron
+//! logs), nothing with -q or --json.
 
 use crate::exec::{Event, HostStatus};
 use crate::inventory::Host;
 use crate::ui::{timestamp, Ui};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// Above this many hosts a TTY gets one bar for all of them: a line per host would not fit on
+/// the screen, and each line's spinner would cost a ticker thread.
+const MAX_HOST_LINES: usize = 20;
 
 pub enum Progress {
     Bars {
         _multi: MultiProgress,
         bars: HashMap<String, ProgressBar>,
+    },
+    /// Many hosts: one bar, hosts done over hosts, and how many did not end well.
+    Count {
+        bar: ProgressBar,
+        problems: AtomicUsize,
     },
     Lines,
     Silent,
@@ -24,6 +35,17 @@ impl Progress {
         }
         if !ui.interactive {
             return Progress::Lines;
+        }
+        if hosts.len() > MAX_HOST_LINES {
+            let bar = ProgressBar::with_draw_target(Some(hosts.len() as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} hosts done {msg}").expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            return Progress::Count {
+                bar,
+                problems: AtomicUsize::new(0),
+            };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4);
@@ -52,6 +74,15 @@ impl Progress {
         };
         match self {
             Progress::Silent => {}
+            Progress::Count { bar, problems } => {
+                if let Event::Done(r) = event {
+                    if !matches!(r.status, HostStatus::Ok | HostStatus::Changed) {
+                        let n = problems.fetch_add(1, Ordering::Relaxed) + 1;
+                        bar.set_message(format!("({n} not ok, the report follows)"));
+                    }
+                    bar.inc(1);
+                }
+            }
             Progress::Lines => eprintln!("{} {name}: {message}", timestamp()),
             Progress::Bars { bars, .. } => {
                 if let Some(bar) = bars.get(name) {
@@ -74,5 +105,14 @@ pub fn status_word(s: HostStatus) -> &'static str {
         HostStatus::Unreachable => "UNREACHABLE",
         HostStatus::HostKeyRefused => "HOST KEY REFUSED",
         HostStatus::NotStarted => "not started",
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // The report that follows says how each host ended; the count has done its job.
+        if let Progress::Count { bar, .. } = self {
+            bar.finish_and_clear();
+        }
     }
 }
