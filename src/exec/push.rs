@@ -117,6 +117,10 @@ pub fn send(
                 .map_err(|err| local_failed(local, err))?;
             let mut left = e.len;
             while left > 0 {
+                // Ctrl-C: stop sending; the far side then discards what it has.
+                if super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                }
                 let n = left.min(CHUNK as u64) as usize;
                 let mut buf = vec![0u8; n];
                 file.read_exact(&mut buf).map_err(|err| local_failed(local, err))?;
