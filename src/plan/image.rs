@@ -65,7 +65,7 @@ dir=$store/.images
 tmp=$dir/.$name.partial
 final=$dir/$name
 say() { echo "@cloudctl $*"; }
-[ -d "$store" ] && [ -w "$store" ] || { say refused "$store is not a writable directory"; exit 2; }
+if [ ! -d "$store" ] || [ ! -w "$store" ]; then say refused "$store is not a writable directory"; exit 2; fi
 [ ! -L "$dir" ] || { say refused "$dir is a symbolic link"; exit 2; }
 mkdir -p "$dir" || exit 1
 exec 9>>"$tmp" || exit 1
@@ -76,7 +76,7 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-truncate -s 0 "$tmp" && truncate -s "$size" "$tmp" && mkfifo "$T/done" || exit 1
+{ truncate -s 0 "$tmp" && truncate -s "$size" "$tmp" && mkfifo "$T/done"; } || exit 1
 if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; }; else hash() { sha256sum; }; fi
 (
   pos=0
@@ -209,7 +209,7 @@ pub fn list_script(store: &str) -> String {
     let program = r#"dir=$1
 [ -d "$dir" ] || exit 0
 for f in "$dir"/*; do
-  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
   stat -c 'image %s %b %B %Y %n' "$f"
 done
 exit 0"#;

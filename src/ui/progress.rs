@@ -39,7 +39,8 @@ impl Progress {
         if hosts.len() > MAX_HOST_LINES {
             let bar = ProgressBar::with_draw_target(Some(hosts.len() as u64), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} hosts done {msg}").expect("valid template"),
+                ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} hosts done {msg}")
+                    .expect("valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             return Progress::Count {
