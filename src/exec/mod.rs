@@ -49,6 +49,23 @@ pub trait Transport {
         let _ = (command, feed, deadline);
         Err(HostError::Failed("this transport cannot send a data stream".into()))
     }
+
+    /// Runs one command line (every value in it quoted) directly in a channel of its own, its
+    /// stdin at end of input, stdout and stderr kept apart: what `run` needs, with no script and
+    /// no remote process beyond the command itself. `None`: this transport has no such path (the
+    /// caller runs a script instead).
+    fn run_command(&mut self, command: &str, deadline: Instant) -> Option<Result<CommandOutput, HostError>> {
+        let _ = (command, deadline);
+        None
+    }
+}
+
+/// What a command run by `Transport::run_command` printed, and its exit status.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +271,9 @@ fn apply_host(
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    if let Some(report) = lone_command(hp, transport.as_mut(), deadline, started) {
+        return report.unwrap_or_else(fail);
+    }
     let mut known = match probe(hp, transport.as_mut(), deadline, false) {
         Ok(p) => p,
         Err(e) => return fail(e),
@@ -296,6 +316,38 @@ fn apply_host(
     fail(HostError::Failed(
         "files kept changing under a concurrent run; nothing more was changed".into(),
     ))
+}
+
+/// A host plan that is one command and nothing else (`run`), on a transport that can run a
+/// command directly: no script, no lock, no remote process but the command, as `ssh HOST CMD`.
+fn lone_command(
+    hp: &HostPlan,
+    transport: &mut dyn Transport,
+    deadline: Instant,
+    started: Instant,
+) -> Option<Result<HostReport, HostError>> {
+    let [Step::Command(c)] = hp.steps.as_slice() else {
+        return None;
+    };
+    if hp.exclusive || c.when != crate::plan::When::Always {
+        return None;
+    }
+    let line: Vec<_> = c.argv.iter().map(|a| script::quote(a)).collect();
+    let out = match transport.run_command(&line.join(" "), deadline)? {
+        Ok(out) => out,
+        Err(e) => return Some(Err(e)),
+    };
+    let result = StepResult {
+        status: if out.status == 0 {
+            StepStatus::Ok
+        } else {
+            StepStatus::Failed
+        },
+        exit_status: Some(out.status),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    };
+    Some(Ok(finish(hp, vec![result], String::new(), 0, started)))
 }
 
 fn finish(hp: &HostPlan, steps: Vec<StepResult>, diagnostics: String, exit: i32, started: Instant) -> HostReport {

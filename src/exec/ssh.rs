@@ -7,7 +7,7 @@
 //! timeout; the host-key algorithm is restricted to the pinned key's type.
 
 use super::known_hosts::{host_pattern, HostKey, KnownHosts};
-use super::{Connector, HostError, ScriptOutput, Transport};
+use super::{CommandOutput, Connector, HostError, ScriptOutput, Transport};
 use crate::inventory::{expand_home, Host, HostKeyPolicy, Inventory};
 use ssh2::{MethodType, Session};
 use std::io::{Read, Write};
@@ -276,6 +276,10 @@ impl Transport for SshTransport {
         }
     }
 
+    fn run_command(&mut self, command: &str, deadline: Instant) -> Option<Result<CommandOutput, HostError>> {
+        Some(self.command(command, deadline))
+    }
+
     fn run_fed(
         &mut self,
         command: &str,
@@ -350,6 +354,93 @@ impl SshTransport {
             output: String::from_utf8_lossy(&out).into_owned(),
             status,
         })
+    }
+}
+
+impl SshTransport {
+    /// `run_command`: the channel is read without blocking so that stdout and stderr are both
+    /// drained as they come (blocking on one while the other fills the window would stall).
+    fn command(&mut self, command: &str, deadline: Instant) -> Result<CommandOutput, HostError> {
+        self.sess.set_timeout(millis(remaining(deadline)?));
+        let mut ch = self
+            .sess
+            .channel_session()
+            .map_err(|e| self.failed("opening a channel", &e))?;
+        ch.exec(command).map_err(|e| self.failed("starting the command", &e))?;
+        ch.send_eof()
+            .map_err(|e| self.failed("closing the command's input", &e))?;
+        self.sess.set_blocking(false);
+        let drained = self.drain(&mut ch, deadline);
+        self.sess.set_blocking(true);
+        let (stdout, stderr) = drained?;
+        self.sess.set_timeout(millis(remaining(deadline)?));
+        ch.wait_close().map_err(|e| self.failed("closing the channel", &e))?;
+        let status = ch
+            .exit_status()
+            .map_err(|e| self.failed("reading the exit status", &e))?;
+        Ok(CommandOutput {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            status,
+        })
+    }
+
+    fn drain(&self, ch: &mut ssh2::Channel, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>), HostError> {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut chunk = [0u8; 32 * 1024];
+        loop {
+            let mut got = false;
+            for (stream, buf) in [(0, &mut out), (1, &mut err)] {
+                let read = if stream == 0 {
+                    ch.read(&mut chunk)
+                } else {
+                    ch.stderr().read(&mut chunk)
+                };
+                match read {
+                    Ok(n) => {
+                        got |= n > 0;
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(self.failed("reading the output", &e)),
+                }
+            }
+            // A read of 0 is not the end by itself (libssh2 also says 0 when a packet for the
+            // other stream came in): the end is EOF with both streams drained.
+            if got {
+                continue;
+            }
+            if ch.eof() {
+                return Ok((out, err));
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    HostError::Failed(format!(
+                        "{}: per-host time limit reached while the command ran; it may still run",
+                        self.name
+                    ))
+                })?;
+            self.wait_socket(left.min(Duration::from_secs(1)));
+        }
+    }
+
+    /// Waits until the session's socket can go on in the direction libssh2 is blocked on.
+    fn wait_socket(&self, timeout: Duration) {
+        use std::os::unix::io::AsRawFd;
+        let events = match self.sess.block_directions() {
+            ssh2::BlockDirections::Outbound => libc::POLLOUT,
+            ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+            _ => libc::POLLIN,
+        };
+        let mut fd = libc::pollfd {
+            fd: self.sess.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
     }
 }
 
