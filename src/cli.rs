@@ -62,7 +62,7 @@ pub enum Command {
     ///
     /// One argument is a shell command line (pipes and globs work): cloudctl run -- 'df -h | tail -1'.
     /// Several arguments are passed exactly, each quoted: cloudctl run -- touch 'a file'.
-    /// The command's stdin is /dev/null. `run` does not ask for confirmation: the command is the request.
+    /// The command's stdin is empty (at end of input). `run` does not ask for confirmation: the command is the request.
     Run(RunArgs),
     /// Set up the ConfigNode: DHCP, TFTP and the PXE tree every other node boots from.
     #[command(subcommand)]
