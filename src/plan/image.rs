@@ -46,71 +46,9 @@ pub fn image_name(file: &std::path::Path, given: Option<&str>) -> Result<Name, E
     })
 }
 
-/// The receiver: a constant program, every value a positional argument (`$1` store, `$2` name,
-/// `$3` size). Its input is the stream `exec::push` writes: `d OFFSET LENGTH` lines each followed
-/// by LENGTH bytes, then `e SHA256`. It writes into the temp file (holes stay holes: the file is
-/// sized first and only data is written, at its offset) and only renames it to the final name
-/// once its size and the sha256 of its content read back match. Anything else — a cut stream, a
-/// signal, a wrong checksum — removes the temp file; a second push of the same image at once is
-/// refused.
-///
-/// The read-back runs beside the transfer, not after it: after each extent the loop tells a
-/// background reader (through a FIFO) how far the file is complete, and that reader feeds the
-/// file, holes included, in order to the hasher. So the far side's check costs little wall time
-/// beyond the transfer itself.
-const RECEIVER: &str = r#"set -u
-umask 077
-store=$1 name=$2 size=$3
-dir=$store/.images
-tmp=$dir/.$name.partial
-final=$dir/$name
-say() { echo "@cloudctl $*"; }
-if [ ! -d "$store" ] || [ ! -w "$store" ]; then say refused "$store is not a writable directory"; exit 2; fi
-[ ! -L "$dir" ] || { say refused "$dir is a symbolic link"; exit 2; }
-mkdir -p "$dir" || exit 1
-exec 9>>"$tmp" || exit 1
-flock -n 9 || { say busy; exit 75; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl-push.XXXXXX") || exit 1
-trap 'rm -f "$tmp"; rm -rf "$T"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
-{ truncate -s 0 "$tmp" && truncate -s "$size" "$tmp" && mkfifo "$T/done"; } || exit 1
-if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; }; else hash() { sha256sum; }; fi
-(
-  pos=0
-  while read -r upto; do
-    if [ "$upto" -gt "$pos" ]; then
-      dd if="$tmp" bs=1M iflag=skip_bytes,count_bytes skip="$pos" count=$((upto - pos)) status=none || exit 1
-    fi
-    pos=$upto
-  done
-  [ "$pos" = "$size" ]
-) <"$T/done" 9>&- | hash >"$T/sum" 9>&- &
-hasher=$!
-exec 7>"$T/done"
-kind=
-while read -r kind a b; do
-  case $kind in
-  d) dd of="$tmp" bs=1M iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
-     echo $((a + b)) >&7 ;;
-  e) break ;;
-  *) say garbled; exit 1 ;;
-  esac
-done
-[ "$kind" = e ] || { say truncated; exit 1; }
-[ "$(stat -c %s "$tmp")" = "$size" ] || { say truncated; exit 1; }
-echo "$size" >&7
-exec 7>&-
-wait "$hasher" || exit 1
-got=$(cat "$T/sum") || exit 1
-got=${got%% *}
-[ "$got" = "$a" ] || { say mismatch "$got"; exit 1; }
-mv -f "$tmp" "$final" || exit 1
-trap - EXIT
-rm -rf "$T"
-say pushed "$got""#;
+/// The receiver (`scripts/image/receive.sh`: what it reads and prints is described there): a
+/// constant program, every value a positional argument (`$1` store, `$2` name, `$3` size).
+const RECEIVER: &str = include_str!("../../scripts/image/receive.sh");
 
 /// The shell line that starts the receiver for image `name` of `size` bytes.
 pub fn receiver_command(store: &str, name: &Name, size: u64) -> String {
@@ -166,12 +104,7 @@ pub struct StoreFacts {
 /// Read-only: is the store a writable folder, how much is free, is the image there, are the
 /// receiver's tools there. Values are positional arguments.
 pub fn probe_script(store: &str, name: &Name) -> String {
-    let program = r#"store=$1 img=$2
-if [ -d "$store" ] && [ -w "$store" ]; then echo writable; fi
-free=$(df -Pk "$store" 2>/dev/null | awk 'NR==2 {print $4}') && [ -n "$free" ] && echo "free $((free * 1024))"
-if [ -f "$img" ]; then echo "existing $(stat -c %s "$img")"; fi
-for t in dd truncate flock stat; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
-exit 0"#;
+    let program = include_str!("../../scripts/image/probe.sh");
     let path = image_path(store, name);
     format!("sh -c {} sh {} {}", quote(program), quote(store), quote(&path))
 }
@@ -206,13 +139,7 @@ pub struct ImageEntry {
 /// Read-only: every image of the store (regular files with a valid name; temp files of pushes
 /// in flight start with a dot and are left out).
 pub fn list_script(store: &str) -> String {
-    let program = r#"dir=$1
-[ -d "$dir" ] || exit 0
-for f in "$dir"/*; do
-  if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
-  stat -c 'image %s %b %B %Y %n' "$f"
-done
-exit 0"#;
+    let program = include_str!("../../scripts/image/list.sh");
     format!("sh -c {} sh {}", quote(program), quote(&images_dir(store)))
 }
 

@@ -346,23 +346,3 @@ fn an_interrupted_image_push_leaves_no_image_and_a_rerun_completes() {
     assert_eq!(json(&out)["sha256"], sha.as_str());
     assert_eq!(sha256_of(&final_path), sha);
 }
-
-#[test]
-fn the_remote_programs_pass_shellcheck() {
-    let shellcheck = which::which("shellcheck").expect("shellcheck is installed (.ci/install-deps installs it)");
-    let dir = tempfile::tempdir().unwrap();
-    let commands = [
-        image::receiver_command("/srv/store", &name("golden"), 1),
-        image::probe_script("/srv/store", &name("golden")),
-        image::list_script("/srv/store"),
-    ];
-    for (i, c) in commands.iter().enumerate() {
-        // `sh -c PROGRAM sh ARG...`: the program is the third word.
-        let words = shlex::split(c).unwrap();
-        assert_eq!(&words[..2], ["sh", "-c"], "{c}");
-        let file = dir.path().join(format!("p{i}.sh"));
-        fs::write(&file, format!("#!/bin/sh\n{}\n", words[2])).unwrap();
-        let out = Command::new(&shellcheck).arg(&file).output().unwrap();
-        assert!(out.status.success(), "shellcheck {}:\n{}", words[2], text(&out.stdout));
-    }
-}

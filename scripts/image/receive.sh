@@ -1,0 +1,66 @@
+#!/bin/sh
+# Receives one golden image into the shared instance store (cloudctl image push).
+#
+#   receive.sh STORE NAME SIZE
+#       Reads from stdin `d OFFSET LENGTH` lines, each followed by LENGTH bytes of data, then
+#       `e SHA256`. Writes them into STORE/.images/.NAME.partial, sized SIZE first so that what
+#       is not sent stays a hole, and renames it to STORE/.images/NAME only when its size and the
+#       sha256 of its content read back match. Prints `@cloudctl pushed|mismatch|busy|refused|
+#       truncated|garbled ...`; anything but `pushed` leaves NAME as it was and no temp file.
+#
+# The read-back runs beside the transfer: after each extent the loop writes how far the file is
+# complete into a FIFO, and a background reader feeds the file, holes included, in order to the
+# hasher, so the check costs little wall time beyond the transfer itself.
+set -u
+umask 077
+store=$1 name=$2 size=$3
+dir=$store/.images
+tmp=$dir/.$name.partial
+final=$dir/$name
+say() { echo "@cloudctl $*"; }
+if [ ! -d "$store" ] || [ ! -w "$store" ]; then say refused "$store is not a writable directory"; exit 2; fi
+[ ! -L "$dir" ] || { say refused "$dir is a symbolic link"; exit 2; }
+mkdir -p "$dir" || exit 1
+exec 9>>"$tmp" || exit 1
+flock -n 9 || { say busy; exit 75; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/cloudctl-push.XXXXXX") || exit 1
+trap 'rm -f "$tmp"; rm -rf "$T"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+{ truncate -s 0 "$tmp" && truncate -s "$size" "$tmp" && mkfifo "$T/done"; } || exit 1
+if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; }; else hash() { sha256sum; }; fi
+(
+  pos=0
+  while read -r upto; do
+    if [ "$upto" -gt "$pos" ]; then
+      dd if="$tmp" bs=1M iflag=skip_bytes,count_bytes skip="$pos" count=$((upto - pos)) status=none || exit 1
+    fi
+    pos=$upto
+  done
+  [ "$pos" = "$size" ]
+) <"$T/done" 9>&- | hash >"$T/sum" 9>&- &
+hasher=$!
+exec 7>"$T/done"
+kind=
+while read -r kind a b; do
+  case $kind in
+  d) dd of="$tmp" bs=1M iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
+     echo $((a + b)) >&7 ;;
+  e) break ;;
+  *) say garbled; exit 1 ;;
+  esac
+done
+[ "$kind" = e ] || { say truncated; exit 1; }
+[ "$(stat -c %s "$tmp")" = "$size" ] || { say truncated; exit 1; }
+echo "$size" >&7
+exec 7>&-
+wait "$hasher" || exit 1
+got=$(cat "$T/sum") || exit 1
+got=${got%% *}
+[ "$got" = "$a" ] || { say mismatch "$got"; exit 1; }
+mv -f "$tmp" "$final" || exit 1
+trap - EXIT
+rm -rf "$T"
+say pushed "$got"
