@@ -1,7 +1,7 @@
 //! Fan-out benchmark: `cloudctl run` on many loopback sshd hosts against the OpenSSH floor.
 //!
 //! Run with `cargo bench --bench fanout` (needs root and OpenSSH server and client; not part of
-//! CI). It starts `BENCH_HOSTS` (default 200) sshds on 127.0.0.1:42601.., writes an inventory
+//! CI). It starts `BENCH_HOSTS` (default 200) sshds on 127.0.0.1:22601.., writes an inventory
 //! naming each as a hardware node, and times, alternating who goes first, the median of 3 rounds:
 //!
 //! - cloudctl: the `cloudctl` binary, `--forks F run --on hnode -- uname -r`, wall clock of the
@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-const FIRST_PORT: u16 = 42601;
+/// Below the kernel's ephemeral range (32768-60999 by default), so no outgoing connection holds one.
+const FIRST_PORT: u16 = 22601;
 const DEFAULT_HOSTS: usize = 200;
 const ROUNDS: usize = 3;
 const TARGET: f64 = 1.0;
