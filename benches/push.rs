@@ -8,9 +8,8 @@
 //! so incompressible), and pushes it `ROUNDS` times with each tool, alternating the order, into
 //! the lab's instance store through the hardware node. It prints each tool's median wall time
 //! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
-//! whole file; cloudctl's time includes the sha256 check on the far side; scp runs with -O, the
-//! SCP protocol, as lab hosts' sshd has no SFTP subsystem), and checks cloudctl's
-//! result: the image's sha256 on the far side equals the local one and its holes stayed holes.
+//! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
+//! default, over SFTP), and checks cloudctl's result: the image's sha256 on the far side equals the local one and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp.
 
 use sha2::{Digest, Sha256};
