@@ -16,8 +16,14 @@ _cloudctl() {
             ",$1")
                 cmd="cloudctl"
                 ;;
+            cloudctl,cloud)
+                cmd="cloudctl__subcmd__cloud"
+                ;;
             cloudctl,config)
                 cmd="cloudctl__subcmd__config"
+                ;;
+            cloudctl,doctor)
+                cmd="cloudctl__subcmd__doctor"
                 ;;
             cloudctl,help)
                 cmd="cloudctl__subcmd__help"
@@ -49,6 +55,18 @@ _cloudctl() {
             cloudctl,storage)
                 cmd="cloudctl__subcmd__storage"
                 ;;
+            cloudctl__subcmd__cloud,help)
+                cmd="cloudctl__subcmd__cloud__subcmd__help"
+                ;;
+            cloudctl__subcmd__cloud,rebalance)
+                cmd="cloudctl__subcmd__cloud__subcmd__rebalance"
+                ;;
+            cloudctl__subcmd__cloud__subcmd__help,help)
+                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__cloud__subcmd__help,rebalance)
+                cmd="cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance"
+                ;;
             cloudctl__subcmd__config,help)
                 cmd="cloudctl__subcmd__config__subcmd__help"
                 ;;
@@ -61,8 +79,14 @@ _cloudctl() {
             cloudctl__subcmd__config__subcmd__help,init)
                 cmd="cloudctl__subcmd__config__subcmd__help__subcmd__init"
                 ;;
+            cloudctl__subcmd__help,cloud)
+                cmd="cloudctl__subcmd__help__subcmd__cloud"
+                ;;
             cloudctl__subcmd__help,config)
                 cmd="cloudctl__subcmd__help__subcmd__config"
+                ;;
+            cloudctl__subcmd__help,doctor)
+                cmd="cloudctl__subcmd__help__subcmd__doctor"
                 ;;
             cloudctl__subcmd__help,help)
                 cmd="cloudctl__subcmd__help__subcmd__help"
@@ -94,11 +118,23 @@ _cloudctl() {
             cloudctl__subcmd__help,storage)
                 cmd="cloudctl__subcmd__help__subcmd__storage"
                 ;;
+            cloudctl__subcmd__help__subcmd__cloud,rebalance)
+                cmd="cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance"
+                ;;
             cloudctl__subcmd__help__subcmd__config,init)
                 cmd="cloudctl__subcmd__help__subcmd__config__subcmd__init"
                 ;;
             cloudctl__subcmd__help__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__boot"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,drain)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__drain"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,evacuate)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate"
+                ;;
+            cloudctl__subcmd__help__subcmd__hnode,undrain)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain"
                 ;;
             cloudctl__subcmd__help__subcmd__host,list)
                 cmd="cloudctl__subcmd__help__subcmd__host__subcmd__list"
@@ -123,6 +159,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__migrate"
+                ;;
+            cloudctl__subcmd__help__subcmd__instance,remove)
+                cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__remove"
                 ;;
             cloudctl__subcmd__help__subcmd__instance,start)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__start"
@@ -172,14 +211,32 @@ _cloudctl() {
             cloudctl__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__boot"
                 ;;
+            cloudctl__subcmd__hnode,drain)
+                cmd="cloudctl__subcmd__hnode__subcmd__drain"
+                ;;
+            cloudctl__subcmd__hnode,evacuate)
+                cmd="cloudctl__subcmd__hnode__subcmd__evacuate"
+                ;;
             cloudctl__subcmd__hnode,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode,undrain)
+                cmd="cloudctl__subcmd__hnode__subcmd__undrain"
                 ;;
             cloudctl__subcmd__hnode__subcmd__help,boot)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__boot"
                 ;;
+            cloudctl__subcmd__hnode__subcmd__help,drain)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__drain"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,evacuate)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate"
+                ;;
             cloudctl__subcmd__hnode__subcmd__help,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,undrain)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain"
                 ;;
             cloudctl__subcmd__host,help)
                 cmd="cloudctl__subcmd__host__subcmd__help"
@@ -235,6 +292,9 @@ _cloudctl() {
             cloudctl__subcmd__instance,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__migrate"
                 ;;
+            cloudctl__subcmd__instance,remove)
+                cmd="cloudctl__subcmd__instance__subcmd__remove"
+                ;;
             cloudctl__subcmd__instance,start)
                 cmd="cloudctl__subcmd__instance__subcmd__start"
                 ;;
@@ -252,6 +312,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__instance__subcmd__help,migrate)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__migrate"
+                ;;
+            cloudctl__subcmd__instance__subcmd__help,remove)
+                cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__remove"
                 ;;
             cloudctl__subcmd__instance__subcmd__help,start)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__start"
@@ -368,12 +431,122 @@ _cloudctl() {
 
     case "${cmd}" in
         cloudctl)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance image lamp host lab help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version run config node storage hnode instance image lamp host lab doctor cloud help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version rebalance help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help)
+            opts="rebalance help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__help__subcmd__rebalance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__cloud__subcmd__rebalance)
+            opts="-i -n -y -q -v -h -V --max-moves --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-moves)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -499,9 +672,67 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cloudctl__subcmd__help)
-            opts="run config node storage hnode instance image lamp host lab help"
+        cloudctl__subcmd__doctor)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help)
+            opts="run config node storage hnode instance image lamp host lab doctor cloud help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__cloud)
+            opts="rebalance"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__cloud__subcmd__rebalance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -541,6 +772,20 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -556,7 +801,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode)
-            opts="boot"
+            opts="boot drain undrain evacuate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -570,6 +815,48 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode__subcmd__boot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -682,7 +969,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__instance)
-            opts="create list start stop migrate"
+            opts="create list start stop migrate remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -724,6 +1011,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__instance__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__instance__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1018,7 +1319,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot drain undrain evacuate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1085,8 +1386,76 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__hnode__subcmd__drain)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__evacuate)
+            opts="-i -n -y -q -v -h -V --parallel --timeout --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__hnode__subcmd__help)
-            opts="boot help"
+            opts="boot drain undrain evacuate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1113,6 +1482,34 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__evacuate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__hnode__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1120,6 +1517,50 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__undrain)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1476,7 +1917,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version create list start stop migrate remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1572,7 +2013,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help)
-            opts="create list start stop migrate help"
+            opts="create list start stop migrate remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1628,6 +2069,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__instance__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__instance__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1715,6 +2170,40 @@ _cloudctl() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__instance__subcmd__remove)
+            opts="-i -n -y -q -v -h -V --keep-disk --grace --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
