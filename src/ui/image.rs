@@ -127,10 +127,10 @@ pub fn list(ui: &Ui, node: &str, dir: &str, images: &[ImageEntry]) {
         return;
     }
     let width = images.iter().map(|i| i.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:>10}  {:>10}  modified", "NAME", "SIZE", "ON STORE");
+    crate::outln!("{:width$}  {:>10}  {:>10}  modified", "NAME", "SIZE", "ON STORE");
     for i in images {
         let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(i.modified));
-        println!(
+        crate::outln!(
             "{:width$}  {:>10}  {:>10}  {when}",
             i.name,
             HumanBytes(i.size).to_string(),
