@@ -176,7 +176,8 @@ pub fn apply(
 ) -> Vec<HostReport> {
     let started = Instant::now();
     let results = fan_out(&plan.hosts, limits.forks, |hp| {
-        let report = apply_host(hp, connector, limits, events);
+        let mut report = apply_host(hp, connector, limits, events);
+        redact(&mut report, &plan.redact);
         events(Event::Done(&report));
         report
     });
@@ -194,6 +195,28 @@ pub fn apply(
             })
         })
         .collect()
+}
+
+/// What a masked secret reads as in reports.
+pub const REDACTED: &str = "(secret hidden)";
+
+/// Masks every secret value in what the host's programs printed, before anything reports it.
+pub fn redact(report: &mut HostReport, secrets: &[String]) {
+    let mask = |text: &mut String| {
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+    };
+    if let Some(error) = report.error.as_mut() {
+        mask(error);
+    }
+    for step in &mut report.steps {
+        mask(&mut step.step);
+        mask(&mut step.result.stdout);
+        mask(&mut step.result.stderr);
+    }
 }
 
 fn file_paths(hp: &HostPlan) -> Vec<(usize, &str)> {

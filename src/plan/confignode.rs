@@ -538,6 +538,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
     Ok(Plan {
         title: title.into(),
         confirm: true,
+        redact: Vec::new(),
         hosts: vec![HostPlan {
             host,
             exclusive: true,

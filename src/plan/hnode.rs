@@ -73,7 +73,11 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
         &serde_json::json!({ "cloud": inv.cloud.name }),
     )?;
     let hostname = format!("{name}\n");
-    let (storage_conf, mdadm_conf, attach) = storage_client(inv);
+    let storage = storage_client(inv);
+    let attach = templates.render(
+        "hnode-boot/attach-storage",
+        &serde_json::json!({ "cloud": inv.cloud.name }),
+    )?;
     let dir = |path| cpio::Entry {
         path,
         mode: 0o755,
@@ -120,7 +124,7 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
             content: Some(&secrets.authorized_keys),
         },
     ];
-    if let (Some(conf), Some(md)) = (&storage_conf, &mdadm_conf) {
+    if let Some((conf, md)) = &storage {
         entries.push(cpio::Entry {
             path: "etc/cloudctl/storage.conf",
             mode: 0o644,
@@ -217,27 +221,18 @@ fn keyserver_steps(inv: &Inventory, templates: &Templates) -> Result<Vec<Step>, 
 
 /// How a hardware node sees the storage: the two AoE exports (one per storage node) as one md
 /// multipath device, so either storage node can go down without stopping the guests.
-/// Returns (storage.conf, mdadm.conf, attach script) when the inventory has `[storage]`.
-fn storage_client(inv: &Inventory) -> (Option<String>, Option<String>, String) {
-    let attach = "#!/bin/sh\n# Managed by cloudctl: attach the cloud's storage (AoE exports as one md multipath device).\n\
-                  . /etc/cloudctl/storage.conf\nmodprobe aoe 2>/dev/null\n\
-                  # Give up on a dead storage node's path after 30 s instead of AoE's default 60 s:\n\
-                  # md multipath then carries on through the other one.\n\
-                  echo 30 > /sys/module/aoe/parameters/aoe_deadsecs\naoe-discover 2>/dev/null; sleep 2\n\
-                  mdadm --assemble \"$MD_DEVICE\" --uuid \"$MD_UUID\" $AOE_DEVICES && exit 0\n\
-                  # First attach ever: no multipath superblock on the export yet.\n\
-                  for d in $AOE_DEVICES; do mdadm --examine \"$d\" >/dev/null 2>&1 && exit 1; done\n\
-                  mdadm --create \"$MD_DEVICE\" --run --level=multipath --raid-devices=2 --uuid \"$MD_UUID\" $AOE_DEVICES\n"
-        .to_string();
-    let Some(s) = inv.storage.as_ref().map(|s| s.get_ref()) else {
-        return (None, None, attach);
-    };
+/// Returns (storage.conf, mdadm.conf) when the inventory has `[storage]`.
+fn storage_client(inv: &Inventory) -> Option<(String, String)> {
+    use super::storage::{md_uuid, AOE_CLIENT_FRAMES, AOE_DEAD_SECS};
+    let s = inv.storage.as_ref()?.get_ref();
     let shelf = s.shelf.get_ref();
     let devices = format!("/dev/etherd/e{shelf}.0 /dev/etherd/e{shelf}.1");
-    let uuid = super::storage::md_uuid(inv, "aoe-multipath", s.drbd_device.as_str());
-    let conf = format!("AOE_DEVICES=\"{devices}\"\nMD_DEVICE=/dev/md/cloudctl-storage\nMD_UUID={uuid}\n");
+    let uuid = md_uuid(inv, "aoe-multipath", s.drbd_device.as_str());
+    let conf = format!(
+        "AOE_DEVICES=\"{devices}\"\nMD_DEVICE=/dev/md/cloudctl-storage\nMD_UUID={uuid}\nAOE_DEADSECS={AOE_DEAD_SECS}\nAOE_MAXOUT={AOE_CLIENT_FRAMES}\n"
+    );
     let md = format!("# Managed by cloudctl: the storage, seen through both storage nodes.\nDEVICE {devices}\nARRAY /dev/md/cloudctl-storage level=multipath num-devices=2 UUID={uuid}\n");
-    (Some(conf), Some(md), attach)
+    Some((conf, md))
 }
 
 /// The ConfigNode plan for booting `node`: its files and PXE entry, then power-on.

@@ -26,6 +26,11 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
     /// Whether a change is made on the hosts (asks for confirmation); `run` makes none of its own.
     pub confirm: bool,
+    /// Secret values the plan carries (a DRBD shared secret, ...) that a remote program may echo
+    /// back, as drbdadm does with a failing drbdsetup command line: the executor masks them in
+    /// every output it reports. Never serialised.
+    #[serde(skip)]
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,6 +12,7 @@ pub fn plan(hosts: &[Host], command: &[String]) -> Plan {
     Plan {
         title: format!("run `{}`", command.join(" ")),
         confirm: false,
+        redact: Vec::new(),
         hosts: hosts
             .iter()
             .map(|h| HostPlan {

@@ -17,6 +17,17 @@ pub const PACKAGES: [&str; 3] = ["mdadm", "drbd-utils", "vblade"];
 const STATE_DIR: &str = "/var/lib/cloudctl/storage";
 /// The DRBD fence-peer handler storage init installs (see templates/storage-init/fence-peer).
 pub const FENCE_PEER: &str = "/usr/local/sbin/cloudctl-drbd-fence-peer";
+/// Frames each vblade buffers (`vblade -b`; its socket's receive buffer is this many MTUs).
+/// Four times what a client keeps in flight, so the retransmissions a client sends while DRBD
+/// holds I/O on this node (its peer just died) are queued, not dropped.
+pub const AOE_SERVER_FRAMES: u32 = 64;
+/// Frames a client keeps in flight to one export (the aoe driver's `aoe_maxout`).
+pub const AOE_CLIENT_FRAMES: u32 = 16;
+/// Seconds a client's AoE waits for an export before failing its I/O (`aoe_deadsecs`), so md
+/// multipath moves to the other storage node. It must outlast the freeze on a surviving node
+/// (DRBD noticing the dead peer, about 4 s with the net timeouts of drbd.res, then the
+/// fence-peer handler's 3 s): a path that is only slow must not be failed.
+pub const AOE_DEAD_SECS: u32 = 20;
 /// How long a node waits for its peer during `storage init` (connect, initial handshake).
 const PEER_WAIT_SECS: &str = "120";
 
@@ -388,9 +399,12 @@ pub fn plan(
         if !f.drbd_metadata {
             // No --force: on a device that already holds data, create-md asks and (stdin is
             // /dev/null) refuses, which is what we want. Metadata that is there already (a
-            // RAM-root node forgets its marker at power-off) is found by reading it.
+            // RAM-root node forgets its marker at power-off) is found by reading it. A node
+            // that lost power as a primary has "unclean" metadata (activity log not applied),
+            // which plain dump-md refuses to read; --force makes it read it anyway (dump-md
+            // only reads), so the node that comes back is recognised instead of refused.
             let script = "drbdadm create-md \"$1\" && mkdir -p \"$3\" && touch \"$2\"";
-            let present = "test -e \"$1\" || drbdadm dump-md \"$2\" >/dev/null 2>&1";
+            let present = "test -e \"$1\" || drbdadm -- --force dump-md \"$2\" >/dev/null 2>&1";
             steps.push(command(
                 &["sh", "-c", script, "sh", s.resource.as_str(), &meta, STATE_DIR],
                 When::Unless(strings(&["sh", "-c", present, "sh", &meta, s.resource.as_str()])),
@@ -425,7 +439,7 @@ pub fn plan(
             &["sh", "-c", BECOME_PRIMARY, "sh", s.resource.as_str(), PEER_WAIT_SECS],
             When::Unless(strings(&is_primary)),
         ));
-        let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(",") });
+        let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(","), "bufcnt": AOE_SERVER_FRAMES });
         steps.push(root_file(
             "aoe-default",
             "/etc/default/cloudctl-aoe",
@@ -463,6 +477,7 @@ pub fn plan(
     Ok(Plan {
         title: "storage init".into(),
         confirm: true,
+        redact: vec![secret.to_string()],
         hosts,
     })
 }

@@ -15,9 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn run(steps: Vec<Step>) -> HostReport {
+    run_redacting(steps, Vec::new())
+}
+
+fn run_redacting(steps: Vec<Step>, redact: Vec<String>) -> HostReport {
     let plan = Plan {
         title: "test".into(),
         confirm: false,
+        redact,
         hosts: vec![HostPlan {
             host: Host {
                 name: "local".into(),
@@ -244,4 +249,26 @@ fn backups_are_kept_out_of_the_target_folder() {
     assert_eq!(std::fs::read_to_string(&backup).unwrap(), "<?php $password = 'old';\n");
     let top = std::fs::metadata(cloudctl::exec::script::STATE_DIR).unwrap();
     assert_eq!(top.permissions().mode() & 0o777, 0o700, "the state folder is private");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "root test: the apply script keeps backups in /var/lib/cloudctl (needs root)"
+)]
+fn a_secret_a_remote_program_echoes_is_masked_in_the_report() {
+    crate::support::require_lab(&[]);
+    // What drbdadm prints when `adjust` fails: the drbdsetup command line, secret included.
+    let secret = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    let failing = format!(
+        "echo 'drbdsetup-84 net r0 ipv4:10.0.0.11:7789 ipv4:10.0.0.12:7789 --cram-hmac-alg=sha256 --shared-secret={secret} failed' >&2; echo 'out {secret}'; exit 10"
+    );
+    let report = run_redacting(vec![sh(&failing, When::Always)], vec![secret.into()]);
+    assert_eq!(report.status, HostStatus::Failed, "{report:?}");
+    let shown = serde_json::to_string(&report).unwrap();
+    assert!(!shown.contains(secret), "the secret reaches the report: {shown}");
+    assert!(
+        shown.contains(&format!("--shared-secret={}", cloudctl::exec::REDACTED)),
+        "the rest of the message is kept: {shown}"
+    );
 }

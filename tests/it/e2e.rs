@@ -14,6 +14,7 @@ fn apply_to_lab(lab: &Lab, build: impl Fn(&cloudctl::inventory::Host) -> Vec<Ste
     let plan = Plan {
         title: "test".into(),
         confirm: false,
+        redact: Vec::new(),
         hosts: hosts
             .iter()
             .map(|h| HostPlan {
@@ -426,6 +427,7 @@ fn the_per_host_time_limit_covers_the_whole_job() {
     let plan = Plan {
         title: "test".into(),
         confirm: false,
+        redact: Vec::new(),
         hosts: vec![HostPlan {
             host,
             exclusive: true,

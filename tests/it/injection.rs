@@ -17,6 +17,7 @@ fn local_plan(steps: Vec<Step>) -> Plan {
     Plan {
         title: "test".into(),
         confirm: false,
+        redact: Vec::new(),
         hosts: vec![HostPlan {
             host,
             exclusive: false,

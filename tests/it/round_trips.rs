@@ -21,6 +21,7 @@ fn run(hp: HostPlan, answers: Vec<&str>) -> (Vec<(String, String)>, HostStatus) 
     let plan = Plan {
         title: "t".into(),
         confirm: false,
+        redact: Vec::new(),
         hosts: vec![hp],
     };
     let reports = apply(

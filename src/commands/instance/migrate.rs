@@ -278,6 +278,7 @@ fn all_phases(p: &MigrationPlan) -> Plan {
         title: p.start.title.clone(),
         hosts,
         confirm: true,
+        redact: Vec::new(),
     }
 }
 

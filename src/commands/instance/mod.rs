@@ -120,6 +120,7 @@ fn one_host_plan(title: String, host: Host, steps: Vec<crate::plan::Step>) -> Pl
             steps,
         }],
         confirm: true,
+        redact: Vec::new(),
     }
 }
 

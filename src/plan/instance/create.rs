@@ -267,6 +267,7 @@ pub fn plan(inv: &crate::inventory::Inventory, t: &Templates, req: &CreateReques
             steps,
         }],
         confirm: true,
+        redact: Vec::new(),
     })
 }
 
@@ -282,5 +283,6 @@ pub fn rollback(g: &Guest, hnode: &Host, nonce: &str) -> Plan {
             steps,
         }],
         confirm: false,
+        redact: Vec::new(),
     }
 }

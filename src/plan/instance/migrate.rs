@@ -231,6 +231,7 @@ fn phase(title: String, hosts: Vec<HostPlan>) -> Plan {
         title,
         hosts: hosts.into_iter().filter(|h| !h.steps.is_empty()).collect(),
         confirm: false,
+        redact: Vec::new(),
     }
 }
 

@@ -249,6 +249,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, password: &Se
     Ok(Plan {
         title: "lamp deploy".into(),
         confirm: true,
+        redact: Vec::new(),
         hosts,
     })
 }
