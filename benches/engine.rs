@@ -260,6 +260,7 @@ fn job(hosts: &[Host]) -> (Plan, Vec<String>) {
         title: "engine bench job".into(),
         hosts: plan,
         confirm: true,
+        redact: Vec::new(),
     };
     (plan, scripts)
 }
