@@ -337,6 +337,10 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
         remote(inv, "hvm1", "dmesg | tail -n 30")
     );
     let (_, stall) = rate_and_stall(&blocks);
+    report(&format!(
+        "{node} killed: {BLOCKS} blocks of 64 KiB, 0 I/O errors, longest write stall {stall:.1} s, writer done {:.0} s after the kill",
+        killed.elapsed().as_secs_f64()
+    ));
     // By now the survivor has noticed (the status right after the kill may predate that).
     let (code, rows) = storage_status(inv);
     assert_eq!(code, Some(4), "{node} still down: {rows:?}");
