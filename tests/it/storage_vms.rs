@@ -370,7 +370,7 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     let detail = remote(
         inv,
         "hvm1",
-        &format!("/etc/cloudctl/attach-storage >/dev/null; mdadm --detail {MD}"),
+        &format!("/etc/cloudctl/attach-storage 2>&1; mdadm --detail {MD}; dmesg | tail -n 15; exit 0"),
     );
     assert!(detail.contains("Active Devices : 2"), "{detail}");
 
