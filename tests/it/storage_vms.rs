@@ -366,6 +366,13 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     let resync = started.elapsed();
     let (code, _) = storage_status(inv);
     assert_eq!(code, Some(0), "healthy again");
+    // Every block reads back with its checksum.
+    let sums = remote(inv, "hvm1", &format!("i={first}; while [ $i -lt {} ]; do dd if={MD} bs=65536 skip=$i count=1 2>/dev/null | sha256sum | cut -d' ' -f1; i=$((i + 1)); done", first + BLOCKS));
+    let read: Vec<&str> = sums.lines().collect();
+    assert_eq!(read.len() as u64, BLOCKS);
+    for (b, r) in blocks.iter().zip(&read) {
+        assert_eq!(&b.3, r, "block {} reads back different", first + b.0);
+    }
     // The client takes the returned path back.
     let detail = remote(
         inv,
@@ -374,13 +381,6 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     );
     assert!(detail.contains("Active Devices : 2"), "{detail}");
 
-    // Every block reads back with its checksum.
-    let sums = remote(inv, "hvm1", &format!("i={first}; while [ $i -lt {} ]; do dd if={MD} bs=65536 skip=$i count=1 2>/dev/null | sha256sum | cut -d' ' -f1; i=$((i + 1)); done", first + BLOCKS));
-    let read: Vec<&str> = sums.lines().collect();
-    assert_eq!(read.len() as u64, BLOCKS);
-    for (b, r) in blocks.iter().zip(&read) {
-        assert_eq!(&b.3, r, "block {} reads back different", first + b.0);
-    }
     format!(
         "{BLOCKS} blocks of 64 KiB, 0 I/O errors, longest write stall {stall:.1} s, writer done {:.0} s after the kill; {node} back: Wake-on-LAN → SSH {:.1} s, storage init + resync to UpToDate/UpToDate {:.1} s; all {BLOCKS} blocks read back with their checksums",
         writer_done.as_secs_f64(),
