@@ -373,6 +373,11 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     for (b, r) in blocks.iter().zip(&read) {
         assert_eq!(&b.3, r, "block {} reads back different", first + b.0);
     }
+    report(&format!(
+        "{node} back: Wake-on-LAN → SSH {:.1} s, storage init + resync to UpToDate/UpToDate {:.1} s; all {BLOCKS} blocks read back with their checksums",
+        took.as_secs_f64(),
+        resync.as_secs_f64()
+    ));
     // The client takes the returned path back.
     let detail = remote(
         inv,
