@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const LAB: &str = "tsvm";
-const OCTET: u8 = 180;
+const LAB: &str = "tasvm";
+const OCTET: u8 = 182;
 
 /// Builds (or takes from the cache) the storage node image; returns (kernel, initrd).
 fn boot_image() -> (String, String) {
