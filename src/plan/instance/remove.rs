@@ -148,6 +148,7 @@ pub fn plan(g: &Guest, node: &Host, disk: &Disk, nonce: Option<&str>, grace_secs
             steps,
         }],
         confirm: true,
+        redact: Vec::new(),
     }
 }
 
