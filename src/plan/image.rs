@@ -179,6 +179,7 @@ pub fn remove_plan(host: &Host, store: &str, name: &Name) -> Plan {
             steps: vec![Step::Absent(AbsentStep { path })],
         }],
         confirm: true,
+        redact: Vec::new(),
     }
 }
 
