@@ -316,9 +316,10 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     written(KILL_AFTER);
     ok(&cloudctl(&["lab", "power-off", "--name", LAB, node]), "power-off");
     let killed = Instant::now();
-    // Degraded while the node is down: a non-zero exit naming it.
+    // Degraded while the node is down: a non-zero exit naming it (4 for the unreachable node, or 1
+    // once the survivor reports its peer gone: in cloudctl's one order a problem outranks it).
     let (code, rows) = storage_status(inv);
-    assert_eq!(code, Some(4), "{node} down: {rows:?}");
+    assert!(matches!(code, Some(1) | Some(4)), "{node} down: {code:?} {rows:?}");
     assert!(
         rows[victim]["problems"][0]
             .as_str()
@@ -343,7 +344,7 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
     ));
     // By now the survivor has noticed (the status right after the kill may predate that).
     let (code, rows) = storage_status(inv);
-    assert_eq!(code, Some(4), "{node} still down: {rows:?}");
+    assert_eq!(code, Some(1), "{node} still down, the survivor degraded: {rows:?}");
     assert!(
         !rows[1 - victim]["problems"].as_array().unwrap().is_empty(),
         "the survivor misses its peer: {rows:?}"
