@@ -121,8 +121,9 @@ fn show_status(ctx: &Context) -> Result<Exit, Error> {
                 failed(e.to_string())
             }
             Some(Ok(st)) => {
-                if !st.healthy() && exit == Exit::Ok {
-                    exit = Exit::Failed;
+                // The one severity order decides, whichever node came first.
+                if !st.healthy() {
+                    exit = exit.max(Exit::Failed);
                 }
                 st
             }

@@ -120,8 +120,9 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
                     }
                 }
                 let problems = storage::status_problems(&fields);
-                if !problems.is_empty() && exit == Exit::Ok {
-                    exit = Exit::Failed;
+                // The one severity order decides, whichever node came first.
+                if !problems.is_empty() {
+                    exit = exit.max(Exit::Failed);
                 }
                 for (k, v) in fields {
                     row.insert(k, v.into());
