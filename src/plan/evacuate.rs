@@ -111,18 +111,7 @@ pub fn plan(node: &str, guests: &[OnNode], unrecorded: &[String], loads: &[NodeL
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load(name: &str, cap: u64, guests: &[(&str, u32)]) -> NodeLoad {
-        NodeLoad {
-            name: name.into(),
-            hypervisor: Hypervisor::Kvm,
-            drained: false,
-            up: true,
-            capacity_mib: Some(cap),
-            available_mib: Some(cap),
-            guests: guests.iter().map(|(g, m)| (g.to_string(), *m)).collect(),
-        }
-    }
+    use crate::plan::placement::tests::node as load;
 
     fn on(name: &str, memory: u32, running: bool) -> OnNode {
         OnNode {

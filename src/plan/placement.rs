@@ -253,10 +253,11 @@ pub fn loads(inv: &Inventory, answers: &[(String, Option<Reported>)]) -> Vec<Nod
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn node(name: &str, cap: u64, guests: &[(&str, u32)]) -> NodeLoad {
+    /// An up KVM node with `cap` MiB, all of it free, and `guests` (name, MiB) recorded on it.
+    pub(crate) fn node(name: &str, cap: u64, guests: &[(&str, u32)]) -> NodeLoad {
         NodeLoad {
             name: name.into(),
             hypervisor: Hypervisor::Kvm,

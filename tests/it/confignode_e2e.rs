@@ -17,12 +17,6 @@ fn snapshot(lab: &Lab) -> String {
     lab.sh_ok(0, "cat /etc/dhcp/dhcpd.conf /etc/dhcp/cloudctl-hosts.conf; ls /srv/tftp/pxelinux.cfg; cat /srv/tftp/pxelinux.cfg/*")
 }
 
-fn dhcpd_pid(lab: &Lab) -> String {
-    lab.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
-        .trim()
-        .to_string()
-}
-
 #[test]
 #[cfg_attr(
     not(lab_tests),
@@ -41,12 +35,12 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     };
 
     ok(&["config", "init"]);
-    let pid = dhcpd_pid(&lab);
+    let pid = lab.dhcpd_pid();
     assert!(
         ok(&["config", "init"]).contains("no changes"),
         "second config init changes nothing"
     );
-    assert_eq!(dhcpd_pid(&lab), pid, "dhcpd not restarted by an unchanged config init");
+    assert_eq!(lab.dhcpd_pid(), pid, "dhcpd not restarted by an unchanged config init");
     let tftp = lab.sh_ok(0, "ls /srv/tftp");
     for f in ["ldlinux.c32", "libcom32.c32", "mboot.c32", "pxelinux.0", "pxelinux.cfg"] {
         assert!(tftp.contains(f), "{f} staged: {tftp}");
@@ -92,7 +86,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
         before_inv,
         "dry run changed the inventory"
     );
-    assert_eq!(dhcpd_pid(&lab), pid);
+    assert_eq!(lab.dhcpd_pid(), pid);
 
     ok(&["node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
     assert!(
@@ -104,24 +98,14 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     assert!(lab
         .sh_ok(0, "cat /etc/dhcp/cloudctl-hosts.conf")
         .contains("host web1 {"));
-    let pid = dhcpd_pid(&lab);
+    let pid = lab.dhcpd_pid();
     assert!(ok(&["node", "add", "web1", "--mac", "aa:bb:cc:00:00:01"]).contains("no changes"));
-    assert_eq!(dhcpd_pid(&lab), pid, "re-adding the same node leaves dhcpd alone");
+    assert_eq!(lab.dhcpd_pid(), pid, "re-adding the same node leaves dhcpd alone");
 
     // Every refusal: exit 2, the conflict named, nothing touched.
     let snap = snapshot(&lab);
     let inv_text = std::fs::read_to_string(&inv).unwrap();
-    let web1_ip = inv_text
-        .split("name = \"web1\"")
-        .nth(1)
-        .unwrap()
-        .split("ip = \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let web1_ip = lab.node_ip("web1").to_string();
     let refusals: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["web1", "--mac", "aa:bb:cc:00:00:09"],
@@ -174,7 +158,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
             "{args:?} touched the inventory"
         );
     }
-    assert_eq!(dhcpd_pid(&lab), pid);
+    assert_eq!(lab.dhcpd_pid(), pid);
 
     // A template override that renders an invalid dhcpd.conf is refused by dhcpd -t.
     let templates = lab.dir.path().join("templates");
@@ -200,7 +184,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
         text(&out.stderr)
     );
     assert_eq!(snapshot(&lab), snap, "running config untouched");
-    assert_eq!(dhcpd_pid(&lab), pid, "dhcpd still running with its old pid");
+    assert_eq!(lab.dhcpd_pid(), pid, "dhcpd still running with its old pid");
 
     // Two node adds at once (cron + a human): both land, neither is lost, dhcpd.conf whole.
     let spawn = |name: &str, mac: &str| {
@@ -301,7 +285,7 @@ fn a_dhcpd_that_cannot_start_leaves_the_old_config_running() {
         before,
         "the previous files are active"
     );
-    dhcpd_pid(&lab);
+    lab.dhcpd_pid();
     let listening = lab.sh_ok(0, "cat /proc/$(cat /run/dhcpd.pid)/cmdline | tr '\\0' ' '");
     assert!(
         listening.contains("eth0"),

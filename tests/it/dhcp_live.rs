@@ -6,12 +6,6 @@ use crate::support::{cloudctl, text, Lab, TFTPD};
 
 const KEY: &str = "/etc/dhcp/cloudctl-omapi.key";
 
-fn dhcpd_pid(lab: &Lab) -> String {
-    lab.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
-        .trim()
-        .to_string()
-}
-
 /// Whether the running dhcpd has a host object `name`, asked through OMAPI with the ConfigNode's
 /// own key (read there, as an administrator would), and its IP as omshell prints it (hex bytes).
 fn live_host(lab: &Lab, name: &str) -> Option<String> {
@@ -58,20 +52,13 @@ fn node_changes_reach_the_running_dhcpd_live_and_fall_back_to_a_restart() {
     assert_eq!(secret.len(), 44, "a 256-bit key, base64: {secret:?}");
 
     // Ten adds and removes, each seen in the running dhcpd, which keeps its pid.
-    let pid = dhcpd_pid(&lab);
+    let pid = lab.dhcpd_pid();
     for i in 0..10 {
         let (name, mac) = (format!("live{i}"), format!("52:54:00:aa:00:{i:02x}"));
         let out = ok(&["--json", "node", "add", &name, "--mac", &mac]);
         assert!(!out.contains("restarted dhcpd"), "{out}");
         let ip = live_host(&lab, &name).unwrap_or_else(|| panic!("{name} is not in the running dhcpd"));
-        let want: std::net::Ipv4Addr = std::fs::read_to_string(&inv)
-            .unwrap()
-            .split(&format!("name = \"{name}\""))
-            .nth(1)
-            .and_then(|r| r.split("ip = \"").nth(1))
-            .and_then(|r| r.split('"').next())
-            .and_then(|ip| ip.parse().ok())
-            .expect("node add recorded an IP");
+        let want = lab.node_ip(&name);
         let hex: Vec<String> = want.octets().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(ip, hex.join(":"), "{name} has its inventory address live");
         if i % 2 == 1 {
@@ -80,7 +67,7 @@ fn node_changes_reach_the_running_dhcpd_live_and_fall_back_to_a_restart() {
         }
     }
     assert_eq!(
-        dhcpd_pid(&lab),
+        lab.dhcpd_pid(),
         pid,
         "dhcpd kept its pid across 10 live adds and 5 removes"
     );
@@ -102,7 +89,7 @@ fn node_changes_reach_the_running_dhcpd_live_and_fall_back_to_a_restart() {
     rotate();
     let out = ok(&["node", "remove", "live0"]);
     assert!(out.contains("restarted dhcpd instead"), "the fallback is named: {out}");
-    assert_ne!(dhcpd_pid(&lab), pid, "the fallback restarted dhcpd");
+    assert_ne!(lab.dhcpd_pid(), pid, "the fallback restarted dhcpd");
     // A node removed live and added again by a restart is served: the lease file's record of the
     // live removal does not outlive the restart.
     rotate();
@@ -120,9 +107,9 @@ fn node_changes_reach_the_running_dhcpd_live_and_fall_back_to_a_restart() {
         "the restart dropped the live records: {leases}"
     );
     // And live changes work again with the key dhcpd now has.
-    let pid = dhcpd_pid(&lab);
+    let pid = lab.dhcpd_pid();
     let out = ok(&["node", "remove", "live2"]);
     assert!(!out.contains("restarted dhcpd"), "{out}");
     assert_eq!(live_host(&lab, "live2"), None);
-    assert_eq!(dhcpd_pid(&lab), pid);
+    assert_eq!(lab.dhcpd_pid(), pid);
 }

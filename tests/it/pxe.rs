@@ -154,22 +154,14 @@ fn a_registered_mac_pxe_boots_its_profile_and_stops_after_remove() {
     lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/hnode && cp {} /srv/tftp/images/hnode/vmlinuz && cp {} /srv/tftp/images/hnode/initrd.img", kernel.display(), initrd.display()));
     let out = cloudctl(&["-i", &inv, "--yes", "config", "init"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let dhcpd_pid = || lab.sh_ok(0, "cat /run/dhcpd.pid");
-    let pid = dhcpd_pid();
+    let pid = lab.dhcpd_pid();
 
     let started = Instant::now();
     let out = cloudctl(&["-i", &inv, "--yes", "node", "add", "pxe1", "--mac", MAC]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let node_add = started.elapsed();
-    assert_eq!(dhcpd_pid(), pid, "node add changed dhcpd live (OMAPI), no restart");
-    let ip = std::fs::read_to_string(&inv)
-        .unwrap()
-        .split("name = \"pxe1\"")
-        .nth(1)
-        .and_then(|r| r.split("ip = \"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .expect("node add recorded pxe1's IP")
-        .to_string();
+    assert_eq!(lab.dhcpd_pid(), pid, "node add changed dhcpd live (OMAPI), no restart");
+    let ip = lab.node_ip("pxe1");
     let vm = Vm::start(&lab, "tpxe0", lab.dir.path().join("boot1.log"), MAC);
     let line = vm.wait_for("CLOUDCTL-CMDLINE:", Duration::from_secs(150));
     let booted = started.elapsed();

@@ -127,6 +127,24 @@ impl Lab {
         text(&out.stdout)
     }
 
+    /// The IP the lab's inventory records for node `name` (e.g. the one `node add` chose).
+    pub fn node_ip(&self, name: &str) -> std::net::Ipv4Addr {
+        let path = self.inventory();
+        let inv = cloudctl::inventory::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let node = inv.node.iter().find(|n| n.name.get_ref().as_str() == name);
+        *node
+            .and_then(|n| n.ip.as_ref())
+            .unwrap_or_else(|| panic!("{path} records no IP for {name}"))
+            .get_ref()
+    }
+
+    /// The pid of the ConfigNode host's running dhcpd (checked alive).
+    pub fn dhcpd_pid(&self) -> String {
+        self.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
+            .trim()
+            .to_string()
+    }
+
     /// Appends TOML to the lab's inventory (extra nodes for a test).
     pub fn append_inventory(&self, toml: &str) {
         let mut text = std::fs::read_to_string(&self.state.inventory).unwrap();
