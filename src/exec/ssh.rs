@@ -9,11 +9,20 @@
 use super::known_hosts::{host_pattern, HostKey, KnownHosts};
 use super::{CommandOutput, Connector, HostError, ScriptOutput, Transport};
 use crate::inventory::{expand_home, Host, HostKeyPolicy, Inventory};
-use ssh2::{MethodType, Session};
+use ssh2::{ErrorCode, MethodType, Session};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// libssh2's codes for a handshake that ran out of time, and for key exchanges that failed
+/// (what a host no longer holding the pinned key type gives).
+const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+const LIBSSH2_KEY_EXCHANGE_FAILURES: [i32; 2] = [-5, -8];
+
+fn is_key_exchange_failure(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ErrorCode::Session(c) if LIBSSH2_KEY_EXCHANGE_FAILURES.contains(&c))
+}
 
 /// Host-key algorithms we accept when none is pinned yet, strongest first.
 const HOST_KEY_PREFS: &str =
@@ -86,11 +95,17 @@ impl SshConnector {
         sess.method_pref(MethodType::HostKey, prefs)
             .map_err(|e| unreachable(e.to_string()))?;
         sess.handshake().map_err(|e| match pinned {
-            Some(k) => HostError::HostKey(format!(
+            // A host that answers TCP but never finishes the handshake (hung, overloaded) is
+            // unreachable, not a changed key: only a failed key exchange points at the key.
+            _ if e.code() == ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) => unreachable(format!(
+                "SSH handshake timed out after {} s",
+                timeout.as_secs_f64().ceil()
+            )),
+            Some(k) if is_key_exchange_failure(&e) => HostError::HostKey(format!(
                 "{} ({endpoint}): SSH handshake failed while asking for the pinned {} key ({e}); the host may no longer have that key. If it was reinstalled, check and run `cloudctl host trust {}`",
                 host.name, k.key_type, host.name
             )),
-            None => unreachable(format!("SSH handshake failed: {e}")),
+            _ => unreachable(format!("SSH handshake failed: {e}")),
         })?;
         let (blob, _) = sess
             .host_key()

@@ -362,3 +362,34 @@ fn drain_and_undrain_edit_only_the_drained_flag() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(read(), seed);
 }
+
+/// A host that accepts the TCP connection but never speaks SSH (hung, or its sshd stopped) is
+/// unreachable (exit 4) after connect_timeout, named as a timeout; it is not mistaken for a host
+/// that lost its pinned key.
+#[test]
+fn a_host_that_never_finishes_the_handshake_is_unreachable_not_a_changed_key() {
+    let listener = std::net::TcpListener::bind("127.0.0.31:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    // Any pinned key will do: the host never gets as far as offering one.
+    let pinned = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPqIxu0wCQ2s16urOUUyF0BlTldjLAygyKp2D81Yymbv";
+    let known = write(dir.path(), "known_hosts", &format!("[127.0.0.31]:{port} {pinned}\n"));
+    let inv = GOOD
+        .replace(
+            "known_hosts = \"KH\"",
+            &format!(
+                "known_hosts = \"{}\"\nport = {port}\nconnect_timeout = 1",
+                known.display()
+            ),
+        )
+        .replace("10.0.0.", "127.0.0.");
+    let inv = write(dir.path(), "cloud.toml", &inv);
+    let started = std::time::Instant::now();
+    let out = cloudctl(&["-i", inv.to_str().unwrap(), "run", "--on", "hnode1", "--", "true"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("SSH handshake timed out after 1 s"), "{err}");
+    assert!(!err.contains("pinned"), "a hung host reported as a key problem: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    drop(listener);
+}

@@ -1,6 +1,6 @@
 //! End to end on a lab (kvm backend, QEMU under TCG): a guest created by copying a small bootable
 //! image, live-migrated while a third host pings it every 100 ms, refused migrations, a target
-//! killed midway, and `--cleanup`.
+//! killed midway, a target whose SSH hangs after the stream is up, and `--cleanup`.
 
 use crate::support::{cloudctl, read_in_image, report, text, Lab};
 use std::path::Path;
@@ -35,8 +35,37 @@ pub fn ping_once(lab: &Lab, ip: &str) -> bool {
         .success()
 }
 
+/// Each QEMU runs under its seccomp filter (-sandbox: mode 2 in the kernel's view) and as
+/// cloudctl's unprivileged uid and gid (-runas), not as root.
+fn assert_unprivileged(pids: &[u32]) {
+    assert!(!pids.is_empty(), "no QEMU to check");
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("Seccomp:\t2"), "QEMU {pid} runs without its sandbox");
+        let ids = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(ids("Uid:"), ["64200"; 4], "QEMU {pid} does not run as uid 64200");
+        assert_eq!(ids("Gid:"), ["64200"; 4], "QEMU {pid} does not run as gid 64200");
+        assert_eq!(
+            ids("Groups:"),
+            ["64200"],
+            "QEMU {pid} keeps root's supplementary groups"
+        );
+    }
+}
+
 /// QEMU processes running in a lab host's network namespace.
 pub fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
+    processes(lab, idx, |comm, _| comm.starts_with("qemu"))
+}
+
+/// Processes in a lab host's network namespace whose name and command line pass `pick`.
+fn processes(lab: &Lab, idx: usize, pick: impl Fn(&str, &str) -> bool) -> Vec<u32> {
     let out = Command::new("ip")
         .args(["netns", "pids", &lab.state.hosts[idx].netns])
         .output()
@@ -44,8 +73,29 @@ pub fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
     text(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("qemu")))
+        .filter(|pid| {
+            let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).map(|b| text(&b));
+            matches!((read("comm"), read("cmdline")), (Ok(c), Ok(l)) if pick(c.trim(), &l.replace('\0', " ")))
+        })
         .collect()
+}
+
+/// Stops a process (SIGSTOP) until dropped: its open connections go on, new ones hang.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        // SAFETY: kill(2) on a pid of our own lab (its sshd), resumed when the guard drops.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
 }
 
 pub fn json(out: &std::process::Output) -> serde_json::Value {
@@ -141,11 +191,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         ping_once(&lab, "10.201.81.50"),
         "up means it answers ping from elsewhere too"
     );
-    // QEMU runs under its seccomp filter (-sandbox): mode 2 in the kernel's view.
-    for pid in qemus(&lab, HNODE1) {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        assert!(status.contains("Seccomp:\t2"), "QEMU {pid} runs without its sandbox");
-    }
+    assert_unprivileged(&qemus(&lab, HNODE1));
     report(&format!(
         "instance create --copy --wait: command {:.1} s, of which {up_after:.1} s until the guest answered SSH with its pinned key",
         t.elapsed().as_secs_f64(),
@@ -306,6 +352,8 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     );
     assert!(qemus(&lab, HNODE1).is_empty(), "QEMU left on the source");
     assert_eq!(qemus(&lab, HNODE2).len(), 1);
+    // The copy that received the guest gave up root too (-runas), yet could take over its disk.
+    assert_unprivileged(&qemus(&lab, HNODE2));
     assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
     let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
     assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");
@@ -408,10 +456,89 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
     assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");
 
+    // SSH to the target hangs once the stream is flowing (its sshd stopped: open sessions go on,
+    // new ones time out), so the migration completes but cannot be verified. The copy on the
+    // target is then the only one running and must be left running; --cleanup sorts it out.
+    let plain = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(&inv, plain.replace("[ssh]\n", "[ssh]\nconnect_timeout = 2\n")).unwrap();
+    let mut cut = Command::new(crate::support::bin())
+        .args([
+            "-i",
+            &inv,
+            "--yes",
+            "instance",
+            "migrate",
+            "vm1",
+            "--to",
+            "hnode1",
+            "--max-bandwidth",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The target's end of the stream: the one-time key's forced command feeding QEMU.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes(&lab, HNODE1, |comm, line| {
+        comm == "socat" && line.contains("vm1.migrate")
+    })
+    .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the migration stream never reached hnode1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let frozen = Frozen::new(lab.state.hosts[HNODE1].sshd_pid);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = cut.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "migrate hung on a target that stopped answering SSH"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(frozen);
+    std::fs::write(&inv, plain).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(cut.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("vm1 does not verifiably run on hnode2")
+            && stderr.contains("its copy on hnode1 was left as it is")
+            && stderr.contains("--cleanup"),
+        "{stderr}"
+    );
+    assert!(ping_once(&lab, "10.201.81.50"), "the guest stopped answering: {stderr}");
+    let found = cloudctl(&["-i", &inv, "--json", "instance", "list"]);
+    let found = json(&found);
+    let vm1 = found["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "vm1")
+        .unwrap();
+    let running: Vec<&str> = vm1["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f[1] == "running")
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(running, ["hnode1"], "vm1 must run on exactly one node: {vm1}");
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", "vm1", "--cleanup"]);
+    assert!(out.status.success(), "cleanup: {}", text(&out.stderr));
+    assert!(qemus(&lab, HNODE2).is_empty(), "the paused source copy was left");
+    assert_eq!(where_runs(&inv, "vm1"), ("hnode1".into(), "hnode1".into()));
+    let keys = std::fs::read_to_string(lab.state.dir.join("authorized_keys")).unwrap();
+    assert!(!keys.contains("cloudctl-migrate"), "one-time key left behind: {keys}");
+
     // Stop, and start again where it is recorded.
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "stop", "vm1", "--grace", "2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(qemus(&lab, HNODE2).is_empty());
+    assert!(qemus(&lab, HNODE1).is_empty());
     assert_eq!(where_runs(&inv, "vm1").0, "");
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1", "--wait", "150"]);
     let err = text(&out.stderr);
@@ -420,7 +547,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         err.contains("vm1 is up: SSH answers with its pinned host key"),
         "start --wait: {err}"
     );
-    assert_eq!(where_runs(&inv, "vm1").0, "hnode2");
+    assert_eq!(where_runs(&inv, "vm1").0, "hnode1");
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "start", "vm1"]);
     assert_eq!(
         out.status.code(),

@@ -226,8 +226,10 @@ fn golden_kvm_create_by_copy() {
     assert_eq!(arg("-m"), "256");
     assert_eq!(
         arg("-drive"),
-        "file=/srv/cloud/instances/web2/disk.img,format=raw,if=virtio,cache=none"
+        "file=/srv/cloud/instances/web2/disk.img,format=raw,if=virtio,cache=none,file.auto-read-only=off"
     );
+    // QEMU gives up root once its files are open.
+    assert_eq!(arg("-runas"), "64200:64200");
     assert_eq!(arg("-append"), "root=/dev/vda rw console=ttyS0 net.ifnames=0");
     assert!(!qemu.contains(&"-incoming".to_string()));
     // A copy is never made smaller than its source: 3G beats the requested 2G.

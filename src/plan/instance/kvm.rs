@@ -13,10 +13,14 @@ use crate::plan::{dir, Step, When};
 pub struct Kvm;
 
 /// QEMU's seccomp filter: obsolete system calls and resource control denied. Privilege changes
-/// and spawning stay allowed: `-daemonize` calls setsid, and an `exec:` migration runs ssh.
-/// (`-runas` is not used: an incoming QEMU reopens the shared disk read-write when it takes
-/// over, so its user would need the same uid on every node; see README.)
+/// and spawning stay allowed: `-runas` calls setuid and `-daemonize` forks.
 const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
+
+/// The uid:gid QEMU drops to once it has opened its files (`-runas`). Numeric, so it needs no
+/// passwd entry on any node and is the same on all of them; nothing on a node belongs to it, so
+/// a guest that breaks out of QEMU can reach no file (disk, sockets and logs stay root's and
+/// were opened before the drop).
+pub const QEMU_RUNAS: &str = "64200:64200";
 
 /// Talks QMP: `qmp SOCKET COMMAND_JSON...` prints QEMU's answers and fails on an error answer.
 /// The capabilities handshake goes first, as QMP requires.
@@ -86,8 +90,9 @@ fn opt(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// QEMU's command line for `g`; the same on both ends of a migration (the target adds -incoming).
-pub fn qemu_argv(g: &Guest, incoming: bool) -> Vec<String> {
+/// QEMU's command line for `g`; the same on both ends of a migration (the target adds the
+/// `-incoming` URI it listens on).
+pub fn qemu_argv(g: &Guest, incoming: Option<&str>) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         "qemu-system-x86_64".into(),
         "-name".into(),
@@ -112,7 +117,13 @@ pub fn qemu_argv(g: &Guest, incoming: bool) -> Vec<String> {
         g.cmdline(),
         "-drive".into(),
         // cache=none: no host page cache, so the target of a migration reads what the source wrote.
-        format!("file={},format=raw,if=virtio,cache=none", opt(&g.disk())),
+        // auto-read-only=off: the file is opened read-write before QEMU drops root; by default
+        // an incoming QEMU opens it read-only and reopens it at takeover, as the unprivileged
+        // uid, which the root-owned disk refuses.
+        format!(
+            "file={},format=raw,if=virtio,cache=none,file.auto-read-only=off",
+            opt(&g.disk())
+        ),
         "-netdev".into(),
         format!("tap,id=net0,ifname={},script=no,downscript=no", g.tap()),
         "-device".into(),
@@ -130,10 +141,14 @@ pub fn qemu_argv(g: &Guest, incoming: bool) -> Vec<String> {
         g.run_file("pid"),
         "-sandbox".into(),
         SANDBOX.into(),
+        "-runas".into(),
+        QEMU_RUNAS.into(),
         "-daemonize".into(),
     ]);
-    if incoming {
-        argv.extend(["-incoming".into(), "defer".into()]);
+    // On the command line rather than `migrate-incoming` later: QEMU then listens before it
+    // drops root, so a Unix socket can be made in root's runtime directory.
+    if let Some(uri) = incoming {
+        argv.extend(["-incoming".into(), uri.into()]);
     }
     argv
 }
@@ -146,8 +161,8 @@ pub fn qmp_step(g: &Guest, commands: &[&str]) -> Step {
     script(QMP, &args, When::Always)
 }
 
-/// Host-side interface and a QEMU process (paused for an incoming migration if `incoming`).
-pub fn launch_steps(g: &Guest, incoming: bool) -> Vec<Step> {
+/// Host-side interface and a QEMU process (paused, listening on `incoming` for a migration).
+pub fn launch_steps(g: &Guest, incoming: Option<&str>) -> Vec<Step> {
     vec![
         dir(RUN_DIR, 0o700).expect("static path"),
         script(TAP_UP, &[&g.tap(), g.bridge.as_str()], When::Always),
@@ -166,7 +181,7 @@ impl Backend for Kvm {
     }
 
     fn start_steps(&self, g: &Guest) -> Vec<Step> {
-        let mut steps = launch_steps(g, false);
+        let mut steps = launch_steps(g, None);
         steps.push(script(WAIT_RUNNING, &[&g.run_file("qmp"), "30"], When::Always));
         steps
     }

@@ -235,18 +235,51 @@ fn phase(title: String, hosts: Vec<HostPlan>) -> Plan {
     }
 }
 
-/// The ssh command line the source runs to reach the target (QEMU's exec: or xl's -s).
-fn ssh_command(r: &MigrateRequest) -> String {
+/// The ssh command the source runs to reach the target (the kvm relay's, or xl's -s).
+fn ssh_argv(r: &MigrateRequest) -> Vec<String> {
     let g = r.guest;
-    let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_default();
-    format!(
-        "ssh -T -i {} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=10 -p {} {}@{}",
-        q(&g.run_file("migrate-key")),
-        q(&g.run_file("migrate-known-hosts")),
-        r.target.port,
-        q(r.ssh_user),
-        q(&r.target.host)
+    let known_hosts = format!("UserKnownHostsFile={}", g.run_file("migrate-known-hosts"));
+    let port = r.target.port.to_string();
+    let dest = format!("{}@{}", r.ssh_user, r.target.host);
+    strings(&[
+        "ssh",
+        "-T",
+        "-i",
+        &g.run_file("migrate-key"),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        &known_hosts,
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        &port,
+        &dest,
+    ])
+}
+
+/// The relay that carries a kvm migration from the unprivileged QEMU into ssh.
+const RELAY: &str = include_str!("../../../scripts/instance/migrate-relay.sh");
+
+/// Where the source's QEMU writes its migration stream, and the relay's pid file. Not under
+/// /run/cloudctl, which is root's alone (the remote lock).
+fn relay_files(g: &Guest) -> (String, String) {
+    (
+        format!("/run/cloudctl-migrate/{}.sock", g.name),
+        g.run_file("relay-pid"),
     )
+}
+
+fn relay_stop(g: &Guest) -> Step {
+    let (sock, pidfile) = relay_files(g);
+    let absent = strings(&["sh", "-c", "! test -e \"$1\"", "sh", &pidfile]);
+    script(RELAY, &["stop", &sock, &pidfile], When::Unless(absent))
 }
 
 pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
@@ -307,28 +340,23 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
     }
     let (start, poll, finish_src, abort_src, abort_dst) = match g.hypervisor {
         Hypervisor::Kvm => {
-            let uri = match &r.channel {
+            let mut start = Vec::new();
+            let (listen, uri) = match &r.channel {
                 Channel::Ssh { .. } => {
-                    dst_prepare.extend(kvm::launch_steps(g, true));
-                    dst_prepare.push(kvm::qmp_step(
-                        g,
-                        &[&serde_json::json!({"execute": "migrate-incoming", "arguments": {"uri": format!("unix:{incoming_sock}")}}).to_string()],
-                    ));
-                    format!("exec:{}", ssh_command(r))
+                    let (out, pidfile) = relay_files(g);
+                    let mut args = vec!["start", out.as_str(), pidfile.as_str(), kvm::QEMU_RUNAS];
+                    let ssh = ssh_argv(r);
+                    args.extend(ssh.iter().map(String::as_str));
+                    start.push(script(RELAY, &args, When::Always));
+                    src_tidy.insert(0, relay_stop(g));
+                    (format!("unix:{incoming_sock}"), format!("unix:{out}"))
                 }
                 Channel::Tcp { port } => {
                     let listen = format!("tcp:{}:{port}", r.target.host);
-                    dst_prepare.extend(kvm::launch_steps(g, true));
-                    dst_prepare.push(kvm::qmp_step(
-                        g,
-                        &[
-                            &serde_json::json!({"execute": "migrate-incoming", "arguments": {"uri": listen}})
-                                .to_string(),
-                        ],
-                    ));
-                    listen
+                    (listen.clone(), listen)
                 }
             };
+            dst_prepare.extend(kvm::launch_steps(g, Some(&listen)));
             // Always set: QEMU keeps a limit from an earlier (e.g. aborted) migration otherwise.
             let bandwidth = r
                 .max_bandwidth_mib
@@ -339,8 +367,9 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
             let poll = [kvm::QMP, &g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]
                 .map(|s| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_default());
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
+            start.push(kvm::qmp_step(g, &[&set, &go]));
             (
-                vec![kvm::qmp_step(g, &[&set, &go])],
+                start,
                 Some(format!("sh -c {} sh {} {}", poll[0], poll[1], poll[2])),
                 stop_now.clone(),
                 vec![script(kvm::QMP_CANCEL, &[&g.run_file("qmp")], When::Always)],
@@ -354,7 +383,15 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                 ));
             }
             let start = vec![Step::Command(crate::plan::CommandStep {
-                argv: strings(&["xl", "migrate", "-s", &ssh_command(r), g.name.as_str(), &r.target.host]),
+                argv: strings(&[
+                    "xl",
+                    "migrate",
+                    "-s",
+                    &shlex::try_join(ssh_argv(r).iter().map(String::as_str))
+                        .map_err(|e| crate::error::Error::Usage(format!("cannot quote the ssh command for xl: {e}")))?,
+                    g.name.as_str(),
+                    &r.target.host,
+                ]),
                 when: When::Always,
             })];
             (start, None, Vec::new(), Vec::new(), Vec::new())
@@ -463,6 +500,9 @@ pub fn cleanup(g: &Guest, seen: &[(Host, Option<GuestSeen>)], auth_file: &str) -
                         When::Always,
                     )],
                 });
+            }
+            if g.hypervisor == Hypervisor::Kvm {
+                steps.push(relay_stop(g));
             }
             let key = g.run_file("migrate-key");
             steps.push(command(
