@@ -296,6 +296,15 @@ pub enum HnodeCommand {
     /// move keeps running where it is and is named (exit 1). Stopped guests stay recorded on
     /// the node and are listed.
     Evacuate(HnodeEvacuateArgs),
+    /// Power a drained hardware node off, once no guest is on it.
+    ///
+    /// Refused (exit 2, naming them) while a guest is recorded on the node or the node reports
+    /// one running there, and while the node is not drained. With an `ipmi` table on the node it
+    /// sends `chassis power soft` (an ACPI power-button press) to the BMC from the ConfigNode;
+    /// otherwise it runs `poweroff` on the node over SSH. Then it waits, up to --wait seconds,
+    /// until the node stops answering ping from the ConfigNode (exit 1 if it still answers). On
+    /// a TTY you confirm by typing the node's name; scripts pass --yes (exit 6 without it).
+    Poweroff(HnodePoweroffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +323,15 @@ pub struct HnodeEvacuateArgs {
     /// Give up on a guest whose migration has not finished after this many seconds (it stays).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HnodePoweroffArgs {
+    /// The hardware node's name.
+    pub name: String,
+    /// Seconds to wait for the node to stop answering ping (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,9 @@ pub struct ConfigNodeFacts {
     pub dhcp_servers: Vec<Ipv4Addr>,
     /// Why the DHCP servers could not be looked for, if they could not.
     pub dhcp_unchecked: Option<String>,
+    /// The MACs dhcpd's commit hook recorded (it gave them an address); `None` when the
+    /// ConfigNode has no record folder (set up by an older `config init`).
+    pub booted: Option<Vec<[u8; 6]>>,
 }
 
 /// `dhcp-discover IFACE` (scripts/doctor/dhcp-discover.sh): one DHCPDISCOVER, never a REQUEST.
@@ -109,6 +112,10 @@ pub fn confignode_script(inv: &Inventory) -> String {
         let iface = inv.network.as_ref().map_or("eth0", |n| n.interface.as_str());
         s += &format!("sh -c {} sh {}\n", quote(DHCP_DISCOVER), quote(iface));
         s += &format!(
+            "d={}; if [ -d \"$d\" ]; then echo booted-recorded; for f in \"$d\"/*; do [ -e \"$f\" ] && echo \"booted ${{f##*/}}\"; done; fi\n",
+            quote(confignode::BOOTED_DIR)
+        );
+        s += &format!(
             "awk '$1 == \"range\" {{ a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }}' {conf} 2>/dev/null\n"
         );
     }
@@ -133,6 +140,12 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
                 }
             }
             ["dhcp-unchecked", why @ ..] => f.dhcp_unchecked = Some(why.join(" ")),
+            ["booted-recorded"] => f.booted = Some(f.booted.take().unwrap_or_default()),
+            ["booted", mac] => {
+                if let Some(mac) = dhcpd_mac(mac) {
+                    f.booted.get_or_insert_with(Vec::new).push(mac);
+                }
+            }
             ["range", a, b] => {
                 if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
                     f.ranges.push((a, b));
@@ -175,6 +188,20 @@ pub fn parse_hnode(out: &str) -> HnodeFacts {
     f
 }
 
+/// A MAC as dhcpd's `binary-to-ascii(16, 8, ":", …)` prints it: six hex octets, no leading
+/// zeros (`52:54:0:c1:0:2`).
+pub fn dhcpd_mac(s: &str) -> Option<[u8; 6]> {
+    let octets: Vec<u8> = s
+        .split(':')
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 2)
+                .then(|| u8::from_str_radix(o, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    octets.try_into().ok()
+}
+
 fn in_range(ip: Ipv4Addr, (a, b): (Ipv4Addr, Ipv4Addr)) -> bool {
     ip >= a && ip <= b
 }
@@ -208,9 +235,26 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
             ));
         }
     };
+    // A node that answered (even with the wrong host key) is up: it booted, from PXE or a disk.
+    let answered: Vec<&str> = facts
+        .hnodes
+        .iter()
+        .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
+        .map(|(n, _)| n.as_str())
+        .chain(
+            facts
+                .others
+                .iter()
+                .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
+                .map(|(n, _)| n.as_str()),
+        )
+        .collect();
     if let Some(cn) = &facts.confignode {
         match cn {
-            Answer::Facts(f) => check_confignode(inv, f, &mut out),
+            Answer::Facts(f) => {
+                check_confignode(inv, f, &mut out);
+                check_boots(inv, f, &answered, &mut out);
+            }
             Answer::HostKey(e) => reach(&mut out, "confignode", e, true),
             Answer::Unreachable(e) => reach(&mut out, "confignode", e, false),
         }
@@ -311,6 +355,42 @@ fn check_confignode(inv: &Inventory, f: &ConfigNodeFacts, out: &mut Vec<Finding>
                 },
             ));
         }
+    }
+}
+
+/// Registered nodes that are not up and whose MAC the ConfigNode's DHCP server never answered:
+/// they never got as far as asking for their address (wrong MAC, not booting from the network,
+/// not powered, not cabled).
+fn check_boots(inv: &Inventory, f: &ConfigNodeFacts, answered: &[&str], out: &mut Vec<Finding>) {
+    let Some(booted) = &f.booted else {
+        out.push(finding(
+            "boots_unrecorded",
+            "confignode",
+            "the ConfigNode does not record which MACs its DHCP server answered (dhcpd.conf predates it), so nodes that never booted cannot be named".into(),
+            "run `cloudctl config init`: it adds the record to dhcpd.conf".into(),
+        ));
+        return;
+    };
+    for n in &inv.node {
+        let name = n.name.get_ref().as_str();
+        let Some(mac) = &n.mac else { continue };
+        if answered.contains(&name) || booted.contains(&mac.get_ref().octets()) {
+            continue;
+        }
+        let power = if n.role == Role::Hnode {
+            "hnode boot"
+        } else {
+            "node boot"
+        };
+        out.push(finding(
+            "never_booted",
+            name,
+            format!(
+                "{name} ({}) is registered but has never asked the ConfigNode for its address: no DHCP answer went to that MAC since `config init` set up the record",
+                mac.get_ref()
+            ),
+            format!("power it on (`cloudctl {power} {name}`); if it is on, check that the inventory has the MAC of the NIC it boots from and that it boots from the network (PXE) first"),
+        ));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod instance;
 pub mod lamp;
 pub mod node;
 pub mod placement;
+pub mod poweroff;
 pub mod rebalance;
 pub mod run;
 pub mod storage;

@@ -27,6 +27,8 @@ mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
 mod placement_plan;
+mod poweroff_e2e;
+mod poweroff_plan;
 mod pxe;
 mod pxe_scale;
 mod round_trips;

@@ -15,7 +15,7 @@ const LAB: &str = "tasvm";
 const OCTET: u8 = 182;
 
 /// Builds (or takes from the cache) the storage node image; returns (kernel, initrd).
-fn boot_image() -> (String, String) {
+pub fn boot_image() -> (String, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-snode-initrd.sh");
     let out = Command::new("bash").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
