@@ -20,6 +20,7 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
         let script = match h.role {
             "confignode" => doctor::confignode_script(&inv),
             "hnode" => doctor::hnode_script(hypervisor_of(&inv, &h.name)?, &auth),
+            "snode" => doctor::snode_script(),
             _ => "exit 0\n".to_string(),
         };
         let before = now();
@@ -37,6 +38,9 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
                     ..doctor::parse_hnode(out)
                 }),
             )),
+            "snode" => facts
+                .snodes
+                .push((h.name.clone(), classify(&a, crate::plan::storage_health::parse))),
             _ => facts.others.push((h.name.clone(), classify(&a, |_| ()))),
         }
     }

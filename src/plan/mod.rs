@@ -13,6 +13,7 @@ pub mod poweroff;
 pub mod rebalance;
 pub mod run;
 pub mod storage;
+pub mod storage_health;
 
 use crate::error::Error;
 use crate::inventory::Host;

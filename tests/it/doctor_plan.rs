@@ -47,6 +47,7 @@ fn facts(h1: HnodeFacts, h2: HnodeFacts) -> CloudFacts {
             ("hnode1".into(), Answer::Facts(h1)),
             ("hnode2".into(), Answer::Facts(h2)),
         ],
+        snodes: vec![],
         others: vec![],
     }
 }
