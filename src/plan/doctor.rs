@@ -392,7 +392,13 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
     let res = section.map_or("RES".to_string(), |s| s.resource.to_string());
     let of_storage = section.is_some_and(|s| s.nodes.get_ref().iter().any(|n| n.as_str() == node));
     let peer = section
-        .and_then(|s| s.nodes.get_ref().iter().find(|n| n.as_str() != node).map(|n| n.to_string()))
+        .and_then(|s| {
+            s.nodes
+                .get_ref()
+                .iter()
+                .find(|n| n.as_str() != node)
+                .map(|n| n.to_string())
+        })
         .unwrap_or_else(|| "its peer".into());
     let devices = h.drbd.as_deref().unwrap_or_default();
     if of_storage && !devices.iter().any(|d| d.cs != "Unconfigured") {
@@ -416,7 +422,9 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
         out.push(finding(check, node, format!("on {node}: {problem}"), fix));
     }
     for a in h.md.as_deref().unwrap_or_default() {
-        let Some(problem) = storage_health::md_problem(a) else { continue };
+        let Some(problem) = storage_health::md_problem(a) else {
+            continue;
+        };
         let fix = if a.level == "multipath" {
             format!("a path to the storage is gone: bring the storage node back (`cloudctl storage status`), then run /etc/cloudctl/attach-storage on {node} to add the path again")
         } else {

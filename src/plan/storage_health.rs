@@ -120,10 +120,7 @@ pub fn parse_drbd(text: &str) -> Vec<DrbdDevice> {
             }
         }
         if let (Some(at), Some(last)) = (t.find("sync'ed:"), devices.last_mut()) {
-            last.synced = t[at + "sync'ed:".len()..]
-                .split_whitespace()
-                .next()
-                .map(str::to_string);
+            last.synced = t[at + "sync'ed:".len()..].split_whitespace().next().map(str::to_string);
         }
     }
     devices
@@ -174,7 +171,10 @@ pub fn parse_mdstat(text: &str) -> Vec<MdArray> {
         }
         for kind in ["recovery", "resync", "reshape", "check"] {
             if let Some(at) = line.find(&format!("{kind} =")) {
-                let progress = line[at + kind.len() + 2..].split_whitespace().next().unwrap_or_default();
+                let progress = line[at + kind.len() + 2..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
                 last.rebuilding = Some(format!("{kind} {progress}"));
             }
         }
