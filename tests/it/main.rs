@@ -33,6 +33,7 @@ mod pxe;
 mod pxe_scale;
 mod round_trips;
 mod storage;
+mod storage_health;
 mod storage_vms;
 mod support;
 mod templates;

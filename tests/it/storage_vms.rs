@@ -403,11 +403,20 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64, serving: boo
         "a primary was forced: {err}"
     );
     assert!(!err.contains("drbdadm create-md \"$1\" && mkdir -p \"$3\" && touch \"$2\"' sh r0 /var/lib/cloudctl/storage/r0.metadata-created /var/lib/cloudctl/storage: changed"), "metadata recreated: {err}");
+    // Mid-resync, as doctor sees it: connected, the disks not both UpToDate yet.
+    let raw = remote(inv, survivor, "cat /proc/drbd; exit 0");
+    let (found, doc) = doctor(inv);
+    report(&format!("{node} back, resyncing: {survivor}'s /proc/drbd:\n{raw}"));
+    if raw.contains("sync'ed:") {
+        assert!(has(&found, "drbd_degraded", survivor), "{doc}\n{raw}");
+    }
     wait_storage(inv, Duration::from_secs(240), "in sync again", in_sync);
     let resync = started.elapsed();
     let (code, _) = storage_status(inv);
     assert_eq!(code, Some(0), "healthy again");
     let (found, doc) = doctor(inv);
+    let raw = remote(inv, node, "cat /proc/drbd; exit 0");
+    report(&format!("{node} back, in sync: /proc/drbd:\n{raw}"));
     let storage_checks = [
         "drbd_disconnected",
         "drbd_split_brain",
