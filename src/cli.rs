@@ -98,8 +98,11 @@ pub enum Command {
     /// range, guests running on another node than recorded, on two nodes at once or without a
     /// record, guests on a drained node, memory over-committed by the guests recorded on a node,
     /// host keys that changed, hosts that do not answer, leftover one-time migration keys,
-    /// hardware-node clocks off this machine's, and a second DHCP server on the ConfigNode's
-    /// network (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken).
+    /// hardware-node clocks off this machine's, a second DHCP server on the ConfigNode's network
+    /// (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken),
+    /// registered nodes that are down and never got an address from the ConfigNode's dhcpd,
+    /// DRBD devices disconnected, split-brained, resyncing or down (/proc/drbd), and degraded md
+    /// arrays (/proc/mdstat: storage nodes' RAID, hardware nodes' multipath).
     /// --json prints the findings for monitoring.
     Doctor,
     /// The cloud as a whole: spread the guests evenly over the hardware nodes.

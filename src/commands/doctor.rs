@@ -1,6 +1,6 @@
 //! `cloudctl doctor`: one read-only look at the whole cloud (every host probed in parallel,
-//! with strict host keys, each hardware node's clock read against this machine's), the findings
-//! of `plan::doctor`, each with its fix; exit 0 or 1.
+//! with strict host keys, each hardware node's clock read against this machine's, the storage
+//! nodes' DRBD and md state), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
 
 use super::Context;
 use crate::error::{Error, Exit};

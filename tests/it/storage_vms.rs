@@ -393,6 +393,9 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64, serving: boo
     // The node comes back: Wake-on-LAN, PXE, then storage init brings it back unforced.
     let (out, took) = boot(inv, node, "wol");
     check_boot(lab, node, &out);
+    // Up again, but its RAM root forgot the DRBD resource until storage init.
+    let (found, doc) = doctor(inv);
+    assert!(has(&found, "drbd_down", node), "{doc}");
     let started = Instant::now();
     let out = cloudctl(&["-i", inv, "--yes", "-v", "storage", "init"]);
     let err = ok(&out, "storage init after the node came back");
