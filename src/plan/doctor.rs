@@ -167,8 +167,9 @@ pub fn snode_script() -> String {
     format!("{}exit 0\n", storage_health::PROBE)
 }
 
-/// Guests, memory, md arrays, and leftover one-time migration keys (`authorized_keys`: the file the keys
-/// go to, empty for the SSH user's own).
+/// Guests, memory, leftover one-time migration keys (`authorized_keys`: the file the keys go to,
+/// empty for the SSH user's own), and the md arrays through which the node sees the storage (a
+/// lab's namespace host shows this machine's own /proc/mdstat, which has none here).
 pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
     format!(
         "echo \"clock $(date +%s.%N)\"\n{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
@@ -218,6 +219,14 @@ fn in_range(ip: Ipv4Addr, (a, b): (Ipv4Addr, Ipv4Addr)) -> bool {
     ip >= a && ip <= b
 }
 
+/// The hosts that answered the probe (with facts or with a refused host key).
+fn up<T>(hosts: &[(String, Answer<T>)]) -> impl Iterator<Item = &str> {
+    hosts
+        .iter()
+        .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
+        .map(|(n, _)| n.as_str())
+}
+
 fn finding(check: &'static str, subject: &str, problem: String, fix: String) -> Finding {
     Finding {
         check,
@@ -248,25 +257,9 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
         }
     };
     // A node that answered (even with the wrong host key) is up: it booted, from PXE or a disk.
-    let answered: Vec<&str> = facts
-        .hnodes
-        .iter()
-        .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
-        .map(|(n, _)| n.as_str())
-        .chain(
-            facts
-                .others
-                .iter()
-                .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
-                .map(|(n, _)| n.as_str()),
-        )
-        .chain(
-            facts
-                .snodes
-                .iter()
-                .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
-                .map(|(n, _)| n.as_str()),
-        )
+    let answered: Vec<&str> = up(&facts.hnodes)
+        .chain(up(&facts.snodes))
+        .chain(up(&facts.others))
         .collect();
     if let Some(cn) = &facts.confignode {
         match cn {
