@@ -236,6 +236,8 @@ pub enum NodeCommand {
     /// Adding a node exactly as it already is changes nothing.
     Add(NodeAddArgs),
     /// Remove a node from the inventory, its DHCP host entry and its per-MAC PXE file.
+    ///
+    /// Asks first (--yes in scripts; exit 6 without it and a TTY).
     Remove {
         /// The node's name.
         name: String,
@@ -297,7 +299,7 @@ pub enum HnodeCommand {
     /// all of them up front, and moves by `instance migrate` (its checks, its cleanup on failure),
     /// --parallel at a time. The report lists every guest and where it went; a guest that cannot
     /// move keeps running where it is and is named (exit 1). Stopped guests stay recorded on
-    /// the node and are listed.
+    /// the node and are listed. Asks first (--yes in scripts; exit 6 without it and a TTY).
     Evacuate(HnodeEvacuateArgs),
     /// Power a drained hardware node off, once no guest is on it.
     ///
@@ -450,7 +452,8 @@ pub enum InstanceCommand {
     /// (written by `instance create`) and holds nothing but the files create makes: a folder
     /// without the mark, with another guest's mark or with other files is refused (exit 2,
     /// nothing touched). --keep-disk stops the guest and forgets it, leaving the folder as it is.
-    /// On a TTY you confirm by typing the guest's name; scripts pass --yes.
+    /// On a TTY you confirm by typing the guest's name; scripts pass --yes (without it and
+    /// without a TTY: exit 6, nothing touched, as every command that changes hosts).
     Remove(InstanceRemoveArgs),
 }
 

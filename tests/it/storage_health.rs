@@ -1,7 +1,8 @@
 //! `doctor`'s storage checks with no host: /proc/drbd and /proc/mdstat as the storage VMs of
 //! tests/it/storage_vms.rs printed them (tests/fixtures/storage-health/, captured verbatim: a
-//! storage node whose peer was killed, a RAID1 whole, with a member failed by hand and
-//! rebuilding, a hardware node's md multipath whole and with a path lost), parsed and judged.
+//! storage node connected and in sync, resyncing, and with its peer killed; a RAID1 whole, with a
+//! member failed by hand and rebuilding; a hardware node's md multipath whole and with a path
+//! lost), parsed and judged. A split brain is judged on a StandAlone device built from them.
 
 use cloudctl::inventory;
 use cloudctl::plan::doctor::{self, Answer, CloudFacts};
@@ -64,22 +65,28 @@ fn a_storage_node_whose_peer_died_is_connected_to_nobody() {
         storage_health::drbd_problem(&standalone, false).unwrap().0,
         "drbd_disconnected"
     );
-    let healthy = DrbdDevice {
-        cs: "Connected".into(),
-        ro: "Primary/Primary".into(),
-        ds: "UpToDate/UpToDate".into(),
-        ..d[0].clone()
-    };
-    assert_eq!(storage_health::drbd_problem(&healthy, false), None);
-    let syncing = DrbdDevice {
-        cs: "SyncTarget".into(),
-        ds: "Inconsistent/UpToDate".into(),
-        synced: Some("37.5%".into()),
-        ..healthy
-    };
-    let (check, problem) = storage_health::drbd_problem(&syncing, false).unwrap();
+}
+
+#[test]
+fn connected_in_sync_is_healthy_and_a_resync_is_degraded_with_its_progress() {
+    let healthy = storage_health::parse_drbd(&fixture("snode-healthy.drbd"));
+    assert_eq!(
+        (healthy[0].cs.as_str(), healthy[0].ro.as_str(), healthy[0].ds.as_str()),
+        ("Connected", "Primary/Primary", "UpToDate/UpToDate")
+    );
+    assert_eq!(storage_health::drbd_problem(&healthy[0], false), None);
+    let syncing = storage_health::parse_drbd(&fixture("snode-resyncing.drbd"));
+    assert_eq!(syncing.len(), 1, "the progress lines belong to device 0");
+    assert_eq!(
+        (syncing[0].cs.as_str(), syncing[0].synced.as_deref()),
+        ("SyncSource", Some("25.0%"))
+    );
+    let (check, problem) = storage_health::drbd_problem(&syncing[0], false).unwrap();
     assert_eq!(check, "drbd_degraded");
-    assert!(problem.contains("resync 37.5% done"), "{problem}");
+    assert!(
+        problem.contains("UpToDate/Inconsistent (resync 25.0% done)"),
+        "{problem}"
+    );
 }
 
 #[test]
