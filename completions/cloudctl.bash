@@ -133,6 +133,9 @@ _cloudctl() {
             cloudctl__subcmd__help__subcmd__hnode,evacuate)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate"
                 ;;
+            cloudctl__subcmd__help__subcmd__hnode,poweroff)
+                cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__poweroff"
+                ;;
             cloudctl__subcmd__help__subcmd__hnode,undrain)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__undrain"
                 ;;
@@ -220,6 +223,9 @@ _cloudctl() {
             cloudctl__subcmd__hnode,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help"
                 ;;
+            cloudctl__subcmd__hnode,poweroff)
+                cmd="cloudctl__subcmd__hnode__subcmd__poweroff"
+                ;;
             cloudctl__subcmd__hnode,undrain)
                 cmd="cloudctl__subcmd__hnode__subcmd__undrain"
                 ;;
@@ -234,6 +240,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__hnode__subcmd__help,help)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__help"
+                ;;
+            cloudctl__subcmd__hnode__subcmd__help,poweroff)
+                cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__poweroff"
                 ;;
             cloudctl__subcmd__hnode__subcmd__help,undrain)
                 cmd="cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain"
@@ -801,7 +810,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode)
-            opts="boot drain undrain evacuate"
+            opts="boot drain undrain evacuate poweroff"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -843,6 +852,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__hnode__subcmd__evacuate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__hnode__subcmd__poweroff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1319,7 +1342,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot drain undrain evacuate help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version boot drain undrain evacuate poweroff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1455,7 +1478,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode__subcmd__help)
-            opts="boot drain undrain evacuate help"
+            opts="boot drain undrain evacuate poweroff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1524,6 +1547,20 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__hnode__subcmd__help__subcmd__poweroff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__hnode__subcmd__help__subcmd__undrain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1531,6 +1568,40 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__hnode__subcmd__poweroff)
+            opts="-i -n -y -q -v -h -V --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

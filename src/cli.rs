@@ -98,8 +98,11 @@ pub enum Command {
     /// range, guests running on another node than recorded, on two nodes at once or without a
     /// record, guests on a drained node, memory over-committed by the guests recorded on a node,
     /// host keys that changed, hosts that do not answer, leftover one-time migration keys,
-    /// hardware-node clocks off this machine's, and a second DHCP server on the ConfigNode's
-    /// network (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken).
+    /// hardware-node clocks off this machine's, a second DHCP server on the ConfigNode's network
+    /// (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken),
+    /// registered nodes that are down and never got an address from the ConfigNode's dhcpd,
+    /// DRBD devices disconnected, split-brained, resyncing or down (/proc/drbd), and degraded md
+    /// arrays (/proc/mdstat: storage nodes' RAID, hardware nodes' multipath).
     /// --json prints the findings for monitoring.
     Doctor,
     /// The cloud as a whole: spread the guests evenly over the hardware nodes.
@@ -233,6 +236,8 @@ pub enum NodeCommand {
     /// Adding a node exactly as it already is changes nothing.
     Add(NodeAddArgs),
     /// Remove a node from the inventory, its DHCP host entry and its per-MAC PXE file.
+    ///
+    /// Asks first (--yes in scripts; exit 6 without it and a TTY).
     Remove {
         /// The node's name.
         name: String,
@@ -294,8 +299,17 @@ pub enum HnodeCommand {
     /// all of them up front, and moves by `instance migrate` (its checks, its cleanup on failure),
     /// --parallel at a time. The report lists every guest and where it went; a guest that cannot
     /// move keeps running where it is and is named (exit 1). Stopped guests stay recorded on
-    /// the node and are listed.
+    /// the node and are listed. Asks first (--yes in scripts; exit 6 without it and a TTY).
     Evacuate(HnodeEvacuateArgs),
+    /// Power a drained hardware node off, once no guest is on it.
+    ///
+    /// Refused (exit 2, naming them) while a guest is recorded on the node or the node reports
+    /// one running there, and while the node is not drained. With an `ipmi` table on the node it
+    /// sends `chassis power soft` (an ACPI power-button press) to the BMC from the ConfigNode;
+    /// otherwise it runs `poweroff` on the node over SSH. Then it waits, up to --wait seconds,
+    /// until the node stops answering ping from the ConfigNode (exit 1 if it still answers). On
+    /// a TTY you confirm by typing the node's name; scripts pass --yes (exit 6 without it).
+    Poweroff(HnodePoweroffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +328,15 @@ pub struct HnodeEvacuateArgs {
     /// Give up on a guest whose migration has not finished after this many seconds (it stays).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HnodePoweroffArgs {
+    /// The hardware node's name.
+    pub name: String,
+    /// Seconds to wait for the node to stop answering ping (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -429,7 +452,8 @@ pub enum InstanceCommand {
     /// (written by `instance create`) and holds nothing but the files create makes: a folder
     /// without the mark, with another guest's mark or with other files is refused (exit 2,
     /// nothing touched). --keep-disk stops the guest and forgets it, leaving the folder as it is.
-    /// On a TTY you confirm by typing the guest's name; scripts pass --yes.
+    /// On a TTY you confirm by typing the guest's name; scripts pass --yes (without it and
+    /// without a TTY: exit 6, nothing touched, as every command that changes hosts).
     Remove(InstanceRemoveArgs),
 }
 

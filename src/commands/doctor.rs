@@ -1,6 +1,6 @@
 //! `cloudctl doctor`: one read-only look at the whole cloud (every host probed in parallel,
-//! with strict host keys, each hardware node's clock read against this machine's), the findings
-//! of `plan::doctor`, each with its fix; exit 0 or 1.
+//! with strict host keys, each hardware node's clock read against this machine's, the storage
+//! nodes' DRBD and md state), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
 
 use super::Context;
 use crate::error::{Error, Exit};
@@ -20,6 +20,7 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
         let script = match h.role {
             "confignode" => doctor::confignode_script(&inv),
             "hnode" => doctor::hnode_script(hypervisor_of(&inv, &h.name)?, &auth),
+            "snode" => doctor::snode_script(),
             _ => "exit 0\n".to_string(),
         };
         let before = now();
@@ -37,6 +38,9 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
                     ..doctor::parse_hnode(out)
                 }),
             )),
+            "snode" => facts
+                .snodes
+                .push((h.name.clone(), classify(&a, crate::plan::storage_health::parse))),
             _ => facts.others.push((h.name.clone(), classify(&a, |_| ()))),
         }
     }

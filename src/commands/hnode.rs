@@ -1,4 +1,4 @@
-//! `cloudctl hnode boot` (drain, undrain and evacuate live with the guest verbs): a diskless hardware node's keys, overlay and PXE entry, power-on, and
+//! `cloudctl hnode boot` (drain, undrain, evacuate and poweroff live with the guest verbs): a diskless hardware node's keys, overlay and PXE entry, power-on, and
 //! (with --wait) its boot stages until it answers SSH with its pinned key.
 
 use super::keys::{keygen, tool};
@@ -20,6 +20,7 @@ pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
         HnodeCommand::Drain(a) => super::instance::drain(ctx, &a.name, true),
         HnodeCommand::Undrain(a) => super::instance::drain(ctx, &a.name, false),
         HnodeCommand::Evacuate(a) => super::instance::evacuate(ctx, a),
+        HnodeCommand::Poweroff(a) => super::instance::poweroff(ctx, a),
     }
 }
 

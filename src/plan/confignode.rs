@@ -135,6 +135,10 @@ pub fn hosts_file(cn: &ConfigNodeSection) -> String {
     format!("{}/cloudctl-hosts.conf", dhcp_dir(cn))
 }
 
+/// Where dhcpd's commit hook (dhcpd.conf) leaves one empty file per MAC it gave an address to,
+/// named by the MAC as dhcpd prints it (`52:54:0:c1:0:2`: hex without leading zeros).
+pub const BOOTED_DIR: &str = "/var/lib/cloudctl/booted";
+
 /// The OMAPI key dhcpd.conf includes (0600, written on the ConfigNode, never read by cloudctl).
 pub fn omapi_key_file(cn: &ConfigNodeSection) -> String {
     format!("{}/cloudctl-omapi.key", dhcp_dir(cn))
@@ -390,6 +394,11 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
             path: pxe_dir(cn).parse().map_err(Error::Usage)?,
             mode: 0o755,
         }));
+        // Before dhcpd.conf names it: dhcpd's commit hook marks each MAC it answered here.
+        steps.push(Step::Dir(DirStep {
+            path: BOOTED_DIR.parse().map_err(Error::Usage)?,
+            mode: 0o755,
+        }));
         let root = cn.tftp_root.as_str().trim_end_matches('/');
         // Source and target of each boot file, as separate arguments (never joined and re-split).
         let args: Vec<String> = BOOT_FILES
@@ -461,6 +470,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
                 "local_file": local_file(cn),
                 "omapi_port": OMAPI_PORT,
                 "omapi_key": omapi_key_file(cn),
+                "booted_dir": BOOTED_DIR,
             }),
         )?;
         steps.push(config(

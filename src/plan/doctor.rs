@@ -5,6 +5,7 @@
 use super::confignode::{self, hosts_file, mac_file_name};
 use super::instance::probe::{self, GuestSeen, GuestState};
 use super::placement;
+use super::storage_health::{self, StorageHealth};
 use crate::exec::script::quote;
 use crate::inventory::{Hypervisor, Inventory, Role};
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct ConfigNodeFacts {
     pub dhcp_servers: Vec<Ipv4Addr>,
     /// Why the DHCP servers could not be looked for, if they could not.
     pub dhcp_unchecked: Option<String>,
+    /// The MACs dhcpd's commit hook recorded (it gave them an address); `None` when the
+    /// ConfigNode has no record folder (set up by an older `config init`).
+    pub booted: Option<Vec<[u8; 6]>>,
 }
 
 /// `dhcp-discover IFACE` (scripts/doctor/dhcp-discover.sh): one DHCPDISCOVER, never a REQUEST.
@@ -54,6 +58,8 @@ pub struct HnodeFacts {
     /// The local clock just before and just after the node was asked (set by the caller): the
     /// node's answer was printed in between.
     pub asked_between: Option<(f64, f64)>,
+    /// Its md arrays (the storage seen through md multipath) and any DRBD devices.
+    pub storage: StorageHealth,
 }
 
 /// The most two clocks may differ (seconds) before doctor says so: live migration and the
@@ -74,7 +80,9 @@ pub enum Answer<T> {
 pub struct CloudFacts {
     pub confignode: Option<Answer<ConfigNodeFacts>>,
     pub hnodes: Vec<(String, Answer<HnodeFacts>)>,
-    /// Other hosts (storage nodes): reached or not.
+    /// Storage nodes: their DRBD devices and md arrays.
+    pub snodes: Vec<(String, Answer<StorageHealth>)>,
+    /// Other hosts: reached or not.
     pub others: Vec<(String, Answer<()>)>,
 }
 
@@ -109,6 +117,10 @@ pub fn confignode_script(inv: &Inventory) -> String {
         let iface = inv.network.as_ref().map_or("eth0", |n| n.interface.as_str());
         s += &format!("sh -c {} sh {}\n", quote(DHCP_DISCOVER), quote(iface));
         s += &format!(
+            "d={}; if [ -d \"$d\" ]; then echo booted-recorded; for f in \"$d\"/*; do [ -e \"$f\" ] && echo \"booted ${{f##*/}}\"; done; fi\n",
+            quote(confignode::BOOTED_DIR)
+        );
+        s += &format!(
             "awk '$1 == \"range\" {{ a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }}' {conf} 2>/dev/null\n"
         );
     }
@@ -133,6 +145,12 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
                 }
             }
             ["dhcp-unchecked", why @ ..] => f.dhcp_unchecked = Some(why.join(" ")),
+            ["booted-recorded"] => f.booted = Some(f.booted.take().unwrap_or_default()),
+            ["booted", mac] => {
+                if let Some(mac) = dhcpd_mac(mac) {
+                    f.booted.get_or_insert_with(Vec::new).push(mac);
+                }
+            }
             ["range", a, b] => {
                 if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
                     f.ranges.push((a, b));
@@ -144,13 +162,20 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
     f
 }
 
-/// Guests, memory, and leftover one-time migration keys (`authorized_keys`: the file the keys
-/// go to, empty for the SSH user's own).
+/// A storage node's DRBD devices and md arrays.
+pub fn snode_script() -> String {
+    format!("{}exit 0\n", storage_health::PROBE)
+}
+
+/// Guests, memory, leftover one-time migration keys (`authorized_keys`: the file the keys go to,
+/// empty for the SSH user's own), and the md arrays through which the node sees the storage (a
+/// lab's namespace host shows this machine's own /proc/mdstat, which has none here).
 pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
     format!(
         "echo \"clock $(date +%s.%N)\"\n{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
          grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n\
-         for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\nexit 0\n",
+         for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\n{storage}exit 0\n",
+        storage = storage_health::PROBE,
         guests = probe::guests_script(h),
         memory = placement::memory_script(h),
         auth = quote(authorized_keys),
@@ -162,6 +187,7 @@ pub fn parse_hnode(out: &str) -> HnodeFacts {
     let mut f = HnodeFacts {
         guests: probe::parse_guests(out),
         total_mib: placement::parse_memory(out).0,
+        storage: storage_health::parse(out),
         ..HnodeFacts::default()
     };
     for line in out.lines() {
@@ -175,8 +201,30 @@ pub fn parse_hnode(out: &str) -> HnodeFacts {
     f
 }
 
+/// A MAC as dhcpd's `binary-to-ascii(16, 8, ":", …)` prints it: six hex octets, no leading
+/// zeros (`52:54:0:c1:0:2`).
+pub fn dhcpd_mac(s: &str) -> Option<[u8; 6]> {
+    let octets: Vec<u8> = s
+        .split(':')
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 2)
+                .then(|| u8::from_str_radix(o, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    octets.try_into().ok()
+}
+
 fn in_range(ip: Ipv4Addr, (a, b): (Ipv4Addr, Ipv4Addr)) -> bool {
     ip >= a && ip <= b
+}
+
+/// The hosts that answered the probe (with facts or with a refused host key).
+fn up<T>(hosts: &[(String, Answer<T>)]) -> impl Iterator<Item = &str> {
+    hosts
+        .iter()
+        .filter(|(_, a)| !matches!(a, Answer::Unreachable(_)))
+        .map(|(n, _)| n.as_str())
 }
 
 fn finding(check: &'static str, subject: &str, problem: String, fix: String) -> Finding {
@@ -208,9 +256,17 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
             ));
         }
     };
+    // A node that answered (even with the wrong host key) is up: it booted, from PXE or a disk.
+    let answered: Vec<&str> = up(&facts.hnodes)
+        .chain(up(&facts.snodes))
+        .chain(up(&facts.others))
+        .collect();
     if let Some(cn) = &facts.confignode {
         match cn {
-            Answer::Facts(f) => check_confignode(inv, f, &mut out),
+            Answer::Facts(f) => {
+                check_confignode(inv, f, &mut out);
+                check_boots(inv, f, &answered, &mut out);
+            }
             Answer::HostKey(e) => reach(&mut out, "confignode", e, true),
             Answer::Unreachable(e) => reach(&mut out, "confignode", e, false),
         }
@@ -222,10 +278,18 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
             Answer::Unreachable(e) => reach(&mut out, name, e, false),
         }
     }
+    for (name, a) in &facts.snodes {
+        match a {
+            Answer::Facts(h) => check_storage(inv, name, h, &mut out),
+            Answer::HostKey(e) => reach(&mut out, name, e, true),
+            Answer::Unreachable(e) => reach(&mut out, name, e, false),
+        }
+    }
     let mut seen: BTreeMap<&str, &HnodeFacts> = BTreeMap::new();
     for (name, a) in &facts.hnodes {
         match a {
             Answer::Facts(f) => {
+                check_storage(inv, name, &f.storage, &mut out);
                 seen.insert(name, f);
             }
             Answer::HostKey(e) => reach(&mut out, name, e, true),
@@ -311,6 +375,91 @@ fn check_confignode(inv: &Inventory, f: &ConfigNodeFacts, out: &mut Vec<Finding>
                 },
             ));
         }
+    }
+}
+
+/// A node's DRBD devices and md arrays, and (for a storage node of `[storage]`) whether its
+/// DRBD resource is up at all.
+fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<Finding>) {
+    let section = inv.storage.as_ref().map(|s| s.get_ref());
+    let res = section.map_or("RES".to_string(), |s| s.resource.to_string());
+    let of_storage = section.is_some_and(|s| s.nodes.get_ref().iter().any(|n| n.as_str() == node));
+    let peer = section
+        .and_then(|s| {
+            s.nodes
+                .get_ref()
+                .iter()
+                .find(|n| n.as_str() != node)
+                .map(|n| n.to_string())
+        })
+        .unwrap_or_else(|| "its peer".into());
+    let devices = h.drbd.as_deref().unwrap_or_default();
+    if of_storage && !devices.iter().any(|d| d.cs != "Unconfigured") {
+        out.push(finding(
+            "drbd_down",
+            node,
+            format!("the DRBD resource {res} is not up on {node} (no configured device in /proc/drbd): the storage has one copy"),
+            "run `cloudctl storage init` (a storage node that came back after losing power needs it; it never forces a sync)".into(),
+        ));
+    }
+    for d in devices {
+        let Some((check, problem)) = storage_health::drbd_problem(d, h.split_brain_lines > 0) else {
+            continue;
+        };
+        let fix = match check {
+            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then `drbdadm connect {res}` on the node kept (what the discarded side wrote alone is lost)"),
+            "drbd_disconnected" => format!("if {peer} is down, bring it back (`cloudctl node boot {peer} --wait 300`, then `cloudctl storage init`); if both are up, run `drbdadm connect {res}` on {node} and watch `cloudctl storage status`"),
+            "drbd_down" => "run `cloudctl storage init`".into(),
+            _ => "let the resync finish (`cloudctl storage status` shows its progress); if it does not move, look at the peer's disk and network".into(),
+        };
+        out.push(finding(check, node, format!("on {node}: {problem}"), fix));
+    }
+    for a in h.md.as_deref().unwrap_or_default() {
+        let Some(problem) = storage_health::md_problem(a) else {
+            continue;
+        };
+        let fix = if a.level == "multipath" {
+            format!("a path to the storage is gone: bring the storage node back (`cloudctl storage status`), then run /etc/cloudctl/attach-storage on {node} to add the path again")
+        } else {
+            format!("replace the failed disk on {node}: `mdadm --manage /dev/{0} --remove DISK`, then `mdadm --manage /dev/{0} --add NEW_DISK`; md rebuilds it", a.name)
+        };
+        out.push(finding("md_degraded", node, format!("on {node}: {problem}"), fix));
+    }
+}
+
+/// Registered nodes that are not up and whose MAC the ConfigNode's DHCP server never answered:
+/// they never got as far as asking for their address (wrong MAC, not booting from the network,
+/// not powered, not cabled).
+fn check_boots(inv: &Inventory, f: &ConfigNodeFacts, answered: &[&str], out: &mut Vec<Finding>) {
+    let Some(booted) = &f.booted else {
+        out.push(finding(
+            "boots_unrecorded",
+            "confignode",
+            "the ConfigNode does not record which MACs its DHCP server answered (dhcpd.conf predates it), so nodes that never booted cannot be named".into(),
+            "run `cloudctl config init`: it adds the record to dhcpd.conf".into(),
+        ));
+        return;
+    };
+    for n in &inv.node {
+        let name = n.name.get_ref().as_str();
+        let Some(mac) = &n.mac else { continue };
+        if answered.contains(&name) || booted.contains(&mac.get_ref().octets()) {
+            continue;
+        }
+        let power = if n.role == Role::Hnode {
+            "hnode boot"
+        } else {
+            "node boot"
+        };
+        out.push(finding(
+            "never_booted",
+            name,
+            format!(
+                "{name} ({}) is registered but has never asked the ConfigNode for its address: no DHCP answer went to that MAC since `config init` set up the record",
+                mac.get_ref()
+            ),
+            format!("power it on (`cloudctl {power} {name}`); if it is on, check that the inventory has the MAC of the NIC it boots from and that it boots from the network (PXE) first"),
+        ));
     }
 }
 

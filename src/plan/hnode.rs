@@ -328,38 +328,65 @@ pub fn plan(
             }));
         }
         Power::Ipmi => {
-            let Some(ipmi) = &node.ipmi else {
+            if node.ipmi.is_none() {
                 return Err(Error::Usage(format!(
                     "node {name}: --power ipmi needs an `ipmi = {{ address, user, password_file }}` table on the node"
                 )));
-            };
+            }
             let password = secrets
                 .ipmi_password
                 .clone()
                 .ok_or_else(|| Error::Usage(format!("node {name}: no IPMI password was read")))?;
-            let secret_path = format!("/etc/cloudctl/ipmi/{name}");
-            steps.push(Step::Dir(DirStep {
-                path: "/etc/cloudctl/ipmi".parse().map_err(Error::Usage)?,
-                mode: 0o700,
-            }));
-            steps.push(Step::File(FileStep {
-                id: "ipmi-password".into(),
-                path: secret_path.parse().map_err(Error::Usage)?,
-                content: password,
-                mode: 0o600,
-                owner: Some("root:root".into()),
-                validate: None,
-                secret: true,
-            }));
-            // ipmitool -E reads the password from IPMI_PASSWORD: never on a command line.
-            let power_on =
-                "IPMI_PASSWORD=$(cat \"$1\") exec ipmitool -I lanplus -H \"$2\" -U \"$3\" -E chassis power on";
-            let host = ipmi.address.to_string();
-            steps.push(Step::Command(CommandStep {
-                argv: strings(&["sh", "-c", power_on, "sh", &secret_path, &host, ipmi.user.as_str()]),
-                when: When::Always,
-            }));
+            steps.extend(ipmi_steps(node, password, IpmiPower::On)?);
         }
     }
     Ok(plan)
+}
+
+/// What an IPMI chassis command asks the node's BMC for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpmiPower {
+    On,
+    /// An ACPI power-button press: the node's OS shuts down cleanly, then powers off.
+    Soft,
+}
+
+/// Steps on the ConfigNode that send `action` to the node's BMC with `ipmitool`: the password
+/// goes into a 0600 file there and reaches ipmitool through its environment (`-E`), never a
+/// command line.
+pub fn ipmi_steps(node: &Node, password: Vec<u8>, action: IpmiPower) -> Result<Vec<Step>, Error> {
+    let name = node.name.get_ref();
+    let Some(ipmi) = &node.ipmi else {
+        return Err(Error::Usage(format!(
+            "node {name}: IPMI needs an `ipmi = {{ address, user, password_file }}` table on the node"
+        )));
+    };
+    let secret_path = format!("/etc/cloudctl/ipmi/{name}");
+    let script = format!(
+        "IPMI_PASSWORD=$(cat \"$1\") exec ipmitool -I lanplus -H \"$2\" -U \"$3\" -E chassis power {}",
+        match action {
+            IpmiPower::On => "on",
+            IpmiPower::Soft => "soft",
+        }
+    );
+    let host = ipmi.address.to_string();
+    Ok(vec![
+        Step::Dir(DirStep {
+            path: "/etc/cloudctl/ipmi".parse().map_err(Error::Usage)?,
+            mode: 0o700,
+        }),
+        Step::File(FileStep {
+            id: "ipmi-password".into(),
+            path: secret_path.parse().map_err(Error::Usage)?,
+            content: password,
+            mode: 0o600,
+            owner: Some("root:root".into()),
+            validate: None,
+            secret: true,
+        }),
+        Step::Command(CommandStep {
+            argv: strings(&["sh", "-c", &script, "sh", &secret_path, &host, ipmi.user.as_str()]),
+            when: When::Always,
+        }),
+    ])
 }

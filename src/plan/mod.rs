@@ -9,9 +9,11 @@ pub mod instance;
 pub mod lamp;
 pub mod node;
 pub mod placement;
+pub mod poweroff;
 pub mod rebalance;
 pub mod run;
 pub mod storage;
+pub mod storage_health;
 
 use crate::error::Error;
 use crate::inventory::Host;

@@ -1,9 +1,11 @@
-//! Printing for the hardware-node verbs that move guests: drain/undrain and evacuate.
+//! Printing for the hardware-node verbs that move guests or switch nodes off: drain/undrain,
+//! evacuate and poweroff.
 
 use super::Ui;
 use crate::error::Exit;
 use crate::plan::evacuate::Evacuation;
 use crate::plan::instance::migrate::{Moved, NotMoved};
+use crate::plan::poweroff::{Method, Waited};
 use std::time::Duration;
 
 pub fn drained(ui: &Ui, name: &str, drained: bool, changed: bool, dry_run: bool, guests: &[String]) {
@@ -113,4 +115,62 @@ pub fn evacuated(ui: &Ui, e: &Evacuation, results: &[GuestOutcome], wall: Durati
                                 "guests": rows, "seconds": wall.as_secs_f64(), "migration_seconds_sum": sum }),
         );
     }
+}
+
+/// The checks `hnode poweroff` passed, and how it will switch the node off.
+pub fn poweroff_checked(ui: &Ui, name: &str, method: Method) {
+    ui.info(&format!(
+        "{name} is drained and has no guest (none recorded there, none running there); it is switched off {}",
+        match method {
+            Method::Ipmi => "by IPMI (chassis power soft) from the ConfigNode",
+            Method::Ssh => "by `poweroff` on it over SSH",
+        }
+    ));
+}
+
+/// The outcome of `hnode poweroff` once the request was sent; returns its exit code.
+pub fn powered_off(
+    ui: &Ui,
+    name: &str,
+    method: Method,
+    waited: Option<Waited>,
+    took: Duration,
+    limit: Duration,
+    applied: serde_json::Value,
+) -> Exit {
+    let secs = took.as_secs_f64();
+    let exit = match waited {
+        None => {
+            ui.info(&format!("{name}: asked to power off (not waited for)"));
+            Exit::Ok
+        }
+        Some(Waited::Off) => {
+            ui.info(&format!(
+                "{name} is off: no answer to ping from the ConfigNode after {secs:.1} s"
+            ));
+            Exit::Ok
+        }
+        Some(Waited::StillAnswering) => {
+            ui.warn(&format!(
+                "{name} still answers ping after {} s: it may still be shutting down, or it ignored the request (look at its console{})",
+                limit.as_secs(),
+                if method == Method::Ipmi { " or its BMC" } else { "" }
+            ));
+            Exit::Failed
+        }
+        Some(Waited::NoPing) => {
+            ui.warn(&format!(
+                "the ConfigNode has no ping, so cloudctl cannot tell whether {name} is off (apt-get install iputils-ping there)"
+            ));
+            Exit::Failed
+        }
+    };
+    if ui.json {
+        ui.json_result(
+            exit,
+            serde_json::json!({ "command": "hnode poweroff", "node": name, "method": method,
+                                "waited": waited, "off": waited == Some(Waited::Off), "seconds": secs, "apply": applied }),
+        );
+    }
+    exit
 }

@@ -2,7 +2,7 @@
 //! in it (a deleted boot file, a DHCP address moved into the dynamic range, a guest on a drained
 //! node, memory over-commit, a leftover one-time key, a guest recorded elsewhere, a second copy
 //! of a guest started by hand on another node, a changed host key, a second DHCP server on
-//! another lab host), each with its fix.
+//! another lab host, a registered node that never asked for its address), each with its fix.
 
 use crate::instance_e2e::{bootable_image, json};
 use crate::support::{cloudctl, text, Lab, TFTPD};
@@ -51,6 +51,7 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
         "/initrd.img",
         "/usr/bin/socat",
         "/sbin/mkfs.ext4",
+        "/bin/busybox",
     ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("td2doc", 4, 192);
@@ -181,6 +182,41 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     let v = assert_found(&inv, "rogue_dhcp");
     assert!(v.to_string().contains("a second DHCP server (10.201.192.13)"), "{v}");
     lab.sh_ok(HNODE3, &format!("kill $(cat {r}/pid)"));
+
+    // A node registered that never booted: named, beside its being unreachable.
+    let ghost = "52:54:00:c0:c0:01";
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "node",
+        "add",
+        "ghost",
+        "--mac",
+        ghost,
+        "--ip",
+        "10.201.192.60",
+        "--role",
+        "hnode",
+    ]);
+    assert!(out.status.success(), "node add: {}", text(&out.stderr));
+    let v = assert_found(&inv, "never_booted");
+    assert!(v.to_string().contains(ghost), "{v}");
+    // Its MAC asks for its address once (busybox udhcpc on a macvlan of hnode3's bridge, the
+    // exchange PXE firmware starts with): the ConfigNode's dhcpd answers and records it, so the
+    // node is only down now.
+    lab.sh_ok(
+        HNODE3,
+        &format!("ip link add gh0 link br0 type macvlan && ip link set gh0 address {ghost} up && busybox udhcpc -i gh0 -n -q -t 5 -s /bin/true; r=$?; ip link del gh0; exit $r"),
+    );
+    let (code, checks, v) = doctor(&inv);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        checks.contains(&"unreachable".to_string()) && !checks.contains(&"never_booted".to_string()),
+        "{v}"
+    );
+    let out = cloudctl(&["-i", &inv, "--yes", "node", "remove", "ghost"]);
+    assert!(out.status.success(), "node remove: {}", text(&out.stderr));
 
     // Everything put back: clean again.
     assert_clean(&inv);

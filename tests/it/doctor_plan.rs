@@ -36,6 +36,7 @@ fn clean_confignode() -> ConfigNodeFacts {
         ranges: vec![("10.201.0.100".parse().unwrap(), "10.201.0.199".parse().unwrap())],
         dhcp_servers: vec!["10.201.0.10".parse().unwrap()],
         dhcp_unchecked: None,
+        booted: Some(vec![]),
     }
 }
 
@@ -46,6 +47,7 @@ fn facts(h1: HnodeFacts, h2: HnodeFacts) -> CloudFacts {
             ("hnode1".into(), Answer::Facts(h1)),
             ("hnode2".into(), Answer::Facts(h2)),
         ],
+        snodes: vec![],
         others: vec![],
     }
 }
@@ -134,6 +136,31 @@ fn each_planted_problem_is_found_with_its_fix() {
 }
 
 #[test]
+fn a_registered_node_that_is_down_and_never_asked_for_its_address_is_named() {
+    let inv = inventory(VM1);
+    let mut f = facts(running(&["vm1"]), running(&[]));
+    f.hnodes[1].1 = Answer::Unreachable("no route to host".into());
+    // Nobody ever got an address: hnode1 answers (it is up), hnode2 does not.
+    let found = doctor::check(&inv, &f);
+    assert_eq!(
+        found.iter().map(|f| (f.check, f.subject.as_str())).collect::<Vec<_>>(),
+        [("never_booted", "hnode2"), ("unreachable", "hnode2")]
+    );
+    assert!(found[0].problem.contains("52:54:00:c1:00:03"), "{}", found[0].problem);
+    assert!(found[0].fix.contains("cloudctl hnode boot hnode2"), "{}", found[0].fix);
+    // hnode2's MAC was given an address once (as dhcpd's hook names it): it is only down.
+    let mut cn = clean_confignode();
+    cn.booted = Some(vec![doctor::dhcpd_mac("52:54:0:c1:0:3").unwrap()]);
+    f.confignode = Some(Answer::Facts(cn));
+    assert_eq!(checks(&inv, &f), ["unreachable"]);
+    // A ConfigNode set up before the record existed: said once, not guessed per node.
+    let mut cn = clean_confignode();
+    cn.booted = None;
+    f.confignode = Some(Answer::Facts(cn));
+    assert_eq!(checks(&inv, &f), ["boots_unrecorded", "unreachable"]);
+}
+
+#[test]
 fn probe_output_parses() {
     let cn = doctor::parse_confignode(
         "missing /srv/tftp/pxelinux.0\ninitialised\nfixed hnode1 10.201.0.11\nrange 10.201.0.100 10.201.0.199\ndhcp-server 10.201.0.13\n",
@@ -143,6 +170,16 @@ fn probe_output_parses() {
     assert!(cn.initialised);
     assert_eq!(cn.fixed, [("hnode1".to_string(), "10.201.0.11".parse().unwrap())]);
     assert_eq!(cn.ranges.len(), 1);
+    assert_eq!(cn.booted, None, "no record folder");
+    let cn = doctor::parse_confignode(
+        "booted-recorded\nbooted 52:54:0:c1:0:2\nbooted 52:54:0:c1:0\nbooted zz:54:0:c1:0:2\n",
+    );
+    assert_eq!(
+        cn.booted,
+        Some(vec![[0x52, 0x54, 0, 0xc1, 0, 2]]),
+        "malformed names are skipped"
+    );
+    assert_eq!(doctor::parse_confignode("booted-recorded\n").booted, Some(vec![]));
     let h = doctor::parse_hnode("guest vm1 qemu-running\ntotal 8000\navailable 7000\nauthkey vm2\nkeyfile vm3\n");
     assert_eq!(h.total_mib, Some(8000));
     assert_eq!(

@@ -89,6 +89,19 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
         before,
         "a dry run changed the inventory"
     );
+    // Without --yes and no TTY: refused (exit 6, as every command that changes hosts), nothing
+    // drained. hnode1 cannot be powered off with its guests: refused (exit 2), each named.
+    let out = cloudctl(&["-i", &inv, "hnode", "evacuate", "hnode1"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&inv).unwrap(), before);
+    let out = cloudctl(&["-i", &inv, "--yes", "hnode", "poweroff", "hnode1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("guests recorded on it: ev1, ev2, ev3")
+            && err.contains("guests running on it: ev1 (running), ev2 (running), ev3 (running)"),
+        "{err}"
+    );
 
     let pingers: Vec<Child> = GUESTS.iter().map(|(_, ip)| pinger(&lab, ip)).collect();
     std::thread::sleep(Duration::from_secs(2));
@@ -141,6 +154,15 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
     assert!(
         after.contains("name = \"hnode1\"") && after.contains("drained = true"),
         "hnode1 is drained: {after}"
+    );
+    // Drained and empty now: `hnode poweroff` would go ahead (a dry run: a lab host cannot be
+    // switched off, it shares this machine's kernel; tests/it/poweroff_e2e.rs switches off a VM).
+    let out = cloudctl(&["-i", &inv, "-n", "hnode", "poweroff", "hnode1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is drained and has no guest") && err.contains("by `poweroff` on it over SSH"),
+        "{err}"
     );
 
     // --hnode auto: hnode1 drained, hnode2 holds two guests, hnode3 one: hnode3.

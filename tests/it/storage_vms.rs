@@ -3,7 +3,8 @@
 //! image examples/build-snode-initrd.sh builds; `node boot` pins their keys, `storage init` builds
 //! md RAID1 + DRBD primary/primary + AoE exports on them. A client writes through md multipath
 //! over both exports while each storage node in turn is killed and brought back; a VM whose MAC
-//! is not a client sees no export.
+//! is not a client sees no export. `doctor` names the disconnected DRBD device and the
+//! client's lost path while a storage node is down, and a RAID1 member failed by hand.
 
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
@@ -15,7 +16,7 @@ const LAB: &str = "tasvm";
 const OCTET: u8 = 182;
 
 /// Builds (or takes from the cache) the storage node image; returns (kernel, initrd).
-fn boot_image() -> (String, String) {
+pub fn boot_image() -> (String, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-snode-initrd.sh");
     let out = Command::new("bash").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
@@ -70,6 +71,30 @@ fn storage_status(inv: &str) -> (Option<i32>, Vec<serde_json::Value>) {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("storage status: {}{}", text(&out.stdout), text(&out.stderr)));
     (out.status.code(), doc["nodes"].as_array().cloned().unwrap_or_default())
+}
+
+/// `doctor --json`: its (check, subject) pairs and the document.
+fn doctor(inv: &str) -> (Vec<(String, String)>, serde_json::Value) {
+    let out = cloudctl(&["-i", inv, "--json", "doctor"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("doctor: {}{}", text(&out.stdout), text(&out.stderr)));
+    let found = doc["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap_or_default().to_string(),
+                f["subject"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (found, doc)
+}
+
+fn has(found: &[(String, String)], check: &str, subject: &str) -> bool {
+    found.iter().any(|(c, s)| c == check && s == subject)
 }
 
 /// Polls `storage status` (bounded) until `healthy` holds for every row; returns the last rows.
@@ -290,8 +315,9 @@ fn active_node(inv: &str) -> usize {
 /// once KILL_AFTER blocks are written: no block may fail. Then powers the node on again by
 /// Wake-on-LAN, brings it back with `storage init` (never forced), waits for DRBD to resync,
 /// returns its path to the client's md device and reads every block back. Returns the figures.
-fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
+fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64, serving: bool) -> String {
     let node = ["snode1", "snode2"][victim];
+    let survivor = ["snode1", "snode2"][1 - victim];
     remote(
         inv,
         "hvm1",
@@ -349,10 +375,27 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
         !rows[1 - victim]["problems"].as_array().unwrap().is_empty(),
         "the survivor misses its peer: {rows:?}"
     );
+    // doctor sees it as the kernels do: the node unreachable, the survivor's DRBD device not
+    // connected, and (when the dead node served the I/O) the client's md multipath down a path.
+    let (found, doc) = doctor(inv);
+    let raw = remote(inv, survivor, "cat /proc/drbd; echo; cat /proc/mdstat; exit 0");
+    let client = remote(inv, "hvm1", "cat /proc/mdstat; exit 0");
+    report(&format!(
+        "{node} down: {survivor}'s /proc/drbd and /proc/mdstat:\n{raw}\nhvm1's /proc/mdstat:\n{client}"
+    ));
+    assert!(has(&found, "unreachable", node), "{doc}");
+    assert!(has(&found, "drbd_disconnected", survivor), "{doc}");
+    assert!(!has(&found, "md_degraded", survivor), "its own RAID1 is whole: {doc}");
+    if serving {
+        assert!(has(&found, "md_degraded", "hvm1"), "{doc}\n{client}");
+    }
 
     // The node comes back: Wake-on-LAN, PXE, then storage init brings it back unforced.
     let (out, took) = boot(inv, node, "wol");
     check_boot(lab, node, &out);
+    // Up again, but its RAM root forgot the DRBD resource until storage init.
+    let (found, doc) = doctor(inv);
+    assert!(has(&found, "drbd_down", node), "{doc}");
     let started = Instant::now();
     let out = cloudctl(&["-i", inv, "--yes", "-v", "storage", "init"]);
     let err = ok(&out, "storage init after the node came back");
@@ -363,10 +406,33 @@ fn kill_and_return(lab: &Lab, inv: &str, victim: usize, first: u64) -> String {
         "a primary was forced: {err}"
     );
     assert!(!err.contains("drbdadm create-md \"$1\" && mkdir -p \"$3\" && touch \"$2\"' sh r0 /var/lib/cloudctl/storage/r0.metadata-created /var/lib/cloudctl/storage: changed"), "metadata recreated: {err}");
+    // Mid-resync, as doctor sees it: connected, the disks not both UpToDate yet.
+    let raw = remote(inv, survivor, "cat /proc/drbd; exit 0");
+    let (found, doc) = doctor(inv);
+    report(&format!("{node} back, resyncing: {survivor}'s /proc/drbd:\n{raw}"));
+    if raw.contains("sync'ed:") {
+        assert!(has(&found, "drbd_degraded", survivor), "{doc}\n{raw}");
+    }
     wait_storage(inv, Duration::from_secs(240), "in sync again", in_sync);
     let resync = started.elapsed();
     let (code, _) = storage_status(inv);
     assert_eq!(code, Some(0), "healthy again");
+    let (found, doc) = doctor(inv);
+    let raw = remote(inv, node, "cat /proc/drbd; exit 0");
+    report(&format!("{node} back, in sync: /proc/drbd:\n{raw}"));
+    let storage_checks = [
+        "drbd_disconnected",
+        "drbd_split_brain",
+        "drbd_degraded",
+        "drbd_down",
+        "md_degraded",
+    ];
+    assert!(
+        !found
+            .iter()
+            .any(|(c, s)| storage_checks.contains(&c.as_str()) && s.starts_with("snode")),
+        "{doc}"
+    );
     // Every block reads back with its checksum.
     let sums = remote(inv, "hvm1", &format!("i={first}; while [ $i -lt {} ]; do dd if={MD} bs=65536 skip=$i count=1 2>/dev/null | sha256sum | cut -d' ' -f1; i=$((i + 1)); done", first + BLOCKS));
     let read: Vec<&str> = sums.lines().collect();
@@ -437,17 +503,19 @@ fn failover(lab: &Lab, inv: &str) {
 
     let active = active_node(inv);
     let idle = 1 - active;
-    let figures = kill_and_return(lab, inv, idle, 0);
+    let figures = kill_and_return(lab, inv, idle, 0, false);
     report(&format!(
         "failover, snode{} killed (its peer serves the I/O): {figures}",
         idle + 1
     ));
     let active = active_node(inv);
-    let figures = kill_and_return(lab, inv, active, BLOCKS);
+    let figures = kill_and_return(lab, inv, active, BLOCKS, true);
     report(&format!(
         "failover, snode{} killed (it served the I/O): {figures}",
         active + 1
     ));
+
+    degraded_md(inv);
 
     // A MAC outside `clients` sees no export.
     ok(
@@ -466,4 +534,36 @@ fn failover(lab: &Lab, inv: &str) {
         "modprobe aoe; aoe-discover; sleep 5; ls /sys/block; exit 0",
     );
     assert!(!seen.contains("etherd"), "a non-client sees the exports: {seen}");
+}
+
+/// A member of snode1's RAID1 failed by hand: doctor names the degraded array; re-added, md
+/// rebuilds it and doctor no longer does.
+fn degraded_md(inv: &str) {
+    let member = remote(
+        inv,
+        "snode1",
+        "md=$(awk '/^md/ { print $1; exit }' /proc/mdstat); d=$(mdadm --detail /dev/$md | awk '/active sync/ { d = $NF } END { print d }'); mdadm /dev/$md --fail $d >/dev/null 2>&1; echo $md $d",
+    );
+    let (md, disk) = member.trim().split_once(' ').unwrap_or_else(|| panic!("{member}"));
+    let (found, doc) = doctor(inv);
+    let raw = remote(inv, "snode1", "cat /proc/mdstat");
+    report(&format!("snode1 with {disk} failed in {md}: /proc/mdstat:\n{raw}"));
+    assert!(has(&found, "md_degraded", "snode1"), "{doc}\n{raw}");
+    let rebuilding = remote(
+        inv,
+        "snode1",
+        &format!(
+            "mdadm /dev/{md} --remove {disk} >/dev/null && mdadm /dev/{md} --add {disk} >/dev/null && cat /proc/mdstat"
+        ),
+    );
+    report(&format!("snode1 with {disk} added back: /proc/mdstat:\n{rebuilding}"));
+    let started = Instant::now();
+    loop {
+        let (found, doc) = doctor(inv);
+        if !has(&found, "md_degraded", "snode1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "md never rebuilt: {doc}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }

@@ -1,18 +1,20 @@
 //! `cloudctl instance create|list|start|stop|migrate|remove`: guests on the hardware nodes, and
-//! the verbs that place and move them between nodes (`hnode drain|undrain|evacuate`, `cloud
-//! rebalance`). This file holds what the verbs share (asking the nodes where guests are) and the
-//! simple verbs.
+//! the verbs that place and move them between nodes or need them gone (`hnode
+//! drain|undrain|evacuate|poweroff`, `cloud rebalance`). This file holds what the verbs share
+//! (asking the nodes where guests are) and the simple verbs.
 
 mod create;
 mod drain;
 mod evacuate;
 mod migrate;
 mod place;
+mod poweroff;
 mod rebalance;
 mod remove;
 
 pub use drain::drain;
 pub use evacuate::evacuate;
+pub use poweroff::poweroff;
 pub use rebalance::rebalance;
 
 use super::wait::{self, Stage, Watch};
