@@ -15,7 +15,7 @@ use std::path::Path;
 pub fn run(ctx: &Context, cmd: NodeCommand) -> Result<Exit, Error> {
     match cmd {
         NodeCommand::Add(args) => add(ctx, args),
-        NodeCommand::Remove { name } => remove(ctx, &name),
+        NodeCommand::Remove { name, degraded } => remove(ctx, &name, degraded),
         NodeCommand::List => list(ctx),
         NodeCommand::Boot(args) => super::hnode::boot(
             ctx,
@@ -58,10 +58,11 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
         &Scope::nodes(names),
         &required,
         &format!("add {}", describe(&added)),
+        args.degraded,
     )
 }
 
-fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
+fn remove(ctx: &Context, name: &str, degraded: bool) -> Result<Exit, Error> {
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
     let _lock = lock(ctx, &path)?;
     let (text, inv) = read(&path)?;
@@ -93,6 +94,7 @@ fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
         &scope,
         &[],
         &format!("remove node {name}"),
+        degraded,
     )
 }
 
@@ -115,8 +117,9 @@ fn converge_then_save(
     scope: &Scope,
     required: &[String],
     what: &str,
+    degraded: bool,
 ) -> Result<Exit, Error> {
-    let mut plan = plan_confignode(ctx, inv, scope, required)?;
+    let mut plan = plan_confignode(ctx, inv, scope, required, degraded)?;
     plan.title = what.to_string();
     if ctx.dry_run && !ctx.ui.json && old != new {
         let diff = similar::TextDiff::from_lines(old, new);
