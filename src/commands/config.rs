@@ -44,22 +44,36 @@ pub fn plan_confignode(
             Some(Ok(out)) => facts.push(Some(confignode::parse_facts(&out))),
             // Only one of a pair may be left out, never the only ConfigNode.
             Some(Err(Error::Unreachable(why))) if hosts.len() > 1 => {
-                down.push(format!("{} ({why})", host.name));
+                down.push((host.name.clone(), why));
                 facts.push(None);
             }
             Some(Err(e)) => return Err(e),
-            None => return Err(Error::Failed(anyhow::anyhow!("interrupted while probing the ConfigNodes"))),
+            None => {
+                return Err(Error::Failed(anyhow::anyhow!(
+                    "interrupted while probing the ConfigNodes"
+                )))
+            }
         }
     }
     if !down.is_empty() {
-        let names = down.join(", ");
-        if !degraded || down.len() == hosts.len() {
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        let why: Vec<&str> = down.iter().map(|(_, w)| w.as_str()).collect();
+        if down.len() == hosts.len() {
             return Err(Error::Unreachable(format!(
-                "ConfigNode {names} is unreachable; nothing was changed. Bring it back and run again, or pass --degraded to change the other ConfigNode alone (then `cloudctl config init` once it is back brings it level; `cloudctl config status` shows which one is behind)"
+                "both ConfigNodes are unreachable, nothing was changed: {}",
+                why.join("; ")
+            )));
+        }
+        if !degraded {
+            return Err(Error::Unreachable(format!(
+                "ConfigNode {} is unreachable, nothing was changed: {}. Bring it back and run again, or pass --degraded to change the other ConfigNode alone (`cloudctl config init` brings it level when it is back; `cloudctl config status` shows which one is behind)",
+                names.join(", "),
+                why.join("; ")
             )));
         }
         ctx.ui.warn(&format!(
-            "--degraded: ConfigNode {names} is unreachable and is left behind; run `cloudctl config init` when it is back"
+            "--degraded: ConfigNode {} is unreachable and is left behind; run `cloudctl config init` when it is back",
+            names.join(", ")
         ));
     }
     let missing: BTreeSet<&String> = facts.iter().flatten().flat_map(|f| &f.missing).collect();
@@ -90,7 +104,10 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
         .zip(answers)
         .map(|(h, a)| {
             let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
-            (h.name.clone(), a.map(|out| status::parse(&out)).map_err(|e| e.to_string()))
+            (
+                h.name.clone(),
+                a.map(|out| status::parse(&out)).map_err(|e| e.to_string()),
+            )
         })
         .collect();
     let report = status::judge(&inv, &ctx.templates()?, answers)?;

@@ -113,12 +113,14 @@ pub fn validate(
                 ),
             ));
         }
-        if let Some(other) = inv.node.iter().find(|n| n.ip.as_ref().map(|i| *i.get_ref()) == Some(m.ip)) {
-            return Err(err(
-                other.name.span(),
-                format!("node \"{}\" has the ip {} of ConfigNode {name}; give it another", other.name.get_ref(), m.ip),
-            ));
-        }
     }
+    if cn.vrrp_id == Some(0) {
+        return Err(err(
+            field("vrrp_id"),
+            "[confignode] vrrp_id must be 1-255 (the VRRP router id)".into(),
+        ));
+    }
+    // A [[node]] with a member's ip is refused by the nodes' own check (the members are among
+    // the network's reserved addresses).
     Ok(())
 }

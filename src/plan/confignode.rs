@@ -361,6 +361,20 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     ]
 }
 
+/// keepalived takes a changed configuration by a reload (it keeps the address if it holds it),
+/// or starts. Debian's init script has no `status`: the pid file says whether it runs.
+fn keepalived_service() -> [Step; 2] {
+    let running = format!("p=$(cat {KEEPALIVED_PID} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null");
+    let apply = format!("if {running}; then service keepalived reload; else service keepalived start; fi");
+    [
+        command(&["sh", "-c", &apply], When::Changed(strings(&["keepalived.conf"]))),
+        command(
+            &["service", "keepalived", "start"],
+            When::Unless(strings(&["sh", "-c", &running])),
+        ),
+    ]
+}
+
 /// dhcpd takes a changed hosts file: live through OMAPI for node changes, by a restart when
 /// `config init` changed its settings; then it is started if it is not running.
 fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
@@ -415,8 +429,18 @@ pub fn pair_sides(cn: &ConfigNodeSection) -> Vec<PairSide<'_>> {
         return Vec::new();
     }
     vec![
-        PairSide { primary: true, me: &m[0], peer: &m[1], floating },
-        PairSide { primary: false, me: &m[1], peer: &m[0], floating },
+        PairSide {
+            primary: true,
+            me: &m[0],
+            peer: &m[1],
+            floating,
+        },
+        PairSide {
+            primary: false,
+            me: &m[1],
+            peer: &m[0],
+            floating,
+        },
     ]
 }
 
@@ -436,7 +460,12 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
 /// One plan converging every ConfigNode identically from the inventory; `facts` are each
 /// host's own probe, in `hosts` order, `None` for one left out (down, `--degraded`). A pair's
 /// two differ only in their failover and VRRP roles.
-pub fn plan_each(inv: &Inventory, templates: &Templates, facts: &[Option<Facts>], scope: &Scope) -> Result<Plan, Error> {
+pub fn plan_each(
+    inv: &Inventory,
+    templates: &Templates,
+    facts: &[Option<Facts>],
+    scope: &Scope,
+) -> Result<Plan, Error> {
     let s = sections(inv)?;
     let sides = pair_sides(s.confignode);
     let hosts = hosts(inv)?;
@@ -672,7 +701,7 @@ fn host_steps(
         steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
         // Last: the floating address comes to a host only once it serves DHCP and TFTP.
         if side.is_some() {
-            steps.extend(service_steps("keepalived", &["keepalived.conf"]));
+            steps.extend(keepalived_service());
         }
     }
     Ok(steps)

@@ -129,7 +129,10 @@ pub fn judge(
             }
             if pair {
                 if !facts.keepalived_running {
-                    problems.push("keepalived is not running: it cannot take the floating address; run `cloudctl config init`".into());
+                    problems.push(
+                        "keepalived is not running: it cannot take the floating address; run `cloudctl config init`"
+                            .into(),
+                    );
                 }
                 match &facts.failover {
                     Some((me, _)) if me == "normal" => {}

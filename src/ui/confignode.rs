@@ -43,7 +43,11 @@ pub fn status(ui: &Ui, status: &Status, exit: Exit) {
         crate::outln!(
             "{:<12} {:<9} {:<8} {:<11} {:<38} {:<9} {}",
             n.name,
-            if n.reachable { on(f.holds_floating, "holds") } else { "?".into() },
+            if n.reachable {
+                on(f.holds_floating, "holds")
+            } else {
+                "?".into()
+            },
             dhcpd,
             keepalived,
             f.failover
