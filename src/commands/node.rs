@@ -55,8 +55,7 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
         &path,
         (&text, &new_text),
         &new_inv,
-        &Scope::nodes(names),
-        &required,
+        (&Scope::nodes(names), &required),
         &format!("add {}", describe(&added)),
         args.degraded,
     )
@@ -91,8 +90,7 @@ fn remove(ctx: &Context, name: &str, degraded: bool) -> Result<Exit, Error> {
         &path,
         (&text, &new_text),
         &new_inv,
-        &scope,
-        &[],
+        (&scope, &[]),
         &format!("remove node {name}"),
         degraded,
     )
@@ -108,14 +106,13 @@ fn describe(names: &[&str]) -> String {
 
 /// Converges the ConfigNode to the edited inventory and writes the inventory only when that
 /// worked, so the file never names a node the ConfigNode refused. The dry run shows the
-/// inventory diff too and writes nothing.
+/// inventory diff too and writes nothing. `degraded`: one ConfigNode of a pair may be down.
 fn converge_then_save(
     ctx: &Context,
     path: &Path,
     (old, new): (&str, &str),
     inv: &Inventory,
-    scope: &Scope,
-    required: &[String],
+    (scope, required): (&Scope, &[String]),
     what: &str,
     degraded: bool,
 ) -> Result<Exit, Error> {
