@@ -73,11 +73,17 @@ _cloudctl() {
             cloudctl__subcmd__config,init)
                 cmd="cloudctl__subcmd__config__subcmd__init"
                 ;;
+            cloudctl__subcmd__config,status)
+                cmd="cloudctl__subcmd__config__subcmd__status"
+                ;;
             cloudctl__subcmd__config__subcmd__help,help)
                 cmd="cloudctl__subcmd__config__subcmd__help__subcmd__help"
                 ;;
             cloudctl__subcmd__config__subcmd__help,init)
                 cmd="cloudctl__subcmd__config__subcmd__help__subcmd__init"
+                ;;
+            cloudctl__subcmd__config__subcmd__help,status)
+                cmd="cloudctl__subcmd__config__subcmd__help__subcmd__status"
                 ;;
             cloudctl__subcmd__help,cloud)
                 cmd="cloudctl__subcmd__help__subcmd__cloud"
@@ -123,6 +129,9 @@ _cloudctl() {
                 ;;
             cloudctl__subcmd__help__subcmd__config,init)
                 cmd="cloudctl__subcmd__help__subcmd__config__subcmd__init"
+                ;;
+            cloudctl__subcmd__help__subcmd__config,status)
+                cmd="cloudctl__subcmd__help__subcmd__config__subcmd__status"
                 ;;
             cloudctl__subcmd__help__subcmd__hnode,boot)
                 cmd="cloudctl__subcmd__help__subcmd__hnode__subcmd__boot"
@@ -580,7 +589,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__config)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version init help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version init status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -610,7 +619,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__config__subcmd__help)
-            opts="init help"
+            opts="init status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -651,7 +660,51 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__config__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__config__subcmd__init)
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__config__subcmd__status)
             opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -754,7 +807,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__config)
-            opts="init"
+            opts="init status"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,6 +821,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__config__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__config__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2860,7 +2927,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__node__subcmd__add)
-            opts="-i -n -y -q -v -h -V --mac --ip --role --profile --from --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --mac --ip --role --profile --from --degraded --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3062,7 +3129,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__node__subcmd__remove)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --degraded --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

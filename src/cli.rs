@@ -222,7 +222,15 @@ pub enum ConfigCommand {
     /// into tftp_root with a default that boots the local disk; writes every node's host entry and
     /// per-MAC file; then starts or restarts the services, only when their configuration changed.
     /// Every dhcpd file is checked with `dhcpd -t` before it replaces the running one.
+    /// With a ConfigNode pair (`[confignode] nodes`) both are converged by one plan: dhcpd as
+    /// failover peers, keepalived (checked with `keepalived -t`) holding the floating address.
     Init,
+    /// Show each ConfigNode: who holds the floating address, the DHCP failover state, and
+    /// whether its DHCP hosts and TFTP tree match the inventory and the other ConfigNode.
+    ///
+    /// Exit 0 when all is in order, 1 when something is out of sync or a daemon is down, 4
+    /// when a ConfigNode does not answer.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +249,9 @@ pub enum NodeCommand {
     Remove {
         /// The node's name.
         name: String,
+        /// With a ConfigNode pair, change the one that answers when the other is down.
+        #[arg(long)]
+        degraded: bool,
     },
     /// List the inventory's nodes: name, role, MAC, IP, profile.
     List,
@@ -274,6 +285,10 @@ pub struct NodeAddArgs {
     /// Add every node of a CSV file (name,mac,ip,role[,profile]; ip and role may be empty) in one run.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "mac", "ip", "profile"])]
     pub from: Option<std::path::PathBuf>,
+    /// With a ConfigNode pair, change the one that answers when the other is down (without it
+    /// the change is refused, exit 4); `config init` brings the other level when it is back.
+    #[arg(long)]
+    pub degraded: bool,
 }
 
 #[derive(Debug, Subcommand)]

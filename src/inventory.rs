@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub mod addresses;
+pub mod confignode;
 pub mod instances;
 pub mod lamp;
 pub mod storage;
@@ -143,8 +144,13 @@ fn default_interface() -> Interface {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigNodeSection {
+    /// Where cloudctl connects; with a pair (`nodes`), the floating address the one that is up holds.
     pub address: Address,
     pub next_server: Option<Ipv4Addr>,
+    /// A ConfigNode pair: the two hosts, DHCP failover primary first (see `confignode`).
+    pub nodes: Option<Spanned<Vec<confignode::Member>>>,
+    /// The pair's VRRP router id (1-255), default `confignode::DEFAULT_VRRP_ID`.
+    pub vrrp_id: Option<u8>,
     #[serde(default = "default_tftp_root")]
     pub tftp_root: RemotePath,
     #[serde(default = "default_dhcpd_conf")]
@@ -449,6 +455,9 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
             }
         }
     }
+    if let Some(cn) = &inv.confignode {
+        confignode::validate(inv, cn, text, &err)?;
+    }
     if let Some(section) = &inv.storage {
         storage::validate(inv, section, &err)?;
     }
@@ -461,7 +470,7 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
 
 /// The span of `key` in `[section]` (for errors about values that carry no span of their own),
 /// or the start of the file.
-fn field_span(text: &str, section: &str, key: &str) -> std::ops::Range<usize> {
+pub(crate) fn field_span(text: &str, section: &str, key: &str) -> std::ops::Range<usize> {
     let header = format!("[{section}]");
     let mut in_section = false;
     let mut offset = 0;
@@ -495,12 +504,25 @@ impl Inventory {
         let port = self.ssh.port;
         let mut hosts = Vec::new();
         if let Some(cn) = &self.confignode {
-            hosts.push(Host {
-                name: "confignode".into(),
-                role: "confignode",
-                host: cn.address.host.clone(),
-                port: cn.address.port.unwrap_or(port),
-            });
+            // A pair is two hosts of the group, by their own names; the floating address is
+            // never connected to (which of them holds it changes).
+            for m in cn.members() {
+                let (host, port) = m.endpoint(port);
+                hosts.push(Host {
+                    name: m.name.to_string(),
+                    role: "confignode",
+                    host,
+                    port,
+                });
+            }
+            if !cn.is_pair() {
+                hosts.push(Host {
+                    name: "confignode".into(),
+                    role: "confignode",
+                    host: cn.address.host.clone(),
+                    port: cn.address.port.unwrap_or(port),
+                });
+            }
         }
         for n in &self.node {
             let (host, p) = match (&n.address, &n.ip) {

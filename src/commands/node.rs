@@ -15,7 +15,7 @@ use std::path::Path;
 pub fn run(ctx: &Context, cmd: NodeCommand) -> Result<Exit, Error> {
     match cmd {
         NodeCommand::Add(args) => add(ctx, args),
-        NodeCommand::Remove { name } => remove(ctx, &name),
+        NodeCommand::Remove { name, degraded } => remove(ctx, &name, degraded),
         NodeCommand::List => list(ctx),
         NodeCommand::Boot(args) => super::hnode::boot(
             ctx,
@@ -55,13 +55,13 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
         &path,
         (&text, &new_text),
         &new_inv,
-        &Scope::nodes(names),
-        &required,
+        (&Scope::nodes(names), &required),
         &format!("add {}", describe(&added)),
+        args.degraded,
     )
 }
 
-fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
+fn remove(ctx: &Context, name: &str, degraded: bool) -> Result<Exit, Error> {
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
     let _lock = lock(ctx, &path)?;
     let (text, inv) = read(&path)?;
@@ -90,9 +90,9 @@ fn remove(ctx: &Context, name: &str) -> Result<Exit, Error> {
         &path,
         (&text, &new_text),
         &new_inv,
-        &scope,
-        &[],
+        (&scope, &[]),
         &format!("remove node {name}"),
+        degraded,
     )
 }
 
@@ -106,17 +106,17 @@ fn describe(names: &[&str]) -> String {
 
 /// Converges the ConfigNode to the edited inventory and writes the inventory only when that
 /// worked, so the file never names a node the ConfigNode refused. The dry run shows the
-/// inventory diff too and writes nothing.
+/// inventory diff too and writes nothing. `degraded`: one ConfigNode of a pair may be down.
 fn converge_then_save(
     ctx: &Context,
     path: &Path,
     (old, new): (&str, &str),
     inv: &Inventory,
-    scope: &Scope,
-    required: &[String],
+    (scope, required): (&Scope, &[String]),
     what: &str,
+    degraded: bool,
 ) -> Result<Exit, Error> {
-    let mut plan = plan_confignode(ctx, inv, scope, required)?;
+    let mut plan = plan_confignode(ctx, inv, scope, required, degraded)?;
     plan.title = what.to_string();
     if ctx.dry_run && !ctx.ui.json && old != new {
         let diff = similar::TextDiff::from_lines(old, new);

@@ -18,6 +18,11 @@ pub fn network_holders(inv: &Inventory) -> Vec<(Ipv4Addr, &'static str)> {
             out.push((ip, "the ConfigNode ([confignode] address)"));
         }
         out.extend(cn.next_server.map(|n| (n, "the ConfigNode ([confignode] next_server)")));
+        out.extend(
+            cn.members()
+                .iter()
+                .map(|m| (m.ip, "a ConfigNode of the pair ([confignode] nodes)")),
+        );
     }
     out
 }

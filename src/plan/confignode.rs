@@ -1,16 +1,18 @@
 //! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
 //! pxelinux tree. `config init` renders all of it from the inventory (every run idempotent, stale
-//! per-MAC files removed); node changes render the DHCP hosts file and only the changed nodes'
+//! per-MAC files removed) on the one ConfigNode or on both of a pair; node changes render the DHCP hosts file and only the changed nodes'
 //! PXE files, so their cost does not grow with the cloud. Pure.
 
 use super::{command, config, install_packages, strings, AbsentStep, CommandStep, DirStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::exec::script::quote;
+use crate::inventory::confignode::{Member, DEFAULT_VRRP_ID};
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
 use crate::templates::Templates;
 use crate::types::{Mac, RemotePath};
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 /// Packages `config init` installs when missing: the PXE server, and the tools cloudctl itself
 /// runs on the ConfigNode later (`hnode boot`: ping to watch a node come up, wakeonlan to power it).
@@ -22,6 +24,8 @@ pub const PACKAGES: [&str; 6] = [
     "iputils-ping",
     "wakeonlan",
 ];
+/// Installed as well on each ConfigNode of a pair: VRRP for the floating next-server address.
+pub const PAIR_PACKAGE: &str = "keepalived";
 /// Installed as well when a node is powered by IPMI (`hnode boot` runs ipmitool on the ConfigNode).
 pub const IPMI_PACKAGE: &str = "ipmitool";
 
@@ -57,7 +61,9 @@ const DHCPD_SCRIPT: &str = include_str!("../../scripts/confignode/dhcpd.sh");
 /// Where that script keeps the hosts file dhcpd last took and the names it changed live.
 const DHCPD_STATE_DIR: &str = "/var/lib/cloudctl/dhcpd";
 /// Debian's dhcpd lease file (the init script passes no other).
-const DHCPD_LEASES: &str = "/var/lib/dhcp/dhcpd.leases";
+pub const LEASES: &str = "/var/lib/dhcp/dhcpd.leases";
+/// Where Debian's keepalived init script keeps the daemon's pid.
+pub const KEEPALIVED_PID: &str = "/run/keepalived.pid";
 /// dhcpd's OMAPI port (ISC's registered default).
 pub const OMAPI_PORT: u16 = 7911;
 /// Writes a fresh OMAPI key file (root only) at $1: the secret goes from /dev/urandom through a
@@ -196,6 +202,18 @@ fn tftp_relative(cn: &ConfigNodeSection, profile: &str, field: &str, path: &Remo
             cn.tftp_root
         ))
     })
+}
+
+/// The DHCP hosts file: one host entry per node with a MAC and an IP.
+pub fn hosts_content(inv: &Inventory, templates: &Templates) -> Result<String, Error> {
+    let nodes: Vec<_> = inv
+        .node
+        .iter()
+        .filter_map(|n| {
+            Some(json!({ "name": n.name.get_ref(), "mac": n.mac.as_ref()?.get_ref(), "ip": n.ip.as_ref()?.get_ref() }))
+        })
+        .collect();
+    templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))
 }
 
 /// Boot files the inventory's nodes need on the ConfigNode (checked by a read-only probe).
@@ -347,6 +365,20 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
     ]
 }
 
+/// keepalived takes a changed configuration by a reload (it keeps the address if it holds it),
+/// or starts. Debian's init script has no `status`: the pid file says whether it runs.
+fn keepalived_service() -> [Step; 2] {
+    let running = format!("p=$(cat {KEEPALIVED_PID} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null");
+    let apply = format!("if {running}; then service keepalived reload; else service keepalived start; fi");
+    [
+        command(&["sh", "-c", &apply], When::Changed(strings(&["keepalived.conf"]))),
+        command(
+            &["service", "keepalived", "start"],
+            When::Unless(strings(&["sh", "-c", &running])),
+        ),
+    ]
+}
+
 /// dhcpd takes a changed hosts file: live through OMAPI for node changes, by a restart when
 /// `config init` changed its settings; then it is started if it is not running.
 fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
@@ -364,7 +396,7 @@ fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
         &hosts,
         &key,
         DHCPD_STATE_DIR,
-        DHCPD_LEASES,
+        LEASES,
     ];
     if mode == "live" {
         argv.push(&port);
@@ -378,14 +410,148 @@ fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
     ]
 }
 
+/// The ConfigNodes of the inventory: one, or the pair (primary first).
+pub fn hosts(inv: &Inventory) -> Result<Vec<crate::inventory::Host>, Error> {
+    inv.select(&["confignode".into()]).map_err(Error::Usage)
+}
+
+/// Where one ConfigNode of a pair stands: itself, its peer, and what they share.
+#[derive(Debug, Clone)]
+pub struct PairSide<'a> {
+    pub primary: bool,
+    pub me: &'a Member,
+    pub peer: &'a Member,
+    pub floating: Ipv4Addr,
+}
+
+/// The pair as seen from each side, primary first; empty for a single ConfigNode.
+pub fn pair_sides(cn: &ConfigNodeSection) -> Vec<PairSide<'_>> {
+    let (m, Some(floating)) = (cn.members(), cn.floating()) else {
+        return Vec::new();
+    };
+    if m.len() != 2 {
+        return Vec::new();
+    }
+    vec![
+        PairSide {
+            primary: true,
+            me: &m[0],
+            peer: &m[1],
+            floating,
+        },
+        PairSide {
+            primary: false,
+            me: &m[1],
+            peer: &m[0],
+            floating,
+        },
+    ]
+}
+
+/// dhcpd's failover port (IANA's, also ISC's usual choice).
+pub const FAILOVER_PORT: u16 = 647;
+/// Seconds a server alone may extend a lease past what its partner knows (ISC's usual hour).
+pub const FAILOVER_MCLT: u32 = 3600;
+/// keepalived's configuration (Debian's init script reads this one).
+pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+
+/// The plan for the ConfigNode(s), every one probed to the same `facts`.
 pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope) -> Result<Plan, Error> {
+    let each = vec![Some(facts.clone()); hosts(inv)?.len()];
+    plan_each(inv, templates, &each, scope)
+}
+
+/// One plan converging every ConfigNode identically from the inventory; `facts` are each
+/// host's own probe, in `hosts` order, `None` for one left out (down, `--degraded`). A pair's
+/// two differ only in their failover and VRRP roles.
+pub fn plan_each(
+    inv: &Inventory,
+    templates: &Templates,
+    facts: &[Option<Facts>],
+    scope: &Scope,
+) -> Result<Plan, Error> {
+    let s = sections(inv)?;
+    let sides = pair_sides(s.confignode);
+    let hosts = hosts(inv)?;
+    if facts.len() != hosts.len() {
+        return Err(Error::Failed(anyhow::anyhow!(
+            "internal: {} ConfigNode probes for {} ConfigNodes",
+            facts.len(),
+            hosts.len()
+        )));
+    }
+    let mut plans = Vec::new();
+    for (i, (host, facts)) in hosts.into_iter().zip(facts).enumerate() {
+        let Some(facts) = facts else { continue };
+        plans.push(HostPlan {
+            host,
+            exclusive: true,
+            steps: host_steps(inv, templates, facts, scope, sides.get(i))?,
+        });
+    }
+    let title = match scope {
+        Scope::Init => "config init",
+        Scope::Nodes { .. } => "converge the ConfigNode's node entries",
+    };
+    Ok(Plan {
+        title: title.into(),
+        confirm: true,
+        redact: Vec::new(),
+        hosts: plans,
+    })
+}
+
+/// keepalived's settings for one side of the pair, validated by keepalived itself.
+fn keepalived_step(inv: &Inventory, templates: &Templates, side: &PairSide) -> Result<Step, Error> {
+    let s = sections(inv)?;
+    let conf = templates.render(
+        "config-init/keepalived.conf",
+        &json!({
+            "cloud": inv.cloud.name,
+            "me_name": side.me.name,
+            "peer_name": side.peer.name,
+            "me": side.me.ip,
+            "peer": side.peer.ip,
+            "floating": side.floating,
+            "prefix": s.network.subnet.prefix(),
+            "interface": s.network.interface,
+            "vrrp_id": s.confignode.vrrp_id.unwrap_or(DEFAULT_VRRP_ID),
+            // The primary holds the address whenever it is up.
+            "priority": if side.primary { 150 } else { 100 },
+        }),
+    )?;
+    config(
+        "keepalived.conf",
+        KEEPALIVED_CONF,
+        conf,
+        Some(strings(&["keepalived", "-t", "-f", "{}"])),
+    )
+}
+
+fn host_steps(
+    inv: &Inventory,
+    templates: &Templates,
+    facts: &Facts,
+    scope: &Scope,
+    side: Option<&PairSide>,
+) -> Result<Vec<Step>, Error> {
     let s = sections(inv)?;
     let (net, cn) = (s.network, s.confignode);
-    let host = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
     let mut steps = node_addresses(inv)?;
     if *scope == Scope::Init {
-        steps.push(install_packages(&packages(inv)));
+        let mut packages = packages(inv);
+        if side.is_some() {
+            packages.push(PAIR_PACKAGE);
+        }
+        steps.push(install_packages(&packages));
+        if let Some(side) = side {
+            steps.push(Step::Dir(DirStep {
+                path: "/etc/keepalived".parse().map_err(Error::Usage)?,
+                mode: 0o755,
+            }));
+            steps.push(keepalived_step(inv, templates, side)?);
+        }
         steps.push(Step::Dir(DirStep {
             path: cn.tftp_root.clone(),
             mode: 0o755,
@@ -432,14 +598,7 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
             hosts_file(cn)
         )));
     }
-    let nodes: Vec<_> = inv
-        .node
-        .iter()
-        .filter_map(|n| {
-            Some(json!({ "name": n.name.get_ref(), "mac": n.mac.as_ref()?.get_ref(), "ip": n.ip.as_ref()?.get_ref() }))
-        })
-        .collect();
-    let hosts = templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))?;
+    let hosts = hosts_content(inv, templates)?;
     steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
     if *scope == Scope::Init {
         steps.push(command(
@@ -471,6 +630,16 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
                 "omapi_port": OMAPI_PORT,
                 "omapi_key": omapi_key_file(cn),
                 "booted_dir": BOOTED_DIR,
+                "failover": side.map(|p| json!({
+                    "role": if p.primary { "primary" } else { "secondary" },
+                    "primary": p.primary,
+                    "me_name": p.me.name,
+                    "peer_name": p.peer.name,
+                    "me": p.me.ip,
+                    "peer": p.peer.ip,
+                    "port": FAILOVER_PORT,
+                    "mclt": FAILOVER_MCLT,
+                })),
             }),
         )?;
         steps.push(config(
@@ -540,19 +709,10 @@ pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope
     steps.extend(dhcpd_steps(cn, scope));
     if *scope == Scope::Init {
         steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
+        // Last: the floating address comes to a host only once it serves DHCP and TFTP.
+        if side.is_some() {
+            steps.extend(keepalived_service());
+        }
     }
-    let title = match scope {
-        Scope::Init => "config init",
-        Scope::Nodes { .. } => "converge the ConfigNode's node entries",
-    };
-    Ok(Plan {
-        title: title.into(),
-        confirm: true,
-        redact: Vec::new(),
-        hosts: vec![HostPlan {
-            host,
-            exclusive: true,
-            steps,
-        }],
-    })
+    Ok(steps)
 }

@@ -306,13 +306,18 @@ pub fn plan(
             when: When::Unless(strings(&same)),
         }),
     ]);
+    // Every ConfigNode of a pair gets the node's files (either may serve its boot); the first
+    // one powers it on.
+    for host in &mut plan.hosts {
+        let steps = &mut host.steps;
+        // After the key directory and the address map the ConfigNode plan starts with.
+        let at = steps
+            .iter()
+            .position(|s| matches!(s, Step::File(f) if f.id == confignode::NODE_ADDRESSES_ID))
+            .map_or(0, |i| i + 1);
+        steps.splice(at..at, node_steps.clone());
+    }
     let steps = &mut plan.hosts[0].steps;
-    // After the key directory and the address map the ConfigNode plan starts with.
-    let at = steps
-        .iter()
-        .position(|s| matches!(s, Step::File(f) if f.id == confignode::NODE_ADDRESSES_ID))
-        .map_or(0, |i| i + 1);
-    steps.splice(at..at, node_steps);
     let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
     match power {
         Power::None => {}

@@ -1,6 +1,7 @@
 //! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
 
 pub mod confignode;
+pub mod confignode_status;
 pub mod doctor;
 pub mod evacuate;
 pub mod hnode;

@@ -1,6 +1,7 @@
 //! All printing: messages, errors, prompts, progress, plans and reports. Human text goes to
 //! stderr; `--json` documents (and `run`'s remote stdout) go to stdout.
 
+pub mod confignode;
 pub mod diff;
 pub mod doctor;
 pub mod hnode;

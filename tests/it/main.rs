@@ -4,6 +4,8 @@
 mod apply_safety;
 mod cli;
 mod confignode_e2e;
+mod confignode_pair;
+mod confignode_pair_e2e;
 mod confignode_plan;
 mod dhcp_live;
 mod doctor_e2e;

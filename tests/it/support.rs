@@ -140,7 +140,12 @@ impl Lab {
 
     /// The pid of the ConfigNode host's running dhcpd (checked alive).
     pub fn dhcpd_pid(&self) -> String {
-        self.sh_ok(0, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
+        self.dhcpd_pid_on(0)
+    }
+
+    /// The pid of lab host `idx`'s running dhcpd (checked alive).
+    pub fn dhcpd_pid_on(&self, idx: usize) -> String {
+        self.sh_ok(idx, "pid=$(cat /run/dhcpd.pid) && kill -0 $pid && echo $pid")
             .trim()
             .to_string()
     }

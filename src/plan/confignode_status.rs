@@ -1,0 +1,213 @@
+//! `config status`: the read-only probe of each ConfigNode (floating address, daemons, DHCP
+//! failover state, checksums of its DHCP hosts file and TFTP tree) and the judgement of what it
+//! found against the inventory and the other ConfigNode. Pure.
+
+use super::confignode::{hosts_file, sections, KEEPALIVED_PID, LEASES};
+use crate::error::Error;
+use crate::exec::script::quote;
+use crate::inventory::Inventory;
+use crate::templates::Templates;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// What one ConfigNode reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeFacts {
+    /// It holds the pair's floating address now.
+    pub holds_floating: bool,
+    pub dhcpd_running: bool,
+    pub keepalived_running: bool,
+    /// dhcpd's failover state (its own, its partner's), as its lease file last recorded it.
+    pub failover: Option<(String, String)>,
+    /// sha256 of the DHCP hosts file cloudctl writes (`None`: absent).
+    pub hosts_sha256: Option<String>,
+    /// sha256 over every file of the TFTP tree, names and contents.
+    pub tree_sha256: Option<String>,
+}
+
+/// One ConfigNode's line of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(flatten)]
+    pub facts: NodeFacts,
+    /// Its DHCP hosts file is the one the inventory renders (every `node add/remove` reached it).
+    pub hosts_in_sync: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub pair: bool,
+    pub floating: Option<String>,
+    /// Which ConfigNode holds the floating address (none, or both: split brain, is a problem).
+    pub holder: Vec<String>,
+    /// Every ConfigNode that answered has the inventory's hosts, and their TFTP trees are equal.
+    pub in_sync: bool,
+    pub nodes: Vec<NodeStatus>,
+    /// Problems of the pair as a whole.
+    pub problems: Vec<String>,
+}
+
+/// The probe: one `key value` line per fact; changes nothing.
+pub fn script(inv: &Inventory) -> Result<String, Error> {
+    let cn = sections(inv)?.confignode;
+    let mut s = String::new();
+    if let Some(ip) = cn.floating() {
+        s += &format!(
+            "if ip -o -4 addr show | grep -qF {}; then echo floating yes; else echo floating no; fi\n",
+            quote(&format!(" {ip}/"))
+        );
+    }
+    s += "if service isc-dhcp-server status >/dev/null 2>&1; then echo dhcpd running; else echo dhcpd stopped; fi\n";
+    s += &format!(
+        "p=$(cat {} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && echo keepalived running\n",
+        quote(KEEPALIVED_PID)
+    );
+    // dhcpd appends a `failover peer "NAME" state { my state S at ..; partner state S at ..; }`
+    // record at every change: the last one is the current state.
+    s += &format!(
+        "awk '$1 == \"failover\" && $2 == \"peer\" && $4 == \"state\" {{ b = 1 }} b && $1 == \"my\" {{ m = $3 }} b && $1 == \"partner\" {{ p = $3 }} b && $1 == \"}}\" {{ b = 0 }} END {{ if (m != \"\") print \"failover\", m, p }}' {} 2>/dev/null\n",
+        quote(LEASES)
+    );
+    s += &format!(
+        "[ -f {f} ] && echo \"hosts $(sha256sum < {f} | cut -d' ' -f1)\"\n",
+        f = quote(&hosts_file(cn))
+    );
+    s += &format!(
+        "cd {} 2>/dev/null && echo \"tree $(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)\"\n",
+        quote(cn.tftp_root.as_str())
+    );
+    Ok(s + "exit 0\n")
+}
+
+pub fn parse(output: &str) -> NodeFacts {
+    let mut f = NodeFacts::default();
+    for line in output.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["floating", v] => f.holds_floating = *v == "yes",
+            ["dhcpd", v] => f.dhcpd_running = *v == "running",
+            ["keepalived", "running"] => f.keepalived_running = true,
+            ["failover", me, partner] => f.failover = Some((me.to_string(), partner.to_string())),
+            ["hosts", sum] => f.hosts_sha256 = Some(sum.to_string()),
+            ["tree", sum] => f.tree_sha256 = Some(sum.to_string()),
+            _ => {}
+        }
+    }
+    f
+}
+
+fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Judges what each ConfigNode reported (`Err`: why it did not answer), in `confignode::hosts`
+/// order, against the hosts file the inventory renders and against each other.
+pub fn judge(
+    inv: &Inventory,
+    templates: &Templates,
+    answers: Vec<(String, Result<NodeFacts, String>)>,
+) -> Result<Status, Error> {
+    let cn = sections(inv)?.confignode;
+    let pair = cn.is_pair();
+    let wanted = sha256(super::confignode::hosts_content(inv, templates)?.as_bytes());
+    let mut nodes = Vec::new();
+    for (name, answer) in answers {
+        let (reachable, facts, mut problems) = match answer {
+            Ok(f) => (true, f, Vec::new()),
+            Err(why) => (false, NodeFacts::default(), vec![format!("unreachable: {why}")]),
+        };
+        let hosts_in_sync = facts.hosts_sha256.as_deref() == Some(wanted.as_str());
+        if reachable {
+            if !facts.dhcpd_running {
+                problems.push("dhcpd is not running; run `cloudctl config init`".into());
+            }
+            if !hosts_in_sync {
+                problems.push("behind the inventory: its DHCP hosts differ; run `cloudctl config init`".into());
+            }
+            if pair {
+                if !facts.keepalived_running {
+                    problems.push(
+                        "keepalived is not running: it cannot take the floating address; run `cloudctl config init`"
+                            .into(),
+                    );
+                }
+                match &facts.failover {
+                    Some((me, _)) if me == "normal" => {}
+                    Some((me, partner)) => problems.push(format!(
+                        "DHCP failover state {me} (partner {partner}): the peers do not share leases now"
+                    )),
+                    None if facts.dhcpd_running => {
+                        problems.push("DHCP failover has not started (no state in the lease file)".into())
+                    }
+                    None => {}
+                }
+            }
+        }
+        nodes.push(NodeStatus {
+            name,
+            reachable,
+            facts,
+            hosts_in_sync,
+            problems,
+        });
+    }
+    let holder: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.facts.holds_floating)
+        .map(|n| n.name.clone())
+        .collect();
+    let mut problems = Vec::new();
+    let trees: std::collections::BTreeSet<_> = nodes
+        .iter()
+        .filter(|n| n.reachable)
+        .map(|n| n.facts.tree_sha256.clone())
+        .collect();
+    if trees.len() > 1 {
+        problems.push("the TFTP trees differ between the ConfigNodes; run `cloudctl config init`".to_string());
+    }
+    if pair {
+        match holder.len() {
+            0 => problems.push(format!(
+                "no ConfigNode holds the floating address {}: nodes cannot PXE-boot",
+                cn.address.host
+            )),
+            1 => {}
+            _ => problems.push(format!(
+                "both ConfigNodes hold the floating address {} (they do not hear each other's VRRP adverts)",
+                cn.address.host
+            )),
+        }
+    }
+    let in_sync = trees.len() <= 1 && nodes.iter().all(|n| n.reachable && n.hosts_in_sync);
+    Ok(Status {
+        pair,
+        floating: cn.floating().map(|f| f.to_string()),
+        holder,
+        in_sync,
+        nodes,
+        problems,
+    })
+}
+
+impl Status {
+    /// 0 all in order, 1 something out of order, 4 a ConfigNode did not answer (the one
+    /// severity order decides when both).
+    pub fn exit(&self) -> crate::error::Exit {
+        use crate::error::Exit;
+        let mut exit = Exit::Ok;
+        for n in &self.nodes {
+            if !n.reachable {
+                exit = exit.max(Exit::Unreachable);
+            } else if !n.problems.is_empty() {
+                exit = exit.max(Exit::Failed);
+            }
+        }
+        if !self.problems.is_empty() {
+            exit = exit.max(Exit::Failed);
+        }
+        exit
+    }
+}
