@@ -185,7 +185,7 @@ fn measure(bin: &Path, n: usize) -> Vec<f64> {
         let said = |out: &Output| String::from_utf8_lossy(&out.stderr).contains("restarted dhcpd instead");
         let force = || {
             if restart_path {
-                lab.sh("rm -f /var/lib/cloudctl/dhcpd/applied.conf");
+                lab.sh("rm -rf /var/lib/cloudctl/dhcpd/applied");
             }
         };
         for _ in 0..ROUNDS {
@@ -195,7 +195,7 @@ fn measure(bin: &Path, n: usize) -> Vec<f64> {
             adds.push(t);
             let file = format!("/srv/tftp/pxelinux.cfg/01-{}", extra_mac.replace(':', "-"));
             lab.sh(&format!(
-                "test -f {file} && grep -q 'host {extra} ' /etc/dhcp/cloudctl-hosts.conf"
+                "test -f {file} && grep -q 'host {extra} ' /etc/dhcp/cloudctl-hosts.d/*.conf"
             ));
             force();
             let (t, out) = yes(&["node", "remove", &extra]);
