@@ -337,3 +337,49 @@ fn csv_rack_import() {
         .unwrap_err()
         .contains("MAC 52:54:00:00:02:03 is given to both a and b"));
 }
+
+/// `node add` joins the appended `[[node]]` tables to the inventory it already parsed instead of
+/// parsing the whole file again; the result, spans included, and every refusal are those of a
+/// full parse, and an inventory that assigns `node` inline is parsed in full.
+#[test]
+fn appended_nodes_give_what_a_full_parse_gives() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml");
+    let old = std::fs::read_to_string(&path).unwrap() + "# café, a comment with a two-byte letter\n";
+    let inv = inventory::parse("cloud.toml", &old).unwrap();
+    let new = cloudctl::inventory_file::add_nodes(
+        &old,
+        &node::resolve(
+            &inv,
+            &[node::request("hnode9", "52:54:00:00:09:09", None, None, None).unwrap()],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let joined = inventory::with_appended_nodes("cloud.toml", inv, &old, &new).unwrap();
+    let full = inventory::parse("cloud.toml", &new).unwrap();
+    assert_eq!(format!("{joined:?}"), format!("{full:?}"), "same values and spans");
+    assert_eq!(
+        joined.node.last().unwrap().name.span(),
+        full.node.last().unwrap().name.span()
+    );
+
+    // Appended tables that a full parse refuses are refused with the same words.
+    let dup = new.clone() + "\n[[node]]\nname = \"hnode9\"\nrole = \"hnode\"\n";
+    let inv = inventory::parse("cloud.toml", &new).unwrap();
+    let joined = inventory::with_appended_nodes("cloud.toml", inv, &new, &dup).unwrap_err();
+    assert_eq!(
+        joined.to_string(),
+        inventory::parse("cloud.toml", &dup).unwrap_err().to_string()
+    );
+    assert!(
+        joined.to_string().contains("duplicate node name \"hnode9\""),
+        "{joined}"
+    );
+
+    // `node = [...]` inline: appending `[[node]]` is not valid TOML, which only a full parse sees.
+    let inline = "node = [{ name = \"a\", role = \"hnode\" }]\n[cloud]\nname = \"c\"\n";
+    let inv = inventory::parse("cloud.toml", inline).unwrap();
+    let appended = format!("{inline}\n[[node]]\nname = \"b\"\nrole = \"hnode\"\n");
+    assert!(inventory::parse("cloud.toml", &appended).is_err());
+    assert!(inventory::with_appended_nodes("cloud.toml", inv, inline, &appended).is_err());
+}
