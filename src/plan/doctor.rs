@@ -28,7 +28,7 @@ pub struct Finding {
 pub struct ConfigNodeFacts {
     pub missing: Vec<String>,
     pub initialised: bool,
-    /// `host NAME { … fixed-address IP; }` entries of cloudctl's DHCP hosts file.
+    /// `host NAME { … fixed-address IP; }` entries of cloudctl's files of DHCP host entries.
     pub fixed: Vec<(String, Ipv4Addr)>,
     /// The `range` lines of dhcpd.conf.
     pub ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
