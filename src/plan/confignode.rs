@@ -1,7 +1,8 @@
 //! Planner for the ConfigNode (`config init`, `node add`, `node remove`): DHCP, TFTP and the
 //! pxelinux tree. `config init` renders all of it from the inventory (every run idempotent, stale
-//! per-MAC files removed) on the one ConfigNode or on both of a pair; node changes render the DHCP hosts file and only the changed nodes'
-//! PXE files, so their cost does not grow with the cloud. Pure.
+//! per-MAC files removed) on the one ConfigNode or on both of a pair; node changes render only
+//! the file of DHCP host entries and the PXE file of each changed node, so their cost does not
+//! grow with the cloud. Pure.
 
 use super::{command, config, install_packages, strings, AbsentStep, CommandStep, DirStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
@@ -55,6 +56,11 @@ const BOOT_FILES: [(&str, &str); 4] = [
 pub const NODE_KEYS_DIR: &str = "/var/lib/cloudctl/node-keys";
 /// The plan step id of that map.
 pub const NODE_ADDRESSES_ID: &str = "node-addresses";
+
+/// How many files the DHCP host entries are spread over (`cloudctl-hosts.d/NN.conf`, a node's
+/// file chosen by a hash of its name): a node change renders, sends and validates one of them,
+/// about 1/32 of the entries, instead of all of them.
+pub const HOST_SHARDS: usize = 32;
 
 /// Changes the running dhcpd live through OMAPI, or restarts it (see the script's header).
 const DHCPD_SCRIPT: &str = include_str!("../../scripts/confignode/dhcpd.sh");
@@ -112,6 +118,9 @@ pub struct Facts {
     pub missing: Vec<String>,
     /// Whether dhcpd.conf includes cloudctl's hosts file (i.e. `config init` ran).
     pub initialised: bool,
+    /// Whether that hosts file includes the files of host entries (`config init` of this version
+    /// ran; before, the hosts file held every entry itself).
+    pub sharded: bool,
     /// Nodes with a per-node overlay initrd (written by `hnode boot`) in `tftp_root/nodes/`.
     pub overlays: BTreeSet<String>,
     /// Nodes whose private host keys the key server holds (`NODE_KEYS_DIR/NAME.keys`).
@@ -137,6 +146,7 @@ fn dhcp_dir(cn: &ConfigNodeSection) -> &str {
     cn.dhcpd_conf.parent()
 }
 
+/// The hosts file dhcpd.conf includes: it includes the `HOST_SHARDS` files of host entries.
 pub fn hosts_file(cn: &ConfigNodeSection) -> String {
     format!("{}/cloudctl-hosts.conf", dhcp_dir(cn))
 }
@@ -144,6 +154,35 @@ pub fn hosts_file(cn: &ConfigNodeSection) -> String {
 /// Where dhcpd's commit hook (dhcpd.conf) leaves one empty file per MAC it gave an address to,
 /// named by the MAC as dhcpd prints it (`52:54:0:c1:0:2`: hex without leading zeros).
 pub const BOOTED_DIR: &str = "/var/lib/cloudctl/booted";
+
+/// The folder of the files of host entries.
+pub fn hosts_dir(cn: &ConfigNodeSection) -> String {
+    format!("{}/cloudctl-hosts.d", dhcp_dir(cn))
+}
+
+/// Which of the `HOST_SHARDS` files holds a node's host entry: FNV-1a of its name, a hash that
+/// never changes between builds, so a node stays in its file.
+pub fn shard_of(name: &str) -> usize {
+    let hash = name
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash as usize % HOST_SHARDS
+}
+
+/// The file of host entries number `k`.
+pub fn shard_file(cn: &ConfigNodeSection, k: usize) -> String {
+    format!("{}/{k:02}.conf", hosts_dir(cn))
+}
+
+fn shard_id(k: usize) -> String {
+    format!("dhcpd-hosts-{k:02}")
+}
+
+/// The include line of shard `k` in the hosts file; `facts_script` looks for the first one to
+/// know the ConfigNode has this layout.
+fn shard_include(cn: &ConfigNodeSection, k: usize) -> String {
+    format!("include \"{}\";", shard_file(cn, k))
+}
 
 /// The OMAPI key dhcpd.conf includes (0600, written on the ConfigNode, never read by cloudctl).
 pub fn omapi_key_file(cn: &ConfigNodeSection) -> String {
@@ -204,18 +243,6 @@ fn tftp_relative(cn: &ConfigNodeSection, profile: &str, field: &str, path: &Remo
     })
 }
 
-/// The DHCP hosts file: one host entry per node with a MAC and an IP.
-pub fn hosts_content(inv: &Inventory, templates: &Templates) -> Result<String, Error> {
-    let nodes: Vec<_> = inv
-        .node
-        .iter()
-        .filter_map(|n| {
-            Some(json!({ "name": n.name.get_ref(), "mac": n.mac.as_ref()?.get_ref(), "ip": n.ip.as_ref()?.get_ref() }))
-        })
-        .collect();
-    templates.render("config-init/dhcpd-hosts.conf", &json!({ "nodes": nodes }))
-}
-
 /// Boot files the inventory's nodes need on the ConfigNode (checked by a read-only probe).
 pub fn needed_boot_files(inv: &Inventory) -> Vec<String> {
     boot_files(inv, |_| true)
@@ -274,6 +301,11 @@ pub fn facts_script(inv: &Inventory, scope: &Scope) -> Result<String, Error> {
         quote(&include),
         quote(cn.dhcpd_conf.as_str())
     );
+    script += &format!(
+        "grep -qxF {} {} 2>/dev/null && echo sharded\n",
+        quote(&shard_include(cn, 0)),
+        quote(&hosts_file(cn))
+    );
     Ok(script + "exit 0\n")
 }
 
@@ -292,6 +324,7 @@ pub fn parse_facts(output: &str) -> Facts {
                 facts.node_keys.insert(n.to_string());
             }
             _ if line == "initialised" => facts.initialised = true,
+            _ if line == "sharded" => facts.sharded = true,
             _ => {}
         }
     }
@@ -381,12 +414,15 @@ fn keepalived_service() -> [Step; 2] {
 
 /// dhcpd takes a changed hosts file: live through OMAPI for node changes, by a restart when
 /// `config init` changed its settings; then it is started if it is not running.
-fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
-    let (mode, ids): (&str, &[&str]) = match scope {
-        Scope::Init => ("restart", &["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"]),
-        Scope::Nodes { .. } => ("live", &["dhcpd-hosts"]),
+fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope, shards: &BTreeSet<usize>) -> [Step; 2] {
+    let (mode, mut ids) = match scope {
+        Scope::Init => ("restart", strings(&["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"])),
+        Scope::Nodes { .. } => ("live", Vec::new()),
     };
-    let (hosts, key, port) = (hosts_file(cn), omapi_key_file(cn), OMAPI_PORT.to_string());
+    ids.extend(shards.iter().map(|&k| shard_id(k)));
+    // The argv names no node: it is the same in every run, and so is its pending marker (a run
+    // cut off before it made the next run take the change, whichever nodes that one changes).
+    let (hosts, key, port) = (hosts_dir(cn), omapi_key_file(cn), OMAPI_PORT.to_string());
     let mut argv = vec![
         "sh",
         "-c",
@@ -402,7 +438,7 @@ fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope) -> [Step; 2] {
         argv.push(&port);
     }
     [
-        command(&argv, When::Changed(strings(ids))),
+        command(&argv, When::Changed(ids)),
         command(
             &["service", "isc-dhcp-server", "start"],
             When::Unless(strings(&["service", "isc-dhcp-server", "status"])),
@@ -454,6 +490,61 @@ pub const FAILOVER_PORT: u16 = 647;
 pub const FAILOVER_MCLT: u32 = 3600;
 /// keepalived's configuration (Debian's init script reads this one).
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+
+/// The files of host entries a run writes: all for `config init`, else those of the nodes named.
+fn host_shards(scope: &Scope) -> BTreeSet<usize> {
+    match scope {
+        Scope::Init => (0..HOST_SHARDS).collect(),
+        Scope::Nodes { write, forget, .. } => write.iter().chain(forget).map(|n| shard_of(n)).collect(),
+    }
+}
+
+/// The files of host entries in `shards`, in order: each holds the entries of the inventory's
+/// nodes (with a MAC and an IP) whose name hashes to it.
+pub fn shard_contents(
+    inv: &Inventory,
+    templates: &Templates,
+    shards: &BTreeSet<usize>,
+) -> Result<Vec<(usize, String)>, Error> {
+    let mut entries: Vec<Vec<serde_json::Value>> = vec![Vec::new(); HOST_SHARDS];
+    for n in &inv.node {
+        let (Some(mac), Some(ip)) = (&n.mac, &n.ip) else {
+            continue;
+        };
+        let name = n.name.get_ref().as_str();
+        let k = shard_of(name);
+        if shards.contains(&k) {
+            entries[k].push(json!({ "name": name, "mac": mac.get_ref(), "ip": ip.get_ref() }));
+        }
+    }
+    shards
+        .iter()
+        .map(|&k| {
+            let content = templates.render("config-init/dhcpd-host-entries.conf", &json!({ "nodes": entries[k] }))?;
+            Ok((k, content))
+        })
+        .collect()
+}
+
+/// One file step per shard in `shards`, each validated alone by dhcpd before it is active.
+fn shard_steps(
+    inv: &Inventory,
+    templates: &Templates,
+    cn: &ConfigNodeSection,
+    shards: &BTreeSet<usize>,
+) -> Result<Vec<Step>, Error> {
+    shard_contents(inv, templates, shards)?
+        .into_iter()
+        .map(|(k, content)| {
+            config(
+                &shard_id(k),
+                &shard_file(cn, k),
+                content,
+                Some(strings(&["dhcpd", "-t", "-q", "-cf", "{}"])),
+            )
+        })
+        .collect()
+}
 
 /// The plan for the ConfigNode(s), every one probed to the same `facts`.
 pub fn plan(inv: &Inventory, templates: &Templates, facts: &Facts, scope: &Scope) -> Result<Plan, Error> {
@@ -597,10 +688,26 @@ fn host_steps(
             cn.dhcpd_conf,
             hosts_file(cn)
         )));
+    } else if !facts.sharded {
+        return Err(Error::Usage(format!(
+            "the ConfigNode's {} still holds every host entry itself (written by an older cloudctl); run `cloudctl config init` once, which moves them into {}/",
+            hosts_file(cn),
+            hosts_dir(cn)
+        )));
     }
-    let hosts = hosts_content(inv, templates)?;
-    steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
+    let shards = host_shards(scope);
     if *scope == Scope::Init {
+        steps.push(super::dir(&hosts_dir(cn), 0o755)?);
+    }
+    steps.extend(shard_steps(inv, templates, cn, &shards)?);
+    if *scope == Scope::Init {
+        let includes: Vec<String> = (0..HOST_SHARDS).map(|k| shard_include(cn, k)).collect();
+        let hosts = templates.render(
+            "config-init/dhcpd-hosts.conf",
+            &json!({ "includes": includes, "hosts_dir": hosts_dir(cn) }),
+        )?;
+        // Checked after every file of host entries is active: dhcpd -t reads them through it.
+        steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
         steps.push(command(
             &["touch", &local_file(cn)],
             When::Unless(strings(&["test", "-e", &local_file(cn)])),
@@ -706,7 +813,7 @@ fn host_steps(
         }));
     }
     steps.extend(removed_nodes(inv, cn, facts)?);
-    steps.extend(dhcpd_steps(cn, scope));
+    steps.extend(dhcpd_steps(cn, scope, &shards));
     if *scope == Scope::Init {
         steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
         // Last: the floating address comes to a host only once it serves DHCP and TFTP.

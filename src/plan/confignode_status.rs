@@ -2,7 +2,7 @@
 //! failover state, checksums of its DHCP hosts file and TFTP tree) and the judgement of what it
 //! found against the inventory and the other ConfigNode. Pure.
 
-use super::confignode::{hosts_file, sections, KEEPALIVED_PID, LEASES};
+use super::confignode::{sections, shard_file, HOST_SHARDS, KEEPALIVED_PID, LEASES};
 use crate::error::Error;
 use crate::exec::script::quote;
 use crate::inventory::Inventory;
@@ -71,9 +71,13 @@ pub fn script(inv: &Inventory) -> Result<String, Error> {
         "awk '$1 == \"failover\" && $2 == \"peer\" && $4 == \"state\" {{ b = 1 }} b && $1 == \"my\" {{ m = $3 }} b && $1 == \"partner\" {{ p = $3 }} b && $1 == \"}}\" {{ b = 0 }} END {{ if (m != \"\") print \"failover\", m, p }}' {} 2>/dev/null\n",
         quote(LEASES)
     );
+    // The files of host entries, in shard order, as one stream (what `judge` renders).
+    let shards: Vec<String> = (0..HOST_SHARDS)
+        .map(|k| quote(&shard_file(cn, k)).into_owned())
+        .collect();
     s += &format!(
-        "[ -f {f} ] && echo \"hosts $(sha256sum < {f} | cut -d' ' -f1)\"\n",
-        f = quote(&hosts_file(cn))
+        "cat {} 2>/dev/null | {{ echo \"hosts $(sha256sum | cut -d' ' -f1)\"; }}\n",
+        shards.join(" ")
     );
     s += &format!(
         "cd {} 2>/dev/null && echo \"tree $(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)\"\n",
@@ -112,7 +116,12 @@ pub fn judge(
 ) -> Result<Status, Error> {
     let cn = sections(inv)?.confignode;
     let pair = cn.is_pair();
-    let wanted = sha256(super::confignode::hosts_content(inv, templates)?.as_bytes());
+    let all = (0..HOST_SHARDS).collect();
+    let wanted: String = super::confignode::shard_contents(inv, templates, &all)?
+        .into_iter()
+        .map(|(_, content)| content)
+        .collect();
+    let wanted = sha256(wanted.as_bytes());
     let mut nodes = Vec::new();
     for (name, answer) in answers {
         let (reachable, facts, mut problems) = match answer {

@@ -2,7 +2,7 @@
 //! checks that turn the inventory and what the hosts report into findings, each with its fix.
 //! Script text, parsing and the checks; pure.
 
-use super::confignode::{self, hosts_file, mac_file_name};
+use super::confignode::{self, hosts_dir, hosts_file, mac_file_name};
 use super::instance::probe::{self, GuestSeen, GuestState};
 use super::placement;
 use super::storage_health::{self, StorageHealth};
@@ -28,7 +28,7 @@ pub struct Finding {
 pub struct ConfigNodeFacts {
     pub missing: Vec<String>,
     pub initialised: bool,
-    /// `host NAME { … fixed-address IP; }` entries of cloudctl's DHCP hosts file.
+    /// `host NAME { … fixed-address IP; }` entries of cloudctl's files of DHCP host entries.
     pub fixed: Vec<(String, Ipv4Addr)>,
     /// The `range` lines of dhcpd.conf.
     pub ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
@@ -110,9 +110,10 @@ pub fn confignode_script(inv: &Inventory) -> String {
         let include = format!("include \"{}\";", hosts_file(cn));
         let conf = quote(cn.dhcpd_conf.as_str()).into_owned();
         s += &format!("grep -qxF {} {conf} 2>/dev/null && echo initialised\n", quote(&include));
+        // The files of host entries (a glob after the quoted folder: their names are cloudctl's).
         s += &format!(
-            "awk '$1 == \"host\" {{ h = $2 }} $1 == \"fixed-address\" {{ sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }}' {} 2>/dev/null\n",
-            quote(&hosts_file(cn))
+            "awk '$1 == \"host\" {{ h = $2 }} $1 == \"fixed-address\" {{ sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }}' {}/[0-9]*.conf 2>/dev/null\n",
+            quote(&hosts_dir(cn))
         );
         let iface = inv.network.as_ref().map_or("eth0", |n| n.interface.as_str());
         s += &format!("sh -c {} sh {}\n", quote(DHCP_DISCOVER), quote(iface));

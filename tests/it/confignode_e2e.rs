@@ -14,7 +14,15 @@ fn add_profiles(lab: &Lab) {
 
 /// Everything cloudctl manages for DHCP/PXE on the ConfigNode, to compare byte for byte.
 fn snapshot(lab: &Lab) -> String {
-    lab.sh_ok(0, "cat /etc/dhcp/dhcpd.conf /etc/dhcp/cloudctl-hosts.conf; ls /srv/tftp/pxelinux.cfg; cat /srv/tftp/pxelinux.cfg/*")
+    lab.sh_ok(0, "cat /etc/dhcp/dhcpd.conf /etc/dhcp/cloudctl-hosts.conf /etc/dhcp/cloudctl-hosts.d/*; ls /srv/tftp/pxelinux.cfg; cat /srv/tftp/pxelinux.cfg/*")
+}
+
+/// The file of host entries that holds a node's (its name hashed, as the planner does).
+fn hosts_shard(name: &str) -> String {
+    format!(
+        "/etc/dhcp/cloudctl-hosts.d/{:02}.conf",
+        cloudctl::plan::confignode::shard_of(name)
+    )
 }
 
 #[test]
@@ -69,8 +77,9 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     let out = cloudctl(&["-i", &inv, "-n", "node", "add", "web1", "--mac", "AA-BB-CC-00-00-01"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let diff = text(&out.stderr);
+    let shard = format!("+++ {}", hosts_shard("web1"));
     for needle in [
-        "+++ /etc/dhcp/cloudctl-hosts.conf",
+        shard.as_str(),
         "+host web1 {",
         "+  hardware ethernet aa:bb:cc:00:00:01;",
         "--- /dev/null",
@@ -96,8 +105,13 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
         "canonical MAC stored"
     );
     assert!(lab
-        .sh_ok(0, "cat /etc/dhcp/cloudctl-hosts.conf")
+        .sh_ok(0, &format!("cat {}", hosts_shard("web1")))
         .contains("host web1 {"));
+    // Only that node's file of host entries holds it, and the other files were not rewritten.
+    assert_eq!(
+        lab.sh_ok(0, "grep -l 'host web1 ' /etc/dhcp/cloudctl-hosts.d/*").trim(),
+        hosts_shard("web1")
+    );
     let pid = lab.dhcpd_pid();
     assert!(ok(&["node", "add", "web1", "--mac", "aa:bb:cc:00:00:01"]).contains("no changes"));
     assert_eq!(lab.dhcpd_pid(), pid, "re-adding the same node leaves dhcpd alone");
@@ -207,7 +221,7 @@ fn config_init_node_add_remove_refusals_and_dry_run() {
     );
     let hosts = lab.sh_ok(
         0,
-        "cat /etc/dhcp/cloudctl-hosts.conf; dhcpd -t -q -cf /etc/dhcp/dhcpd.conf && echo VALID",
+        "cat /etc/dhcp/cloudctl-hosts.d/*; dhcpd -t -q -cf /etc/dhcp/dhcpd.conf && echo VALID",
     );
     assert!(
         hosts.contains("host cron1 {") && hosts.contains("host human1 {") && hosts.contains("VALID"),
@@ -271,7 +285,7 @@ fn a_dhcpd_that_cannot_start_leaves_the_old_config_running() {
     assert_eq!(doc["exit_code"], 1);
     let all = format!("{stderr}{}", text(&out.stdout));
     for needle in [
-        "sh restart /etc/dhcp/cloudctl-hosts.conf /etc/dhcp/cloudctl-omapi.key /var/lib/cloudctl/dhcpd /var/lib/dhcp/dhcpd.leases` again",
+        "sh restart /etc/dhcp/cloudctl-hosts.d /etc/dhcp/cloudctl-omapi.key /var/lib/cloudctl/dhcpd /var/lib/dhcp/dhcpd.leases` again",
         "restored the previous /etc/default/isc-dhcp-server",
         "it succeeded, the previous configuration is running",
     ] {

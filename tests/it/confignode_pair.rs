@@ -214,6 +214,7 @@ fn node_changes_reach_both_and_a_single_confignode_is_unchanged() {
     let t = Templates::load(None).unwrap();
     let facts = Facts {
         initialised: true,
+        sharded: true,
         ..Facts::default()
     };
     let add = confignode::plan(&pair(), &t, &facts, &Scope::nodes(["hnode1"])).unwrap();
@@ -236,14 +237,14 @@ fn node_changes_reach_both_and_a_single_confignode_is_unchanged() {
     assert!(!json.contains("failover") && !json.contains("keepalived"));
 }
 
-/// `dhcpd -t` on the rendered dhcpd.conf, its includes pointed at files the plan renders too.
+/// `dhcpd -t` on the rendered dhcpd.conf, its includes pointed at files the plan renders too
+/// (the host entries of every shard, in one file).
 fn dhcpd_accepts(plan: &Plan, host: usize, conf: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
-    let hosts = write(
-        dir.path(),
-        "hosts.conf",
-        &String::from_utf8_lossy(file(plan, host, "dhcpd-hosts")),
-    );
+    let entries: String = (0..confignode::HOST_SHARDS)
+        .map(|k| String::from_utf8_lossy(file(plan, host, &format!("dhcpd-hosts-{k:02}"))).into_owned())
+        .collect();
+    let hosts = write(dir.path(), "hosts.conf", &entries);
     let local = write(dir.path(), "local.conf", "");
     let key = write(
         dir.path(),
@@ -302,7 +303,12 @@ fn dhcpd_and_keepalived_accept_both_sides_and_refuse_broken_ones() {
 
 fn good_facts(inv: &inventory::Inventory, holds: bool) -> NodeFacts {
     use sha2::Digest;
-    let hosts = confignode::hosts_content(inv, &Templates::load(None).unwrap()).unwrap();
+    let all = (0..confignode::HOST_SHARDS).collect();
+    let hosts: String = confignode::shard_contents(inv, &Templates::load(None).unwrap(), &all)
+        .unwrap()
+        .into_iter()
+        .map(|(_, content)| content)
+        .collect();
     let sum: String = sha2::Sha256::digest(hosts.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -14,6 +14,7 @@ fn initialised(stale: &[&str]) -> Facts {
     Facts {
         mac_files: stale.iter().map(|s| s.to_string()).collect(),
         initialised: true,
+        sharded: true,
         ..Facts::default()
     }
 }
@@ -58,9 +59,8 @@ fn config_init_removes_only_stale_per_mac_files() {
     );
 }
 
-/// Node changes touch the hosts file, the key server's address map (both one file each) and the
-/// changed node's PXE file, nothing else: the plan for one node is the same size whatever the
-/// number of other nodes.
+/// Node changes touch the key server's address map, the one file of host entries that holds the
+/// changed node's and its PXE file, nothing else.
 #[test]
 fn node_plans_touch_only_the_changed_node() {
     let t = Templates::load(None).unwrap();
@@ -78,7 +78,10 @@ fn node_plans_touch_only_the_changed_node() {
             .collect::<Vec<_>>(),
         [
             "file /var/lib/cloudctl/node-keys/addresses",
-            "file /etc/dhcp/cloudctl-hosts.conf",
+            &format!(
+                "file /etc/dhcp/cloudctl-hosts.d/{:02}.conf",
+                confignode::shard_of("hnode1")
+            ),
             "file /srv/tftp/pxelinux.cfg/01-52-54-00-00-02-01"
         ],
         "no other node's file, no stale-file sweep"
@@ -110,6 +113,74 @@ fn node_plans_touch_only_the_changed_node() {
     assert!(!confignode::facts_script(&seed(), &Scope::nodes(["hnode1"]))
         .unwrap()
         .contains("ls -1"));
+}
+
+/// The file of host entries a node change writes holds about 1/32 of the nodes: with 5,000 nodes
+/// it is a few KiB, not the 570 KB of every entry; `config init` writes every file, and the hosts
+/// file dhcpd.conf includes names each of them.
+#[test]
+fn a_node_change_renders_one_small_file_of_host_entries() {
+    // The seed lab in a /18, with 5,000 more nodes above its dynamic range.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml");
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/18\"");
+    for i in 1..=5_000u32 {
+        let [_, _, a, b] = i.to_be_bytes();
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 0, 1, 0)) + i);
+        text += &format!(
+            "\n[[node]]\nname = \"n{i:05}\"\nmac = \"52:54:01:00:{a:02x}:{b:02x}\"\nip = \"{ip}\"\nrole = \"hnode\"\n"
+        );
+    }
+    let inv = inventory::parse("big.toml", &text).unwrap();
+    let t = Templates::load(None).unwrap();
+    let plan = confignode::plan(&inv, &t, &initialised(&[]), &Scope::nodes(["hnode1"])).unwrap();
+    let shards: Vec<&cloudctl::plan::FileStep> = plan.hosts[0]
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            cloudctl::plan::Step::File(f) if f.path.as_str().starts_with("/etc/dhcp/") => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shards.len(), 1, "one file of host entries");
+    let content = String::from_utf8(shards[0].content.clone()).unwrap();
+    let text = content;
+    assert!(text.contains("host hnode1 {"), "{text}");
+    let entries = text.matches("\nhost ").count();
+    // 5,004 entries over 32 files: about 156 a file (the hash spreads them within a few dozen).
+    assert!((100..220).contains(&entries), "{entries} entries in the file: {text}");
+    assert!(text.len() < 25_000, "{} bytes", text.len());
+
+    let init = confignode::plan(&seed(), &t, &Facts::default(), &Scope::Init).unwrap();
+    let json = serde_json::to_string(&init).unwrap();
+    for k in [0, confignode::HOST_SHARDS - 1] {
+        assert!(
+            json.contains(&format!("include \\\"/etc/dhcp/cloudctl-hosts.d/{k:02}.conf\\\";")),
+            "{json}"
+        );
+    }
+    let every = init.hosts[0]
+        .steps
+        .iter()
+        .filter(|s| s.label().starts_with("file /etc/dhcp/cloudctl-hosts.d/"))
+        .count();
+    assert_eq!(every, confignode::HOST_SHARDS);
+}
+
+/// A ConfigNode whose hosts file still holds every entry (an older cloudctl's) gets no node
+/// change until `config init` moved the entries into their files.
+#[test]
+fn node_changes_on_the_old_single_hosts_file_ask_for_config_init() {
+    let facts = Facts {
+        initialised: true,
+        ..Facts::default()
+    };
+    let err = confignode::plan(&seed(), &Templates::load(None).unwrap(), &facts, &all_nodes()).unwrap_err();
+    assert!(
+        err.to_string().contains("run `cloudctl config init` once") && err.to_string().contains("cloudctl-hosts.d"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -265,4 +336,50 @@ fn csv_rack_import() {
     assert!(node::resolve(&seed(), &dup)
         .unwrap_err()
         .contains("MAC 52:54:00:00:02:03 is given to both a and b"));
+}
+
+/// `node add` joins the appended `[[node]]` tables to the inventory it already parsed instead of
+/// parsing the whole file again; the result, spans included, and every refusal are those of a
+/// full parse, and an inventory that assigns `node` inline is parsed in full.
+#[test]
+fn appended_nodes_give_what_a_full_parse_gives() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml");
+    let old = std::fs::read_to_string(&path).unwrap() + "# café, a comment with a two-byte letter\n";
+    let inv = inventory::parse("cloud.toml", &old).unwrap();
+    let new = cloudctl::inventory_file::add_nodes(
+        &old,
+        &node::resolve(
+            &inv,
+            &[node::request("hnode9", "52:54:00:00:09:09", None, None, None).unwrap()],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let joined = inventory::with_appended_nodes("cloud.toml", inv, &old, &new).unwrap();
+    let full = inventory::parse("cloud.toml", &new).unwrap();
+    assert_eq!(format!("{joined:?}"), format!("{full:?}"), "same values and spans");
+    assert_eq!(
+        joined.node.last().unwrap().name.span(),
+        full.node.last().unwrap().name.span()
+    );
+
+    // Appended tables that a full parse refuses are refused with the same words.
+    let dup = new.clone() + "\n[[node]]\nname = \"hnode9\"\nrole = \"hnode\"\n";
+    let inv = inventory::parse("cloud.toml", &new).unwrap();
+    let joined = inventory::with_appended_nodes("cloud.toml", inv, &new, &dup).unwrap_err();
+    assert_eq!(
+        joined.to_string(),
+        inventory::parse("cloud.toml", &dup).unwrap_err().to_string()
+    );
+    assert!(
+        joined.to_string().contains("duplicate node name \"hnode9\""),
+        "{joined}"
+    );
+
+    // `node = [...]` inline: appending `[[node]]` is not valid TOML, which only a full parse sees.
+    let inline = "node = [{ name = \"a\", role = \"hnode\" }]\n[cloud]\nname = \"c\"\n";
+    let inv = inventory::parse("cloud.toml", inline).unwrap();
+    let appended = format!("{inline}\n[[node]]\nname = \"b\"\nrole = \"hnode\"\n");
+    assert!(inventory::parse("cloud.toml", &appended).is_err());
+    assert!(inventory::with_appended_nodes("cloud.toml", inv, inline, &appended).is_err());
 }

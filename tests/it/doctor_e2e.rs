@@ -92,13 +92,13 @@ fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     // A node's DHCP address moved into the dynamic range on the ConfigNode.
     lab.sh_ok(
         CONFIGNODE,
-        "cp /etc/dhcp/cloudctl-hosts.conf /tmp/td2doc-hosts && sed -i 's/fixed-address 10.201.192.12;/fixed-address 10.201.192.150;/' /etc/dhcp/cloudctl-hosts.conf",
+        "cp -a /etc/dhcp/cloudctl-hosts.d /tmp/td2doc-hosts && sed -i 's/fixed-address 10.201.192.12;/fixed-address 10.201.192.150;/' /etc/dhcp/cloudctl-hosts.d/*.conf",
     );
     let v = assert_found(&inv, "ip_in_dynamic_range");
     assert!(v.to_string().contains("the inventory says 10.201.192.12"), "{v}");
     lab.sh_ok(
         CONFIGNODE,
-        "cat /tmp/td2doc-hosts > /etc/dhcp/cloudctl-hosts.conf && rm /tmp/td2doc-hosts",
+        "cp /tmp/td2doc-hosts/* /etc/dhcp/cloudctl-hosts.d/ && rm -r /tmp/td2doc-hosts",
     );
 
     // The guest's node drained.

@@ -296,6 +296,7 @@ fn plan_for(inv_text: &str) -> cloudctl::plan::Plan {
     };
     let facts = Facts {
         initialised: true,
+        sharded: true,
         ..Facts::default()
     };
     hnode::plan(

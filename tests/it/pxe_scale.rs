@@ -53,7 +53,7 @@ fn the_5001st_node_pxe_boots_its_profile() {
     let add = started.elapsed();
     let files = lab.sh_ok(
         0,
-        "ls /srv/tftp/pxelinux.cfg | grep -c '^01-'; grep -c '^host ' /etc/dhcp/cloudctl-hosts.conf",
+        "ls /srv/tftp/pxelinux.cfg | grep -c '^01-'; cat /etc/dhcp/cloudctl-hosts.d/*.conf | grep -c '^host '",
     );
     assert_eq!(
         files.split_whitespace().collect::<Vec<_>>(),
