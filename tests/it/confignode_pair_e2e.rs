@@ -156,7 +156,7 @@ fn a_pair_converges_alike_reports_its_state_and_refuses_node_add_with_one_down()
         pids_before,
         "OMAPI on both: {said}"
     );
-    let hosts = |idx| lab.sh_ok(idx, "cat /etc/dhcp/cloudctl-hosts.conf");
+    let hosts = |idx| lab.sh_ok(idx, "cat /etc/dhcp/cloudctl-hosts.d/*.conf");
     assert!(hosts(0).contains("host pa1 {") && hosts(0) == hosts(1));
 
     // cn2 cut off: node add is refused naming it, nothing changes anywhere.

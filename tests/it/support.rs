@@ -71,7 +71,13 @@ pub fn report(line: &str) {
 pub struct Lab {
     pub state: cloudctl::lab::LabState,
     pub dir: tempfile::TempDir,
+    /// Held until the lab is down (fields drop after `Drop::drop`): one lab at a time. Two cores
+    /// cannot run two labs' TCG guests and VMs at once without starving both (pings lost, md
+    /// never idle), so the suite's parallel threads take turns here.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Lab {
     /// Starts lab `name` with `hosts` hosts on 10.201.`octet`.0/24 (unique per test).
@@ -90,6 +96,8 @@ impl Lab {
     }
 
     fn up_full(name: &str, hosts: u8, subnet: &str, vms: &[cloudctl::lab::VmRole], disk_mib: u64) -> Lab {
+        // A test that failed while holding it poisons it; the next one may still go.
+        let turn = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
         let _ = cloudctl::lab::down(name);
         let dir = tempfile::tempdir().unwrap();
         let req = cloudctl::lab::LabRequest {
@@ -103,7 +111,11 @@ impl Lab {
         };
         let templates = cloudctl::templates::Templates::load(None).unwrap();
         let state = cloudctl::lab::up(&req, &templates).expect("lab up");
-        Lab { state, dir }
+        Lab {
+            state,
+            dir,
+            _one_at_a_time: turn,
+        }
     }
 
     pub fn inventory(&self) -> String {
