@@ -76,7 +76,7 @@ pub fn script(inv: &Inventory) -> Result<String, Error> {
         .map(|k| quote(&shard_file(cn, k)).into_owned())
         .collect();
     s += &format!(
-        "cat {} 2>/dev/null | {{ echo \"hosts $(sha256sum | cut -d' ' -f1)\"; }}\n",
+        "echo \"hosts $(cat {} 2>/dev/null | sha256sum | cut -d' ' -f1)\"\n",
         shards.join(" ")
     );
     s += &format!(
@@ -107,6 +107,17 @@ fn sha256(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The sha256 of every file of host entries the inventory renders, in shard order: what the
+/// probe sums on a ConfigNode that is in step.
+pub fn wanted_hosts_sha256(inv: &Inventory, templates: &Templates) -> Result<String, Error> {
+    let all = (0..HOST_SHARDS).collect();
+    let entries: String = super::confignode::shard_contents(inv, templates, &all)?
+        .into_iter()
+        .map(|(_, content)| content)
+        .collect();
+    Ok(sha256(entries.as_bytes()))
+}
+
 /// Judges what each ConfigNode reported (`Err`: why it did not answer), in `confignode::hosts`
 /// order, against the hosts file the inventory renders and against each other.
 pub fn judge(
@@ -116,12 +127,7 @@ pub fn judge(
 ) -> Result<Status, Error> {
     let cn = sections(inv)?.confignode;
     let pair = cn.is_pair();
-    let all = (0..HOST_SHARDS).collect();
-    let wanted: String = super::confignode::shard_contents(inv, templates, &all)?
-        .into_iter()
-        .map(|(_, content)| content)
-        .collect();
-    let wanted = sha256(wanted.as_bytes());
+    let wanted = wanted_hosts_sha256(inv, templates)?;
     let mut nodes = Vec::new();
     for (name, answer) in answers {
         let (reachable, facts, mut problems) = match answer {

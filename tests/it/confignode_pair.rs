@@ -302,17 +302,7 @@ fn dhcpd_and_keepalived_accept_both_sides_and_refuse_broken_ones() {
 }
 
 fn good_facts(inv: &inventory::Inventory, holds: bool) -> NodeFacts {
-    use sha2::Digest;
-    let all = (0..confignode::HOST_SHARDS).collect();
-    let hosts: String = confignode::shard_contents(inv, &Templates::load(None).unwrap(), &all)
-        .unwrap()
-        .into_iter()
-        .map(|(_, content)| content)
-        .collect();
-    let sum: String = sha2::Sha256::digest(hosts.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sum = status::wanted_hosts_sha256(inv, &Templates::load(None).unwrap()).unwrap();
     NodeFacts {
         holds_floating: holds,
         dhcpd_running: true,

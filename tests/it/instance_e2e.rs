@@ -4,7 +4,7 @@
 
 use crate::support::{cloudctl, read_in_image, report, text, Lab};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const CONFIGNODE: usize = 0;
@@ -103,7 +103,8 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
 }
 
-pub fn where_runs(inv: &str, name: &str) -> (String, String) {
+/// The nodes where `name` is found running, and the node the inventory records it on.
+fn found_running(inv: &str, name: &str) -> (Vec<String>, String) {
     let out = cloudctl(&["-i", inv, "--json", "instance", "list"]);
     let v = json(&out);
     let row = v["instances"]
@@ -117,12 +118,52 @@ pub fn where_runs(inv: &str, name: &str) -> (String, String) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f[1] == "running")
-        .map(|f| f[0].as_str().unwrap().to_string());
-    (
-        running.unwrap_or_default(),
-        row["recorded_on"].as_str().unwrap_or_default().to_string(),
-    )
+        .filter(|f| f[1] == "running")
+        .map(|f| f[0].as_str().unwrap().to_string())
+        .collect();
+    (running, row["recorded_on"].as_str().unwrap_or_default().to_string())
+}
+
+/// The (first) node where `name` runs, and the node the inventory records it on.
+pub fn where_runs(inv: &str, name: &str) -> (String, String) {
+    let (running, recorded) = found_running(inv, name);
+    (running.into_iter().next().unwrap_or_default(), recorded)
+}
+
+/// `instance migrate NAME --to TO` at 2 MiB/s, so a test can act while it runs.
+fn slow_migration(inv: &str, name: &str, to: &str) -> Child {
+    Command::new(crate::support::bin())
+        .args([
+            "-i",
+            inv,
+            "--yes",
+            "instance",
+            "migrate",
+            name,
+            "--to",
+            to,
+            "--max-bandwidth",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits at most `secs` for `child` to exit (else fails with `hung`); its status and stderr.
+fn exit_within(mut child: Child, secs: u64, hung: &str) -> (ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{hung}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
 }
 
 #[test]
@@ -392,23 +433,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     assert_eq!(where_runs(&inv, "vm1"), ("hnode2".into(), "hnode2".into()));
 
     // The target dies midway: the guest keeps running on the source, and --cleanup says so.
-    let mut slow = Command::new(crate::support::bin())
-        .args([
-            "-i",
-            &inv,
-            "--yes",
-            "instance",
-            "migrate",
-            "vm1",
-            "--to",
-            "hnode1",
-            "--max-bandwidth",
-            "2",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let slow = slow_migration(&inv, "vm1", "hnode1");
     let deadline = Instant::now() + Duration::from_secs(30);
     while qemus(&lab, HNODE1).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -418,19 +443,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     assert_eq!(target.len(), 1, "no incoming QEMU on hnode1");
     // SAFETY: kill(2) on a pid we just saw running QEMU in our own lab namespace.
     unsafe { libc::kill(target[0] as i32, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = slow.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "migrate did not give up after its target died"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(slow.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = exit_within(slow, 60, "migrate did not give up after its target died");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("vm1 stays on hnode2") && stderr.contains("vm1 on hnode2: running"),
@@ -461,23 +474,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     // target is then the only one running and must be left running; --cleanup sorts it out.
     let plain = std::fs::read_to_string(&inv).unwrap();
     std::fs::write(&inv, plain.replace("[ssh]\n", "[ssh]\nconnect_timeout = 2\n")).unwrap();
-    let mut cut = Command::new(crate::support::bin())
-        .args([
-            "-i",
-            &inv,
-            "--yes",
-            "instance",
-            "migrate",
-            "vm1",
-            "--to",
-            "hnode1",
-            "--max-bandwidth",
-            "2",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let cut = slow_migration(&inv, "vm1", "hnode1");
     // The target's end of the stream: the one-time key's forced command feeding QEMU.
     let deadline = Instant::now() + Duration::from_secs(60);
     while processes(&lab, HNODE1, |comm, line| {
@@ -489,21 +486,9 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let frozen = Frozen::new(lab.state.hosts[HNODE1].sshd_pid);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(s) = cut.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "migrate hung on a target that stopped answering SSH"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (status, stderr) = exit_within(cut, 180, "migrate hung on a target that stopped answering SSH");
     drop(frozen);
     std::fs::write(&inv, plain).unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(cut.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("vm1 does not verifiably run on hnode2")
@@ -512,22 +497,8 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
         "{stderr}"
     );
     assert!(ping_once(&lab, "10.201.81.50"), "the guest stopped answering: {stderr}");
-    let found = cloudctl(&["-i", &inv, "--json", "instance", "list"]);
-    let found = json(&found);
-    let vm1 = found["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "vm1")
-        .unwrap();
-    let running: Vec<&str> = vm1["found"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f[1] == "running")
-        .map(|f| f[0].as_str().unwrap())
-        .collect();
-    assert_eq!(running, ["hnode1"], "vm1 must run on exactly one node: {vm1}");
+    let (running, _) = found_running(&inv, "vm1");
+    assert_eq!(running, ["hnode1"], "vm1 must run on exactly one node");
     let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", "vm1", "--cleanup"]);
     assert!(out.status.success(), "cleanup: {}", text(&out.stderr));
     assert!(qemus(&lab, HNODE2).is_empty(), "the paused source copy was left");

@@ -278,8 +278,12 @@ fn relay_files(g: &Guest) -> (String, String) {
 
 fn relay_stop(g: &Guest) -> Step {
     let (sock, pidfile) = relay_files(g);
-    let absent = strings(&["sh", "-c", "! test -e \"$1\"", "sh", &pidfile]);
-    script(RELAY, &["stop", &sock, &pidfile], When::Unless(absent))
+    script(RELAY, &["stop", &sock, &pidfile], When::Unless(absent(&pidfile)))
+}
+
+/// A check that succeeds while `path` does not exist: a tidy-up step with nothing to do is skipped.
+fn absent(path: &str) -> Vec<String> {
+    strings(&["sh", "-c", "! test -e \"$1\"", "sh", path])
 }
 
 pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
@@ -507,7 +511,7 @@ pub fn cleanup(g: &Guest, seen: &[(Host, Option<GuestSeen>)], auth_file: &str) -
             let key = g.run_file("migrate-key");
             steps.push(command(
                 &["rm", "-f", &key, &g.run_file("migrate-known-hosts")],
-                When::Unless(strings(&["sh", "-c", "! test -e \"$1\"", "sh", &key])),
+                When::Unless(absent(&key)),
             ));
             steps.push(script(
                 AUTH_DEL,
