@@ -232,7 +232,14 @@ fn measure(bin: &Path, n: usize) -> Vec<f64> {
         rows += &format!("{name},{mac},,hnode\n");
     }
     std::fs::write(&csv, rows).expect("write csv");
-    let from = yes(&["node", "add", "--from", &csv.display().to_string()]).0;
+    let pid = lab.sh("cat /run/dhcpd.pid");
+    let (from, out) = yes(&["node", "add", "--from", &csv.display().to_string()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("restarted dhcpd"),
+        "the CSV's rows reach dhcpd live: {said}"
+    );
+    assert_eq!(lab.sh("cat /run/dhcpd.pid"), pid, "the CSV's rows keep dhcpd's pid");
     let count = lab.sh("ls /srv/tftp/pxelinux.cfg | grep -c '^01-'");
     assert_eq!(
         count.trim(),

@@ -1,6 +1,7 @@
 //! `node add` / `node remove` change the running dhcpd live through OMAPI on a real ConfigNode
 //! test host: dhcpd keeps its pid, the host objects follow the inventory, the OMAPI key never
-//! shows, and without OMAPI the change falls back to a validated restart that says so.
+//! shows, a CSV of 100 rows goes live in one omshell session, and without OMAPI the change falls
+//! back to a validated restart that says so.
 
 use crate::support::{cloudctl, text, Lab, TFTPD};
 
@@ -111,5 +112,21 @@ fn node_changes_reach_the_running_dhcpd_live_and_fall_back_to_a_restart() {
     let out = ok(&["node", "remove", "live2"]);
     assert!(!out.contains("restarted dhcpd"), "{out}");
     assert_eq!(live_host(&lab, "live2"), None);
+    assert_eq!(lab.dhcpd_pid(), pid);
+
+    // A CSV of 100 rows is one omshell session: live, and its rows are served.
+    let csv = lab.dir.path().join("rack.csv");
+    let rows: String = (0..100)
+        .map(|i| format!("rack{i},52:54:00:ab:{:02x}:{:02x},,hnode\n", i / 256, i % 256))
+        .collect();
+    std::fs::write(&csv, format!("name,mac,ip,role\n{rows}")).expect("write the CSV");
+    let out = ok(&["node", "add", "--from", &csv.display().to_string()]);
+    assert!(!out.contains("restarted dhcpd"), "100 rows go live: {out}");
+    assert_eq!(lab.dhcpd_pid(), pid, "dhcpd kept its pid across the CSV");
+    for name in ["rack0", "rack42", "rack99"] {
+        assert!(live_host(&lab, name).is_some(), "{name} is in the running dhcpd");
+    }
+    ok(&["node", "remove", "rack42"]);
+    assert_eq!(live_host(&lab, "rack42"), None, "rack42 removed live");
     assert_eq!(lab.dhcpd_pid(), pid);
 }
