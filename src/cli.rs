@@ -364,6 +364,10 @@ pub struct HnodeBootArgs {
     /// Wait up to SECONDS for the node to answer SSH with its pinned key, then verify it.
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
+    /// With a ConfigNode pair, boot from the one that answers when the other is down (without
+    /// it the boot is refused, exit 4); `config init` brings the other level when it is back.
+    #[arg(long)]
+    pub degraded: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -20,19 +20,16 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<Exit, Error> {
     }
 }
 
-/// Probes every ConfigNode (read-only, in parallel) and plans them. A missing boot file in
-/// `required` (the profiles of nodes being added) refuses; others are only a warning —
-/// `config init` often runs before the images are in place. One ConfigNode of a pair that does
-/// not answer refuses the whole change (exit 4, nothing touched), unless `degraded`: then the
-/// other is converged alone, and `config init` brings the missing one level when it is back.
-pub fn plan_confignode(
+/// Probes every ConfigNode (read-only, in parallel), in `confignode::hosts` order. One of a
+/// pair that does not answer refuses the whole change (exit 4, nothing touched), unless
+/// `degraded`: then its place is `None` and the other is changed alone (`config init` brings
+/// the missing one level when it is back).
+pub fn probe_confignodes(
     ctx: &Context,
     inv: &Inventory,
     scope: &Scope,
-    required: &[String],
     degraded: bool,
-) -> Result<crate::plan::Plan, Error> {
-    let templates = ctx.templates()?;
+) -> Result<Vec<Option<confignode::Facts>>, Error> {
     confignode::sections(inv)?;
     let hosts = confignode::hosts(inv)?;
     let script = confignode::facts_script(inv, scope)?;
@@ -76,6 +73,21 @@ pub fn plan_confignode(
             names.join(", ")
         ));
     }
+    Ok(facts)
+}
+
+/// Probes every ConfigNode (see `probe_confignodes`) and plans them. A missing boot file in
+/// `required` (the profiles of nodes being added) refuses; others are only a warning —
+/// `config init` often runs before the images are in place.
+pub fn plan_confignode(
+    ctx: &Context,
+    inv: &Inventory,
+    scope: &Scope,
+    required: &[String],
+    degraded: bool,
+) -> Result<crate::plan::Plan, Error> {
+    let templates = ctx.templates()?;
+    let facts = probe_confignodes(ctx, inv, scope, degraded)?;
     let missing: BTreeSet<&String> = facts.iter().flatten().flat_map(|f| &f.missing).collect();
     let describe = |files: &[&String]| {
         format!(

@@ -11,6 +11,7 @@ use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Ro
 use crate::local_tools::{self, DROPBEARCONVERT, IP, PING, SSH_KEYGEN};
 use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -68,14 +69,21 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         .map_err(Error::Usage)?
         .remove(0);
     let secrets = node_secrets(ctx, &inv, node, &target, power)?;
-    let confignode = inv.select(&["confignode".into()]).map_err(Error::Usage)?.remove(0);
-    let facts = confignode::parse_facts(&ctx.gather(
-        &inv,
-        &confignode,
-        &confignode::facts_script(&inv, &confignode::Scope::nodes([node.name.get_ref()]))?,
-    )?);
+    let scope = confignode::Scope::nodes([node.name.get_ref()]);
+    let each = super::config::probe_confignodes(ctx, &inv, &scope, args.degraded)?;
+    // The first ConfigNode that answered powers the node on and watches it boot.
+    let (confignode, _) = confignode::hosts(&inv)?
+        .into_iter()
+        .zip(&each)
+        .find(|(_, f)| f.is_some())
+        .ok_or_else(|| Error::Failed(anyhow::anyhow!("internal: no ConfigNode was probed")))?;
     let needed = confignode::boot_files(&inv, |n| n.name.get_ref() == node.name.get_ref());
-    let missing: Vec<&String> = facts.missing.iter().filter(|f| needed.contains(f)).collect();
+    let missing: BTreeSet<&String> = each
+        .iter()
+        .flatten()
+        .flat_map(|f| &f.missing)
+        .filter(|f| needed.contains(f))
+        .collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         return Err(Error::Usage(format!(
@@ -84,7 +92,7 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
             list.join(", ")
         )));
     }
-    let plan = hnode::plan(&inv, &ctx.templates()?, &facts, node, power, &secrets)?;
+    let plan = hnode::plan(&inv, &ctx.templates()?, &each, node, power, &secrets)?;
     ctx.converge_then(&inv, &plan, |applied| {
         let limit = wait?;
         Some(wait_until_up(ctx, &inv, node, &confignode, &target, limit, applied))

@@ -235,11 +235,12 @@ fn storage_client(inv: &Inventory) -> Option<(String, String)> {
     Some((conf, md))
 }
 
-/// The ConfigNode plan for booting `node`: its files and PXE entry, then power-on.
+/// The ConfigNode plan for booting `node`: its files and PXE entry on every ConfigNode probed
+/// (`facts` in `confignode::hosts` order, `None` for one left out), then power-on from the first.
 pub fn plan(
     inv: &Inventory,
     templates: &Templates,
-    facts: &Facts,
+    facts: &[Option<Facts>],
     node: &Node,
     power: Power,
     secrets: &NodeSecrets,
@@ -258,9 +259,16 @@ pub fn plan(
     let overlay_path = format!("{dir}/overlay.img");
     let combined = format!("{root}/{}", node_initrd(&name));
     let base = profile.initrd.to_string();
-    let mut with_overlay = facts.clone();
-    with_overlay.overlays.insert(name.clone());
-    let mut plan = confignode::plan(inv, templates, &with_overlay, &Scope::nodes([&name]))?;
+    let with_overlay: Vec<Option<Facts>> = facts
+        .iter()
+        .map(|f| {
+            f.clone().map(|mut f| {
+                f.overlays.insert(name.clone());
+                f
+            })
+        })
+        .collect();
+    let mut plan = confignode::plan_each(inv, templates, &with_overlay, &Scope::nodes([&name]))?;
     let kind = match node.role {
         crate::inventory::Role::Snode => "storage",
         _ => "hardware",
@@ -307,7 +315,7 @@ pub fn plan(
         }),
     ]);
     // Every ConfigNode of a pair gets the node's files (either may serve its boot); the first
-    // one powers it on.
+    // one in the plan powers it on.
     for host in &mut plan.hosts {
         let steps = &mut host.steps;
         // After the key directory and the address map the ConfigNode plan starts with.

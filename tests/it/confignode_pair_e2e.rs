@@ -226,8 +226,17 @@ fn a_vm_boots_again_from_the_secondary_when_the_primary_is_gone() {
     };
     ok(&["config", "init"]);
     one_tftpd_each(&lab);
-    let (code, doc) = status_until(&inv, Duration::from_secs(60), |c, d| c == Some(0) && failover_normal(d));
+    // The primary (VRRP priority 150) takes the floating address from whichever started first:
+    // the failover measured below is then a real move from cn1 to cn2.
+    let (code, doc) = status_until(&inv, Duration::from_secs(60), |c, d| {
+        c == Some(0) && failover_normal(d) && d["holder"] == serde_json::json!(["cn1"])
+    });
     assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(
+        doc["holder"],
+        serde_json::json!(["cn1"]),
+        "the primary holds the floating address: {doc:#}"
+    );
     const MAC: &str = "52:54:00:d3:00:01";
     ok(&["node", "add", "pb1", "--mac", MAC]);
     let ip = lab.node_ip("pb1");

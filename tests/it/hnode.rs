@@ -284,7 +284,19 @@ fn wake_on_lan_reaches_the_nodes_network() {
 }
 
 fn plan_for(inv_text: &str) -> cloudctl::plan::Plan {
-    use cloudctl::plan::{confignode::Facts, hnode};
+    let facts = cloudctl::plan::confignode::Facts {
+        initialised: true,
+        sharded: true,
+        ..Default::default()
+    };
+    let inv = cloudctl::inventory::parse("seed.toml", inv_text).unwrap();
+    let confignodes = cloudctl::plan::confignode::hosts(&inv).unwrap().len();
+    plan_with(inv_text, &vec![Some(facts); confignodes])
+}
+
+/// The boot plan of hnode1 with these ConfigNode probes (`None`: that one is down).
+fn plan_with(inv_text: &str, each: &[Option<cloudctl::plan::confignode::Facts>]) -> cloudctl::plan::Plan {
+    use cloudctl::plan::hnode;
     let inv = cloudctl::inventory::parse("seed.toml", inv_text).unwrap();
     let node = inv.node.iter().find(|n| n.name.get_ref().as_str() == "hnode1").unwrap();
     let secrets = hnode::NodeSecrets {
@@ -294,20 +306,53 @@ fn plan_for(inv_text: &str) -> cloudctl::plan::Plan {
         authorized_keys: b"ssh-ed25519 AAAA admin".to_vec(),
         ipmi_password: None,
     };
-    let facts = Facts {
-        initialised: true,
-        sharded: true,
-        ..Facts::default()
-    };
     hnode::plan(
         &inv,
         &cloudctl::templates::Templates::load(None).unwrap(),
-        &facts,
+        each,
         node,
         cloudctl::inventory::Power::Wol,
         &secrets,
     )
     .unwrap()
+}
+
+/// With a ConfigNode pair both get the node's files and the first powers it on; with the first
+/// down (`--degraded`) the second does both.
+#[test]
+fn a_pair_boots_a_node_from_either_confignode() {
+    let pair =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/confignode-pair.toml")).unwrap();
+    let facts = cloudctl::plan::confignode::Facts {
+        initialised: true,
+        sharded: true,
+        ..Default::default()
+    };
+    let summary = |plan: &cloudctl::plan::Plan| -> Vec<(String, bool, bool)> {
+        plan.hosts
+            .iter()
+            .map(|h| {
+                let json = serde_json::to_string(&h.steps).unwrap();
+                (
+                    h.host.name.clone(),
+                    json.contains("overlay.img"),
+                    json.contains("wakeonlan"),
+                )
+            })
+            .collect()
+    };
+    let both = plan_with(&pair, &[Some(facts.clone()), Some(facts.clone())]);
+    assert_eq!(
+        summary(&both),
+        [("cn1".to_string(), true, true), ("cn2".to_string(), true, false)],
+        "both get the files, the primary powers it on"
+    );
+    let degraded = plan_with(&pair, &[None, Some(facts)]);
+    assert_eq!(
+        summary(&degraded),
+        [("cn2".to_string(), true, true)],
+        "cn1 down: cn2 gets the files and powers it on"
+    );
 }
 
 #[test]
