@@ -259,11 +259,14 @@ fn a_vm_boots_again_from_the_secondary_when_the_primary_is_gone() {
     let both_up = boot("boot-both.log");
 
     // The primary host stops entirely (every process in its namespace killed: sshd, dhcpd,
-    // tftpd, keepalived) just as the VM is powered on again.
+    // tftpd, keepalived) just as the VM is powered on again. Its network goes with it: a
+    // stopped machine answers no ARP, where a namespace whose processes died would still
+    // answer for the floating address keepalived had put on it.
     lab.sh_ok(1, "ip neigh flush all");
     let ns = lab.state.hosts[0].netns.clone();
     let all = text(&Command::new("ip").args(["netns", "pids", &ns]).output().unwrap().stdout);
     let killed = Instant::now();
+    lab.sh_ok(0, "ip link set eth0 down");
     for pid in all.split_whitespace() {
         let _ = Command::new("kill").args(["-9", pid]).output();
     }
@@ -288,6 +291,33 @@ fn a_vm_boots_again_from_the_secondary_when_the_primary_is_gone() {
         )
     });
     assert!(line.contains("cloudctl-pxe=pair"), "{line}");
+    // `hnode boot` with the primary gone: refused naming it, then --degraded writes the node's
+    // files on cn2 alone.
+    let out = cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "pb1", "--power", "none"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("ConfigNode cn1 is unreachable") && said.contains("--degraded"),
+        "{said}"
+    );
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "hnode",
+        "boot",
+        "pb1",
+        "--power",
+        "none",
+        "--degraded",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let pxe = lab.sh_ok(1, &format!("cat /srv/tftp/pxelinux.cfg/01-{}", MAC.replace(':', "-")));
+    assert!(
+        pxe.contains("nodes/pb1/initrd.img"),
+        "cn2 boots pb1 with its overlay: {pxe}"
+    );
+    lab.sh_ok(1, "test -s /srv/tftp/nodes/pb1/initrd.img");
     let (_, doc) = status(&inv);
     assert_eq!(doc["nodes"][0]["reachable"], false, "{doc:#}");
     assert_eq!(doc["holder"], serde_json::json!(["cn2"]), "{doc:#}");
