@@ -4,7 +4,10 @@
 //! the file of DHCP host entries and the PXE file of each changed node, so their cost does not
 //! grow with the cloud. Pure.
 
-use super::{command, config, install_packages, strings, AbsentStep, CommandStep, DirStep, HostPlan, Plan, Step, When};
+use super::{
+    command, config, file, install_packages, strings, AbsentStep, CommandStep, DirStep, FileSpec, HostPlan, Plan, Step,
+    When,
+};
 use crate::error::Error;
 use crate::exec::script::quote;
 use crate::inventory::confignode::{Member, DEFAULT_VRRP_ID};
@@ -490,6 +493,10 @@ pub const FAILOVER_PORT: u16 = 647;
 pub const FAILOVER_MCLT: u32 = 3600;
 /// keepalived's configuration (Debian's init script reads this one).
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+/// keepalived's check that this ConfigNode serves PXE (dhcpd and tftpd listening); root's, not
+/// writable by others, as keepalived's script security wants.
+const SERVES_PXE: &str = "/etc/keepalived/cloudctl-serves-pxe.sh";
+const SERVES_PXE_SCRIPT: &str = include_str!("../../scripts/confignode/serves-pxe.sh");
 
 /// The files of host entries a run writes: all for `config init`, else those of the nodes named.
 fn host_shards(scope: &Scope) -> BTreeSet<usize> {
@@ -607,8 +614,9 @@ fn keepalived_step(inv: &Inventory, templates: &Templates, side: &PairSide) -> R
             "prefix": s.network.subnet.prefix(),
             "interface": s.network.interface,
             "vrrp_id": s.confignode.vrrp_id.unwrap_or(DEFAULT_VRRP_ID),
-            // The primary holds the address whenever it is up.
+            // The primary holds the address whenever it is up and serves.
             "priority": if side.primary { 150 } else { 100 },
+            "check": SERVES_PXE,
         }),
     )?;
     config(
@@ -641,6 +649,15 @@ fn host_steps(
                 path: "/etc/keepalived".parse().map_err(Error::Usage)?,
                 mode: 0o755,
             }));
+            steps.push(file(FileSpec {
+                id: "serves-pxe",
+                path: SERVES_PXE,
+                content: SERVES_PXE_SCRIPT.to_string(),
+                mode: 0o755,
+                owner: Some("root:root"),
+                validate: None,
+                secret: false,
+            })?);
             steps.push(keepalived_step(inv, templates, side)?);
         }
         steps.push(Step::Dir(DirStep {

@@ -16,6 +16,8 @@ pub struct NodeFacts {
     /// It holds the pair's floating address now.
     pub holds_floating: bool,
     pub dhcpd_running: bool,
+    /// Something listens on the TFTP port (tftpd-hpa, from the settings `config init` wrote).
+    pub tftpd_listening: bool,
     pub keepalived_running: bool,
     /// dhcpd's failover state (its own, its partner's), as its lease file last recorded it.
     pub failover: Option<(String, String)>,
@@ -61,6 +63,9 @@ pub fn script(inv: &Inventory) -> Result<String, Error> {
         );
     }
     s += "if service isc-dhcp-server status >/dev/null 2>&1; then echo dhcpd running; else echo dhcpd stopped; fi\n";
+    // The sockets of this machine's network stack: right on a lab host too, where Debian's
+    // tftpd-hpa script would see every lab host's daemon by name.
+    s += "[ -n \"$(ss -Hlun 'sport = :69' 2>/dev/null)\" ] && echo tftpd listening\n";
     s += &format!(
         "p=$(cat {} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && echo keepalived running\n",
         quote(KEEPALIVED_PID)
@@ -94,6 +99,7 @@ pub fn parse(output: &str) -> NodeFacts {
             ["floating", v] => f.holds_floating = *v == "yes",
             ["dhcpd", v] => f.dhcpd_running = *v == "running",
             ["keepalived", "running"] => f.keepalived_running = true,
+            ["tftpd", "listening"] => f.tftpd_listening = true,
             ["failover", me, partner] => f.failover = Some((me.to_string(), partner.to_string())),
             ["hosts", sum] => f.hosts_sha256 = Some(sum.to_string()),
             ["tree", sum] => f.tree_sha256 = Some(sum.to_string()),
@@ -138,6 +144,12 @@ pub fn judge(
         if reachable {
             if !facts.dhcpd_running {
                 problems.push("dhcpd is not running; run `cloudctl config init`".into());
+            }
+            if !facts.tftpd_listening {
+                problems.push(
+                    "tftpd is not listening on UDP port 69: nodes cannot load their boot files from it; run `cloudctl config init` (it starts tftpd-hpa)"
+                        .into(),
+                );
             }
             if !hosts_in_sync {
                 problems.push("behind the inventory: its DHCP hosts differ; run `cloudctl config init`".into());

@@ -14,10 +14,11 @@ pub fn status(ui: &Ui, status: &Status, exit: Exit) {
     }
     let short = |s: &Option<String>| s.as_deref().map(|h| h[..h.len().min(12)].to_string());
     crate::outln!(
-        "{:<12} {:<9} {:<8} {:<11} {:<38} {:<9} TREE",
+        "{:<12} {:<9} {:<8} {:<10} {:<11} {:<38} {:<9} TREE",
         "CONFIGNODE",
         "FLOATING",
         "DHCPD",
+        "TFTPD",
         "KEEPALIVED",
         "FAILOVER (own/partner)",
         "HOSTS"
@@ -25,9 +26,10 @@ pub fn status(ui: &Ui, status: &Status, exit: Exit) {
     for n in &status.nodes {
         let f = &n.facts;
         let on = |b: bool, yes: &str| if b { yes.to_string() } else { "-".to_string() };
-        let (dhcpd, keepalived, hosts) = if n.reachable {
+        let (dhcpd, tftpd, keepalived, hosts) = if n.reachable {
             (
                 if f.dhcpd_running { "running" } else { "STOPPED" },
+                if f.tftpd_listening { "listening" } else { "DOWN" },
                 if !status.pair {
                     "-"
                 } else if f.keepalived_running {
@@ -38,10 +40,10 @@ pub fn status(ui: &Ui, status: &Status, exit: Exit) {
                 if n.hosts_in_sync { "in sync" } else { "BEHIND" },
             )
         } else {
-            ("?", "?", "?")
+            ("?", "?", "?", "?")
         };
         crate::outln!(
-            "{:<12} {:<9} {:<8} {:<11} {:<38} {:<9} {}",
+            "{:<12} {:<9} {:<8} {:<10} {:<11} {:<38} {:<9} {}",
             n.name,
             if n.reachable {
                 on(f.holds_floating, "holds")
@@ -49,6 +51,7 @@ pub fn status(ui: &Ui, status: &Status, exit: Exit) {
                 "?".into()
             },
             dhcpd,
+            tftpd,
             keepalived,
             f.failover
                 .as_ref()

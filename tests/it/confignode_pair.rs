@@ -267,9 +267,23 @@ fn dhcpd_accepts(plan: &Plan, host: usize, conf: &str) -> Result<(), String> {
     out.status.success().then_some(()).ok_or_else(|| text(&out.stderr))
 }
 
+/// `keepalived -t` on `conf`, with the plan's PXE check script beside it (keepalived refuses a
+/// configuration whose track script is missing, or writable by anyone but root).
 fn keepalived_accepts(conf: &[u8]) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "keepalived.conf", &String::from_utf8_lossy(conf));
+    let check = write(
+        dir.path(),
+        "serves-pxe.sh",
+        &String::from_utf8_lossy(file(&init_plan(), 0, "serves-pxe")),
+    );
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf =
+        String::from_utf8_lossy(conf).replace("/etc/keepalived/cloudctl-serves-pxe.sh", &check.display().to_string());
+    assert!(
+        conf.contains(&check.display().to_string()),
+        "the configuration tracks the check: {conf}"
+    );
+    let path = write(dir.path(), "keepalived.conf", &conf);
     let out = Command::new("keepalived")
         .args(["-t", "-f"])
         .arg(&path)
@@ -306,6 +320,7 @@ fn good_facts(inv: &inventory::Inventory, holds: bool) -> NodeFacts {
     NodeFacts {
         holds_floating: holds,
         dhcpd_running: true,
+        tftpd_listening: true,
         keepalived_running: true,
         failover: Some(("normal".into(), "normal".into())),
         hosts_sha256: Some(sum),
@@ -382,11 +397,32 @@ fn status_says_who_holds_the_address_and_who_is_behind() {
     .unwrap();
     assert!(s.problems.iter().any(|p| p.contains("both ConfigNodes hold")), "{s:?}");
 
+    // A ConfigNode whose tftpd is gone is named, with the fix.
+    let no_tftpd = NodeFacts {
+        tftpd_listening: false,
+        ..good_facts(&inv, false)
+    };
+    let s = status::judge(
+        &inv,
+        &t,
+        vec![("cn1".into(), Ok(good_facts(&inv, true))), ("cn2".into(), Ok(no_tftpd))],
+    )
+    .unwrap();
+    assert!(
+        s.nodes[1]
+            .problems
+            .iter()
+            .any(|p| p.contains("tftpd is not listening") && p.contains("config init")),
+        "{s:?}"
+    );
+    assert!(s.nodes[0].problems.is_empty(), "{s:?}");
+
     // The probe's words parse back.
     let f = status::parse(
-        "floating yes\ndhcpd running\nkeepalived running\nfailover partner-down communications-interrupted\nhosts abc\ntree def\n",
+        "floating yes\ndhcpd running\ntftpd listening\nkeepalived running\nfailover partner-down communications-interrupted\nhosts abc\ntree def\n",
     );
-    assert!(f.holds_floating && f.dhcpd_running && f.keepalived_running);
+    assert!(f.holds_floating && f.dhcpd_running && f.tftpd_listening && f.keepalived_running);
+    assert!(!status::parse("dhcpd running\n").tftpd_listening);
     assert_eq!(
         f.failover,
         Some(("partner-down".into(), "communications-interrupted".into()))

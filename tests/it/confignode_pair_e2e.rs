@@ -159,6 +159,45 @@ fn a_pair_converges_alike_reports_its_state_and_refuses_node_add_with_one_down()
     let hosts = |idx| lab.sh_ok(idx, "cat /etc/dhcp/cloudctl-hosts.d/*.conf");
     assert!(hosts(0).contains("host pa1 {") && hosts(0) == hosts(1));
 
+    // The holder's tftpd dies: keepalived's check moves the floating address to the one that
+    // serves, and back to the primary when its tftpd listens again.
+    let holds =
+        |who: &'static str| move |_: Option<i32>, d: &serde_json::Value| d["holder"] == serde_json::json!([who]);
+    let (_, doc) = status_until(&inv, Duration::from_secs(30), holds("cn1"));
+    assert_eq!(
+        doc["holder"],
+        serde_json::json!(["cn1"]),
+        "the primary holds the address: {doc:#}"
+    );
+    for pid in pids(&lab, 0, "in.tftpd") {
+        let _ = Command::new("kill").args(["-9", &pid]).output();
+    }
+    let gone = Instant::now();
+    let (_, doc) = status_until(&inv, Duration::from_secs(30), holds("cn2"));
+    let moved = gone.elapsed();
+    assert_eq!(
+        doc["holder"],
+        serde_json::json!(["cn2"]),
+        "cn1 without tftpd gave the address up: {doc:#}"
+    );
+    assert!(
+        doc["nodes"][0]["problems"]
+            .to_string()
+            .contains("tftpd is not listening"),
+        "{doc:#}"
+    );
+    one_tftpd_each(&lab);
+    let (_, doc) = status_until(&inv, Duration::from_secs(30), holds("cn1"));
+    assert_eq!(
+        doc["holder"],
+        serde_json::json!(["cn1"]),
+        "cn1 serving again took it back: {doc:#}"
+    );
+    report(&format!(
+        "ConfigNode pair: tftpd killed on the holder, the floating address moved in {:.1} s",
+        moved.as_secs_f64()
+    ));
+
     // cn2 cut off: node add is refused naming it, nothing changes anywhere.
     lab.sh_ok(1, "ip link set eth0 down");
     let before = std::fs::read_to_string(&inv).unwrap();
