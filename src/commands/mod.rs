@@ -65,7 +65,7 @@ impl Context {
                 "probing {} failed (exit {}): {}",
                 host.name,
                 out.status,
-                out.output.trim()
+                crate::plan::without_secrets(out.output.trim())
             )));
         }
         Ok(out.output)

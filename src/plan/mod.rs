@@ -201,6 +201,26 @@ mod content_serde {
 }
 
 /// Owned argv from string literals.
+/// Starts a probe's output line that carries a secret (a password, a DRBD shared secret the
+/// next plan must reuse): `@secret NAME VALUE`. Parsers read past it; `without_secrets` keeps
+/// such lines out of any message that shows a probe's output.
+pub const SECRET_FACT: &str = "@secret ";
+
+/// A probe's output as it may be shown to a person: every line carrying a secret replaced.
+pub fn without_secrets(output: &str) -> String {
+    output
+        .lines()
+        .map(|l| {
+            if l.starts_with(SECRET_FACT) {
+                "@secret (not shown)"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }

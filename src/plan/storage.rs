@@ -4,7 +4,7 @@
 //! Inconsistent, checked on the node when it runs), never again: a node that comes back becomes
 //! primary only once it or its peer holds UpToDate data. Pure.
 
-use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When};
+use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When, SECRET_FACT};
 use crate::error::Error;
 use crate::exec::script::{quote, sha256_hex};
 use crate::inventory::storage::StorageSection;
@@ -158,7 +158,7 @@ pub fn facts_script(s: &StorageSection) -> String {
     );
     script += &format!("[ -e {} ] && echo sync-started\n", quote(&marker(s, "initial-sync")));
     script += &format!(
-        "sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/secret \\1/p' {} 2>/dev/null\n",
+        "sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/{SECRET_FACT}secret \\1/p' {} 2>/dev/null\n",
         quote(&res_file(s))
     );
     script += "v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n";
@@ -170,6 +170,7 @@ pub fn parse_facts(output: &str, uuid: &str) -> NodeFacts {
     let mut f = NodeFacts::default();
     let mut blkid: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for line in output.lines() {
+        let line = line.strip_prefix(SECRET_FACT).unwrap_or(line);
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
             (Some("hostname"), Some(h), None) => f.hostname = h.to_string(),

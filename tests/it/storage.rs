@@ -202,7 +202,7 @@ fn disk_probe_results_decide_what_is_refused() {
         &plain[20..32]
     );
     let probe = format!(
-        "hostname snode1\ndisk /dev/sdb present\nblkid /dev/sdb TYPE=ext4\nblkid /dev/sdb UUID=1234\ndisk /dev/sdc present\nblkid /dev/sdc UUID={member}\nblkid /dev/sdc TYPE=linux_raid_member\nsecret abc\n"
+        "hostname snode1\ndisk /dev/sdb present\nblkid /dev/sdb TYPE=ext4\nblkid /dev/sdb UUID=1234\ndisk /dev/sdc present\nblkid /dev/sdc UUID={member}\nblkid /dev/sdc TYPE=linux_raid_member\n@secret secret abc\n"
     );
     let facts = storage::parse_facts(&probe, &uuid);
     assert_eq!(
@@ -211,6 +211,10 @@ fn disk_probe_results_decide_what_is_refused() {
         "our own array member is not foreign"
     );
     assert_eq!(facts.secret.as_deref(), Some("abc"));
+    assert!(
+        storage::facts_script(s).contains(&format!("{}secret ", cloudctl::plan::SECRET_FACT)),
+        "the probe marks the shared secret's line, so a failed probe's message drops it"
+    );
     let err = storage::check_disks("snode1", s, &facts, &[]).unwrap_err();
     assert!(
         err.contains("/dev/sdb") && err.contains("ext4") && err.contains("--force-wipe /dev/sdb"),

@@ -6,7 +6,7 @@ pub mod status;
 pub mod storage;
 
 pub(crate) use super::{command, config, dir, file, strings, FileSpec};
-use super::{install_packages, CommandStep, HostPlan, Plan, Step, When};
+use super::{install_packages, CommandStep, HostPlan, Plan, Step, When, SECRET_FACT};
 use crate::error::Error;
 use crate::inventory::lamp::LampSection;
 use crate::inventory::{Host, Inventory};
@@ -180,7 +180,7 @@ pub fn facts_script(lamp: &LampSection, roles: &[Role]) -> String {
     }
     if roles.contains(&Role::Database) {
         s += &format!(
-            "[ -f {DB_CREDENTIALS} ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/password \\1/p' {DB_CREDENTIALS}\n"
+            "[ -f {DB_CREDENTIALS} ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/{SECRET_FACT}password \\1/p' {DB_CREDENTIALS}\n"
         );
     }
     s + "exit 0\n"
@@ -194,7 +194,7 @@ pub fn parse_facts(facts: &mut Facts, node: &Name, roles: &[Role], output: &str)
     if roles.contains(&Role::Database) && facts.db_password.is_none() {
         facts.db_password = output
             .lines()
-            .find_map(|l| l.strip_prefix("password "))
+            .find_map(|l| l.strip_prefix(SECRET_FACT).unwrap_or(l).strip_prefix("password "))
             .and_then(Secret::parse);
     }
 }
