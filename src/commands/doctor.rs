@@ -27,10 +27,11 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
         ctx.gather(&inv, h, &script).map(|out| (out, before, now()))
     });
     let mut facts = CloudFacts::default();
+    let pair = inv.confignode.as_ref().is_some_and(|c| c.is_pair());
     for (h, a) in hosts.iter().zip(answers) {
         let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
         match h.role {
-            "confignode" => facts.confignode = Some(classify(&a, doctor::parse_confignode)),
+            "confignode" => facts.add_confignode(&h.name, classify(&a, doctor::parse_confignode), pair),
             "hnode" => facts.hnodes.push((
                 h.name.clone(),
                 classify(&a, |out| doctor::HnodeFacts {

@@ -86,6 +86,28 @@ pub struct CloudFacts {
     pub others: Vec<(String, Answer<()>)>,
 }
 
+impl CloudFacts {
+    /// Records ConfigNode `name`'s answer. Of a pair, the first that answered is the one whose
+    /// files and DHCP are judged (both serve the same, converged alike), with the MACs either
+    /// one gave an address to; one that did not answer, or refused its host key, is reported by
+    /// its name like any other host.
+    pub fn add_confignode(&mut self, name: &str, answer: Answer<ConfigNodeFacts>, pair: bool) {
+        match (&mut self.confignode, answer) {
+            (Some(Answer::Facts(judged)), Answer::Facts(f)) => {
+                if let (Some(all), Some(more)) = (&mut judged.booted, f.booted) {
+                    all.extend(more);
+                    all.sort();
+                    all.dedup();
+                }
+            }
+            (_, Answer::Facts(f)) => self.confignode = Some(Answer::Facts(f)),
+            (_, Answer::HostKey(e)) if pair => self.others.push((name.to_string(), Answer::HostKey(e))),
+            (_, Answer::Unreachable(e)) if pair => self.others.push((name.to_string(), Answer::Unreachable(e))),
+            (_, other) => self.confignode = Some(other),
+        }
+    }
+}
+
 /// Files the ConfigNode must have for every registered node to PXE-boot.
 pub fn boot_files(inv: &Inventory) -> Vec<String> {
     let mut files = confignode::needed_boot_files(inv);

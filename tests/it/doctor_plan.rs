@@ -205,3 +205,47 @@ fn a_clock_off_by_more_than_the_question_took_is_found() {
     f.hnodes[0].1 = Answer::Facts(at(990.0));
     assert!(doctor::check(&inv, &f)[0].problem.contains("10.0 s behind"));
 }
+
+/// Of a ConfigNode pair, the first that answers is judged and one that does not is named: with
+/// cn1 down, cn2's boot service is still checked (here: a deleted boot file) and cn1 is reported.
+#[test]
+fn a_pair_with_its_primary_down_names_it_and_checks_the_other() {
+    let inv = inventory("");
+    let mut f = facts(running(&[]), running(&[]));
+    f.confignode = None;
+    let mut cn2 = clean_confignode();
+    cn2.missing = vec!["/srv/tftp/pxelinux.0".into()];
+    f.add_confignode("cn1", Answer::Unreachable("no route to host".into()), true);
+    f.add_confignode("cn2", Answer::Facts(cn2), true);
+    let found = doctor::check(&inv, &f);
+    let pairs: Vec<(&str, &str)> = found.iter().map(|f| (f.check, f.subject.as_str())).collect();
+    assert!(pairs.contains(&("unreachable", "cn1")), "{pairs:?}");
+    assert!(
+        pairs.iter().any(|(c, _)| c.starts_with("missing_boot_file")),
+        "{pairs:?}"
+    );
+    // The first that answered is the one judged, whichever order they come in.
+    let mut g = facts(running(&[]), running(&[]));
+    g.confignode = None;
+    g.add_confignode("cn1", Answer::Facts(clean_confignode()), true);
+    g.add_confignode("cn2", Answer::HostKey("changed".into()), true);
+    let found = doctor::check(&inv, &g);
+    let pairs: Vec<(&str, &str)> = found.iter().map(|f| (f.check, f.subject.as_str())).collect();
+    assert_eq!(pairs, [("host_key", "cn2")]);
+    // A node booted from either one has booted: their commit records are joined.
+    let mut h = facts(running(&[]), running(&[]));
+    h.confignode = None;
+    let booted = |mac: [u8; 6]| ConfigNodeFacts {
+        booted: Some(vec![mac]),
+        ..clean_confignode()
+    };
+    h.add_confignode("cn1", Answer::Facts(booted([0x52, 0x54, 0, 0xc1, 0, 2])), true);
+    h.add_confignode("cn2", Answer::Facts(booted([0x52, 0x54, 0, 0xc1, 0, 3])), true);
+    let Some(Answer::Facts(judged)) = &h.confignode else {
+        panic!("{h:?}")
+    };
+    assert_eq!(
+        judged.booted,
+        Some(vec![[0x52, 0x54, 0, 0xc1, 0, 2], [0x52, 0x54, 0, 0xc1, 0, 3]])
+    );
+}
