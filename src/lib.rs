@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod cpio;
+pub mod digest;
 pub mod error;
 pub mod exec;
 pub mod inventory;
@@ -11,6 +12,7 @@ pub mod inventory_file;
 pub mod lab;
 pub mod local_tools;
 pub mod plan;
+pub mod shell;
 pub mod templates;
 pub mod types;
 pub mod ui;

@@ -28,7 +28,7 @@ fn shell_word(
     _: &mut handlebars::RenderContext,
     out: &mut dyn handlebars::Output,
 ) -> handlebars::HelperResult {
-    out.write(&crate::exec::script::quote(&param_text(h, "sh")?))?;
+    out.write(&crate::shell::quote(&param_text(h, "sh")?))?;
     Ok(())
 }
 

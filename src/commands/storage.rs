@@ -95,7 +95,7 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
 fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let s = section(&inv)?;
-    let md = crate::exec::script::quote(s.md_device.as_str()).into_owned();
+    let md = crate::shell::quote(s.md_device.as_str()).into_owned();
     let res = s.resource.as_str();
     let script = format!(
         "if mdadm --detail {md} >/dev/null 2>&1; then echo \"md $(mdadm --detail {md} | sed -n 's/^ *State : //p')\"; else echo 'md absent'; fi\n\

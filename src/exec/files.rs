@@ -6,8 +6,10 @@
 //! Lists travel in here-documents whose delimiter is chosen so that no line of the list equals it;
 //! every path or name on a command line is quoted.
 
-use super::script::{quote, sha256_hex, Probed, BACKUP_DIR, RECORD};
+use super::script::{Probed, BACKUP_DIR};
+use crate::digest::sha256_hex;
 use crate::plan::FileStep;
+use crate::shell::{quote, RECORD};
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

@@ -355,8 +355,7 @@ fn lone_command(
     if hp.exclusive || c.when != crate::plan::When::Always {
         return None;
     }
-    let line: Vec<_> = c.argv.iter().map(|a| script::quote(a)).collect();
-    let out = match transport.run_command(&line.join(" "), deadline)? {
+    let out = match transport.run_command(&crate::shell::join(&c.argv), deadline)? {
         Ok(out) => out,
         Err(e) => return Some(Err(e)),
     };

@@ -5,13 +5,10 @@
 //! quoted; the script reports each step as one `@cloudctl` record line.
 
 use super::files;
+pub use crate::digest::sha256_hex;
 use crate::plan::{CommandStep, FileStep, HostPlan, Step, When};
+use crate::shell::{quote, RECORD};
 use base64::Engine;
-use sha2::{Digest, Sha256};
-use std::borrow::Cow;
-
-/// Marks the lines of a script's output that carry records; other lines are diagnostics.
-pub const RECORD: &str = "@cloudctl";
 /// Where the per-host lock lives (serialises concurrent cloudctl runs on one host): in a
 /// directory only the SSH user (root) may enter, not in world-writable /run/lock, where any user
 /// could hold the lock or plant a symlink for root to follow.
@@ -29,22 +26,6 @@ pub const EXIT_LOCK_TIMEOUT: i32 = 75;
 /// Exit status of a script that found one of cloudctl's directories unsafe (a symlink, not 0700,
 /// or owned by someone else).
 pub const EXIT_UNSAFE_DIR: i32 = 77;
-
-/// Quotes one word for `sh`. Values never contain NUL: typed values exclude it, and argv comes
-/// from the OS command line or from planners.
-pub fn quote(word: &str) -> Cow<'_, str> {
-    shlex::try_quote(word).unwrap_or_else(|_| {
-        Cow::Owned(
-            shlex::try_quote(&word.replace('\0', ""))
-                .expect("NUL removed")
-                .into_owned(),
-        )
-    })
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Helpers every script defines first: `rec` encodes a step's captured output only when there
 /// is some, so recording a step costs no process. `umask 077` first: a file being uploaded or

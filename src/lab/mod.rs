@@ -12,10 +12,10 @@ pub mod vm;
 
 pub use vm::{LabVm, VmRole};
 
+use crate::digest::sha256_hex;
 use crate::local_tools::{Tool, IP, NSENTER, SETSID, SSHD, SSH_KEYGEN, UNSHARE};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -163,10 +163,6 @@ fn link_list() -> Result<Vec<String>> {
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .collect())
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn state_path(name: &str) -> PathBuf {

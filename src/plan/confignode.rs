@@ -9,9 +9,9 @@ use super::{
     When,
 };
 use crate::error::Error;
-use crate::exec::script::quote;
 use crate::inventory::confignode::{Member, DEFAULT_VRRP_ID};
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
+use crate::shell::quote;
 use crate::templates::Templates;
 use crate::types::{Mac, RemotePath};
 use serde_json::json;

@@ -4,8 +4,8 @@
 
 use super::confignode::{sections, shard_file, HOST_SHARDS, KEEPALIVED_PID, LEASES};
 use crate::error::Error;
-use crate::exec::script::quote;
 use crate::inventory::Inventory;
+use crate::shell::quote;
 use crate::templates::Templates;
 use serde::Serialize;
 use sha2::{Digest, Sha256};

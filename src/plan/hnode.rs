@@ -5,8 +5,8 @@ use super::confignode::{self, node_dir, node_initrd, Facts, Scope};
 use super::{command, install_packages, strings, CommandStep, DirStep, FileStep, Plan, Step, When};
 use crate::cpio;
 use crate::error::Error;
-use crate::exec::script::quote;
 use crate::inventory::{Hypervisor, Inventory, Node, Power};
+use crate::shell::quote;
 use crate::templates::Templates;
 
 /// What cloudctl generated for the node (host keys) and what it lets in (authorized keys).

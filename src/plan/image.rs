@@ -4,8 +4,8 @@
 
 use super::{AbsentStep, HostPlan, Plan, Step};
 use crate::error::Error;
-use crate::exec::script::{quote, RECORD};
 use crate::inventory::{Host, Inventory};
+use crate::shell::{quote, RECORD};
 use crate::types::Name;
 
 /// Images live in this folder of `[instances] store`: instance folders are `[a-z0-9-]` names, so

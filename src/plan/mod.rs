@@ -139,7 +139,7 @@ pub struct CommandStep {
 impl CommandStep {
     /// The command as a user would type it (in full, for review in dry runs).
     pub fn display(&self) -> String {
-        shlex::try_join(self.argv.iter().map(String::as_str)).unwrap_or_else(|_| self.argv.join(" "))
+        crate::shell::join(&self.argv)
     }
 
     /// The command in one line for reports: a program of several lines given to `sh -c` (one of
@@ -153,7 +153,7 @@ impl CommandStep {
                 a.as_str()
             }
         });
-        shlex::try_join(words).unwrap_or_else(|_| self.argv.join(" "))
+        crate::shell::join(words)
     }
 }
 

@@ -5,9 +5,9 @@
 use super::hnode::{ipmi_steps, IpmiPower};
 use super::{strings, CommandStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
-use crate::exec::script::quote;
 use crate::inventory::{Host, Node};
 use crate::plan::instance::probe::GuestSeen;
+use crate::shell::quote;
 use serde::Serialize;
 
 /// How the node is switched off.

@@ -5,10 +5,11 @@
 //! primary only once it or its peer holds UpToDate data. Pure.
 
 use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When, SECRET_FACT};
+use crate::digest::sha256_hex;
 use crate::error::Error;
-use crate::exec::script::{quote, sha256_hex};
 use crate::inventory::storage::StorageSection;
 use crate::inventory::Inventory;
+use crate::shell::Script;
 use crate::templates::Templates;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -140,29 +141,39 @@ fn marker(s: &StorageSection, what: &str) -> String {
     format!("{STATE_DIR}/{}.{what}", s.resource)
 }
 
+/// Reports one member disk as `disk D present|missing` and its `blkid D KEY=VALUE` lines; the
+/// disk path is its only argument, so nothing in it is parsed by the shell.
+const DISK_FACTS: &str = r#"disk() {
+  if [ -b "$1" ]; then
+    echo "disk $1 present"
+    blkid -p -o export "$1" 2>/dev/null | while IFS= read -r l; do echo "blkid $1 $l"; done
+    blkid -p "$1" >/dev/null 2>&1; [ $? -eq 8 ] && echo "blkid $1 AMBIVALENT=1"
+  else
+    echo "disk $1 missing"
+  fi
+}
+"#;
+
+/// The read-only probe of a storage node (runs under `--dry-run` too): fixed text, and every
+/// inventory value (disks, the md device, the resource's files) as one quoted word.
 pub fn facts_script(s: &StorageSection) -> String {
-    let mut script = String::from("echo \"hostname $(uname -n)\"\n");
+    let mut script = Script::new();
+    script.text("echo \"hostname $(uname -n)\"\n").text(DISK_FACTS);
     for d in s.disks.get_ref() {
-        let q = quote(d.as_str());
-        script += &format!(
-            "if [ -b {q} ]; then echo \"disk {d} present\"; blkid -p -o export {q} 2>/dev/null | while IFS= read -r l; do echo \"blkid {d} $l\"; done; blkid -p {q} >/dev/null 2>&1; [ $? -eq 8 ] && echo \"blkid {d} AMBIVALENT=1\"; else echo \"disk {d} missing\"; fi\n"
-        );
+        script.call("disk", &[d.as_str()], "\n");
     }
-    script += &format!(
-        "mdadm --detail {} >/dev/null 2>&1 && echo md-active\n",
-        quote(s.md_device.as_str())
-    );
-    script += &format!(
-        "[ -e {} ] && echo drbd-metadata\n",
-        quote(&marker(s, "metadata-created"))
-    );
-    script += &format!("[ -e {} ] && echo sync-started\n", quote(&marker(s, "initial-sync")));
-    script += &format!(
-        "sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/{SECRET_FACT}secret \\1/p' {} 2>/dev/null\n",
-        quote(&res_file(s))
-    );
-    script += "v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n";
-    script + "exit 0\n"
+    script
+        .call("mdadm --detail", &[s.md_device.as_str()], " >/dev/null 2>&1 && echo md-active\n")
+        .call("[ -e", &[&marker(s, "metadata-created")], " ] && echo drbd-metadata\n")
+        .call("[ -e", &[&marker(s, "initial-sync")], " ] && echo sync-started\n")
+        .text("sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/")
+        .text(SECRET_FACT)
+        .text("secret \\1/p' ")
+        .word(&res_file(s))
+        .text(" 2>/dev/null\n")
+        .text("v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n")
+        .text("exit 0\n")
+        .build()
 }
 
 /// Parses a node's probe; `uuid` is the array UUID cloudctl gives that node.

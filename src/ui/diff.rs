@@ -55,7 +55,7 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
                 When::Always => out += &format!("  run: {}\n", c.display()),
                 When::Changed(ids) => out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display()),
                 When::Unless(check) => {
-                    let check = shlex::try_join(check.iter().map(String::as_str)).unwrap_or_default();
+                    let check = crate::shell::join(check);
                     out += &format!("  run unless `{check}` succeeds: {}\n", c.display())
                 }
             },

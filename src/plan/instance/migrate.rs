@@ -368,13 +368,12 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
             let params = serde_json::json!({"downtime-limit": r.max_downtime_ms, "max-bandwidth": bandwidth});
             let set = serde_json::json!({"execute": "migrate-set-parameters", "arguments": params}).to_string();
             let go = serde_json::json!({"execute": "migrate", "arguments": {"uri": uri}}).to_string();
-            let poll = [kvm::QMP, &g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]
-                .map(|s| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_default());
+            let poll = crate::shell::sh_c(kvm::QMP, &[&g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]);
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
             start.push(kvm::qmp_step(g, &[&set, &go]));
             (
                 start,
-                Some(format!("sh -c {} sh {} {}", poll[0], poll[1], poll[2])),
+                Some(poll),
                 stop_now.clone(),
                 vec![script(kvm::QMP_CANCEL, &[&g.run_file("qmp")], When::Always)],
                 stop_now,
@@ -391,8 +390,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                     "xl",
                     "migrate",
                     "-s",
-                    &shlex::try_join(ssh_argv(r).iter().map(String::as_str))
-                        .map_err(|e| crate::error::Error::Usage(format!("cannot quote the ssh command for xl: {e}")))?,
+                    &crate::shell::join(ssh_argv(r)),
                     g.name.as_str(),
                     &r.target.host,
                 ]),

@@ -78,9 +78,7 @@ impl NodeFacts {
 }
 
 fn q(s: &str) -> String {
-    shlex::try_quote(s)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|_| "''".into())
+    crate::shell::quote(s).into_owned()
 }
 
 /// Lists the guests on a node as `guest NAME STATE` lines.

@@ -28,7 +28,7 @@ pub struct FolderFacts {
 
 /// Read-only: the folder of `g` as its node sees it.
 pub fn facts_script(g: &Guest) -> String {
-    let dir = crate::exec::script::quote(&g.dir).into_owned();
+    let dir = crate::shell::quote(&g.dir).into_owned();
     format!(
         "d={dir}\n\
          if [ -L \"$d\" ] || {{ [ -e \"$d\" ] && ! [ -d \"$d\" ]; }}; then echo not-a-folder\n\

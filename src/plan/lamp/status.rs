@@ -2,8 +2,8 @@
 //! component up or down, the backends pen balances to and whether each answers. Pure.
 
 use super::{Role, MARIADB_SETTINGS, PEN_CONTROL, PEN_SERVICE};
-use crate::exec::script::quote;
 use crate::inventory::lamp::{LampSection, Storage};
+use crate::shell::quote;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -57,7 +57,7 @@ pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
 
 /// The web nodes' part of the read-only probe.
 pub fn facts_script(lamp: &LampSection) -> String {
-    let q = |s: &str| crate::exec::script::quote(s).into_owned();
+    let q = |s: &str| crate::shell::quote(s).into_owned();
     match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
         (Storage::DrbdOcfs2, Some(drbd), _) => {
             let disk = q(drbd.get_ref().disk.as_str());

@@ -1,0 +1,8 @@
+//! SHA-256 as lowercase hex: how cloudctl names file contents (probes, backups, the lab's state).
+//! A leaf, shared by planners and the executor.
+
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
