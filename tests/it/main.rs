@@ -28,6 +28,7 @@ mod instance_remove_e2e;
 mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
+mod layering;
 mod placement_plan;
 mod poweroff_e2e;
 mod poweroff_plan;

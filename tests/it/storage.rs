@@ -187,6 +187,40 @@ fn a_rerun_never_plans_metadata_or_a_forced_primary_again() {
     assert!(!commands(&plan, 0).iter().any(|c| c.contains("--force")));
 }
 
+/// The read-only probe is a valid `sh` program that names every member disk (here none is there),
+/// run through a real shell: lab tests are otherwise its only runner.
+#[test]
+fn the_facts_probe_runs_in_sh_and_reports_each_disk() {
+    let seed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-lab.toml")).unwrap();
+    let seed = seed.replace(
+        r#"disks = ["/dev/sdb", "/dev/sdc"]"#,
+        r#"disks = ["/dev/cloudctl-absent-a", "/dev/cloudctl-absent-b"]"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::support::write(dir.path(), "cloud.toml", &seed);
+    let inv = inventory::load(&path).unwrap();
+    let s = inv.storage.as_ref().unwrap().get_ref();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(storage::facts_script(s))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let facts = storage::parse_facts(&stdout, &storage::md_uuid(&inv, "snode1", "/dev/md0"));
+    let host = Command::new("uname").arg("-n").output().unwrap();
+    assert_eq!(facts.hostname, text(&host.stdout).trim(), "{stdout}");
+    assert_eq!(
+        facts.disks,
+        [
+            ("/dev/cloudctl-absent-a".into(), Disk::Missing),
+            ("/dev/cloudctl-absent-b".into(), Disk::Missing)
+        ]
+        .into(),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn disk_probe_results_decide_what_is_refused() {
     let inv = seed();

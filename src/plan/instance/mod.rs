@@ -196,14 +196,10 @@ pub fn backend(h: Hypervisor) -> &'static dyn Backend {
 /// A small `sh -c` program with positional arguments: the program is a constant, every value
 /// arrives as its own quoted argument.
 pub fn script(program: &str, args: &[&str], when: super::When) -> Step {
-    let mut argv = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        program.to_string(),
-        "sh".to_string(),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    Step::Command(super::CommandStep { argv, when })
+    Step::Command(super::CommandStep {
+        argv: crate::shell::sh_c_argv(program, args),
+        when,
+    })
 }
 
 #[cfg(test)]

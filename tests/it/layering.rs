@@ -1,0 +1,203 @@
+//! The layering and the one place shell text is built, checked in the source (issue 11): a test
+//! fails when a planner imports the executor, `error` or a leaf grows a dependency upward, a
+//! second quoter appears, or a module not on the list below starts building shell text by hand.
+
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under src/, as (path relative to the crate, content).
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    walk(&root.join("src"), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// The format strings of the `format!` calls in `src` (plain and raw literals), with their line.
+fn format_strings(src: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(at) = rest.find("format!(") {
+        let after = rest[at + "format!(".len()..].trim_start();
+        rest = after;
+        let (open, close) = if let Some(raw) = after.strip_prefix('r') {
+            let hashes = raw.len() - raw.trim_start_matches('#').len();
+            (1 + hashes + 1, format!("\"{}", "#".repeat(hashes)))
+        } else {
+            (1, "\"".to_string())
+        };
+        if !after[open - 1..].starts_with('"') {
+            continue; // the format string is not a literal (a macro or a constant)
+        }
+        let body = &after[open..];
+        let end = if close.len() > 1 {
+            body.find(&close)
+        } else {
+            // A plain literal ends at the first quote that is not escaped.
+            let b = body.as_bytes();
+            let mut i = 0;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            Some(i)
+        };
+        let Some(end) = end else { break };
+        let line = src.len() - after.len();
+        out.push((src[..line].lines().count(), body[..end].to_string()));
+        rest = &body[end..];
+    }
+    out
+}
+
+/// Shell syntax that a message or a path never holds.
+const SHELL: &[&str] = &[
+    "/dev/null",
+    "; then",
+    "; do",
+    " || ",
+    " && ",
+    "$(",
+    "\"$",
+    "2>&1",
+    "| while",
+    "exit 0",
+];
+
+/// Where `src` assembles shell text by hand: a `format!` that interpolates into shell syntax, or
+/// a word quoted with `quote(` to be pasted into text (the `Script` builder, `sh_c` and `join`
+/// of the shell module are the way).
+fn hand_built_shell(src: &str) -> Vec<String> {
+    let mut found: Vec<String> = format_strings(src)
+        .into_iter()
+        .filter(|(_, f)| f.contains('{') && SHELL.iter().any(|s| f.contains(s)))
+        .map(|(line, f)| format!("line {line}: format!(\"{}…\")", f.chars().take(60).collect::<String>()))
+        .collect();
+    for (n, l) in src.lines().enumerate() {
+        let code = l.split("//").next().unwrap_or("");
+        if code.contains("quote(") && !code.contains("fn quote(") {
+            found.push(format!("line {}: {}", n + 1, l.trim()));
+        }
+    }
+    found
+}
+
+/// Modules that may build shell text, and why. The shell module is the place; the executor
+/// renders plans into its apply script and wraps scripts for the transport; the `sh` template
+/// helper quotes into a rendered shell file.
+const BUILDERS: &[&str] = &[
+    "src/shell.rs",
+    "src/exec/script.rs",
+    "src/exec/files.rs",
+    "src/exec/ssh.rs",
+    "src/exec/local.rs",
+    "src/templates.rs",
+];
+
+/// Planners and commands that still build their remote programs with `format!` and `quote`: each
+/// is to move to `scripts/<noun>/*.sh` or the `Script` builder. The list only shrinks: a file
+/// that no longer builds shell text fails the test until it is taken off.
+const NOT_YET_MOVED: &[&str] = &[
+    "src/commands/hnode.rs",
+    "src/commands/instance/migrate.rs",
+    "src/commands/instance/mod.rs",
+    "src/commands/storage.rs",
+    "src/commands/wait.rs",
+    "src/plan/confignode.rs",
+    "src/plan/confignode_status.rs",
+    "src/plan/doctor.rs",
+    "src/plan/hnode.rs",
+    "src/plan/image.rs",
+    "src/plan/instance/probe.rs",
+    "src/plan/instance/remove.rs",
+    "src/plan/lamp/mod.rs",
+    "src/plan/lamp/status.rs",
+    "src/plan/lamp/storage.rs",
+    "src/plan/mod.rs",
+    "src/plan/poweroff.rs",
+];
+
+#[test]
+fn no_module_off_the_list_builds_shell_text() {
+    let mut bad = Vec::new();
+    let mut moved = Vec::new();
+    for (path, src) in sources() {
+        let found = hand_built_shell(&src);
+        let listed = BUILDERS.contains(&path.as_str()) || NOT_YET_MOVED.contains(&path.as_str());
+        if !listed && !found.is_empty() {
+            bad.push(format!("{path}:\n    {}", found.join("\n    ")));
+        }
+        if NOT_YET_MOVED.contains(&path.as_str()) && found.is_empty() {
+            moved.push(path);
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "shell text built outside the shell module: pass values through crate::shell (Script, sh_c, \
+         join) or move the program to scripts/<noun>/*.sh with include_str!\n{}",
+        bad.join("\n")
+    );
+    assert!(
+        moved.is_empty(),
+        "these build no shell text any more: take them off NOT_YET_MOVED: {moved:?}"
+    );
+}
+
+/// The scan itself finds what it must (so the test above can fail) and not a message.
+#[test]
+fn the_scan_sees_hand_built_shell_and_not_messages() {
+    let hand = r#"let s = format!("if [ -b {q} ]; then echo disk; fi"); let t = format!(r"x=$(cat {p})");"#;
+    assert_eq!(hand_built_shell(hand).len(), 2, "{:?}", hand_built_shell(hand));
+    assert_eq!(hand_built_shell("let w = quote(&disk);").len(), 1);
+    let fine = r#"format!("{name}: cannot read {path}; fix it") + &format!("{a} and {b}")"#;
+    assert!(hand_built_shell(fine).is_empty(), "{:?}", hand_built_shell(fine));
+    let built = r#"Script::new().text("mdadm --detail ").word(md).text(" >/dev/null 2>&1\n")"#;
+    assert!(hand_built_shell(built).is_empty());
+}
+
+/// `shell` and `digest` are leaves; planners never import the executor; `error` sits below both
+/// (error → exec → plan → error and plan ⇄ exec were cycles); one quoter (shlex only in `shell`).
+#[test]
+fn the_layers_have_no_cycles_and_one_quoter() {
+    let mut bad = Vec::new();
+    for (path, src) in sources() {
+        // The code of the module itself: its unit tests may use what they like.
+        let code: String = src
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let uses = |m: &str| code.contains(m);
+        if (path == "src/shell.rs" || path == "src/digest.rs") && (uses("crate::") || uses("super::")) {
+            bad.push(format!("{path} is a leaf: it may use no other cloudctl module"));
+        }
+        if path.starts_with("src/plan/") && uses("crate::exec") {
+            bad.push(format!("{path}: a planner imports the executor (plan ⇄ exec)"));
+        }
+        if path == "src/error.rs" && (uses("crate::exec") || uses("crate::plan") || uses("crate::commands")) {
+            bad.push(format!("{path}: error imports a layer above it"));
+        }
+        if path != "src/shell.rs" && uses("shlex::") {
+            bad.push(format!("{path}: a second quoter (shlex); use crate::shell"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
