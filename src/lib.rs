@@ -21,6 +21,11 @@ use clap::Parser;
 use error::Exit;
 use std::sync::atomic::Ordering;
 
+/// Whether `--json` is among the options, before any `--` that starts a remote command.
+fn wants_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
+}
+
 /// Runs cloudctl with the process's arguments and returns its exit code.
 pub fn main() -> Exit {
     let cli = match cli::Cli::try_parse() {
@@ -29,7 +34,23 @@ pub fn main() -> Exit {
             let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Ok,
-                _ => Exit::Usage,
+                _ => {
+                    // Under --json a usage error is one JSON document too (clap told the user on stderr).
+                    if wants_json(std::env::args_os().skip(1)) {
+                        // The message without clap's usage and `--help` hint that follow it.
+                        let rendered = e.render().to_string();
+                        let lines: Vec<&str> = rendered
+                            .lines()
+                            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .collect();
+                        let message = lines.join(" ");
+                        let message = message.strip_prefix("error: ").unwrap_or(&message);
+                        crate::outln!("{:#}", ui::error_document(message, Exit::Usage));
+                    }
+                    Exit::Usage
+                }
             };
         }
     };

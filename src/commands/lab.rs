@@ -10,6 +10,15 @@ use std::path::PathBuf;
 
 pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
     lab::require_root().map_err(Error::Usage)?;
+    // A name no lab can have is a usage error (exit 2) for every lab command, as for `lab up`.
+    let name = match &cmd {
+        LabCommand::Up { name, .. }
+        | LabCommand::Status { name }
+        | LabCommand::PowerOff { name, .. }
+        | LabCommand::PowerListen { name }
+        | LabCommand::Down { name } => name,
+    };
+    lab::validate_name(name).map_err(Error::Usage)?;
     match cmd {
         LabCommand::Up {
             hosts,

@@ -39,6 +39,11 @@ pub fn stdout_line(line: std::fmt::Arguments) {
     }
 }
 
+/// The one JSON document of a command that ended in an error.
+pub fn error_document(error: &str, exit: crate::error::Exit) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "error": error, "exit": exit, "exit_code": exit as i32 })
+}
+
 pub struct Ui {
     pub json: bool,
     pub quiet: bool,
@@ -81,9 +86,7 @@ impl Ui {
         let exit = e.exit();
         eprintln!("error: {e}");
         if self.json {
-            self.print_json(
-                &serde_json::json!({ "ok": false, "error": e.to_string(), "exit": exit, "exit_code": exit as i32 }),
-            );
+            self.print_json(&error_document(&e.to_string(), exit));
         }
     }
 

@@ -25,6 +25,7 @@ mod instance_e2e;
 mod instance_image_escape;
 mod instance_plan;
 mod instance_remove_e2e;
+mod json_failures;
 mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
