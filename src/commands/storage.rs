@@ -95,16 +95,7 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
 fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let s = section(&inv)?;
-    let md = crate::shell::quote(s.md_device.as_str()).into_owned();
-    let res = s.resource.as_str();
-    let script = format!(
-        "if mdadm --detail {md} >/dev/null 2>&1; then echo \"md $(mdadm --detail {md} | sed -n 's/^ *State : //p')\"; else echo 'md absent'; fi\n\
-         echo \"drbd-role $(drbdadm role {res} 2>/dev/null || echo unknown)\"\n\
-         echo \"drbd-cstate $(drbdadm cstate {res} 2>/dev/null || echo unknown)\"\n\
-         echo \"drbd-dstate $(drbdadm dstate {res} 2>/dev/null || echo unknown)\"\n\
-         echo \"drbd-sync $(sed -n 's/.*sync.ed: *\\([0-9.]*%\\).*/\\1/p' /proc/drbd 2>/dev/null | head -n1)\"\n\
-         if service cloudctl-aoe status >/dev/null 2>&1; then echo 'aoe exporting'; else echo 'aoe stopped'; fi\nexit 0\n"
-    );
+    let script = storage::status_script(s);
     let mut rows = Vec::new();
     let mut exit = Exit::Ok;
     for n in s.nodes.get_ref() {

@@ -5,7 +5,7 @@
 use super::{AbsentStep, HostPlan, Plan, Step};
 use crate::error::Error;
 use crate::inventory::{Host, Inventory};
-use crate::shell::{quote, RECORD};
+use crate::shell::RECORD;
 use crate::types::Name;
 
 /// Images live in this folder of `[instances] store`: instance folders are `[a-z0-9-]` names, so
@@ -52,9 +52,7 @@ const RECEIVER: &str = include_str!("../../scripts/image/receive.sh");
 
 /// The shell line that starts the receiver for image `name` of `size` bytes.
 pub fn receiver_command(store: &str, name: &Name, size: u64) -> String {
-    let args = [RECEIVER, "sh", store, name.as_str(), &size.to_string()];
-    let quoted: Vec<_> = args.iter().map(|a| quote(a)).collect();
-    format!("sh -c {}", quoted.join(" "))
+    crate::shell::sh_c(RECEIVER, &[store, name.as_str(), &size.to_string()])
 }
 
 /// How a receiver ended, from what it printed.
@@ -106,7 +104,7 @@ pub struct StoreFacts {
 pub fn probe_script(store: &str, name: &Name) -> String {
     let program = include_str!("../../scripts/image/probe.sh");
     let path = image_path(store, name);
-    format!("sh -c {} sh {} {}", quote(program), quote(store), quote(&path))
+    crate::shell::sh_c(program, &[store, &path])
 }
 
 pub fn parse_probe(output: &str) -> StoreFacts {
@@ -140,7 +138,7 @@ pub struct ImageEntry {
 /// in flight start with a dot and are left out).
 pub fn list_script(store: &str) -> String {
     let program = include_str!("../../scripts/image/list.sh");
-    format!("sh -c {} sh {}", quote(program), quote(&images_dir(store)))
+    crate::shell::sh_c(program, &[&images_dir(store)])
 }
 
 pub fn parse_list(output: &str) -> Vec<ImageEntry> {

@@ -7,7 +7,6 @@ use super::{strings, CommandStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::inventory::{Host, Node};
 use crate::plan::instance::probe::GuestSeen;
-use crate::shell::quote;
 use serde::Serialize;
 
 /// How the node is switched off.
@@ -112,7 +111,7 @@ pub const WAIT_OFF: &str = include_str!("../../scripts/hnode/wait-off.sh");
 
 /// The wait as one line for the ConfigNode: the program and its two arguments, each quoted.
 pub fn wait_script(address: &str, limit_secs: u64) -> String {
-    format!("sh -c {} sh {} {}\n", quote(WAIT_OFF), quote(address), limit_secs)
+    crate::shell::sh_c(WAIT_OFF, &[address, &limit_secs.to_string()]) + "\n"
 }
 
 /// What the wait saw.

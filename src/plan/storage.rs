@@ -176,6 +176,14 @@ pub fn facts_script(s: &StorageSection) -> String {
         .build()
 }
 
+/// `scripts/storage/status.sh MD RESOURCE` (what it prints is described there).
+const STATUS: &str = include_str!("../../scripts/storage/status.sh");
+
+/// The read-only program of `storage status` for a storage node.
+pub fn status_script(s: &StorageSection) -> String {
+    crate::shell::sh_c(STATUS, &[s.md_device.as_str(), s.resource.as_str()])
+}
+
 /// Parses a node's probe; `uuid` is the array UUID cloudctl gives that node.
 pub fn parse_facts(output: &str, uuid: &str) -> NodeFacts {
     let mut f = NodeFacts::default();

@@ -114,22 +114,15 @@ const BUILDERS: &[&str] = &[
 /// that no longer builds shell text fails the test until it is taken off.
 const NOT_YET_MOVED: &[&str] = &[
     "src/commands/hnode.rs",
-    "src/commands/instance/migrate.rs",
-    "src/commands/instance/mod.rs",
-    "src/commands/storage.rs",
     "src/commands/wait.rs",
     "src/plan/confignode.rs",
     "src/plan/confignode_status.rs",
     "src/plan/doctor.rs",
     "src/plan/hnode.rs",
-    "src/plan/image.rs",
     "src/plan/instance/probe.rs",
-    "src/plan/instance/remove.rs",
-    "src/plan/lamp/mod.rs",
     "src/plan/lamp/status.rs",
     "src/plan/lamp/storage.rs",
     "src/plan/mod.rs",
-    "src/plan/poweroff.rs",
 ];
 
 #[test]
@@ -137,7 +130,8 @@ fn no_module_off_the_list_builds_shell_text() {
     let mut bad = Vec::new();
     let mut moved = Vec::new();
     for (path, src) in sources() {
-        let found = hand_built_shell(&src);
+        // The module's own code: its unit tests build hostile values on purpose.
+        let found = hand_built_shell(src.split("#[cfg(test)]").next().unwrap_or(""));
         let listed = BUILDERS.contains(&path.as_str()) || NOT_YET_MOVED.contains(&path.as_str());
         if !listed && !found.is_empty() {
             bad.push(format!("{path}:\n    {}", found.join("\n    ")));

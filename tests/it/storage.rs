@@ -221,6 +221,28 @@ fn the_facts_probe_runs_in_sh_and_reports_each_disk() {
     );
 }
 
+/// `storage status`'s program runs in a real `sh` and says "absent" and "unknown" for what this
+/// machine does not have, instead of failing.
+#[test]
+fn the_status_probe_runs_in_sh() {
+    let inv = seed();
+    let s = inv.storage.as_ref().unwrap().get_ref();
+    let line = storage::status_script(s);
+    assert!(
+        line.starts_with("sh -c ") && line.ends_with(" sh /dev/md0 r0"),
+        "{line}"
+    );
+    let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let keys: Vec<&str> = stdout.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(
+        keys,
+        ["md", "drbd-role", "drbd-cstate", "drbd-dstate", "drbd-sync", "aoe"],
+        "{stdout}"
+    );
+}
+
 #[test]
 fn disk_probe_results_decide_what_is_refused() {
     let inv = seed();

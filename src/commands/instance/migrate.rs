@@ -374,7 +374,7 @@ fn watch(
 /// The guest's state on one node (`Ok(None)`: not there), asked up to three times a second
 /// apart: a node that does not answer is never taken to have no copy.
 fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
-    let script = format!("{}\nexit 0", probe::guests_script(g.hypervisor));
+    let script = probe::guests_script(g.hypervisor) + "\nexit 0";
     let mut why = String::new();
     for attempt in 0..3 {
         if attempt > 0 {

@@ -201,7 +201,13 @@ fn wait_for_guest(ctx: &Context, inv: &Inventory, g: &Guest, hnode: &Host, secs:
         name: g.name.as_str(),
         observer: hnode,
         setup: None,
-        probe: format!("ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"),
+        probe: crate::shell::Script::new()
+            .call(
+                "ping -c1 -W1",
+                &[&ip.to_string()],
+                " >/dev/null 2>&1 && echo ping; exit 0",
+            )
+            .build(),
         tools: &[crate::local_tools::PING],
         stages: &GUEST_STAGES,
         ssh_after: "ping",

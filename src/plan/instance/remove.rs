@@ -26,16 +26,12 @@ pub struct FolderFacts {
     pub entries: Vec<String>,
 }
 
+/// `scripts/instance/folder-facts.sh DIR MARK` (what it prints is described there).
+const FOLDER_FACTS: &str = include_str!("../../../scripts/instance/folder-facts.sh");
+
 /// Read-only: the folder of `g` as its node sees it.
 pub fn facts_script(g: &Guest) -> String {
-    let dir = crate::shell::quote(&g.dir).into_owned();
-    format!(
-        "d={dir}\n\
-         if [ -L \"$d\" ] || {{ [ -e \"$d\" ] && ! [ -d \"$d\" ]; }}; then echo not-a-folder\n\
-         elif [ -d \"$d\" ]; then\n  echo exists\n\
-         \x20 [ -f \"$d/{MARK}\" ] && [ ! -L \"$d/{MARK}\" ] && echo \"mark $(head -c 64 \"$d/{MARK}\" | head -n 1)\"\n\
-         \x20 ls -A1 \"$d\" | sed 's/^/entry /'\nfi\nexit 0\n"
-    )
+    crate::shell::sh_c(FOLDER_FACTS, &[&g.dir, MARK])
 }
 
 pub fn parse_facts(out: &str) -> FolderFacts {
@@ -169,6 +165,44 @@ mod tests {
             mark: mark.map(String::from),
             entries: entries.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    /// The probe run by a real `sh` on a folder whose path would run `touch` if the shell parsed
+    /// it: it sees the folder, its mark and its entries, and runs nothing.
+    #[test]
+    fn the_folder_probe_reports_a_hostile_path_literally() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = tmp.path().join("ran");
+        let dir = tmp
+            .path()
+            .join(format!("vm1 $(touch {0}) `touch {0}`; touch {0}", ran.display()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(MARK), format!("{N}\n")).unwrap();
+        std::fs::write(dir.join("disk.img"), "").unwrap();
+        let mut g = guest();
+        g.dir = dir.to_str().unwrap().to_string();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(facts_script(&g))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut seen = parse_facts(&String::from_utf8_lossy(&out.stdout));
+        seen.entries.sort();
+        let mut want = folder(Some(N), &[MARK, "disk.img"]);
+        want.entries.sort();
+        assert_eq!(seen, want);
+        assert!(!ran.exists(), "a value was executed");
+        g.dir = tmp.path().join("absent").to_str().unwrap().to_string();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(facts_script(&g))
+            .output()
+            .unwrap();
+        assert_eq!(
+            parse_facts(&String::from_utf8_lossy(&out.stdout)),
+            FolderFacts::default()
+        );
     }
 
     #[test]

@@ -179,9 +179,13 @@ pub fn facts_script(lamp: &LampSection, roles: &[Role]) -> String {
         s += &storage::facts_script(lamp);
     }
     if roles.contains(&Role::Database) {
-        s += &format!(
-            "[ -f {DB_CREDENTIALS} ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/{SECRET_FACT}password \\1/p' {DB_CREDENTIALS}\n"
-        );
+        s += &crate::shell::Script::new()
+            .call("[ -f", &[DB_CREDENTIALS], " ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/")
+            .text(SECRET_FACT)
+            .text("password \\1/p' ")
+            .word(DB_CREDENTIALS)
+            .text("\n")
+            .build();
     }
     s + "exit 0\n"
 }
