@@ -82,6 +82,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error ended asking a host something a command needs first, and `message` says what
+    /// (with this error in it). A refused host key stays a host-key error (exit 5, as on every
+    /// other path); anything else makes the host unreachable (exit 4).
+    pub fn not_asked(self, message: String) -> Error {
+        match self.not_asked_exit() {
+            Exit::HostKey => Error::HostKey(message),
+            _ => Error::Unreachable(message),
+        }
+    }
+
+    /// The exit code of a host this error kept from being asked (see `not_asked`).
+    pub fn not_asked_exit(&self) -> Exit {
+        match self {
+            Error::HostKey(_) => Exit::HostKey,
+            _ => Exit::Unreachable,
+        }
+    }
+
     pub fn exit(&self) -> Exit {
         match self {
             Error::Inventory(_) | Error::Usage(_) => Exit::Usage,
@@ -89,6 +107,27 @@ impl Error {
             Error::HostKey(_) => Exit::HostKey,
             Error::Unreachable(_) => Exit::Unreachable,
             Error::Failed(_) => Exit::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_not_asked_keeps_a_key_refusal_and_is_otherwise_unreachable() {
+        let cases = [
+            (Error::HostKey("changed".into()), Exit::HostKey),
+            (Error::Unreachable("refused".into()), Exit::Unreachable),
+            (Error::Failed(anyhow::anyhow!("exit 127")), Exit::Unreachable),
+        ];
+        for (e, want) in cases {
+            let shown = e.to_string();
+            assert_eq!(e.not_asked_exit(), want);
+            let asked = e.not_asked(format!("cannot ask hnode1 ({shown})"));
+            assert_eq!(asked.exit(), want, "{asked}");
+            assert_eq!(asked.to_string(), format!("cannot ask hnode1 ({shown})"));
         }
     }
 }

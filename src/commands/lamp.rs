@@ -114,10 +114,7 @@ fn show_status(ctx: &Context) -> Result<Exit, Error> {
                 failed("interrupted before this node was probed".into())
             }
             Some(Err(e)) => {
-                exit = exit.max(match e.exit() {
-                    Exit::HostKey => Exit::HostKey,
-                    _ => Exit::Unreachable,
-                });
+                exit = exit.max(e.not_asked_exit());
                 failed(e.to_string())
             }
             Some(Ok(st)) => {

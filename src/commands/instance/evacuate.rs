@@ -79,9 +79,8 @@ fn plan(ctx: &Context, inv: &Inventory, name: &str) -> Result<Evacuation, Error>
         })?
         .1
         .map_err(|e| {
-            Error::Unreachable(format!(
-                "cannot ask {name} which guests it runs ({e}); nothing was changed"
-            ))
+            let message = format!("cannot ask {name} which guests it runs ({e}); nothing was changed");
+            e.not_asked(message)
         })?;
     let hypervisor = hypervisor_of(inv, name)?;
     let on_node: Vec<OnNode> = inv

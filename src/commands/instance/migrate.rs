@@ -120,7 +120,10 @@ pub fn migrate_one(
     let script = probe::facts_script(&g, s.store.as_str(), None, tools);
     let mut facts = Vec::new();
     for (h, answer) in ask_all(ctx, inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
-        let out = answer.map_err(|e| Error::Unreachable(format!("cannot check {}: {e}; nothing was moved", h.name)))?;
+        let out = answer.map_err(|e| {
+            let message = format!("cannot check {}: {e}; nothing was moved", h.name);
+            e.not_asked(message)
+        })?;
         facts.push(probe::parse_facts(&out));
     }
     let problems = migrate::check(&g, to, target_hv, &facts[0], &facts[1], capacity(inv, to));
@@ -408,10 +411,8 @@ fn cleanup(ctx: &Context, path: &Path, inv: &Inventory, name: &str) -> Result<Ex
     let mut seen = Vec::new();
     for (h, r) in where_guests_run(ctx, inv) {
         let guests = r.map_err(|e| {
-            Error::Unreachable(format!(
-                "cannot ask {} which guests it runs ({e}); nothing was changed",
-                h.name
-            ))
+            let message = format!("cannot ask {} which guests it runs ({e}); nothing was changed", h.name);
+            e.not_asked(message)
         })?;
         seen.push((h, guests.into_iter().find(|s| s.name == name)));
     }

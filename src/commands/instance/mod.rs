@@ -93,10 +93,8 @@ fn live_copies(ctx: &Context, inv: &Inventory, name: &str) -> Result<Vec<(String
     let mut found = Vec::new();
     for (h, r) in where_guests_run(ctx, inv) {
         let seen = r.map_err(|e| {
-            Error::Unreachable(format!(
-                "cannot ask {} which guests it runs ({e}); nothing was changed",
-                h.name
-            ))
+            let message = format!("cannot ask {} which guests it runs ({e}); nothing was changed", h.name);
+            e.not_asked(message)
         })?;
         found.extend(
             seen.into_iter()
@@ -138,11 +136,12 @@ fn list(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let seen = where_guests_run(ctx, &inv);
     let rows = show::rows(&inv, &seen);
-    let exit = if seen.iter().any(|(_, r)| r.is_err()) {
-        Exit::Unreachable
-    } else {
-        Exit::Ok
-    };
+    // A node not asked is unreachable, or a host-key refusal: the same codes as every command.
+    let exit = seen
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .map(Error::not_asked_exit)
+        .fold(Exit::Ok, Exit::max);
     show::list(&ctx.ui, &rows, &seen, exit);
     Ok(exit)
 }

@@ -34,11 +34,9 @@ pub fn poweroff(ctx: &Context, args: HnodePoweroffArgs) -> Result<Exit, Error> {
     })
     .remove(0)
     .1
-    .map_err(|e| match e {
-        Error::HostKey(_) => e,
-        other => Error::Unreachable(format!(
-            "cannot ask {name} which guests it runs ({other}); nothing was changed"
-        )),
+    .map_err(|e| {
+        let message = format!("cannot ask {name} which guests it runs ({e}); nothing was changed");
+        e.not_asked(message)
     })?;
     let seen = probe::parse_guests(&answer);
     if let Some(why) = poweroff::refusal(name, node.drained, &recorded, &seen) {
