@@ -119,7 +119,6 @@ const NOT_YET_MOVED: &[&str] = &[
     "src/plan/confignode_status.rs",
     "src/plan/doctor.rs",
     "src/plan/hnode.rs",
-    "src/plan/instance/probe.rs",
     "src/plan/lamp/status.rs",
     "src/plan/lamp/storage.rs",
     "src/plan/mod.rs",

@@ -77,64 +77,46 @@ impl NodeFacts {
     }
 }
 
-fn q(s: &str) -> String {
-    crate::shell::quote(s).into_owned()
-}
+/// `scripts/instance/guests.sh kvm RUN_DIR | xen` (what it prints is described there).
+const GUESTS: &str = include_str!("../../../scripts/instance/guests.sh");
 
-/// Lists the guests on a node as `guest NAME STATE` lines.
-pub fn guests_script(h: Hypervisor) -> String {
+/// `scripts/instance/node-facts.sh HYPERVISOR BRIDGE DISK DIR STORE SOURCE TOOL...`.
+const NODE_FACTS: &str = include_str!("../../../scripts/instance/node-facts.sh");
+
+fn hypervisor_word(h: Hypervisor) -> &'static str {
     match h {
-        Hypervisor::Kvm => format!(
-            r#"for f in {dir}/*.pid; do
-  [ -e "$f" ] || continue
-  n=${{f##*/}}; n=${{n%.pid}}; pid=$(cat "$f" 2>/dev/null)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && case $(cat /proc/$pid/comm 2>/dev/null) in qemu*) true;; *) false;; esac; then
-    st=$(printf '%s\n' '{{"execute":"qmp_capabilities"}}' '{{"execute":"query-status"}}' | socat -t 3 - "UNIX-CONNECT:{dir}/$n.qmp" 2>/dev/null | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -n 1)
-    echo "guest $n qemu-${{st:-unknown}}"
-  else
-    echo "guest $n dead"
-  fi
-done"#,
-            dir = super::RUN_DIR
-        ),
-        Hypervisor::Xen => r#"xl list 2>/dev/null | tail -n +2 | while read -r name id mem vcpus state rest; do
-  [ "$name" = Domain-0 ] || echo "guest $name xen-$state"
-done"#
-            .into(),
+        Hypervisor::Kvm => "kvm",
+        Hypervisor::Xen => "xen",
     }
 }
 
-/// Node facts for guest `g` (copy source: `source`), for the node's hypervisor.
-pub fn facts_script(g: &Guest, store: &str, source: Option<&str>, need: &[&str]) -> String {
-    let version = match g.hypervisor {
-        Hypervisor::Kvm => "qemu-system-x86_64 --version 2>/dev/null | head -n 1",
-        Hypervisor::Xen => "xl info 2>/dev/null | sed -n 's/^xen_version *: *//p'",
-    };
-    let memory = match g.hypervisor {
-        Hypervisor::Kvm => "awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo",
-        Hypervisor::Xen => "xl info 2>/dev/null | sed -n 's/^free_memory *: *//p'",
-    };
-    let disk = q(&g.disk());
-    let mut s = format!(
-        "echo \"version $({version})\"\necho \"mem $({memory})\"\n\
-         [ -d /sys/class/net/{br}/bridge ] && echo bridge\n\
-         for t in {tools}; do command -v \"$t\" >/dev/null 2>&1 || echo \"missing $t\"; done\n\
-         echo \"arch $(dpkg --print-architecture 2>/dev/null || uname -m)\"\n\
-         [ -e {disk} ] && echo \"disk $(stat -L -c '%s %i' {disk})\"\n\
-         dd if={disk} of=/dev/null bs=64k count=1 2>/dev/null && echo disk-readable\n\
-         [ -e {dir} ] && echo dir\n\
-         [ -d {store} ] && [ -w {store} ] && echo store-writable\n",
-        br = q(g.bridge.as_str()),
-        tools = need.iter().map(|t| q(t)).collect::<Vec<_>>().join(" "),
-        dir = q(&g.dir),
-        store = q(store),
-    );
-    if let Some(src) = source {
-        s += &format!("[ -f {src} ] && echo \"source $(stat -L -c %s {src})\"\n", src = q(src));
+/// Lists the guests on a node as `guest NAME STATE` lines (one command line).
+pub fn guests_script(h: Hypervisor) -> String {
+    guests_in(h, super::RUN_DIR)
+}
+
+/// The same, with KVM's pid files and QMP sockets in `run_dir`.
+fn guests_in(h: Hypervisor, run_dir: &str) -> String {
+    match h {
+        Hypervisor::Kvm => crate::shell::sh_c(GUESTS, &["kvm", run_dir]),
+        Hypervisor::Xen => crate::shell::sh_c(GUESTS, &["xen"]),
     }
-    s += &guests_script(g.hypervisor);
-    s += "\nexit 0\n";
-    s
+}
+
+/// Node facts for guest `g` (copy source: `source`), for the node's hypervisor, then its guests.
+/// Every value is a positional argument of the two programs.
+pub fn facts_script(g: &Guest, store: &str, source: Option<&str>, need: &[&str]) -> String {
+    let disk = g.disk();
+    let mut args = vec![
+        hypervisor_word(g.hypervisor),
+        g.bridge.as_str(),
+        &disk,
+        &g.dir,
+        store,
+        source.unwrap_or(""),
+    ];
+    args.extend(need);
+    crate::shell::sh_c(NODE_FACTS, &args) + "\n" + &guests_script(g.hypervisor) + "\nexit 0\n"
 }
 
 fn state_of(raw: &str) -> GuestState {
@@ -220,6 +202,72 @@ pub fn parse_facts(out: &str) -> NodeFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `script` in `sh` in the folder `cwd`.
+    fn sh_in(cwd: &std::path::Path, script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The facts probe run by a real `sh` for a guest whose folder, store and copy source hold
+    /// `$()`, backticks and `;`: every fact is about those literal paths, and nothing ran.
+    #[test]
+    fn the_node_probe_reports_hostile_paths_literally() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = tmp.path().join("ran");
+        // `ran` is created in the shell's folder (tmp) if anything in a value is executed.
+        let hostile = |what: &str| tmp.path().join(format!("{what} $(touch ran) `touch ran`; touch ran"));
+        let (dir, store, source) = (hostile("dir"), hostile("store"), hostile("source"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(dir.join("disk.img"), vec![0u8; 4096]).unwrap();
+        std::fs::write(&source, vec![0u8; 1000]).unwrap();
+        let mut g = crate::plan::instance::tests_support::guest("vm1");
+        g.dir = dir.to_str().unwrap().to_string();
+        let script = facts_script(
+            &g,
+            store.to_str().unwrap(),
+            source.to_str(),
+            &["sh", "cloudctl-no-such-tool"],
+        );
+        let f = parse_facts(&sh_in(tmp.path(), &script));
+        assert!(!ran.exists(), "a value was executed");
+        assert!(f.dir_exists && f.store_writable && f.disk_readable, "{f:?}");
+        assert_eq!(f.disk.map(|(size, _)| size), Some(4096));
+        assert_eq!(f.source_size, Some(1000));
+        assert_eq!(f.missing_tools, ["cloudctl-no-such-tool"]);
+        assert!(f.mem_available_mib.is_some(), "{f:?}");
+        assert!(!f.arch.is_empty());
+        // None of it there: no facts claimed.
+        g.dir = tmp.path().join("absent").to_str().unwrap().to_string();
+        let f = parse_facts(&sh_in(tmp.path(), &facts_script(&g, "/nonexistent-store", None, &[])));
+        assert!(!f.dir_exists && !f.store_writable && !f.disk_readable && f.disk.is_none() && f.source_size.is_none());
+    }
+
+    /// A pid file whose process is not a QEMU (this test's own shell, or no process) is a dead guest.
+    #[test]
+    fn the_guest_listing_reports_pid_files_without_a_qemu_as_dead() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("vm1.pid"), format!("{}\n", std::process::id())).unwrap();
+        std::fs::write(tmp.path().join("vm2.pid"), "999999999\n").unwrap();
+        let mut seen = parse_guests(&sh_in(
+            tmp.path(),
+            &guests_in(Hypervisor::Kvm, tmp.path().to_str().unwrap()),
+        ));
+        seen.sort_by(|a, b| a.name.cmp(&b.name));
+        let dead = |n: &str| GuestSeen {
+            name: n.into(),
+            state: GuestState::Dead,
+        };
+        assert_eq!(seen, [dead("vm1"), dead("vm2")]);
+        assert!(parse_guests(&sh_in(tmp.path(), &guests_in(Hypervisor::Kvm, "/nonexistent"))).is_empty());
+    }
 
     #[test]
     fn xen_migration_names_map_to_the_guest() {
