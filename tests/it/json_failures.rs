@@ -1,7 +1,7 @@
 //! `--json` prints exactly one JSON document on every path of every command, failures included,
-//! with no host: a broken inventory, and every host unreachable (loopback addresses on a closed
-//! port). The same outcome, every host unreachable, gives the same exit code (4) through every
-//! command that connects.
+//! with no host: a broken inventory, a mistyped option, and every host unreachable (loopback
+//! addresses on a closed port). The same outcome, every host unreachable, gives the same exit code
+//! (4) through every command that connects, and `--dry-run` of each changes no local file.
 
 use crate::support::{bin, text, write};
 use clap::CommandFactory;
@@ -235,4 +235,73 @@ fn a_usage_error_is_one_json_document_for_every_command() {
     let out = crate::support::cloudctl(&["run", "--", "--json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+/// Every file and folder under `root` with its content's digest.
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(rel, "folder".into());
+                dirs.push(p);
+            } else {
+                out.insert(rel, cloudctl::digest::sha256_hex(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// `--dry-run` of every command, with every host unreachable, under both host-key policies,
+/// leaves the inventory, known_hosts, the hostkeys folder and every other file of its folder
+/// byte-identical (with no host reachable, nothing remote is there to change or pin).
+#[test]
+fn a_dry_run_changes_no_local_file_under_either_host_key_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    write(dir.path(), "id", "not a key: no host is reached\n");
+    write(
+        dir.path(),
+        "id.pub",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPqIxu0wCQ2s16urOUUyF0BlTldjLAygyKp2D81Yymbv test\n",
+    );
+    write(dir.path(), "known_hosts", "");
+    std::fs::create_dir(dir.path().join("hostkeys")).unwrap();
+    let image = write(dir.path(), "base.img", "not really a disk\n");
+    for policy in ["strict", "accept-new"] {
+        let with_policy = |example: &str| {
+            let text: String = unreachable(dir.path(), example, port)
+                .lines()
+                .filter(|l| !l.starts_with("host_key_policy"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.replacen("[ssh]\n", &format!("[ssh]\nhost_key_policy = \"{policy}\"\n"), 1)
+        };
+        let seed = write(dir.path(), "seed.toml", &with_policy("seed-lab.toml"));
+        let lamp = write(dir.path(), "lamp.toml", &with_policy("lamp.toml"));
+        for (command, inventory, args, _) in CASES.iter().filter(|(_, i, ..)| *i != '-') {
+            let mut argv = vec!["--dry-run", "-i"];
+            argv.push(if *inventory == 'L' {
+                lamp.to_str().unwrap()
+            } else {
+                seed.to_str().unwrap()
+            });
+            argv.extend(command.split(' '));
+            argv.extend(
+                args.iter()
+                    .map(|a| if *a == "IMAGE" { image.to_str().unwrap() } else { a }),
+            );
+            let before = snapshot(dir.path());
+            let (code, doc) = one_document(&argv);
+            assert_eq!(
+                snapshot(dir.path()),
+                before,
+                "{policy}: `{command} --dry-run` (exit {code}) changed a file: {doc}"
+            );
+        }
+    }
 }
