@@ -68,12 +68,15 @@ pub fn until_ssh<'a>(
             ));
         }
     };
-    // Program names are constants of local_tools, safe as shell words.
-    let probe = format!(
-        "for t in {}; do command -v $t >/dev/null 2>&1 || echo missing $t; done; {}",
-        watch.tools.iter().map(|t| t.program).collect::<Vec<_>>().join(" "),
-        watch.probe
-    );
+    let programs: Vec<&str> = watch.tools.iter().map(|t| t.program).collect();
+    let probe = crate::shell::Script::new()
+        .call(
+            "for t in",
+            &programs,
+            "; do command -v \"$t\" >/dev/null 2>&1 || echo \"missing $t\"; done; ",
+        )
+        .build()
+        + &watch.probe;
     let mut fresh_session = true;
     loop {
         if Instant::now() >= deadline {

@@ -6,6 +6,7 @@ use super::{command, config, dir, file, sh, strings, Facts, FileSpec, WebFacts};
 use crate::error::Error;
 use crate::inventory::lamp::{DrbdSettings, LampSection, Storage};
 use crate::plan::{CommandStep, Step, When};
+use crate::shell::Script;
 use crate::templates::Templates;
 use crate::types::Name;
 use serde_json::json;
@@ -57,13 +58,23 @@ pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
 
 /// The web nodes' part of the read-only probe.
 pub fn facts_script(lamp: &LampSection) -> String {
-    let q = |s: &str| crate::shell::quote(s).into_owned();
     match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
         (Storage::DrbdOcfs2, Some(drbd), _) => {
-            let disk = q(drbd.get_ref().disk.as_str());
-            format!("echo \"hostname $(uname -n)\"\nif [ -e {disk} ]; then echo disk; wipefs -n -O TYPE --noheadings {disk} 2>/dev/null | sed 's/^/signature /'; fi\n")
+            let disk = drbd.get_ref().disk.as_str();
+            Script::new()
+                .text("echo \"hostname $(uname -n)\"\n")
+                .call(
+                    "if [ -e",
+                    &[disk],
+                    " ]; then echo disk; wipefs -n -O TYPE --noheadings ",
+                )
+                .word(disk)
+                .text(" 2>/dev/null | sed 's/^/signature /'; fi\n")
+                .build()
         }
-        (Storage::Bind, _, Some(src)) => format!("[ -d {} ] && echo source\n", q(src.get_ref().as_str())),
+        (Storage::Bind, _, Some(src)) => Script::new()
+            .call("[ -d", &[src.get_ref().as_str()], " ] && echo source\n")
+            .build(),
         _ => String::new(),
     }
 }
