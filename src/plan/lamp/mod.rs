@@ -180,7 +180,11 @@ pub fn facts_script(lamp: &LampSection, roles: &[Role]) -> String {
     }
     if roles.contains(&Role::Database) {
         s += &crate::shell::Script::new()
-            .call("[ -f", &[DB_CREDENTIALS], " ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/")
+            .call(
+                "[ -f",
+                &[DB_CREDENTIALS],
+                " ] && sed -n 's/^password = \\([A-Za-z0-9]*\\)$/",
+            )
             .text(SECRET_FACT)
             .text("password \\1/p' ")
             .word(DB_CREDENTIALS)
