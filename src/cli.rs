@@ -98,7 +98,7 @@ pub enum Command {
     /// range, guests running on another node than recorded, on two nodes at once or without a
     /// record, guests on a drained node, memory over-committed by the guests recorded on a node,
     /// host keys that changed, hosts that do not answer, leftover one-time migration keys,
-    /// hardware-node clocks off this machine's, a second DHCP server on the ConfigNode's network
+    /// clocks (of every host) off this machine's, a second DHCP server on the ConfigNode's network
     /// (one DHCPDISCOVER sent from the ConfigNode; never a REQUEST, so no lease is taken),
     /// registered nodes that are down and never got an address from the ConfigNode's dhcpd,
     /// DRBD devices disconnected, split-brained, resyncing or down (/proc/drbd), and degraded md

@@ -1,6 +1,6 @@
 //! `cloudctl doctor`: one read-only look at the whole cloud (every host probed in parallel,
-//! with strict host keys, each hardware node's clock read against this machine's, the storage
-//! nodes' DRBD and md state), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
+//! with strict host keys, every host's clock read against this machine's, the storage nodes'
+//! DRBD and md state), the findings of `plan::doctor`, each with its fix; exit 0 or 1.
 
 use super::Context;
 use crate::error::{Error, Exit};
@@ -23,6 +23,7 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
             "snode" => doctor::snode_script(),
             _ => "exit 0\n".to_string(),
         };
+        let script = format!("{}{script}", doctor::CLOCK_PROBE);
         let before = now();
         ctx.gather(&inv, h, &script).map(|out| (out, before, now()))
     });
@@ -30,15 +31,21 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
     let pair = inv.confignode.as_ref().is_some_and(|c| c.is_pair());
     for (h, a) in hosts.iter().zip(answers) {
         let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
+        if let Ok((out, before, after)) = &a {
+            if let Some((printed, resolution)) = doctor::parse_clock(out) {
+                facts.clocks.push((
+                    h.name.clone(),
+                    doctor::ClockReading {
+                        printed,
+                        resolution,
+                        asked_between: (*before, *after),
+                    },
+                ));
+            }
+        }
         match h.role {
             "confignode" => facts.add_confignode(&h.name, classify(&a, doctor::parse_confignode), pair),
-            "hnode" => facts.hnodes.push((
-                h.name.clone(),
-                classify(&a, |out| doctor::HnodeFacts {
-                    asked_between: a.as_ref().ok().map(|(_, b, e)| (*b, *e)),
-                    ..doctor::parse_hnode(out)
-                }),
-            )),
+            "hnode" => facts.hnodes.push((h.name.clone(), classify(&a, doctor::parse_hnode))),
             "snode" => facts
                 .snodes
                 .push((h.name.clone(), classify(&a, crate::plan::storage_health::parse))),

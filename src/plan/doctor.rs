@@ -1,5 +1,5 @@
-//! `cloudctl doctor`: the read-only probes of the ConfigNode and the hardware nodes, and the
-//! checks that turn the inventory and what the hosts report into findings, each with its fix.
+//! `cloudctl doctor`: the read-only probes of the ConfigNode, the hardware and storage nodes, and
+//! the checks that turn the inventory and what the hosts report into findings, each with its fix.
 //! Script text, parsing and the checks; pure.
 
 use super::confignode::{self, hosts_dir, hosts_file, mac_file_name};
@@ -53,18 +53,39 @@ pub struct HnodeFacts {
     pub keys_in_authorized: Vec<String>,
     /// Guests whose one-time private key is still in the runtime folder.
     pub key_files: Vec<String>,
-    /// The node's clock (Unix seconds) as it printed it.
-    pub clock: Option<f64>,
-    /// The local clock just before and just after the node was asked (set by the caller): the
-    /// node's answer was printed in between.
-    pub asked_between: Option<(f64, f64)>,
     /// Its md arrays (the storage seen through md multipath) and any DRBD devices.
     pub storage: StorageHealth,
 }
 
 /// The most two clocks may differ (seconds) before doctor says so: live migration and the
-/// cloud's logs need the hardware nodes' clocks in step.
+/// cloud's logs need the nodes' clocks in step.
 pub const MAX_SKEW_SECS: f64 = 2.0;
+
+/// The first line of every host's probe: its clock in Unix seconds. GNU date prints
+/// nanoseconds; busybox date (the RAM-root nodes') leaves `%N` as it is, whole seconds.
+pub const CLOCK_PROBE: &str = "echo \"clock $(date +%s.%N)\"\n";
+
+/// A host's clock as its probe printed it, and when this machine asked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockReading {
+    /// Unix seconds as the host printed them.
+    pub printed: f64,
+    /// How much later the host's clock may really have been: 1 s when it printed whole
+    /// seconds (it truncates), else 0.
+    pub resolution: f64,
+    /// This machine's clock just before and just after the host was asked (set by the
+    /// caller): the host printed its clock in between.
+    pub asked_between: (f64, f64),
+}
+
+/// The probe's `clock` line as (seconds, resolution); `None` without one.
+pub fn parse_clock(out: &str) -> Option<(f64, f64)> {
+    let t = out.lines().find_map(|l| l.strip_prefix("clock "))?.trim();
+    if let Some(whole) = t.strip_suffix(".%N") {
+        return whole.parse::<u64>().ok().map(|s| (s as f64, 1.0));
+    }
+    t.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (v, 0.0))
+}
 
 /// How a host answered the probe.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +105,8 @@ pub struct CloudFacts {
     pub snodes: Vec<(String, Answer<StorageHealth>)>,
     /// Other hosts: reached or not.
     pub others: Vec<(String, Answer<()>)>,
+    /// The clock of every host that answered (ConfigNode, hardware and storage nodes, others).
+    pub clocks: Vec<(String, ClockReading)>,
 }
 
 impl CloudFacts {
@@ -195,7 +218,7 @@ pub fn snode_script() -> String {
 /// lab's namespace host shows this machine's own /proc/mdstat, which has none here).
 pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
     format!(
-        "echo \"clock $(date +%s.%N)\"\n{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
+        "{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
          grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n\
          for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\n{storage}exit 0\n",
         storage = storage_health::PROBE,
@@ -217,7 +240,6 @@ pub fn parse_hnode(out: &str) -> HnodeFacts {
         match line.split_once(' ') {
             Some(("authkey", g)) => f.keys_in_authorized.push(g.to_string()),
             Some(("keyfile", g)) => f.key_files.push(g.to_string()),
-            Some(("clock", t)) => f.clock = t.trim().parse().ok(),
             _ => {}
         }
     }
@@ -320,7 +342,7 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
         }
     }
     check_guests(inv, &seen, &mut out);
-    check_clocks(&seen, &mut out);
+    check_clocks(inv, &facts.clocks, &mut out);
     out.sort();
     out.dedup();
     out
@@ -430,7 +452,10 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
             continue;
         };
         let fix = match check {
-            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then `drbdadm connect {res}` on the node kept (what the discarded side wrote alone is lost)"),
+            // DRBD's manual recovery; the AoE export holds the device open, and a device held
+            // open cannot become secondary, so it stops first; storage init makes the node
+            // primary again and restarts its export.
+            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop; drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then `drbdadm connect {res}` on the node kept, then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
             "drbd_disconnected" => format!("if {peer} is down, bring it back (`cloudctl node boot {peer} --wait 300`, then `cloudctl storage init`); if both are up, run `drbdadm connect {res}` on {node} and watch `cloudctl storage status`"),
             "drbd_down" => "run `cloudctl storage init`".into(),
             _ => "let the resync finish (`cloudctl storage status` shows its progress); if it does not move, look at the peer's disk and network".into(),
@@ -579,31 +604,45 @@ fn check_guests(inv: &Inventory, seen: &BTreeMap<&str, &HnodeFacts>, out: &mut V
     }
 }
 
-/// A node whose clock is off from this machine's by more than `MAX_SKEW_SECS` beyond what the
-/// time the question took can explain.
-fn check_clocks(seen: &BTreeMap<&str, &HnodeFacts>, out: &mut Vec<Finding>) {
-    for (node, f) in seen {
-        let (Some(clock), Some((before, after))) = (f.clock, f.asked_between) else {
-            continue;
-        };
-        let off = if clock < before {
-            clock - before
-        } else if clock > after {
-            clock - after
+/// A host whose clock is off from this machine's by more than `MAX_SKEW_SECS` beyond what the
+/// time the question took (and the resolution it printed) can explain. Every host counts: a
+/// hardware node's clock for live migration, every node's for logs that line up in time (the
+/// kernel messages of a storage failover on both storage nodes, say).
+fn check_clocks(inv: &Inventory, clocks: &[(String, ClockReading)], out: &mut Vec<Finding>) {
+    for (host, c) in clocks {
+        let (before, after) = c.asked_between;
+        // The host's clock was somewhere in [printed, printed + resolution].
+        let (low, high) = (c.printed, c.printed + c.resolution);
+        let off = if high < before {
+            high - before
+        } else if low > after {
+            low - after
         } else {
             0.0
         };
-        if off.abs() > MAX_SKEW_SECS {
-            out.push(finding(
-                "clock_skew",
-                node,
-                format!(
-                    "{node}'s clock is {:.1} s {} this machine's (and the other nodes' in step with it): live migration and logs need the hardware nodes' clocks in step",
-                    off.abs(),
-                    if off > 0.0 { "ahead of" } else { "behind" }
-                ),
-                format!("run an NTP client (chrony or ntpsec) on {node} and every hardware node, all from the same servers"),
-            ));
+        if off.abs() <= MAX_SKEW_SECS {
+            continue;
         }
+        let hnode = inv
+            .node
+            .iter()
+            .any(|n| n.name.get_ref().as_str() == host && n.role == Role::Hnode);
+        let why = if hnode {
+            "live migration and the cloud's logs need the hardware nodes' clocks in step"
+        } else {
+            "the cloud's logs no longer line up in time (a failover's kernel messages on both storage nodes, DHCP leases, SSH logins)"
+        };
+        out.push(finding(
+            "clock_skew",
+            host,
+            format!(
+                "{host}'s clock is {:.1} s {} this machine's (and the other hosts' in step with it): {why}",
+                off.abs(),
+                if off > 0.0 { "ahead of" } else { "behind" }
+            ),
+            format!(
+                "run an NTP client (chrony or ntpsec) on {host} and every node of the cloud, all from the same servers"
+            ),
+        ));
     }
 }

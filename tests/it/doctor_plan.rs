@@ -2,7 +2,7 @@
 //! finding with a fix; and the probes' output parsed as the hosts print it.
 
 use cloudctl::inventory;
-use cloudctl::plan::doctor::{self, Answer, CloudFacts, ConfigNodeFacts, HnodeFacts};
+use cloudctl::plan::doctor::{self, Answer, ClockReading, CloudFacts, ConfigNodeFacts, HnodeFacts};
 use cloudctl::plan::instance::probe::{GuestSeen, GuestState};
 use std::path::PathBuf;
 
@@ -49,6 +49,7 @@ fn facts(h1: HnodeFacts, h2: HnodeFacts) -> CloudFacts {
         ],
         snodes: vec![],
         others: vec![],
+        clocks: vec![],
     }
 }
 
@@ -191,19 +192,57 @@ fn probe_output_parses() {
 #[test]
 fn a_clock_off_by_more_than_the_question_took_is_found() {
     let inv = inventory(VM1);
-    let at = |clock: f64| HnodeFacts {
-        clock: Some(clock),
-        asked_between: Some((1000.0, 1000.5)),
-        ..running(&["vm1"])
+    let at = |host: &str, printed: f64, resolution: f64| {
+        (
+            host.to_string(),
+            ClockReading {
+                printed,
+                resolution,
+                asked_between: (1000.0, 1000.5),
+            },
+        )
     };
-    let mut f = facts(at(1000.2), running(&[]));
+    let mut f = facts(running(&["vm1"]), running(&[]));
+    f.clocks = vec![at("hnode1", 1000.2, 0.0), at("hnode2", 1001.0, 0.0)];
     assert_eq!(checks(&inv, &f), Vec::<&str>::new());
-    f.hnodes[0].1 = Answer::Facts(at(1003.0));
+    f.clocks[0] = at("hnode1", 1003.0, 0.0);
     let found = doctor::check(&inv, &f);
-    assert_eq!(found[0].check, "clock_skew");
+    assert_eq!((found[0].check, found[0].subject.as_str()), ("clock_skew", "hnode1"));
     assert!(found[0].problem.contains("2.5 s ahead of"), "{}", found[0].problem);
-    f.hnodes[0].1 = Answer::Facts(at(990.0));
+    assert!(found[0].problem.contains("live migration"), "{}", found[0].problem);
+    f.clocks[0] = at("hnode1", 990.0, 0.0);
     assert!(doctor::check(&inv, &f)[0].problem.contains("10.0 s behind"));
+    // Whole seconds (busybox date): the clock may have been up to 1 s later than printed.
+    f.clocks[0] = at("hnode1", 997.5, 1.0);
+    assert_eq!(checks(&inv, &f), Vec::<&str>::new());
+    f.clocks[0] = at("hnode1", 997.0, 1.0);
+    assert_eq!(checks(&inv, &f), Vec::<&str>::new(), "2.0 s at most: within the limit");
+    f.clocks[0] = at("hnode1", 996.0, 1.0);
+    assert!(doctor::check(&inv, &f)[0].problem.contains("3.0 s behind"));
+    // Any host counts, not only hardware nodes: a storage node, the ConfigNode.
+    f.clocks = vec![at("confignode", 1120.0, 1.0), at("snode9", 880.0, 0.0)];
+    let found = doctor::check(&inv, &f);
+    let named: Vec<(&str, &str)> = found.iter().map(|f| (f.check, f.subject.as_str())).collect();
+    assert_eq!(named, [("clock_skew", "confignode"), ("clock_skew", "snode9")]);
+    assert!(found[1].problem.contains("120.0 s behind"), "{}", found[1].problem);
+    assert!(
+        found[1].problem.contains("logs no longer line up"),
+        "{}",
+        found[1].problem
+    );
+    assert!(found[1].fix.contains("NTP client"), "{}", found[1].fix);
+}
+
+#[test]
+fn the_clock_line_is_read_as_gnu_and_busybox_date_print_it() {
+    assert_eq!(
+        doctor::parse_clock("x\nclock 1796220579.25\n"),
+        Some((1796220579.25, 0.0))
+    );
+    assert_eq!(doctor::parse_clock("clock 1796220579.%N\n"), Some((1796220579.0, 1.0)));
+    assert_eq!(doctor::parse_clock("clock later\n"), None);
+    assert_eq!(doctor::parse_clock("no clock here\n"), None);
+    assert!(doctor::CLOCK_PROBE.contains("date +%s.%N"));
 }
 
 /// Of a ConfigNode pair, the first that answers is judged and one that does not is named: with

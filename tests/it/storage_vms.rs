@@ -4,7 +4,10 @@
 //! md RAID1 + DRBD primary/primary + AoE exports on them. A client writes through md multipath
 //! over both exports while each storage node in turn is killed and brought back; a VM whose MAC
 //! is not a client sees no export. `doctor` names the disconnected DRBD device and the
-//! client's lost path while a storage node is down, and a RAID1 member failed by hand.
+//! client's lost path while a storage node is down, a RAID1 member failed by hand, a real DRBD
+//! split brain (the storage nodes cut off from each other, both writing, then reconnected) until
+//! it is resolved the way its fix says, and clocks set off by hand on a storage node and a
+//! hardware node.
 
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
@@ -75,6 +78,12 @@ fn storage_status(inv: &str) -> (Option<i32>, Vec<serde_json::Value>) {
 
 /// `doctor --json`: its (check, subject) pairs and the document.
 fn doctor(inv: &str) -> (Vec<(String, String)>, serde_json::Value) {
+    let (_, found, doc) = doctor_exit(inv);
+    (found, doc)
+}
+
+/// `doctor --json`: its exit code, (check, subject) pairs and the document.
+fn doctor_exit(inv: &str) -> (Option<i32>, Vec<(String, String)>, serde_json::Value) {
     let out = cloudctl(&["-i", inv, "--json", "doctor"]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("doctor: {}{}", text(&out.stdout), text(&out.stderr)));
@@ -90,7 +99,7 @@ fn doctor(inv: &str) -> (Vec<(String, String)>, serde_json::Value) {
             )
         })
         .collect();
-    (found, doc)
+    (out.status.code(), found, doc)
 }
 
 fn has(found: &[(String, String)], check: &str, subject: &str) -> bool {
@@ -534,6 +543,8 @@ fn failover(lab: &Lab, inv: &str) {
         "modprobe aoe; aoe-discover; sleep 5; ls /sys/block; exit 0",
     );
     assert!(!seen.contains("etherd"), "a non-client sees the exports: {seen}");
+
+    split_brain_and_skew(lab, inv);
 }
 
 /// A member of snode1's RAID1 failed by hand: doctor names the degraded array; re-added, md
@@ -566,4 +577,155 @@ fn degraded_md(inv: &str) {
         assert!(started.elapsed() < Duration::from_secs(120), "md never rebuilt: {doc}");
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// One storage node's DRBD connection state, from its /proc/drbd.
+fn cstate(inv: &str, node: &str) -> String {
+    let drbd = remote(inv, node, "cat /proc/drbd; exit 0");
+    drbd.split_whitespace()
+        .find_map(|w| w.strip_prefix("cs:"))
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Polls (bounded) until both storage nodes' DRBD connection state is `want`.
+fn wait_cstate(inv: &str, want: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let states = [cstate(inv, "snode1"), cstate(inv, "snode2")];
+        if states.iter().all(|s| s == want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "DRBD never reached {want} on both within {limit:?}: {states:?}\nsnode1:\n{}\nsnode2:\n{}",
+            remote(inv, "snode1", "cat /proc/drbd; dmesg | grep -i drbd | tail -n 15"),
+            remote(inv, "snode2", "cat /proc/drbd; dmesg | grep -i drbd | tail -n 15")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Unix seconds on this machine.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A real split brain: each storage node drops every packet to the other (a blackhole route,
+/// so neither answers the other's ping), both fence-peer handlers find the peer gone and resume
+/// I/O, and both write while apart; once the routes are gone DRBD reconnects, compares the
+/// data generations, finds both changed and (after-sb-2pri disconnect) gives up: StandAlone on
+/// both, `Split-Brain detected` in the kernel log. With that, storage node 1's clock is set 120 s
+/// ahead and hardware node hvm2's 120 s behind. doctor names all four; then the clocks are set
+/// back and the split brain is resolved by its fix (snode2's data discarded), and doctor names
+/// none of it.
+fn split_brain_and_skew(lab: &Lab, inv: &str) {
+    let started = Instant::now();
+    let parsed = cloudctl::inventory::parse(inv, &std::fs::read_to_string(inv).unwrap()).unwrap();
+    let res = parsed.storage.as_ref().unwrap().get_ref().resource.to_string();
+    let ips = [lab.node_ip("snode1"), lab.node_ip("snode2")];
+    for (i, node) in ["snode1", "snode2"].iter().enumerate() {
+        remote(inv, node, &format!("ip route add blackhole {}/32", ips[1 - i]));
+    }
+    wait_cstate(inv, "WFConnection", Duration::from_secs(60));
+    // Apart, each writes its own 4 blocks (past every block the client and the baseline wrote).
+    for (node, first) in [("snode1", 900), ("snode2", 910)] {
+        remote(
+            inv,
+            node,
+            &format!(
+                "head -c 262144 /dev/urandom | dd of=/dev/drbd0 bs=65536 seek={first} count=4 conv=fsync 2>/dev/null"
+            ),
+        );
+    }
+    for (i, node) in ["snode1", "snode2"].iter().enumerate() {
+        remote(inv, node, &format!("ip route del blackhole {}/32", ips[1 - i]));
+    }
+    wait_cstate(inv, "StandAlone", Duration::from_secs(90));
+    let apart = started.elapsed();
+    let logged = remote(inv, "snode1", "dmesg | grep 'Split-Brain' | tail -n 2; cat /proc/drbd");
+    report(&format!(
+        "split brain planted in {:.1} s: snode1 says:\n{logged}",
+        apart.as_secs_f64()
+    ));
+
+    let now = unix_now();
+    remote(inv, "snode1", &format!("date -s @{} >/dev/null", now + 120));
+    remote(inv, "hvm2", &format!("date -s @{} >/dev/null", now - 120));
+    let (code, found, doc) = doctor_exit(inv);
+    assert_eq!(code, Some(1), "{doc}");
+    for node in ["snode1", "snode2"] {
+        assert!(has(&found, "drbd_split_brain", node), "{doc}");
+        assert!(!has(&found, "drbd_disconnected", node), "said as what it is: {doc}");
+    }
+    let finding = |check: &str, subject: &str| {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check && f["subject"] == subject)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {check} for {subject}: {doc}"))
+    };
+    let split = finding("drbd_split_brain", "snode2");
+    let fix = split["fix"].as_str().unwrap();
+    for step in [
+        "service cloudctl-aoe stop".to_string(),
+        format!("drbdadm connect --discard-my-data {res}"),
+        "cloudctl storage init".to_string(),
+    ] {
+        assert!(fix.contains(&step), "{fix}");
+    }
+    let ahead = finding("clock_skew", "snode1");
+    let behind = finding("clock_skew", "hvm2");
+    assert!(ahead["problem"].as_str().unwrap().contains(" s ahead of"), "{ahead}");
+    assert!(behind["problem"].as_str().unwrap().contains(" s behind"), "{behind}");
+    assert!(!has(&found, "clock_skew", "snode2"), "{doc}");
+    report(&format!(
+        "doctor on the split brain and the clocks set off: {}\n{}\n{}",
+        split["problem"], ahead["problem"], behind["problem"]
+    ));
+
+    // Clocks back; the split brain resolved as the fix says, snode2's writes discarded.
+    let now = unix_now();
+    remote(inv, "snode1", &format!("date -s @{now} >/dev/null"));
+    remote(inv, "hvm2", &format!("date -s @{now} >/dev/null"));
+    let resolving = Instant::now();
+    remote(
+        inv,
+        "snode2",
+        &format!("service cloudctl-aoe stop && drbdadm disconnect {res} && drbdadm secondary {res} && drbdadm connect --discard-my-data {res}"),
+    );
+    remote(inv, "snode1", &format!("drbdadm connect {res}"));
+    ok(
+        &cloudctl(&["-i", inv, "--yes", "storage", "init"]),
+        "storage init after the split brain",
+    );
+    wait_storage(inv, Duration::from_secs(120), "in sync after the split brain", in_sync);
+    let resolved = resolving.elapsed();
+    // Both hold snode1's data now, its 4 blocks and where snode2 wrote alone.
+    let sums = |node: &str| {
+        remote(
+            inv,
+            node,
+            "dd if=/dev/drbd0 bs=65536 skip=900 count=14 2>/dev/null | sha256sum",
+        )
+    };
+    assert_eq!(sums("snode1"), sums("snode2"), "the nodes hold different data");
+    let (found, doc) = doctor(inv);
+    assert!(
+        !found.iter().any(|(c, s)| c.starts_with("drbd_")
+            || c == "clock_skew"
+            || (c == "md_degraded" && s.starts_with("snode"))),
+        "{doc}"
+    );
+    report(&format!(
+        "split brain: planted (cut off, both write, reconnect → StandAlone) {:.1} s; resolved (discard snode2, storage init, resync) {:.1} s; the whole split-brain and clock part {:.1} s",
+        apart.as_secs_f64(),
+        resolved.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ));
 }
