@@ -12,11 +12,13 @@
 # lru_cache, libcrc32c, crc32c_generic, aoe) and the NIC/disk drivers of the lab's VMs (e1000,
 # virtio_net, virtio_blk); mdadm, drbd-utils, vblade, aoetools; dropbear as sshd; and what
 # cloudctl's remote scripts call (dash as sh, busybox for coreutils, blkid/wipefs/flock from util-linux,
-# dpkg-query and start-stop-daemon from dpkg, a `service` that runs /etc/init.d scripts).
+# dpkg-query and start-stop-daemon from dpkg, a `service` that runs /etc/init.d scripts), and
+# busybox acpid, so that the power button (a BMC's soft power-off, IPMI `chassis power soft`)
+# shuts the node down cleanly.
 # It also serves the lab's diskless storage clients: AoE + md multipath are the client side too.
 set -euo pipefail
 packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod"
-modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath"
+modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath button evdev"
 # Single binaries to copy (with the libraries they load); busybox provides everything else.
 binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
   /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
@@ -139,9 +141,11 @@ cat > "$root/etc/cloudctl/boot" <<'EOF'
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /run/lock; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mkdir -p /run/lock
 hostname "$(cat /etc/hostname 2>/dev/null || echo node)"
-for m in e1000 virtio_net virtio_pci virtio_blk crc32c_generic drbd aoe md-mod raid1 multipath; do
+for m in e1000 virtio_net virtio_pci virtio_blk crc32c_generic drbd aoe md-mod raid1 multipath button evdev; do
     modprobe "$m" || echo "cloudctl boot: cannot load module $m"
 done
+# The power button (ACPI, through evdev) runs /etc/acpi/PWRF/00000080: a clean poweroff.
+acpid -l /run/acpid.log -p /run/acpid.pid || echo "cloudctl boot: acpid did not start (the power button does nothing)"
 ip link set lo up
 . /etc/cloudctl/node.conf
 for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
@@ -154,7 +158,9 @@ if [ -x /etc/cloudctl/fetch-host-keys ]; then /etc/cloudctl/fetch-host-keys || e
 for s in /etc/rc2.d/S*; do [ -x "$s" ] && "$s" start; done
 echo "cloudctl boot: $(hostname) up at $IP (kernel $(uname -r))"
 EOF
-chmod 755 "$root/usr/sbin/service" "$root/usr/sbin/update-rc.d" "$root/etc/cloudctl/boot"
+mkdir -p "$root/etc/acpi/PWRF"
+printf '#!/bin/sh\n# The power button was pressed (a BMC soft power-off): shut down cleanly.\nexec poweroff\n' > "$root/etc/acpi/PWRF/00000080"
+chmod 755 "$root/usr/sbin/service" "$root/usr/sbin/update-rc.d" "$root/etc/cloudctl/boot" "$root/etc/acpi/PWRF/00000080"
 printf '#!/bin/sh\nexec /bin/busybox init\n' > "$root/init"
 chmod 755 "$root/init"
 

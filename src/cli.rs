@@ -198,6 +198,31 @@ pub enum LabCommand {
         /// The VM's name.
         vm: String,
     },
+    /// Switch a lab VM on (its QEMU starts and PXE-boots), as Wake-on-LAN or a BMC does.
+    PowerOn {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The VM's name.
+        vm: String,
+    },
+    /// Press a lab VM's power button (an ACPI event: the lab's node image shuts down cleanly).
+    PowerButton {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The VM's name.
+        vm: String,
+    },
+    /// A lab BMC's chassis control: what ipmi_sim's `chassis_control` program is asked
+    /// (`get power`, `set power 0|1`, `set shutdown 1`, ...), done to VM `vm` (not for direct use).
+    #[command(hide = true)]
+    BmcChassis {
+        #[arg(long)]
+        name: String,
+        vm: String,
+        /// The request, as ipmi_sim appends it.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        request: Vec<String>,
+    },
     /// The lab's Wake-on-LAN listener (started by `lab up`; not for direct use).
     #[command(hide = true)]
     PowerListen {

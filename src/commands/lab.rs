@@ -168,6 +168,46 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
             }
             Ok(Exit::Ok)
         }
+        LabCommand::PowerOn { name, vm } => {
+            if ctx.dry_run {
+                ctx.ui
+                    .info(&format!("dry run: would switch VM {vm} of lab \"{name}\" on"));
+                return Ok(Exit::Ok);
+            }
+            let (pid, was_off) = lab::power_on(&name, &vm).map_err(|e| Error::Usage(format!("{e:#}")))?;
+            if ctx.ui.json {
+                ctx.ui.json_result(
+                    Exit::Ok,
+                    serde_json::json!({ "command": "lab power-on", "vm": vm, "changed": was_off, "pid": pid }),
+                );
+            } else if was_off {
+                ctx.ui.info(&format!("{vm}: switched on (QEMU pid {pid})"));
+            } else {
+                ctx.ui.info(&format!("{vm}: was already on (QEMU pid {pid})"));
+            }
+            Ok(Exit::Ok)
+        }
+        LabCommand::PowerButton { name, vm } => {
+            if ctx.dry_run {
+                ctx.ui.info(&format!(
+                    "dry run: would press the power button of VM {vm} of lab \"{name}\""
+                ));
+                return Ok(Exit::Ok);
+            }
+            let was_on = lab::power_button(&name, &vm).map_err(|e| Error::Usage(format!("{e:#}")))?;
+            if ctx.ui.json {
+                ctx.ui.json_result(
+                    Exit::Ok,
+                    serde_json::json!({ "command": "lab power-button", "vm": vm, "changed": was_on }),
+                );
+            } else if was_on {
+                ctx.ui.info(&format!("{vm}: power button pressed (its OS shuts down)"));
+            } else {
+                ctx.ui.info(&format!("{vm}: is off; nothing pressed"));
+            }
+            Ok(Exit::Ok)
+        }
+        LabCommand::BmcChassis { name, vm, request } => lab::bmc::chassis(&name, &vm, &request),
         LabCommand::PowerListen { name } => {
             lab::power::listen(&name)?;
             Ok(Exit::Ok)

@@ -5,6 +5,7 @@
 //! without its state file. Besides namespace hosts a lab can have VM machines (`vm`), powered on
 //! by Wake-on-LAN through its power listener (`power`).
 
+pub mod bmc;
 pub mod power;
 mod sshd;
 mod sys;
@@ -612,15 +613,39 @@ pub fn status(name: &str) -> Result<Status> {
     })
 }
 
-/// Switches a lab VM off abruptly (QEMU killed: a pulled plug). True if it was on.
-pub fn power_off(name: &str, vm: &str) -> Result<bool> {
+/// Lab `name`'s VM `vm`, or an error naming the VMs it has.
+fn find_vm(name: &str, vm: &str) -> Result<LabVm> {
     validate_name(name).map_err(anyhow::Error::msg)?;
     let state = read_state(name)?.ok_or_else(|| anyhow!("there is no lab \"{name}\""))?;
     let Some(v) = state.vms.iter().find(|v| v.name == vm) else {
         let known: Vec<&str> = state.vms.iter().map(|v| v.name.as_str()).collect();
         bail!("lab \"{name}\" has no VM {vm:?}; its VMs: {}", known.join(", "));
     };
-    vm::power_off(v)
+    Ok(v.clone())
+}
+
+/// Switches a lab VM off abruptly (QEMU killed: a pulled plug). True if it was on.
+pub fn power_off(name: &str, vm: &str) -> Result<bool> {
+    vm::power_off(&find_vm(name, vm)?)
+}
+
+/// Switches a lab VM on (QEMU started; it PXE-boots), as a BMC's power-on does. Returns QEMU's
+/// pid and whether it was off.
+pub fn power_on(name: &str, vm: &str) -> Result<(u32, bool)> {
+    let v = find_vm(name, vm)?;
+    let was_off = v.pid().is_none();
+    Ok((vm::power_on(&v)?, was_off))
+}
+
+/// Presses a lab VM's power button (an ACPI event; its OS decides to shut down), as a BMC's
+/// soft power-off does. False if it was off.
+pub fn power_button(name: &str, vm: &str) -> Result<bool> {
+    vm::power_button(&find_vm(name, vm)?)
+}
+
+/// Whether a lab VM is on (its QEMU runs).
+pub fn is_on(name: &str, vm: &str) -> Result<bool> {
+    Ok(find_vm(name, vm)?.pid().is_some())
 }
 
 pub fn down(name: &str) -> Result<Vec<String>> {

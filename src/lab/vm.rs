@@ -52,6 +52,10 @@ impl LabVm {
     pub fn console(&self) -> PathBuf {
         self.dir.join("console.log")
     }
+    /// QEMU's human monitor: how the lab presses the VM's power button.
+    pub fn monitor(&self) -> PathBuf {
+        self.dir.join("monitor.sock")
+    }
 
     /// The pid of this VM's QEMU if it runs: the pid file's process, if it is a QEMU whose
     /// command line names this VM's directory (a recycled pid is never mistaken for it).
@@ -90,6 +94,8 @@ impl LabVm {
         args.push("-chardev".into());
         args.push(format!("file,id=console,path={},append=on", self.console().display()));
         args.extend(["-serial".into(), "chardev:console".into()]);
+        args.push("-monitor".into());
+        args.push(format!("unix:{},server=on,wait=off", self.monitor().display()));
         args.push("-netdev".into());
         args.push(format!("tap,id=n0,ifname={},script=no,downscript=no", self.tap));
         args.push("-device".into());
@@ -145,6 +151,37 @@ pub fn power_off(vm: &LabVm) -> Result<bool> {
         bail!("VM {}: QEMU (pid {pid}) would not die", vm.name);
     }
     let _ = std::fs::remove_file(vm.pid_file());
+    Ok(true)
+}
+
+/// Presses the power button: `system_powerdown` on QEMU's monitor sends the ACPI power-button
+/// event, and the VM's OS decides what to do (the lab's node image shuts down). Does not wait
+/// for that. False if the VM was off.
+pub fn power_button(vm: &LabVm) -> Result<bool> {
+    use std::io::{Read, Write};
+    let Some(pid) = vm.pid() else { return Ok(false) };
+    let path = vm.monitor();
+    let mut s = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "VM {} (QEMU pid {pid}): cannot reach its monitor {}",
+            vm.name,
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"system_powerdown\n")?;
+    // QEMU has run the command once it prints the next prompt (or within the timeout).
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).matches("(qemu)").count() >= 2 {
+            break;
+        }
+    }
     Ok(true)
 }
 
