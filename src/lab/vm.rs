@@ -70,7 +70,7 @@ impl LabVm {
     }
 
     /// QEMU's arguments: TCG (KVM hangs here), one vCPU, PXE from the e1000 first, the disks as
-    /// virtio, the console appended to a file. QEMU daemonizes once the machine is set up, so a
+    /// virtio, the console appended to a file, the monitor on a socket (the power button). QEMU daemonizes once the machine is set up, so a
     /// bad argument fails the start instead of a later boot.
     fn qemu_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
@@ -130,6 +130,17 @@ pub fn create(vm: &LabVm, bridge: &str, disk_mib: u64) -> Result<()> {
 pub fn power_on(vm: &LabVm) -> Result<u32> {
     if let Some(pid) = vm.pid() {
         return Ok(pid);
+    }
+    // QEMU opens its tap by name in its own network namespace, and would create an unwired
+    // one there: started from inside a lab host (a BMC's chassis control, say), refuse.
+    let name = std::ffi::CString::new(vm.tap.as_str())?;
+    // SAFETY: name is a valid NUL-terminated string.
+    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+        bail!(
+            "VM {}: its tap {} is not in this network namespace: switch it on from the machine's own namespace (where the lab bridge is), not from inside a lab host",
+            vm.name,
+            vm.tap
+        );
     }
     let args = vm.qemu_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

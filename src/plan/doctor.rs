@@ -330,6 +330,7 @@ pub fn check(inv: &Inventory, facts: &CloudFacts) -> Vec<Finding> {
             Answer::Unreachable(e) => reach(&mut out, name, e, false),
         }
     }
+    split_brain_peers(inv, &mut out);
     let mut seen: BTreeMap<&str, &HnodeFacts> = BTreeMap::new();
     for (name, a) in &facts.hnodes {
         match a {
@@ -455,7 +456,7 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
             // DRBD's manual recovery; the AoE export holds the device open, and a device held
             // open cannot become secondary, so it stops first; storage init makes the node
             // primary again and restarts its export.
-            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop; drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then `drbdadm connect {res}` on the node kept, then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
+            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop; drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then on the node kept, if it is StandAlone (`drbdadm cstate {res}`), `drbdadm connect {res}`; then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
             "drbd_disconnected" => format!("if {peer} is down, bring it back (`cloudctl node boot {peer} --wait 300`, then `cloudctl storage init`); if both are up, run `drbdadm connect {res}` on {node} and watch `cloudctl storage status`"),
             "drbd_down" => "run `cloudctl storage init`".into(),
             _ => "let the resync finish (`cloudctl storage status` shows its progress); if it does not move, look at the peer's disk and network".into(),
@@ -472,6 +473,33 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
             format!("replace the failed disk on {node}: `mdadm --manage /dev/{0} --remove DISK`, then `mdadm --manage /dev/{0} --add NEW_DISK`; md rebuilds it", a.name)
         };
         out.push(finding("md_degraded", node, format!("on {node}: {problem}"), fix));
+    }
+}
+
+/// The other half of a split brain: when one storage node detects it, it drops the connection,
+/// and its peer, if it had not compared the data yet, only sees the connection gone and waits
+/// for it again (WFConnection). Its "disconnected" is the same split brain, with the same fix.
+fn split_brain_peers(inv: &Inventory, out: &mut [Finding]) {
+    let Some(s) = inv.storage.as_ref().map(|s| s.get_ref()) else {
+        return;
+    };
+    let nodes: Vec<&str> = s.nodes.get_ref().iter().map(|n| n.as_str()).collect();
+    let split: Vec<(String, String)> = out
+        .iter()
+        .filter(|f| f.check == "drbd_split_brain" && nodes.contains(&f.subject.as_str()))
+        .map(|f| (f.subject.clone(), f.fix.clone()))
+        .collect();
+    for (node, fix) in split {
+        for f in out.iter_mut() {
+            if f.check == "drbd_disconnected" && f.subject != node && nodes.contains(&f.subject.as_str()) {
+                f.check = "drbd_split_brain";
+                f.problem = format!(
+                    "{} — its peer {node} detected a split brain (both sides wrote while apart) and dropped the connection, which this node still waits for",
+                    f.problem
+                );
+                f.fix = fix.clone();
+            }
+        }
     }
 }
 

@@ -153,7 +153,8 @@ impl Drop for Bmc {
 
 /// Starts the lab BMC of `vm`: ipmi_sim in the ConfigNode host's network namespace, on a second
 /// address of its lab interface, lanplus user `admin` with `password`, chassis control by
-/// `cloudctl lab bmc-chassis`. Returns once it listens.
+/// `cloudctl lab bmc-chassis` in this process's network namespace (where the VM's tap is: QEMU
+/// started inside the lab host would not find it). Returns once it listens.
 fn start_bmc(lab: &Lab, vm: &str, password: &str) -> Bmc {
     let cn = lab.state.hosts[0].ip;
     let dev = lab.sh_ok(
@@ -167,7 +168,8 @@ fn start_bmc(lab: &Lab, vm: &str, password: &str) -> Bmc {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let conf = format!(
-        "name \"lab-{vm}\"\nset_working_mc 0x20\n  startlan 1\n    addr {BMC_IP} 623\n    priv_limit admin\n    allowed_auths_callback none\n    allowed_auths_user md5\n    allowed_auths_operator md5\n    allowed_auths_admin md5\n    guid a1b2c3d4e5f60718293a4b5c6d7e8f90\n  endlan\n  chassis_control \"{} lab bmc-chassis --name {LAB} {vm}\"\n  user 2 true \"admin\" \"{password}\" admin 4 md5\n",
+        "name \"lab-{vm}\"\nset_working_mc 0x20\n  startlan 1\n    addr {BMC_IP} 623\n    priv_limit admin\n    allowed_auths_callback none\n    allowed_auths_user md5\n    allowed_auths_operator md5\n    allowed_auths_admin md5\n    guid a1b2c3d4e5f60718293a4b5c6d7e8f90\n  endlan\n  chassis_control \"nsenter -t {} -n {} lab bmc-chassis --name {LAB} {vm}\"\n  user 2 true \"admin\" \"{password}\" admin 4 md5\n",
+        std::process::id(),
         bin().display()
     );
     let conf_path = dir.join("lan.conf");

@@ -189,6 +189,38 @@ fn doctor_names_each_storage_problem_with_its_fix() {
         found(&f),
         [("drbd_disconnected", s1.clone()), ("unreachable", s2.clone())]
     );
+    // A split brain: the node that detected it is StandAlone with the kernel's line; its peer,
+    // which only saw the connection dropped, waits (WFConnection): both are the split brain,
+    // with DRBD's recovery as the fix.
+    let standalone = fixture("snode-peer-down.drbd").replace("cs:WFConnection", "cs:StandAlone");
+    assert!(standalone.contains("cs:StandAlone"));
+    let split = probe_output(Some(&standalone), Some(&fixture("snode-raid1-whole.mdstat")), 1);
+    let f = facts(&split, &peer_down);
+    assert_eq!(
+        found(&f),
+        [("drbd_split_brain", s1.clone()), ("drbd_split_brain", s2.clone())]
+    );
+    let all = doctor::check(&inv, &f);
+    assert!(
+        all[1]
+            .problem
+            .contains(&format!("its peer {s1} detected a split brain")),
+        "{}",
+        all[1].problem
+    );
+    for f in &all {
+        assert!(
+            f.fix.contains("connect --discard-my-data") && f.fix.contains("service cloudctl-aoe stop"),
+            "{}",
+            f.fix
+        );
+    }
+    // Both StandAlone, both logged it: each its own.
+    let f = facts(&split, &split);
+    assert_eq!(
+        found(&f),
+        [("drbd_split_brain", s1.clone()), ("drbd_split_brain", s2.clone())]
+    );
     // The probe's own output is read back whole.
     let h = storage_health::parse(&probe_output(Some(&fixture("snode-peer-down.drbd")), None, 2));
     assert_eq!((h.drbd.map(|d| d.len()), h.md, h.split_brain_lines), (Some(1), None, 2));

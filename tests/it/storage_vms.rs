@@ -617,8 +617,9 @@ fn unix_now() -> u64 {
 /// A real split brain: each storage node drops every packet to the other (a blackhole route,
 /// so neither answers the other's ping), both fence-peer handlers find the peer gone and resume
 /// I/O, and both write while apart; once the routes are gone DRBD reconnects, compares the
-/// data generations, finds both changed and (after-sb-2pri disconnect) gives up: StandAlone on
-/// both, `Split-Brain detected` in the kernel log. With that, storage node 1's clock is set 120 s
+/// data generations, finds both changed and (after-sb-2pri disconnect) gives up: StandAlone
+/// (the other side too, or waiting for the connection it dropped), `Split-Brain detected` in
+/// the kernel log. With that, storage node 1's clock is set 120 s
 /// ahead and hardware node hvm2's 120 s behind. doctor names all four; then the clocks are set
 /// back and the split brain is resolved by its fix (snode2's data discarded), and doctor names
 /// none of it.
@@ -644,11 +645,26 @@ fn split_brain_and_skew(lab: &Lab, inv: &str) {
     for (i, node) in ["snode1", "snode2"].iter().enumerate() {
         remote(inv, node, &format!("ip route del blackhole {}/32", ips[1 - i]));
     }
-    wait_cstate(inv, "StandAlone", Duration::from_secs(90));
+    // Whoever compares the data first drops the connection (StandAlone); its peer, if it had
+    // not compared yet, only sees the connection go and waits for it again (WFConnection).
+    let waited = Instant::now();
+    let states = loop {
+        let states = [cstate(inv, "snode1"), cstate(inv, "snode2")];
+        if states.iter().any(|s| s == "StandAlone") && states.iter().all(|s| s == "StandAlone" || s == "WFConnection") {
+            break states;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(90),
+            "no split brain detected within 90 s: {states:?}\nsnode1:\n{}\nsnode2:\n{}",
+            remote(inv, "snode1", "cat /proc/drbd; dmesg | grep -i drbd | tail -n 15"),
+            remote(inv, "snode2", "cat /proc/drbd; dmesg | grep -i drbd | tail -n 15")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let apart = started.elapsed();
     let logged = remote(inv, "snode1", "dmesg | grep 'Split-Brain' | tail -n 2; cat /proc/drbd");
     report(&format!(
-        "split brain planted in {:.1} s: snode1 says:\n{logged}",
+        "split brain planted in {:.1} s, connection states {states:?}; snode1 says:\n{logged}",
         apart.as_secs_f64()
     ));
 
@@ -699,7 +715,11 @@ fn split_brain_and_skew(lab: &Lab, inv: &str) {
         "snode2",
         &format!("service cloudctl-aoe stop && drbdadm disconnect {res} && drbdadm secondary {res} && drbdadm connect --discard-my-data {res}"),
     );
-    remote(inv, "snode1", &format!("drbdadm connect {res}"));
+    remote(
+        inv,
+        "snode1",
+        &format!("if [ \"$(drbdadm cstate {res})\" = StandAlone ]; then drbdadm connect {res}; fi"),
+    );
     ok(
         &cloudctl(&["-i", inv, "--yes", "storage", "init"]),
         "storage init after the split brain",
