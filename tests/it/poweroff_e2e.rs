@@ -241,13 +241,12 @@ fn ipmitool_argvs<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
 fn ipmi_poweroff(lab: &Lab, inv: &str) {
     let vm = lab.state.vms.iter().find(|v| v.name == "hvm1").unwrap();
     assert_eq!(vm.pid(), None, "off after the SSH poweroff");
-    let password = format!(
-        "lab-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    // IPMI 2.0 passwords are at most 20 bytes.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let password = format!("lab{:012x}", nanos & 0xffff_ffff_ffff);
     let _bmc = start_bmc(lab, "hvm1", &password);
     let password_file = lab.state.dir.join("bmc").join("hvm1.password");
     std::fs::write(&password_file, &password).unwrap();
