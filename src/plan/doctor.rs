@@ -453,10 +453,11 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
             continue;
         };
         let fix = match check {
-            // DRBD's manual recovery; the AoE export holds the device open, and a device held
-            // open cannot become secondary, so it stops first; storage init makes the node
-            // primary again and restarts its export.
-            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop; drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`, then on the node kept, if it is StandAlone (`drbdadm cstate {res}`), `drbdadm connect {res}`; then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
+            // DRBD's manual recovery, as it works on the storage nodes: the AoE export holds
+            // the device open, and a device held open cannot become secondary, so it stops
+            // first; `disconnect` fails on a StandAlone device (no connection to drop); storage
+            // init makes the node primary again and restarts its export.
+            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop`, `drbdadm disconnect {res}` unless `drbdadm cstate {res}` says StandAlone, then `drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`; on the node kept, if it is StandAlone, `drbdadm connect {res}`; then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
             "drbd_disconnected" => format!("if {peer} is down, bring it back (`cloudctl node boot {peer} --wait 300`, then `cloudctl storage init`); if both are up, run `drbdadm connect {res}` on {node} and watch `cloudctl storage status`"),
             "drbd_down" => "run `cloudctl storage init`".into(),
             _ => "let the resync finish (`cloudctl storage status` shows its progress); if it does not move, look at the peer's disk and network".into(),

@@ -713,7 +713,7 @@ fn split_brain_and_skew(lab: &Lab, inv: &str) {
     remote(
         inv,
         "snode2",
-        &format!("service cloudctl-aoe stop && drbdadm disconnect {res} && drbdadm secondary {res} && drbdadm connect --discard-my-data {res}"),
+        &format!("service cloudctl-aoe stop && {{ [ \"$(drbdadm cstate {res})\" = StandAlone ] || drbdadm disconnect {res}; }} && drbdadm secondary {res} && drbdadm connect --discard-my-data {res}"),
     );
     remote(
         inv,
