@@ -15,6 +15,9 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
         LabCommand::Up { name, .. }
         | LabCommand::Status { name }
         | LabCommand::PowerOff { name, .. }
+        | LabCommand::PowerOn { name, .. }
+        | LabCommand::PowerButton { name, .. }
+        | LabCommand::BmcChassis { name, .. }
         | LabCommand::PowerListen { name }
         | LabCommand::Down { name } => name,
     };
