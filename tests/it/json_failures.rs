@@ -144,6 +144,9 @@ const CASES: &[(&str, char, &[&str], i32)] = &[
     ("lab up", '-', &["--name", "Bad Name"], 2),
     ("lab status", '-', &["--name", "Bad Name"], 2),
     ("lab power-off", '-', &["--name", "Bad Name", "vm"], 2),
+    ("lab power-on", '-', &["--name", "Bad Name", "vm"], 2),
+    ("lab power-button", '-', &["--name", "Bad Name", "vm"], 2),
+    ("lab bmc-chassis", '-', &["--name", "Bad Name", "vm", "get", "power"], 2),
     ("lab down", '-', &["--name", "Bad Name"], 2),
 ];
 
