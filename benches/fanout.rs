@@ -9,7 +9,8 @@
 //! - the floor: one `ssh HOST uname -r` process per host, at most F at a time (the same bound).
 //!
 //! for each F of `BENCH_FORKS` (default `32,200`: cloudctl's default and one per host). Target:
-//! cloudctl ≤ 1.0× the floor.
+//! cloudctl ≤ 1.0× the floor. With `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary is
+//! timed too, in the same rounds, so a change is measured against what it replaces.
 
 mod loopback;
 
@@ -50,26 +51,38 @@ fn main() {
     let inventory = dir.path().join("cloud.toml");
     fs::write(&inventory, inventory_text(&lab)).expect("write the inventory");
 
+    let this = Path::new(env!("CARGO_BIN_EXE_cloudctl")).to_path_buf();
+    let before = std::env::var_os("BENCH_BEFORE").map(std::path::PathBuf::from);
+    if let Some(b) = &before {
+        println!("before: {}", b.display());
+    }
+
     println!("\nwarm-up round (not counted)");
     floor(&lab, forks[0]);
-    cloudctl(&inventory, forks[0], count);
+    cloudctl(&this, &inventory, forks[0], count);
 
     let mut results = Vec::new();
     for &f in &forks {
-        let (mut fl, mut cc) = (Vec::new(), Vec::new());
+        let (mut fl, mut cc, mut bf) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=ROUNDS {
-            // Alternate who goes first, so neither always runs on the warmer machine.
-            let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
-            for tool in order {
-                match tool {
+            // Rotate who goes first, so no one always runs on the warmer machine.
+            for k in 0..3 {
+                match (round + k) % 3 {
                     0 => fl.push(floor(&lab, f)),
-                    _ => cc.push(cloudctl(&inventory, f, count)),
+                    1 => cc.push(cloudctl(&this, &inventory, f, count)),
+                    _ => {
+                        if let Some(b) = &before {
+                            bf.push(cloudctl(b, &inventory, f, count));
+                        }
+                    }
                 }
             }
             let (a, b) = (fl[round - 1], cc[round - 1]);
-            println!("forks {f:>4}, round {round}: floor {a:.2} s, cloudctl {b:.2} s");
+            let old = bf.last().map(|t| format!(", before {t:.2} s")).unwrap_or_default();
+            println!("forks {f:>4}, round {round}: floor {a:.2} s, cloudctl {b:.2} s{old}");
         }
-        results.push((f, median(fl), median(cc)));
+        let bf = (!bf.is_empty()).then(|| median(bf));
+        results.push((f, median(fl), median(cc), bf));
     }
     drop(lab);
 
@@ -78,10 +91,13 @@ fn main() {
         "{:10} {:>10} {:>10} {:>8}  target  result",
         "forks", "floor", "cloudctl", "ratio"
     );
-    for (f, fl, cc) in results {
+    for (f, fl, cc, bf) in results {
         let ratio = cc / fl;
         let verdict = if ratio <= TARGET { "PASS" } else { "MISS" };
-        println!("{f:<10} {fl:>8.2} s {cc:>8.2} s {ratio:>7.2}x  <={TARGET:.1}x  {verdict}");
+        let old = bf
+            .map(|b| format!("   (before: {b:.2} s, {:.2}x)", b / fl))
+            .unwrap_or_default();
+        println!("{f:<10} {fl:>8.2} s {cc:>8.2} s {ratio:>7.2}x  <={TARGET:.1}x  {verdict}{old}");
     }
 }
 
@@ -154,10 +170,10 @@ fn floor(lab: &Lab, forks: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// The cloudctl binary; every host must answer `exit 0`.
-fn cloudctl(inventory: &Path, forks: usize, count: usize) -> f64 {
+/// A cloudctl binary; every host must answer `exit 0`.
+fn cloudctl(exe: &Path, inventory: &Path, forks: usize, count: usize) -> f64 {
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cloudctl"))
+    let out = Command::new(exe)
         .arg("-i")
         .arg(inventory)
         .args(["--forks", &forks.to_string(), "run", "--on", "hnode", "--", COMMAND])

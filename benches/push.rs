@@ -10,7 +10,8 @@
 //! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
 //! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
 //! default, over SFTP), and checks cloudctl's result: the image's sha256 on the far side equals the local one and its holes stayed holes.
-//! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp.
+//! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
+//! `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary pushes too, in the same rounds.
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -93,26 +94,36 @@ fn main() {
         store.display()
     );
 
-    let tools = ["cloudctl", "scp", "rsync --sparse"];
-    let mut walls: [Vec<f64>; 3] = Default::default();
+    let this = Path::new(env!("CARGO_BIN_EXE_cloudctl")).to_path_buf();
+    let before = std::env::var_os("BENCH_BEFORE").map(std::path::PathBuf::from);
+    let mut tools = vec!["cloudctl", "scp", "rsync --sparse"];
+    if before.is_some() {
+        tools.push("cloudctl before");
+    }
+    let n = tools.len();
+    let mut walls: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut sent = 0u64;
     for round in 0..=ROUNDS {
-        for k in 0..3 {
-            let t = (k + round) % 3;
+        for k in 0..n {
+            let t = (k + round) % n;
             clean(&store);
             let start = Instant::now();
             match t {
-                0 => sent = cloudctl_push(&inv, &file, &sha, &store),
+                0 => sent = cloudctl_push(&this, &inv, &file, &sha, &store),
+                3 => {
+                    cloudctl_push(before.as_ref().expect("set"), &inv, &file, &sha, &store);
+                }
                 1 => run(Command::new("scp")
                     .args(ssh_opts.split(' '))
                     .arg("-q")
                     .arg(&file)
                     .arg(format!("root@{}:{}/scp.img", hnode.ip, store.display()))),
-                _ => run(Command::new("rsync")
+                2 => run(Command::new("rsync")
                     .args(["--sparse", "-q", "-e"])
                     .arg(format!("ssh {ssh_opts}"))
                     .arg(&file)
                     .arg(format!("root@{}:{}/rsync.img", hnode.ip, store.display()))),
+                _ => unreachable!(),
             }
             let wall = start.elapsed().as_secs_f64();
             if round == 0 {
@@ -126,8 +137,8 @@ fn main() {
     clean(&store);
 
     let med: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
-    let data = [sent, size, size];
-    let rate: Vec<f64> = (0..3).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
+    let data = [sent, size, size, sent];
+    let rate: Vec<f64> = (0..n).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
     println!(
         "\n=== results: {} MiB file, half holes, median of {ROUNDS} rounds ===",
         size >> 20
@@ -136,7 +147,7 @@ fn main() {
         "{:16} {:>9} {:>14} {:>16}",
         "tool", "wall", "data sent", "data throughput"
     );
-    for t in 0..3 {
+    for t in 0..n {
         println!(
             "{:16} {:>7.2} s {:>10} MiB {:>11.0} MiB/s",
             tools[t],
@@ -157,6 +168,9 @@ fn main() {
         verdict(med[0] < med[1])
     );
     println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
+    if n > 3 {
+        println!("cloudctl before: data throughput / scp {:.2}x", rate[3] / rate[1]);
+    }
 }
 
 /// A file of `size` bytes whose every other 8 MiB stripe is a hole; the rest pseudo-random.
@@ -207,8 +221,8 @@ fn run(cmd: &mut Command) {
 /// Pushes with the cloudctl binary and checks its one JSON document: the far side's checksum is
 /// the local one and only data was sent; the image in the store keeps its holes. Returns the
 /// data bytes sent.
-fn cloudctl_push(inv: &Path, file: &Path, sha: &str, store: &Path) -> u64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_cloudctl"))
+fn cloudctl_push(exe: &Path, inv: &Path, file: &Path, sha: &str, store: &Path) -> u64 {
+    let out = Command::new(exe)
         .arg("-i")
         .arg(inv)
         .args(["--json", "--yes", "image", "push"])
