@@ -4,6 +4,7 @@
 pub mod files;
 pub mod known_hosts;
 pub mod local;
+pub mod openssh;
 mod outcome;
 pub mod push;
 pub mod record;

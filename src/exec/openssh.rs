@@ -1,0 +1,182 @@
+//! Bulk data to one host through the system OpenSSH client (`image push`): OpenSSH encrypts whole
+//! packets with OpenSSL's vectorised ciphers, where libssh2 calls into OpenSSL once per 16-byte
+//! block and needs twice the CPU per byte. The trust is the libssh2 transport's: strict host keys
+//! from cloudctl's own known_hosts only, batch mode (no prompt), cloudctl's user and identity, no
+//! ssh_config, nothing secret in argv.
+
+use super::ssh::SshConnector;
+use super::{HostError, ScriptOutput};
+use crate::inventory::Host;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// OpenSSH's exit status for its own failures (connection, host key, authentication).
+const SSH_FAILED: i32 = 255;
+
+/// Whether an `ssh` client is on PATH.
+pub fn available() -> bool {
+    which::which("ssh").is_ok()
+}
+
+/// The `ssh` arguments that reach `host` as the connector does, before the remote command.
+pub fn argv(c: &SshConnector, host: &Host) -> Vec<OsString> {
+    let mut known_hosts = OsString::from("UserKnownHostsFile=");
+    known_hosts.push(c.known_hosts.path());
+    let timeout = format!("ConnectTimeout={}", c.connect_timeout.as_secs().max(1));
+    // No ssh_config: what reaches the host is the inventory's [ssh] alone, as with libssh2.
+    let mut a: Vec<OsString> = vec!["-F".into(), "/dev/null".into(), "-T".into()];
+    for o in [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "GlobalKnownHostsFile=/dev/null",
+        "UpdateHostKeys=no",
+        "Compression=no",
+        "LogLevel=ERROR",
+        &timeout,
+    ] {
+        a.push("-o".into());
+        a.push(o.into());
+    }
+    a.push("-o".into());
+    a.push(known_hosts);
+    if c.identity.exists() {
+        a.push("-i".into());
+        a.push(c.identity.clone().into_os_string());
+    }
+    for x in ["-l", &c.user, "-p", &host.port.to_string(), "--", &host.host] {
+        a.push(x.into());
+    }
+    a
+}
+
+/// Runs `command` on `host` with what `feed` writes as its stdin, like `Transport::run_fed`:
+/// output (stderr after stdout) and exit status. The client is killed at `deadline`.
+pub fn run_fed(
+    c: &SshConnector,
+    host: &Host,
+    command: &str,
+    feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    deadline: Instant,
+) -> Result<ScriptOutput, HostError> {
+    let failed = |what: String| HostError::Failed(format!("{}: {what}", host.name));
+    let mut child = Command::new("ssh")
+        .args(argv(c, host))
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot run ssh: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let child = Mutex::new(child);
+    let (fed, status, out, err, late) = std::thread::scope(|s| {
+        let out = s.spawn(move || read_all(&mut stdout));
+        let err = s.spawn(move || read_all(&mut stderr));
+        // The only waiter: it kills the client (by its handle, so by pid) at the deadline.
+        let watch = s.spawn(|| watch(&child, deadline));
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let (status, late) = watch.join().expect("the watcher does not panic");
+        let out = out.join().expect("the reader does not panic");
+        let err = err.join().expect("the reader does not panic");
+        (fed, status, out, err, late)
+    });
+    if late {
+        return Err(HostError::Failed(format!(
+            "{}: per-host time limit reached while sending the data; the far side discards what it got",
+            host.name
+        )));
+    }
+    let err_text = String::from_utf8_lossy(&err).trim().to_string();
+    if status == SSH_FAILED && out.is_empty() {
+        let why = format!("{} ({}): ssh: {err_text}", host.name, host.endpoint());
+        return Err(
+            if err_text.contains("Host key verification failed") || err_text.contains("HOST IDENTIFICATION") {
+                HostError::HostKey(format!(
+                    "{why}; check the host, then run `cloudctl host trust {}`",
+                    host.name
+                ))
+            } else {
+                HostError::Unreachable(why)
+            },
+        );
+    }
+    let mut output = String::from_utf8_lossy(&out).into_owned();
+    if !err_text.is_empty() {
+        output.push('\n');
+        output.push_str(&err_text);
+    }
+    // As with libssh2: a receiver that stopped early says why, so its output wins over a write error.
+    match fed {
+        Err(e) if status == 0 => Err(failed(format!("sending the data: {e}"))),
+        _ => Ok(ScriptOutput { output, status }),
+    }
+}
+
+fn read_all(r: &mut dyn Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = r.read_to_end(&mut v);
+    v
+}
+
+/// Waits for the client to exit; kills it at `deadline`. Its exit status (-1 if killed by a
+/// signal), and whether the deadline came first.
+fn watch(child: &Mutex<Child>, deadline: Instant) -> (i32, bool) {
+    let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return (s.code().unwrap_or(-1), false),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (-1, true);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return (-1, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::known_hosts::KnownHosts;
+    use crate::inventory::HostKeyPolicy;
+
+    #[test]
+    fn argv_is_strict_and_carries_no_secret() {
+        let c = SshConnector {
+            user: "root".into(),
+            identity: "/nonexistent/key".into(),
+            known_hosts: KnownHosts::new("/etc/cloudctl/known_hosts".into()),
+            policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(7),
+        };
+        let h = Host {
+            name: "h1".into(),
+            role: "hnode",
+            host: "10.0.0.5".into(),
+            port: 2222,
+        };
+        let a: Vec<String> = argv(&c, &h).into_iter().map(|s| s.into_string().unwrap()).collect();
+        let line = a.join(" ");
+        for want in [
+            "-F /dev/null",
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "UserKnownHostsFile=/etc/cloudctl/known_hosts",
+            "GlobalKnownHostsFile=/dev/null",
+            "ConnectTimeout=7",
+            "-l root -p 2222 -- 10.0.0.5",
+        ] {
+            assert!(line.contains(want), "{want} missing from {line}");
+        }
+        // A missing identity is not named (ssh would refuse it); the destination comes last.
+        assert!(!line.contains("-i "), "{line}");
+        assert_eq!(a.last().unwrap(), "10.0.0.5");
+    }
+}
