@@ -181,14 +181,23 @@ _cloudctl() {
             cloudctl__subcmd__help__subcmd__instance,stop)
                 cmd="cloudctl__subcmd__help__subcmd__instance__subcmd__stop"
                 ;;
+            cloudctl__subcmd__help__subcmd__lab,bmc-chassis)
+                cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__bmc__subcmd__chassis"
+                ;;
             cloudctl__subcmd__help__subcmd__lab,down)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__down"
+                ;;
+            cloudctl__subcmd__help__subcmd__lab,power-button)
+                cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__button"
                 ;;
             cloudctl__subcmd__help__subcmd__lab,power-listen)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__listen"
                 ;;
             cloudctl__subcmd__help__subcmd__lab,power-off)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__off"
+                ;;
+            cloudctl__subcmd__help__subcmd__lab,power-on)
+                cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__on"
                 ;;
             cloudctl__subcmd__help__subcmd__lab,status)
                 cmd="cloudctl__subcmd__help__subcmd__lab__subcmd__status"
@@ -340,11 +349,17 @@ _cloudctl() {
             cloudctl__subcmd__instance__subcmd__help,stop)
                 cmd="cloudctl__subcmd__instance__subcmd__help__subcmd__stop"
                 ;;
+            cloudctl__subcmd__lab,bmc-chassis)
+                cmd="cloudctl__subcmd__lab__subcmd__bmc__subcmd__chassis"
+                ;;
             cloudctl__subcmd__lab,down)
                 cmd="cloudctl__subcmd__lab__subcmd__down"
                 ;;
             cloudctl__subcmd__lab,help)
                 cmd="cloudctl__subcmd__lab__subcmd__help"
+                ;;
+            cloudctl__subcmd__lab,power-button)
+                cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__button"
                 ;;
             cloudctl__subcmd__lab,power-listen)
                 cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__listen"
@@ -352,11 +367,17 @@ _cloudctl() {
             cloudctl__subcmd__lab,power-off)
                 cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__off"
                 ;;
+            cloudctl__subcmd__lab,power-on)
+                cmd="cloudctl__subcmd__lab__subcmd__power__subcmd__on"
+                ;;
             cloudctl__subcmd__lab,status)
                 cmd="cloudctl__subcmd__lab__subcmd__status"
                 ;;
             cloudctl__subcmd__lab,up)
                 cmd="cloudctl__subcmd__lab__subcmd__up"
+                ;;
+            cloudctl__subcmd__lab__subcmd__help,bmc-chassis)
+                cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__bmc__subcmd__chassis"
                 ;;
             cloudctl__subcmd__lab__subcmd__help,down)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__down"
@@ -364,11 +385,17 @@ _cloudctl() {
             cloudctl__subcmd__lab__subcmd__help,help)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__help"
                 ;;
+            cloudctl__subcmd__lab__subcmd__help,power-button)
+                cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__button"
+                ;;
             cloudctl__subcmd__lab__subcmd__help,power-listen)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__listen"
                 ;;
             cloudctl__subcmd__lab__subcmd__help,power-off)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__off"
+                ;;
+            cloudctl__subcmd__lab__subcmd__help,power-on)
+                cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__on"
                 ;;
             cloudctl__subcmd__lab__subcmd__help,status)
                 cmd="cloudctl__subcmd__lab__subcmd__help__subcmd__status"
@@ -1157,7 +1184,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__lab)
-            opts="up status power-off power-listen down"
+            opts="up status power-off power-on power-button bmc-chassis power-listen down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1170,7 +1197,35 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__help__subcmd__lab__subcmd__bmc__subcmd__chassis)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__help__subcmd__lab__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__button)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1199,6 +1254,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__off)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__help__subcmd__lab__subcmd__power__subcmd__on)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1439,7 +1508,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__hnode__subcmd__boot)
-            opts="-i -n -y -q -v -h -V --power --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --power --wait --degraded --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2437,12 +2506,46 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab)
-            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version up status power-off power-listen down help"
+            opts="-i -n -y -q -v -h -V --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version up status power-off power-on power-button bmc-chassis power-listen down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__bmc__subcmd__chassis)
+            opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2501,8 +2604,22 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab__subcmd__help)
-            opts="up status power-off power-listen down help"
+            opts="up status power-off power-on power-button bmc-chassis power-listen down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__help__subcmd__bmc__subcmd__chassis)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2529,6 +2646,20 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__button)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2570,6 +2701,20 @@ _cloudctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cloudctl__subcmd__lab__subcmd__help__subcmd__power__subcmd__on)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cloudctl__subcmd__lab__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2591,6 +2736,40 @@ _cloudctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__power__subcmd__button)
+            opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2633,6 +2812,40 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__lab__subcmd__power__subcmd__off)
+            opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --templates)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cloudctl__subcmd__lab__subcmd__power__subcmd__on)
             opts="-i -n -y -q -v -h -V --name --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2977,7 +3190,7 @@ _cloudctl() {
             return 0
             ;;
         cloudctl__subcmd__node__subcmd__boot)
-            opts="-i -n -y -q -v -h -V --power --wait --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
+            opts="-i -n -y -q -v -h -V --power --wait --degraded --inventory --dry-run --yes --json --quiet --verbose --forks --templates --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
