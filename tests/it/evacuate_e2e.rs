@@ -17,18 +17,27 @@ const GUESTS: [(&str, &str); 3] = [
     ("ev3", "10.201.191.52"),
 ];
 
-/// Pings `ip` from the ConfigNode every 100 ms (bounded: 1200 pings, two minutes).
+/// Pings `ip` from the ConfigNode every 100 ms (bounded: 1200 pings, two minutes); `-O` names
+/// each unanswered ping, so a loss can be placed in time.
 fn pinger(lab: &Lab, ip: &str) -> Child {
     Command::new("ip")
         .args(["netns", "exec", &lab.state.hosts[CONFIGNODE].netns])
-        .args(["ping", "-i", "0.1", "-c", "1200", "-W", "1", ip])
+        .args(["ping", "-O", "-i", "0.1", "-c", "1200", "-W", "1", ip])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-/// Stops a pinger (SIGINT: ping prints its summary) and returns (sent, lost).
-fn lost(child: Child) -> (u32, u32) {
+/// What a pinger saw: pings sent, lost, and the lost ones as ranges of sequence numbers (each
+/// 100 ms apart, counted from the pinger's start).
+struct Pings {
+    sent: u32,
+    lost: u32,
+    gaps: String,
+}
+
+/// Stops a pinger (SIGINT: ping prints its summary) and returns what it saw.
+fn lost(child: Child) -> Pings {
     // SAFETY: kill(2) on the ping process this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = text(&child.wait_with_output().unwrap().stdout);
@@ -40,7 +49,28 @@ fn lost(child: Child) -> (u32, u32) {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect();
-    (n[0], n[0] - n[1])
+    let missing: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("no answer yet for icmp_seq="))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    for seq in missing {
+        match gaps.last_mut() {
+            Some((_, end)) if *end + 1 == seq => *end = seq,
+            _ => gaps.push((seq, seq)),
+        }
+    }
+    let gaps = gaps
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Pings {
+        sent: n[0],
+        lost: n[0] - n[1],
+        gaps,
+    }
 }
 
 #[test]
@@ -119,11 +149,16 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
     ]);
     let evacuation = t.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-    let losses: Vec<(u32, u32)> = pingers.into_iter().map(lost).collect();
+    let losses: Vec<Pings> = pingers.into_iter().map(lost).collect();
     assert!(
         out.status.success(),
         "evacuate: {}{}",
         text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("a finishing step failed"),
+        "{}",
         text(&out.stderr)
     );
     let v = json(&out);
@@ -137,9 +172,16 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
         })
         .collect();
     assert_eq!(moved, planned, "the evacuation went where its plan said");
-    for ((name, ip), (sent, lost)) in GUESTS.iter().zip(&losses) {
-        report(&format!("hnode evacuate: {name} lost {lost} of {sent} pings"));
-        assert!(*lost <= 1, "{name}: {lost} of {sent} pings lost");
+    for ((name, ip), p) in GUESTS.iter().zip(&losses) {
+        report(&format!("hnode evacuate: {name} lost {} of {} pings", p.lost, p.sent));
+        assert!(
+            p.lost <= 1,
+            "{name}: {} of {} pings lost (sequence numbers {}; evacuation began at about 20, took {evacuation:?}): {}",
+            p.lost,
+            p.sent,
+            p.gaps,
+            v["guests"]
+        );
         assert!(ping_once(&lab, ip), "{name} does not answer after the evacuation");
     }
     assert!(qemus(&lab, HNODE1).is_empty(), "QEMU left on hnode1");

@@ -251,7 +251,7 @@ pub fn migrate_one(
     }
     if run(&plan.finish) != Exit::Ok {
         ctx.ui
-            .warn("the guest runs on the target, but tidying up the source failed; see above");
+            .warn("the guest runs on the target, but a finishing step failed (stopping the source's paused copy, tidying up, or announcing the guest on the target's network again); see above");
     }
     let left = state_on(ctx, inv, &source, &g);
     {

@@ -342,7 +342,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
         ));
         dst_tidy.push(script(AUTH_DEL, &[&auth_file, &marker], When::Always));
     }
-    let (start, poll, finish_src, abort_src, abort_dst) = match g.hypervisor {
+    let (start, poll, finish_src, finish_dst, abort_src, abort_dst) = match g.hypervisor {
         Hypervisor::Kvm => {
             let mut start = Vec::new();
             let (listen, uri) = match &r.channel {
@@ -371,10 +371,18 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
             let poll = crate::shell::sh_c(kvm::QMP, &[&g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]);
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
             start.push(kvm::qmp_step(g, &[&set, &go]));
+            // QEMU announces the guest's MAC when it starts on the target, but a switch can miss
+            // those frames and keep sending the guest's traffic to the old port until its table
+            // ages out (seconds of lost pings). Announcing again once the source is gone costs
+            // nothing; `announce-self` is QMP's command for exactly this.
+            let announce = serde_json::json!({"execute": "announce-self", "arguments":
+                {"initial": 50, "max": 550, "rounds": 5, "step": 100}})
+            .to_string();
             (
                 start,
                 Some(poll),
                 stop_now.clone(),
+                vec![kvm::qmp_step(g, &[&announce])],
                 vec![script(kvm::QMP_CANCEL, &[&g.run_file("qmp")], When::Always)],
                 stop_now,
             )
@@ -396,7 +404,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                 ]),
                 when: When::Always,
             })];
-            (start, None, Vec::new(), Vec::new(), Vec::new())
+            (start, None, Vec::new(), Vec::new(), Vec::new(), Vec::new())
         }
     };
     let name = &g.name;
@@ -416,7 +424,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
             format!("finish migrating {name}"),
             vec![
                 host_plan(s, with(&finish_src, &src_tidy)),
-                host_plan(t, dst_tidy.clone()),
+                host_plan(t, with(&finish_dst, &dst_tidy)),
             ],
         ),
         abort: phase(
