@@ -7,6 +7,8 @@
 #       `guest NAME dead`.
 #   guests.sh xen
 #       Each domain but Domain-0 that `xl list` shows: `guest NAME xen-STATE`.
+#
+# (qmp: scripts/instance/qmp.sh, put in front.)
 case $1 in
 kvm)
   run=$2
@@ -14,7 +16,7 @@ kvm)
     [ -e "$f" ] || continue
     n=${f##*/}; n=${n%.pid}; pid=$(cat "$f" 2>/dev/null)
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && case $(cat "/proc/$pid/comm" 2>/dev/null) in qemu*) true;; *) false;; esac; then
-      st=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-status"}' | socat -t 3 - "UNIX-CONNECT:$run/$n.qmp" 2>/dev/null | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -n 1)
+      st=$(qmp 3 "$run/$n.qmp" '{"execute":"query-status"}' 2>/dev/null | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -n 1)
       echo "guest $n qemu-${st:-unknown}"
     else
       echo "guest $n dead"

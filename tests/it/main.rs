@@ -35,6 +35,7 @@ mod poweroff_e2e;
 mod poweroff_plan;
 mod pxe;
 mod pxe_scale;
+mod qmp;
 mod round_trips;
 mod storage;
 mod storage_health;

@@ -22,49 +22,29 @@ const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
 /// were opened before the drop).
 pub const QEMU_RUNAS: &str = "64200:64200";
 
-/// Talks QMP: `qmp SOCKET COMMAND_JSON...` prints QEMU's answers and fails on an error answer.
-/// The capabilities handshake goes first, as QMP requires.
-pub const QMP: &str = r#"sock=$1; shift
-out=$( { printf '%s\n' '{"execute":"qmp_capabilities"}'; printf '%s\n' "$@"; } | socat -t 10 - "UNIX-CONNECT:$sock" ) || { echo "cannot reach QEMU's monitor at $sock" >&2; exit 1; }
-printf '%s\n' "$out"
-case $out in *'"error"'*) exit 1;; esac"#;
+/// Every program that talks to a guest's monitor starts with the one QMP helper
+/// (scripts/instance/qmp.sh: the capabilities handshake, then the commands through socat).
+macro_rules! with_qmp {
+    ($program:literal) => {
+        concat!(include_str!("../../../scripts/instance/qmp.sh"), include_str!($program))
+    };
+}
+pub(crate) use with_qmp;
 
-/// `cancel SOCKET`: cancels an outgoing migration (QEMU then resumes the guest where it is).
-pub const QMP_CANCEL: &str = r#"printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"migrate_cancel"}' | socat -t 5 - "UNIX-CONNECT:$1" >/dev/null 2>&1
-exit 0"#;
+/// `qmp-send.sh SOCKET COMMAND_JSON...`: prints QEMU's answers, fails on an error answer.
+pub const QMP: &str = with_qmp!("../../../scripts/instance/qmp-send.sh");
 
-/// `tap-up TAP BRIDGE`: the guest's host-side interface, on the bridge.
-const TAP_UP: &str = r#"[ -d "/sys/class/net/$2/bridge" ] || { echo "bridge $2 does not exist on this node" >&2; exit 1; }
-ip link show dev "$1" >/dev/null 2>&1 || ip tuntap add dev "$1" mode tap || exit 1
-ip link set dev "$1" master "$2" up"#;
+/// `qmp-cancel.sh SOCKET`: cancels an outgoing migration (QEMU then resumes the guest where it is).
+pub const QMP_CANCEL: &str = with_qmp!("../../../scripts/instance/qmp-cancel.sh");
 
-/// `wait-running SOCKET SECONDS`: until QEMU reports the guest running.
-const WAIT_RUNNING: &str = r#"i=0
-while [ $i -lt $(($2 * 5)) ]; do
-  printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-status"}' | socat -t 5 - "UNIX-CONNECT:$1" 2>/dev/null | grep -q '"status": *"running"' && exit 0
-  sleep 0.2; i=$((i + 1))
-done
-echo "the guest is not running after $2 s (see its console log)" >&2; exit 1"#;
+/// `tap-up.sh TAP BRIDGE`: the guest's host-side interface, on the bridge.
+const TAP_UP: &str = include_str!("../../../scripts/instance/tap-up.sh");
 
-/// `stop SOCKET PIDFILE TAP GRACE`: ACPI power button, then QEMU's quit after GRACE seconds.
-/// Only a pid whose process is a QEMU is ever signalled (a stale pid file may name another).
-pub const STOP: &str = r#"sock=$1 pidfile=$2 tap=$3 grace=$4
-pid=$(cat "$pidfile" 2>/dev/null)
-alive() { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && case $(cat /proc/$pid/comm 2>/dev/null) in qemu*) true;; *) false;; esac; }
-qmp() { printf '%s\n' '{"execute":"qmp_capabilities"}' "$1" | socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1; }
-if alive; then
-  [ "$grace" -gt 0 ] && qmp '{"execute":"system_powerdown"}'
-  i=0; while alive && [ $i -lt $((grace * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-  if alive; then
-    [ "$grace" -gt 0 ] && echo "the guest did not power off within $grace s; stopping QEMU" >&2
-    qmp '{"execute":"quit"}'
-    i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    alive && kill -9 "$pid"
-  fi
-fi
-rm -f "$pidfile" "$sock"
-ip link del "$tap" 2>/dev/null
-exit 0"#;
+/// `wait-running.sh SOCKET SECONDS`: until QEMU reports the guest running.
+pub const WAIT_RUNNING: &str = with_qmp!("../../../scripts/instance/wait-running.sh");
+
+/// `stop.sh SOCKET PIDFILE TAP GRACE`: ACPI power button, then QEMU's quit after GRACE seconds.
+pub const STOP: &str = with_qmp!("../../../scripts/instance/stop.sh");
 
 /// `running PIDFILE`: succeeds while the pid file names a live QEMU.
 const RUNNING: &str = r#"pid=$(cat "$1" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && case $(cat /proc/$pid/comm 2>/dev/null) in qemu*) true;; *) false;; esac"#;

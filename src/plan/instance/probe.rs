@@ -78,7 +78,7 @@ impl NodeFacts {
 }
 
 /// `scripts/instance/guests.sh kvm RUN_DIR | xen` (what it prints is described there).
-const GUESTS: &str = include_str!("../../../scripts/instance/guests.sh");
+const GUESTS: &str = super::kvm::with_qmp!("../../../scripts/instance/guests.sh");
 
 /// `scripts/instance/node-facts.sh HYPERVISOR BRIDGE DISK DIR STORE SOURCE TOOL...`.
 const NODE_FACTS: &str = include_str!("../../../scripts/instance/node-facts.sh");
@@ -96,7 +96,7 @@ pub fn guests_script(h: Hypervisor) -> String {
 }
 
 /// The same, with KVM's pid files and QMP sockets in `run_dir`.
-fn guests_in(h: Hypervisor, run_dir: &str) -> String {
+pub fn guests_in(h: Hypervisor, run_dir: &str) -> String {
     match h {
         Hypervisor::Kvm => crate::shell::sh_c(GUESTS, &["kvm", run_dir]),
         Hypervisor::Xen => crate::shell::sh_c(GUESTS, &["xen"]),
