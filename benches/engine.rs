@@ -218,6 +218,7 @@ fn job(hosts: &[Host]) -> (Plan, Vec<String>) {
                 owner: None,
                 validate,
                 secret: false,
+                masked: Vec::new(),
             })
         };
         let validate = ["grep", "-q", "^name", "{}"].map(String::from).to_vec();

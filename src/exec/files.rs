@@ -420,6 +420,7 @@ mod tests {
             owner: None,
             validate: None,
             secret: false,
+            masked: Vec::new(),
         };
         assert!(meta_matches(&f, "640 root:root"));
         assert!(!meta_matches(&f, "644 root:root"));

@@ -234,7 +234,7 @@ fn file_paths(hp: &HostPlan) -> Vec<(usize, &str)> {
 
 /// Reads the current state of each planned file in one batched probe, indexed by step; with
 /// `with_content` (for `--dry-run` diffs) a second read fetches, as one tar stream, the files
-/// whose content differs from the plan (never a secret's).
+/// whose content differs from the plan (never a secret's, unless it is shown masked).
 pub fn probe(
     hp: &HostPlan,
     transport: &mut dyn Transport,
@@ -255,7 +255,8 @@ pub fn probe(
             let Step::File(f) = &hp.steps[*i] else { continue };
             if p.sha.as_deref() == Some(script::sha256_hex(&f.content).as_str()) {
                 p.content = Some(f.content.clone());
-            } else if p.sha.is_some() && !f.secret {
+            } else if p.sha.is_some() && f.shown_current(&[]).is_some() {
+                // A secret file is read only when it is shown masked (as the new one is).
                 wanted.push(*path);
             }
         }

@@ -293,6 +293,7 @@ pub fn plan(
         owner: Some("root:root".into()),
         validate: None,
         secret: true,
+        masked: Vec::new(),
     })];
     node_steps.extend(keyserver_steps(inv, templates)?);
     node_steps.extend([
@@ -308,6 +309,7 @@ pub fn plan(
             owner: None,
             validate: None,
             secret: false,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: strings(&concat),
@@ -396,6 +398,7 @@ pub fn ipmi_steps(node: &Node, password: Vec<u8>, action: IpmiPower) -> Result<V
             owner: Some("root:root".into()),
             validate: None,
             secret: true,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: strings(&["sh", "-c", &script, "sh", &secret_path, &host, ipmi.user.as_str()]),

@@ -8,6 +8,7 @@ pub mod hnode;
 pub mod image;
 pub mod instance;
 pub mod lamp;
+pub mod masked;
 pub mod node;
 pub mod placement;
 pub mod poweroff;
@@ -67,7 +68,7 @@ impl Step {
 }
 
 /// Install a file: skipped if unchanged, validated before activation, old version kept as backup.
-/// A secret file's content is never serialised (plans appear in `--json` dry runs).
+/// A secret file's content is never serialised as it is (plans appear in `--json` dry runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "ShownFileStep")]
 pub struct FileStep {
@@ -81,11 +82,45 @@ pub struct FileStep {
     pub owner: Option<String>,
     /// Validator argv; `{}` stands for the temporary file beside the target.
     pub validate: Option<Vec<String>>,
-    /// Never shown in diffs, output or logs.
+    /// Its content is never shown as it is, in diffs, output or logs: hidden whole, or with its
+    /// secret values masked (`masked`).
     pub secret: bool,
+    /// For a secret file that is shown all the same: where its secret values are; only they are
+    /// masked (an administrator reviews a DRBD resource's other lines). Empty: not shown at all.
+    #[serde(default)]
+    pub masked: Vec<masked::SecretField>,
 }
 
-/// How a file step is serialised: as it is, except that a secret's content is replaced by its size.
+impl FileStep {
+    /// The content as it may be shown: itself, a secret file's with its values masked, or none.
+    pub fn shown(&self) -> Option<Vec<u8>> {
+        match (self.secret, self.masked.is_empty()) {
+            (false, _) => Some(self.content.clone()),
+            (true, true) => None,
+            (true, false) => {
+                let text = String::from_utf8_lossy(&self.content);
+                let values = masked::values(&text, &self.masked);
+                Some(masked::mask(&text, &self.masked, &values).into_bytes())
+            }
+        }
+    }
+
+    /// What the host holds now, as it may be shown beside `shown` (masked like the new content,
+    /// and the new content's secret values masked wherever they stand in it).
+    pub fn shown_current(&self, current: &[u8]) -> Option<Vec<u8>> {
+        if !self.secret {
+            return Some(current.to_vec());
+        }
+        if self.masked.is_empty() {
+            return None;
+        }
+        let values = masked::values(&String::from_utf8_lossy(&self.content), &self.masked);
+        Some(masked::mask(&String::from_utf8_lossy(current), &self.masked, &values).into_bytes())
+    }
+}
+
+/// How a file step is serialised: as it is, except that a secret's content is masked or replaced
+/// by its size.
 #[derive(Serialize)]
 struct ShownFileStep {
     id: String,
@@ -96,15 +131,15 @@ struct ShownFileStep {
     owner: Option<String>,
     validate: Option<Vec<String>>,
     secret: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    masked: Vec<masked::SecretField>,
 }
 
 impl From<FileStep> for ShownFileStep {
     fn from(f: FileStep) -> Self {
-        let content = if f.secret {
-            format!("<secret: {} bytes, not shown>", f.content.len()).into_bytes()
-        } else {
-            f.content
-        };
+        let content = f
+            .shown()
+            .unwrap_or_else(|| format!("<secret: {} bytes, not shown>", f.content.len()).into_bytes());
         ShownFileStep {
             id: f.id,
             path: f.path,
@@ -113,6 +148,7 @@ impl From<FileStep> for ShownFileStep {
             owner: f.owner,
             validate: f.validate,
             secret: f.secret,
+            masked: f.masked,
         }
     }
 }
@@ -274,7 +310,22 @@ pub fn file(f: FileSpec) -> Result<Step, Error> {
         owner: f.owner.map(str::to_string),
         validate: f.validate,
         secret: f.secret,
+        masked: Vec::new(),
     }))
+}
+
+/// A secret file shown with only its secret values masked, found by `fields`. Only when the
+/// fields find each of `secrets` as a whole value: a template overridden with other syntax keeps
+/// the file hidden rather than show a secret the fields miss.
+pub fn masked_file(f: FileSpec, fields: &[masked::SecretField], secrets: &[&str]) -> Result<Step, Error> {
+    let Step::File(mut step) = file(FileSpec { secret: true, ..f })? else {
+        unreachable!("file() makes a file step")
+    };
+    let found = masked::values(&String::from_utf8_lossy(&step.content), fields);
+    if !secrets.is_empty() && secrets.iter().all(|s| !s.is_empty() && found.iter().any(|v| v == s)) {
+        step.masked = fields.to_vec();
+    }
+    Ok(Step::File(step))
 }
 
 /// A plain 0644 root file.

@@ -4,6 +4,7 @@
 //! Inconsistent, checked on the node when it runs), never again: a node that comes back becomes
 //! primary only once it or its peer holds UpToDate data. Pure.
 
+use super::masked::SecretField;
 use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When, SECRET_FACT};
 use crate::digest::sha256_hex;
 use crate::error::Error;
@@ -407,13 +408,19 @@ pub fn plan(
             Some(&["sh", "-n", "{}"]),
             false,
         )?);
-        steps.push(root_file(
-            "drbd.res",
-            &res_file(s),
-            res(f)?,
-            0o600,
-            Some(&["drbdadm", "-t", "{}", "dump"]),
-            true,
+        // Shown in a dry run with only the shared secret masked (as the template writes it).
+        steps.push(super::masked_file(
+            FileSpec {
+                id: "drbd.res",
+                path: &res_file(s),
+                content: res(f)?,
+                mode: 0o600,
+                owner: Some("root:root"),
+                validate: Some(strings(&["drbdadm", "-t", "{}", "dump"])),
+                secret: true,
+            },
+            &[SecretField::new("shared-secret \"", "\";")],
+            &[secret],
         )?);
         let meta = marker(s, "metadata-created");
         if !f.drbd_metadata {

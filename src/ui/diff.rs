@@ -17,27 +17,25 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
                 let exists = old.as_ref().is_some_and(|p| p.sha.is_some());
                 if exists && old_bytes == f.content {
                     out += &format!("  file {} unchanged\n", f.path);
-                } else if f.secret {
-                    out += &format!(
-                        "  file {} ({} bytes, secret: content not shown) would be {}\n",
-                        f.path,
-                        f.content.len(),
-                        if exists { "replaced" } else { "created" }
-                    );
-                } else {
+                } else if let (Some(new_bytes), Some(old_bytes)) = (f.shown(), f.shown_current(&old_bytes)) {
                     let (old_text, new_text) =
-                        (String::from_utf8_lossy(&old_bytes), String::from_utf8_lossy(&f.content));
+                        (String::from_utf8_lossy(&old_bytes), String::from_utf8_lossy(&new_bytes));
                     let old_name = if exists {
                         f.path.to_string()
                     } else {
                         "/dev/null".to_string()
                     };
                     let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+                    if exists && old_text == new_text {
+                        out += &format!("  file {} would be replaced: only its secret values change\n", f.path);
+                        continue;
+                    }
                     out += &format!(
-                        "  file {} (mode {:o}{})\n",
+                        "  file {} (mode {:o}{}{})\n",
                         f.path,
                         f.mode,
-                        f.owner.as_ref().map(|o| format!(", owner {o}")).unwrap_or_default()
+                        f.owner.as_ref().map(|o| format!(", owner {o}")).unwrap_or_default(),
+                        if f.secret { ", secret values masked" } else { "" }
                     );
                     out += &diff
                         .unified_diff()
@@ -47,6 +45,13 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
                     if let Some(v) = &f.validate {
                         out += &format!("  validated with: {}\n", v.join(" "));
                     }
+                } else {
+                    out += &format!(
+                        "  file {} ({} bytes, secret: content not shown) would be {}\n",
+                        f.path,
+                        f.content.len(),
+                        if exists { "replaced" } else { "created" }
+                    );
                 }
             }
             Step::Absent(a) => out += &format!("  remove {} if present\n", a.path),

@@ -50,6 +50,7 @@ fn file(id: &str, path: &Path, content: &[u8], mode: u32, secret: bool) -> Step 
         owner: None,
         validate: None,
         secret,
+        masked: Vec::new(),
     })
 }
 

@@ -49,6 +49,7 @@ fn app_steps(content: &str) -> Vec<Step> {
             owner: Some("root:root".into()),
             validate: Some(vec!["grep".into(), "-q".into(), "^ok".into(), "{}".into()]),
             secret: false,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: vec!["sh".into(), "-c".into(), "echo restarted >> /srv/app/restarts".into()],
@@ -335,6 +336,7 @@ fn concurrent_runs_on_one_host_serialise() {
                 owner: None,
                 validate: None,
                 secret: false,
+                masked: Vec::new(),
             }),
             Step::Command(CommandStep {
                 argv: vec![

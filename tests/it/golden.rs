@@ -59,6 +59,7 @@ pub fn sample_host_plan() -> HostPlan {
                 owner: Some("root:root".into()),
                 validate: Some(vec!["grep".into(), "-q".into(), "option".into(), "{}".into()]),
                 secret: false,
+                masked: Vec::new(),
             }),
             Step::Command(CommandStep {
                 argv: vec!["service".into(), "demo".into(), "restart".into()],

@@ -65,6 +65,7 @@ fn hostile_values_are_never_executed() {
             owner: None,
             validate: Some(vec!["test".into(), "-s".into(), "{}".into()]),
             secret: false,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: vec![
@@ -119,6 +120,7 @@ fn failed_validator_keeps_old_file_and_skips_dependents() {
             owner: None,
             validate: Some(vec!["grep".into(), "-q".into(), "good".into(), "{}".into()]),
             secret: false,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: vec!["touch".into(), marker.display().to_string()],
@@ -159,6 +161,7 @@ fn changed_file_keeps_a_backup_and_triggers_restart() {
             owner: None,
             validate: None,
             secret: true,
+            masked: Vec::new(),
         }),
         Step::Command(CommandStep {
             argv: vec!["touch".into(), marker.display().to_string()],
@@ -192,6 +195,7 @@ fn a_batch_activates_in_order_and_stops_at_a_refused_file() {
             owner: None,
             validate,
             secret: false,
+            masked: Vec::new(),
         })
     };
     // b.conf is valid only if a.conf, written just before it, is already in place.

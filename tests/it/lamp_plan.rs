@@ -588,3 +588,33 @@ fn status_parsing() {
     let db = status::parse("db1", "x", &[Role::Database], "down mariadb not running\nsettings \n");
     assert!(db.components.iter().all(|c| !c.up), "{db:?}");
 }
+
+/// A dry run shows the database settings, the grants and the web nodes' PHP config with only the
+/// password masked (they were hidden whole), in the text and in the `--json` steps.
+#[test]
+fn the_dry_run_shows_the_credentials_files_with_only_the_password_masked() {
+    let p = plan(&example(), &fresh_disks()).unwrap();
+    let mut seen = Vec::new();
+    for hp in &p.hosts {
+        let text = cloudctl::ui::diff::host_preview(hp, &vec![None; hp.steps.len()]);
+        let json = serde_json::to_string(&hp.steps).unwrap();
+        assert!(!text.contains(TEST_PASSWORD) && !json.contains(TEST_PASSWORD), "{text}");
+        for (file, line) in [
+            ("/etc/mysql/cloudctl-lamp.cnf", "+password = ********\n"),
+            ("/etc/mysql/cloudctl-lamp-grants.sql", "IDENTIFIED BY '********';"),
+            ("/etc/cloudctl/lamp-db.php", "+    'password' => '********',\n"),
+        ] {
+            if text.contains(&format!("+++ {file}")) {
+                assert!(
+                    text.contains(line) && text.contains("secret values masked"),
+                    "{file}: {text}"
+                );
+                seen.push(file);
+            }
+        }
+        assert!(!text.contains("content not shown"), "{text}");
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}

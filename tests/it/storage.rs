@@ -526,3 +526,102 @@ fn a_drbd_84_node_gets_a_resource_drbdadm_84_accepts() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `storage init --dry-run` shows the DRBD resource as a diff with only the shared secret
+/// masked, in the text and in the `--json` steps: the other lines are there, the secret (new or
+/// the one the node holds now) never is.
+#[test]
+fn the_dry_run_shows_the_resource_with_only_its_secret_masked() {
+    use cloudctl::exec::script::Probed;
+    let secret = "0123abcd4567";
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(None).unwrap(),
+        &[fresh(), fresh()],
+        &Default::default(),
+        secret,
+        &[],
+    )
+    .unwrap();
+    let hp = &plan.hosts[0];
+    let at = hp
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::File(f) if f.id == "drbd.res"))
+        .unwrap();
+    let Step::File(res) = &hp.steps[at] else { unreachable!() };
+    let new = String::from_utf8_lossy(&res.content).into_owned();
+    // On the node now: an older version of the resource, with the same secret and another one
+    // left in a comment by hand.
+    let old = new.replace("cram-hmac-alg sha256;", "cram-hmac-alg sha1;")
+        + "# shared-secret \"handwritten\"; was 0123abcd4567\n";
+    let mut current = vec![None; hp.steps.len()];
+    current[at] = Some(Probed {
+        sha: Some("0".repeat(64)),
+        meta: Some("600 root:root".into()),
+        content: Some(old.into_bytes()),
+    });
+    let text = cloudctl::ui::diff::host_preview(hp, &current);
+    let json = serde_json::to_string(&serde_json::json!({ "plan": text, "steps": hp.steps })).unwrap();
+    for shown in [&text, &json] {
+        assert!(!shown.contains(secret) && !shown.contains("handwritten"), "{shown}");
+        assert!(
+            shown.contains("shared-secret \\\"********\\\";") || shown.contains("shared-secret \"********\";"),
+            "{shown}"
+        );
+        assert!(shown.contains("after-sb-2pri disconnect"), "{shown}");
+    }
+    assert!(
+        json.contains("allow-two-primaries yes") && json.contains("protocol C;"),
+        "{json}"
+    );
+    assert!(
+        text.contains("-    cram-hmac-alg sha1;\n+    cram-hmac-alg sha256;\n     shared-secret \"********\";"),
+        "{text}"
+    );
+    assert!(
+        text.contains("secret values masked") && text.contains("+++ /etc/drbd.d/"),
+        "{text}"
+    );
+    assert!(!text.contains("content not shown"), "{text}");
+
+    // A fresh node: the whole resource as created, masked the same way.
+    let created = cloudctl::ui::diff::host_preview(hp, &vec![None; hp.steps.len()]);
+    assert!(
+        created.contains("--- /dev/null") && created.contains("shared-secret \"********\";"),
+        "{created}"
+    );
+    assert!(!created.contains(secret), "{created}");
+}
+
+/// A resource template overridden with other syntax for the secret: the fields would miss it, so
+/// the file stays hidden whole rather than show it.
+#[test]
+fn an_overridden_template_the_mask_misses_keeps_the_resource_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/storage-init/drbd.res.hbs"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("storage-init")).unwrap();
+    std::fs::write(
+        dir.path().join("storage-init/drbd.res.hbs"),
+        ours.replace("shared-secret \"{{secret}}\";", "shared-secret   {{secret}} ;"),
+    )
+    .unwrap();
+    let secret = "0123abcd4567";
+    let plan = storage::plan(
+        &seed(),
+        &Templates::load(Some(dir.path())).unwrap(),
+        &[fresh(), fresh()],
+        &Default::default(),
+        secret,
+        &[],
+    )
+    .unwrap();
+    let hp = &plan.hosts[0];
+    let text = cloudctl::ui::diff::host_preview(hp, &vec![None; hp.steps.len()]);
+    let json = serde_json::to_string(&hp.steps).unwrap();
+    assert!(!text.contains(secret) && !json.contains(secret));
+    assert!(text.contains("secret: content not shown"), "{text}");
+}

@@ -5,8 +5,9 @@
 pub mod status;
 pub mod storage;
 
+use super::masked::SecretField;
 pub(crate) use super::{command, config, dir, file, strings, FileSpec};
-use super::{install_packages, CommandStep, HostPlan, Plan, Step, When, SECRET_FACT};
+use super::{install_packages, masked_file, CommandStep, HostPlan, Plan, Step, When, SECRET_FACT};
 use crate::error::Error;
 use crate::inventory::lamp::LampSection;
 use crate::inventory::{Host, Inventory};
@@ -336,18 +337,22 @@ fn web_steps(
     // A web node that runs a mysqld of its own (several mysqld) uses it; else the database node.
     let dbs = lamp.databases();
     let db_host = if dbs.contains(&node) { node } else { dbs[0] };
-    steps.push(file(FileSpec {
-        id: "lamp-db",
-        path: WEB_DB_CONFIG,
-        content: templates.render(
-            "lamp-deploy/db-config.php",
-            &json!({ "cloud": cloud, "host": ip(inv, db_host).to_string(), "database": DB_NAME, "user": DB_USER, "password": password.expose() }),
-        )?,
-        mode: 0o640,
-        owner: Some("root:www-data"),
-        validate: Some(strings(&["php", "-l", "{}"])),
-        secret: true,
-    })?);
+    steps.push(masked_file(
+        FileSpec {
+            id: "lamp-db",
+            path: WEB_DB_CONFIG,
+            content: templates.render(
+                "lamp-deploy/db-config.php",
+                &json!({ "cloud": cloud, "host": ip(inv, db_host).to_string(), "database": DB_NAME, "user": DB_USER, "password": password.expose() }),
+            )?,
+            mode: 0o640,
+            owner: Some("root:www-data"),
+            validate: Some(strings(&["php", "-l", "{}"])),
+            secret: true,
+        },
+        &[SecretField::new("'password' => '", "'")],
+        &[password.expose()],
+    )?);
     steps.push(command(
         &["sh", "-c", APACHE_ENABLE],
         When::Unless(strings(&["sh", "-c", APACHE_ENABLED])),
@@ -412,16 +417,21 @@ fn database_steps(
     let web_ips: Vec<String> = lamp.web.get_ref().iter().map(|w| ip(inv, w).to_string()).collect();
     let data =
         json!({ "cloud": cloud, "database": DB_NAME, "user": DB_USER, "password": password.expose(), "web": web_ips });
-    let secret = |id, path, template: &str, validate: &Option<Vec<String>>| -> Result<Step, Error> {
-        file(FileSpec {
-            id,
-            path,
-            content: templates.render(template, &data)?,
-            mode: 0o600,
-            owner: Some("root:root"),
-            validate: validate.clone(),
-            secret: true,
-        })
+    // Shown in a dry run with only the password masked, where the template writes it.
+    let secret = |id, path, template: &str, validate: &Option<Vec<String>>, field: SecretField| {
+        masked_file(
+            FileSpec {
+                id,
+                path,
+                content: templates.render(template, &data)?,
+                mode: 0o600,
+                owner: Some("root:root"),
+                validate: validate.clone(),
+                secret: true,
+            },
+            &[field],
+            &[password.expose()],
+        )
     };
     // my_print_defaults parses it as MariaDB will; its output (the password) goes nowhere.
     let client_check = Some(sh(
@@ -433,8 +443,15 @@ fn database_steps(
         DB_CREDENTIALS,
         "lamp-deploy/db-client.cnf",
         &client_check,
+        SecretField::new("password = ", ""),
     )?);
-    steps.push(secret("db-grants", DB_GRANTS, "lamp-deploy/db-grants.sql", &None)?);
+    steps.push(secret(
+        "db-grants",
+        DB_GRANTS,
+        "lamp-deploy/db-grants.sql",
+        &None,
+        SecretField::new("IDENTIFIED BY '", "'"),
+    )?);
     // The SQL arrives on the client's stdin from the file: the password is in no argv. The
     // client's messages may quote the SQL (and so the password): they are not passed on.
     steps.push(Step::Command(CommandStep {
