@@ -76,6 +76,19 @@ impl Script {
         self
     }
 
+    /// `sh -c PROGRAM sh ARGS…`: a program of its own (fixed text) with values as its positional
+    /// arguments, as one line.
+    pub fn sh_c(&mut self, program: &'static str, args: &[&str]) -> &mut Script {
+        self.text += &sh_c(program, args);
+        self
+    }
+
+    /// Another script built the same way (a check reused inside a condition).
+    pub fn script(&mut self, other: &Script) -> &mut Script {
+        self.text += &other.text;
+        self
+    }
+
     pub fn build(&self) -> String {
         self.text.clone()
     }

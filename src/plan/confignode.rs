@@ -11,7 +11,7 @@ use super::{
 use crate::error::Error;
 use crate::inventory::confignode::{Member, DEFAULT_VRRP_ID};
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
-use crate::shell::quote;
+use crate::shell::Script;
 use crate::templates::Templates;
 use crate::types::{Mac, RemotePath};
 use serde_json::json;
@@ -268,48 +268,64 @@ pub fn boot_files(inv: &Inventory, which: impl Fn(&Node) -> bool) -> Vec<String>
 pub fn facts_script(inv: &Inventory, scope: &Scope) -> Result<String, Error> {
     let s = sections(inv)?;
     let cn = s.confignode;
-    let mut script = String::new();
+    let mut script = Script::new();
     for f in needed_boot_files(inv) {
-        script += &format!("[ -f {} ] || echo missing {}\n", quote(&f), quote(&f));
+        script
+            .text("[ -f ")
+            .word(&f)
+            .text(" ] || echo missing ")
+            .word(&f)
+            .text("\n");
     }
     let root = cn.tftp_root.as_str().trim_end_matches('/');
     match scope {
         Scope::Init => {
-            script += &format!(
-                "ls -1 {} 2>/dev/null | grep '^01-' | sed 's/^/macfile /'\n",
-                quote(&pxe_dir(cn))
+            script
+                .text("ls -1 ")
+                .word(&pxe_dir(cn))
+                .text(" 2>/dev/null | grep '^01-' | sed 's/^/macfile /'\n");
+            script.text("for f in ").word(root).text(
+                "/nodes/*/overlay.img; do [ -f \"$f\" ] && { d=${f%/overlay.img}; echo overlay ${d##*/}; }; done\n",
             );
-            script += &format!(
-                "for f in {}/nodes/*/overlay.img; do [ -f \"$f\" ] && {{ d=${{f%/overlay.img}}; echo overlay ${{d##*/}}; }}; done\n",
-                quote(root)
-            );
-            script += &format!(
-                "for f in {}/*.keys; do [ -f \"$f\" ] && {{ n=${{f##*/}}; echo nodekeys ${{n%.keys}}; }}; done\n",
-                quote(NODE_KEYS_DIR)
-            );
+            script
+                .text("for f in ")
+                .word(NODE_KEYS_DIR)
+                .text("/*.keys; do [ -f \"$f\" ] && { n=${f##*/}; echo nodekeys ${n%.keys}; }; done\n");
         }
         // Only the nodes changed: their overlays, and the keys of the ones removed.
         Scope::Nodes { write, forget, .. } => {
             for name in write.iter().chain(forget) {
                 let overlay = format!("{root}/{}/overlay.img", node_dir(name));
-                script += &format!("[ -f {} ] && echo overlay {}\n", quote(&overlay), quote(name));
+                script
+                    .text("[ -f ")
+                    .word(&overlay)
+                    .text(" ] && echo overlay ")
+                    .word(name)
+                    .text("\n");
                 let keys = format!("{NODE_KEYS_DIR}/{name}.keys");
-                script += &format!("[ -f {} ] && echo nodekeys {}\n", quote(&keys), quote(name));
+                script
+                    .text("[ -f ")
+                    .word(&keys)
+                    .text(" ] && echo nodekeys ")
+                    .word(name)
+                    .text("\n");
             }
         }
     }
     let include = format!("include \"{}\";", hosts_file(cn));
-    script += &format!(
-        "grep -qxF {} {} 2>/dev/null && echo initialised\n",
-        quote(&include),
-        quote(cn.dhcpd_conf.as_str())
-    );
-    script += &format!(
-        "grep -qxF {} {} 2>/dev/null && echo sharded\n",
-        quote(&shard_include(cn, 0)),
-        quote(&hosts_file(cn))
-    );
-    Ok(script + "exit 0\n")
+    script
+        .text("grep -qxF ")
+        .word(&include)
+        .text(" ")
+        .word(cn.dhcpd_conf.as_str())
+        .text(" 2>/dev/null && echo initialised\n");
+    script
+        .text("grep -qxF ")
+        .word(&shard_include(cn, 0))
+        .text(" ")
+        .word(&hosts_file(cn))
+        .text(" 2>/dev/null && echo sharded\n");
+    Ok(script.text("exit 0\n").build())
 }
 
 pub fn parse_facts(output: &str) -> Facts {
@@ -404,8 +420,17 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
 /// keepalived takes a changed configuration by a reload (it keeps the address if it holds it),
 /// or starts. Debian's init script has no `status`: the pid file says whether it runs.
 fn keepalived_service() -> [Step; 2] {
-    let running = format!("p=$(cat {KEEPALIVED_PID} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null");
-    let apply = format!("if {running}; then service keepalived reload; else service keepalived start; fi");
+    let mut running = Script::new();
+    running
+        .text("p=$(cat ")
+        .word(KEEPALIVED_PID)
+        .text(" 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null");
+    let apply = Script::new()
+        .text("if ")
+        .script(&running)
+        .text("; then service keepalived reload; else service keepalived start; fi")
+        .build();
+    let running = running.build();
     [
         command(&["sh", "-c", &apply], When::Changed(strings(&["keepalived.conf"]))),
         command(

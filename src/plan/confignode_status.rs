@@ -5,7 +5,6 @@
 use super::confignode::{sections, shard_file, HOST_SHARDS, KEEPALIVED_PID, LEASES};
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::shell::quote;
 use crate::templates::Templates;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,43 +51,28 @@ pub struct Status {
     pub problems: Vec<String>,
 }
 
+/// `scripts/confignode/status.sh FLOATING PIDFILE LEASES TFTP_ROOT HOSTS_FILE...` (what it
+/// prints is described there).
+const STATUS: &str = include_str!("../../scripts/confignode/status.sh");
+
 /// The probe: one `key value` line per fact; changes nothing.
 pub fn script(inv: &Inventory) -> Result<String, Error> {
     let cn = sections(inv)?.confignode;
-    let mut s = String::new();
-    if let Some(ip) = cn.floating() {
-        s += &format!(
-            "if ip -o -4 addr show | grep -qF {}; then echo floating yes; else echo floating no; fi\n",
-            quote(&format!(" {ip}/"))
-        );
-    }
-    s += "if service isc-dhcp-server status >/dev/null 2>&1; then echo dhcpd running; else echo dhcpd stopped; fi\n";
-    // The sockets of this machine's network stack: right on a lab host too, where Debian's
-    // tftpd-hpa script would see every lab host's daemon by name.
-    s += "[ -n \"$(ss -Hlun 'sport = :69' 2>/dev/null)\" ] && echo tftpd listening\n";
-    s += &format!(
-        "p=$(cat {} 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && echo keepalived running\n",
-        quote(KEEPALIVED_PID)
-    );
-    // dhcpd appends a `failover peer "NAME" state { my state S at ..; partner state S at ..; }`
-    // record at every change: the last one is the current state.
-    s += &format!(
-        "awk '$1 == \"failover\" && $2 == \"peer\" && $4 == \"state\" {{ b = 1 }} b && $1 == \"my\" {{ m = $3 }} b && $1 == \"partner\" {{ p = $3 }} b && $1 == \"}}\" {{ b = 0 }} END {{ if (m != \"\") print \"failover\", m, p }}' {} 2>/dev/null\n",
-        quote(LEASES)
-    );
     // The files of host entries, in shard order, as one stream (what `judge` renders).
-    let shards: Vec<String> = (0..HOST_SHARDS)
-        .map(|k| quote(&shard_file(cn, k)).into_owned())
-        .collect();
-    s += &format!(
-        "echo \"hosts $(cat {} 2>/dev/null | sha256sum | cut -d' ' -f1)\"\n",
-        shards.join(" ")
-    );
-    s += &format!(
-        "cd {} 2>/dev/null && echo \"tree $(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)\"\n",
-        quote(cn.tftp_root.as_str())
-    );
-    Ok(s + "exit 0\n")
+    let shards: Vec<String> = (0..HOST_SHARDS).map(|k| shard_file(cn, k)).collect();
+    let floating = cn.floating().map(|ip| format!(" {ip}/")).unwrap_or_default();
+    Ok(probe(
+        [&floating, KEEPALIVED_PID, LEASES, cn.tftp_root.as_str()],
+        &shards,
+    ))
+}
+
+/// The probe with its files given: the floating address as `ip -o` shows it, keepalived's pid
+/// file, dhcpd's lease file, the TFTP root.
+fn probe(files: [&str; 4], shards: &[String]) -> String {
+    let mut args = files.to_vec();
+    args.extend(shards.iter().map(String::as_str));
+    crate::shell::sh_c(STATUS, &args)
 }
 
 pub fn parse(output: &str) -> NodeFacts {
@@ -236,5 +220,53 @@ impl Status {
             exit = exit.max(Exit::Failed);
         }
         exit
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    /// The probe runs in a real `sh` against files here (a TFTP root full of shell syntax).
+    #[test]
+    fn the_probe_runs_in_sh_and_reports_what_it_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let tftp = d("tftp $(touch ran) `touch ran`; x");
+        std::fs::create_dir_all(format!("{tftp}/pxelinux.cfg")).unwrap();
+        std::fs::write(format!("{tftp}/pxelinux.cfg/default"), "x").unwrap();
+        std::fs::write(d("pid"), std::process::id().to_string()).unwrap();
+        std::fs::write(
+            d("leases"),
+            "failover peer \"p\" state {\n  my state recover at 1;\n  partner state normal at 2;\n}\n\
+             failover peer \"p\" state {\n  my state normal at 3;\n  partner state normal at 4;\n}\n",
+        )
+        .unwrap();
+        std::fs::write(d("00.conf"), "host a {}\n").unwrap();
+        std::fs::write(d("01.conf"), "host b {}\n").unwrap();
+        let shards = [d("00.conf"), d("01.conf"), d("missing.conf")];
+        let run = |floating: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(probe([floating, &d("pid"), &d("leases"), &tftp], &shards))
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            parse(&String::from_utf8_lossy(&out.stdout))
+        };
+        let f = run("");
+        assert!(f.keepalived_running && !f.holds_floating);
+        assert_eq!(f.failover, Some(("normal".into(), "normal".into())));
+        assert_eq!(
+            f.hosts_sha256.as_deref(),
+            Some(sha256(b"host a {}\nhost b {}\n").as_str())
+        );
+        assert_eq!(f.tree_sha256.as_ref().map(String::len), Some(64));
+        assert!(!dir.path().join("ran").exists());
+        if std::path::Path::new("/usr/sbin/ip").exists() || std::path::Path::new("/sbin/ip").exists() {
+            assert!(run(" 127.0.0.1/").holds_floating);
+            assert!(!run(" 192.0.2.77/").holds_floating);
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::instance::probe::{self, GuestSeen, GuestState};
 use super::placement;
 use super::storage_health::{self, StorageHealth};
 use crate::inventory::{Hypervisor, Inventory, Role};
-use crate::shell::quote;
+use crate::shell::Script;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -147,30 +147,34 @@ pub fn boot_files(inv: &Inventory) -> Vec<String> {
 }
 
 pub fn confignode_script(inv: &Inventory) -> String {
-    let mut s = String::new();
+    let mut s = Script::new();
     for f in boot_files(inv) {
-        s += &format!("[ -f {f} ] || echo missing {f}\n", f = quote(&f));
+        s.text("[ -f ").word(&f).text(" ] || echo missing ").word(&f).text("\n");
     }
     if let Some(cn) = &inv.confignode {
         let include = format!("include \"{}\";", hosts_file(cn));
-        let conf = quote(cn.dhcpd_conf.as_str()).into_owned();
-        s += &format!("grep -qxF {} {conf} 2>/dev/null && echo initialised\n", quote(&include));
+        let conf = cn.dhcpd_conf.as_str();
+        s.text("grep -qxF ")
+            .word(&include)
+            .text(" ")
+            .word(conf)
+            .text(" 2>/dev/null && echo initialised\n");
         // The files of host entries (a glob after the quoted folder: their names are cloudctl's).
-        s += &format!(
-            "awk '$1 == \"host\" {{ h = $2 }} $1 == \"fixed-address\" {{ sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }}' {}/[0-9]*.conf 2>/dev/null\n",
-            quote(&hosts_dir(cn))
-        );
+        s.text(
+            "awk '$1 == \"host\" { h = $2 } $1 == \"fixed-address\" { sub(/;.*/, \"\", $2); print \"fixed\", h, $2 }' ",
+        )
+        .word(&hosts_dir(cn))
+        .text("/[0-9]*.conf 2>/dev/null\n");
         let iface = inv.network.as_ref().map_or("eth0", |n| n.interface.as_str());
-        s += &format!("sh -c {} sh {}\n", quote(DHCP_DISCOVER), quote(iface));
-        s += &format!(
-            "d={}; if [ -d \"$d\" ]; then echo booted-recorded; for f in \"$d\"/*; do [ -e \"$f\" ] && echo \"booted ${{f##*/}}\"; done; fi\n",
-            quote(confignode::BOOTED_DIR)
-        );
-        s += &format!(
-            "awk '$1 == \"range\" {{ a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }}' {conf} 2>/dev/null\n"
-        );
+        s.sh_c(DHCP_DISCOVER, &[iface]).text("\n");
+        s.text("d=")
+            .word(confignode::BOOTED_DIR)
+            .text("; if [ -d \"$d\" ]; then echo booted-recorded; for f in \"$d\"/*; do [ -e \"$f\" ] && echo \"booted ${f##*/}\"; done; fi\n");
+        s.text("awk '$1 == \"range\" { a = $2; b = $3; sub(/;.*/, \"\", b); sub(/;.*/, \"\", a); print \"range\", a, (b == \"\" ? a : b) }' ")
+            .word(conf)
+            .text(" 2>/dev/null\n");
     }
-    s + "exit 0\n"
+    s.text("exit 0\n").build()
 }
 
 pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
@@ -210,23 +214,26 @@ pub fn parse_confignode(out: &str) -> ConfigNodeFacts {
 
 /// A storage node's DRBD devices and md arrays.
 pub fn snode_script() -> String {
-    format!("{}exit 0\n", storage_health::PROBE)
+    Script::new().text(storage_health::PROBE).text("exit 0\n").build()
 }
 
 /// Guests, memory, leftover one-time migration keys (`authorized_keys`: the file the keys go to,
 /// empty for the SSH user's own), and the md arrays through which the node sees the storage (a
 /// lab's namespace host shows this machine's own /proc/mdstat, which has none here).
 pub fn hnode_script(h: Hypervisor, authorized_keys: &str) -> String {
-    format!(
-        "{guests}\n{memory}\nf={auth}; f=${{f:-$HOME/.ssh/authorized_keys}}\n\
-         grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n\
-         for k in {run}/*.migrate-key; do [ -e \"$k\" ] && {{ n=${{k##*/}}; echo \"keyfile ${{n%.migrate-key}}\"; }}; done\n{storage}exit 0\n",
-        storage = storage_health::PROBE,
-        guests = probe::guests_script(h),
-        memory = placement::memory_script(h),
-        auth = quote(authorized_keys),
-        run = super::instance::RUN_DIR,
-    )
+    probe::guests(h)
+        .text("\n")
+        .text(placement::memory_script(h))
+        .text("\nf=")
+        .word(authorized_keys)
+        .text("; f=${f:-$HOME/.ssh/authorized_keys}\n")
+        .text("grep -o 'cloudctl-migrate-[a-z0-9-]*' \"$f\" 2>/dev/null | sed 's/^cloudctl-migrate-/authkey /'\n")
+        .text("for k in ")
+        .word(super::instance::RUN_DIR)
+        .text("/*.migrate-key; do [ -e \"$k\" ] && { n=${k##*/}; echo \"keyfile ${n%.migrate-key}\"; }; done\n")
+        .text(storage_health::PROBE)
+        .text("exit 0\n")
+        .build()
 }
 
 pub fn parse_hnode(out: &str) -> HnodeFacts {
@@ -457,7 +464,7 @@ fn check_storage(inv: &Inventory, node: &str, h: &StorageHealth, out: &mut Vec<F
             // the device open, and a device held open cannot become secondary, so it stops
             // first; `disconnect` fails on a StandAlone device (no connection to drop); storage
             // init makes the node primary again and restarts its export.
-            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop`, `drbdadm disconnect {res}` unless `drbdadm cstate {res}` says StandAlone, then `drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`; on the node kept, if it is StandAlone, `drbdadm connect {res}`; then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
+            "drbd_split_brain" => format!("decide whose data to keep; on the other node run `service cloudctl-aoe stop`, `drbdadm disconnect {res}` unless `drbdadm cstate {res}` says StandAlone, then `drbdadm secondary {res}; drbdadm connect --discard-my-data {res}`; on the node kept, if it is StandAlone, `drbdadm connect {res}`, and then `cloudctl storage init` (what the discarded side wrote alone is lost)"),
             "drbd_disconnected" => format!("if {peer} is down, bring it back (`cloudctl node boot {peer} --wait 300`, then `cloudctl storage init`); if both are up, run `drbdadm connect {res}` on {node} and watch `cloudctl storage status`"),
             "drbd_down" => "run `cloudctl storage init`".into(),
             _ => "let the resync finish (`cloudctl storage status` shows its progress); if it does not move, look at the peer's disk and network".into(),

@@ -114,9 +114,6 @@ const BUILDERS: &[&str] = &[
 /// that no longer builds shell text fails the test until it is taken off.
 const NOT_YET_MOVED: &[&str] = &[
     "src/commands/hnode.rs",
-    "src/plan/confignode.rs",
-    "src/plan/confignode_status.rs",
-    "src/plan/doctor.rs",
     "src/plan/hnode.rs",
     "src/plan/lamp/status.rs",
     "src/plan/mod.rs",

@@ -4,6 +4,7 @@
 
 use super::Guest;
 use crate::inventory::Hypervisor;
+use crate::shell::Script;
 use serde::Serialize;
 
 /// A guest's state as the hypervisor reports it.
@@ -95,12 +96,23 @@ pub fn guests_script(h: Hypervisor) -> String {
     guests_in(h, super::RUN_DIR)
 }
 
+/// The same, as a part of a larger probe.
+pub fn guests(h: Hypervisor) -> Script {
+    guests_call(h, super::RUN_DIR)
+}
+
 /// The same, with KVM's pid files and QMP sockets in `run_dir`.
 pub fn guests_in(h: Hypervisor, run_dir: &str) -> String {
+    guests_call(h, run_dir).build()
+}
+
+fn guests_call(h: Hypervisor, run_dir: &str) -> Script {
+    let mut s = Script::new();
     match h {
-        Hypervisor::Kvm => crate::shell::sh_c(GUESTS, &["kvm", run_dir]),
-        Hypervisor::Xen => crate::shell::sh_c(GUESTS, &["xen"]),
-    }
+        Hypervisor::Kvm => s.sh_c(GUESTS, &["kvm", run_dir]),
+        Hypervisor::Xen => s.sh_c(GUESTS, &["xen"]),
+    };
+    s
 }
 
 /// Node facts for guest `g` (copy source: `source`), for the node's hypervisor, then its guests.
