@@ -11,6 +11,7 @@ use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Ro
 use crate::local_tools::{self, DROPBEARCONVERT, IP, PING, SSH_KEYGEN};
 use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
+use crate::shell::Script;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -230,14 +231,26 @@ fn wait_until_up(
         .map(|i| i.get_ref().to_string())
         .unwrap_or_else(|| target.host.clone());
     let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
-    let probe = format!(
-        "ip neigh show to {ip} | grep -qi {mac} && echo neigh; ping -c1 -W1 {ip} >/dev/null 2>&1 && echo ping; exit 0"
-    );
+    let probe = Script::new()
+        .text("ip neigh show to ")
+        .word(&ip)
+        .text(" | grep -qi ")
+        .word(&mac)
+        .text(" && echo neigh; ping -c1 -W1 ")
+        .word(&ip)
+        .text(" >/dev/null 2>&1 && echo ping; exit 0")
+        .build();
     let watch = Watch {
         name,
         observer: confignode,
         // Only this boot's traffic counts.
-        setup: Some(format!("ip neigh flush to {ip} 2>/dev/null; exit 0")),
+        setup: Some(
+            Script::new()
+                .text("ip neigh flush to ")
+                .word(&ip)
+                .text(" 2>/dev/null; exit 0")
+                .build(),
+        ),
         probe,
         tools: &[IP, PING],
         stages: &STAGES,
@@ -267,7 +280,7 @@ fn verify(
             "m=; [ -c /dev/kvm ] || m=\"/dev/kvm missing\"; command -v qemu-system-x86_64 >/dev/null || m=\"$m${m:+, }qemu-system-x86_64 missing\"; echo \"${m:-ok}\"",
         ),
     };
-    let out = t.run_script(&format!("uname -r; {script}"), deadline)?;
+    let out = t.run_script(&Script::new().text("uname -r; ").text(script).build(), deadline)?;
     let mut lines = out.output.lines();
     let kernel = lines.next().unwrap_or("?").to_string();
     let verdict = lines.next().unwrap_or("no answer").to_string();

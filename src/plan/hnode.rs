@@ -6,7 +6,7 @@ use super::{command, install_packages, strings, CommandStep, DirStep, FileStep, 
 use crate::cpio;
 use crate::error::Error;
 use crate::inventory::{Hypervisor, Inventory, Node, Power};
-use crate::shell::quote;
+use crate::shell::Script;
 use crate::templates::Templates;
 
 /// What cloudctl generated for the node (host keys) and what it lets in (authorized keys).
@@ -66,8 +66,11 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
         ("KEY_PORT", NODE_KEY_PORT.to_string()),
     ]
     .iter()
-    .map(|(k, v)| format!("{k}={}\n", quote(v)))
-    .collect();
+    .fold(Script::new(), |mut s, (k, v)| {
+        s.text(k).text("=").word(v).text("\n");
+        s
+    })
+    .build();
     let fetch = templates.render(
         "hnode-boot/fetch-host-keys",
         &serde_json::json!({ "cloud": inv.cloud.name }),
@@ -277,11 +280,15 @@ pub fn plan(
     // Node files come first: the PXE entry that names them is written after they exist.
     // The kernel unpacks concatenated archives, but after a compressed one it only accepts another
     // compressed one ("junk at the end of compressed archive"): the overlay is gzipped too.
-    let build = "{ cat \"$1\" && gzip -9nc \"$2\"; }";
-    let concat_script = format!("{build} > \"$3.new\" && chmod 644 \"$3.new\" && mv \"$3.new\" \"$3\"");
-    let same_script = format!("{build} | cmp -s - \"$3\"");
-    let concat = ["sh", "-c", &concat_script, "sh", &base, &overlay_path, &combined];
-    let same = ["sh", "-c", &same_script, "sh", &base, &overlay_path, &combined];
+    macro_rules! combined {
+        ($then:literal) => {
+            concat!("{ cat \"$1\" && gzip -9nc \"$2\"; }", $then)
+        };
+    }
+    let concat_script = combined!(" > \"$3.new\" && chmod 644 \"$3.new\" && mv \"$3.new\" \"$3\"");
+    let same_script = combined!(" | cmp -s - \"$3\"");
+    let concat = ["sh", "-c", concat_script, "sh", &base, &overlay_path, &combined];
+    let same = ["sh", "-c", same_script, "sh", &base, &overlay_path, &combined];
     // The private keys stay out of the TFTP root: only the key server reads them.
     let mut node_steps = vec![Step::File(FileStep {
         id: "host-keys".into(),
@@ -377,13 +384,18 @@ pub fn ipmi_steps(node: &Node, password: Vec<u8>, action: IpmiPower) -> Result<V
         )));
     };
     let secret_path = format!("/etc/cloudctl/ipmi/{name}");
-    let script = format!(
-        "IPMI_PASSWORD=$(cat \"$1\") exec ipmitool -I lanplus -H \"$2\" -U \"$3\" -E chassis power {}",
-        match action {
-            IpmiPower::On => "on",
-            IpmiPower::Soft => "soft",
-        }
-    );
+    macro_rules! ipmitool {
+        ($power:literal) => {
+            concat!(
+                "IPMI_PASSWORD=$(cat \"$1\") exec ipmitool -I lanplus -H \"$2\" -U \"$3\" -E chassis power ",
+                $power
+            )
+        };
+    }
+    let script = match action {
+        IpmiPower::On => ipmitool!("on"),
+        IpmiPower::Soft => ipmitool!("soft"),
+    };
     let host = ipmi.address.to_string();
     Ok(vec![
         Step::Dir(DirStep {
@@ -401,7 +413,7 @@ pub fn ipmi_steps(node: &Node, password: Vec<u8>, action: IpmiPower) -> Result<V
             masked: Vec::new(),
         }),
         Step::Command(CommandStep {
-            argv: strings(&["sh", "-c", &script, "sh", &secret_path, &host, ipmi.user.as_str()]),
+            argv: strings(&["sh", "-c", script, "sh", &secret_path, &host, ipmi.user.as_str()]),
             when: When::Always,
         }),
     ])

@@ -263,10 +263,14 @@ pub fn strings(v: &[&str]) -> Vec<String> {
 
 /// Installs Debian packages with apt-get, only when one of them is not installed yet.
 pub fn install_packages(packages: &[&str]) -> Step {
-    let installed = format!(
-        "for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done",
-        packages.join(" ")
-    );
+    let mut installed = crate::shell::Script::new();
+    installed.text("for p in ");
+    for (i, p) in packages.iter().enumerate() {
+        installed.text(if i == 0 { "" } else { " " }).word(p);
+    }
+    let installed = installed
+        .text("; do dpkg-query -W -f='${db:Status-Status}' \"$p\" 2>/dev/null | grep -qx installed || exit 1; done")
+        .build();
     let mut argv = strings(&[
         "env",
         "DEBIAN_FRONTEND=noninteractive",

@@ -1,6 +1,7 @@
 //! The layering and the one place shell text is built, checked in the source (issue 11): a test
 //! fails when a planner imports the executor, `error` or a leaf grows a dependency upward, a
-//! second quoter appears, or a module not on the list below starts building shell text by hand.
+//! second quoter appears, or a module other than the few builders below builds shell text by
+//! hand (every planner and command has moved to the shell module and scripts/).
 
 use std::path::{Path, PathBuf};
 
@@ -109,29 +110,14 @@ const BUILDERS: &[&str] = &[
     "src/templates.rs",
 ];
 
-/// Planners and commands that still build their remote programs with `format!` and `quote`: each
-/// is to move to `scripts/<noun>/*.sh` or the `Script` builder. The list only shrinks: a file
-/// that no longer builds shell text fails the test until it is taken off.
-const NOT_YET_MOVED: &[&str] = &[
-    "src/commands/hnode.rs",
-    "src/plan/hnode.rs",
-    "src/plan/lamp/status.rs",
-    "src/plan/mod.rs",
-];
-
 #[test]
 fn no_module_off_the_list_builds_shell_text() {
     let mut bad = Vec::new();
-    let mut moved = Vec::new();
     for (path, src) in sources() {
         // The module's own code: its unit tests build hostile values on purpose.
         let found = hand_built_shell(src.split("#[cfg(test)]").next().unwrap_or(""));
-        let listed = BUILDERS.contains(&path.as_str()) || NOT_YET_MOVED.contains(&path.as_str());
-        if !listed && !found.is_empty() {
+        if !BUILDERS.contains(&path.as_str()) && !found.is_empty() {
             bad.push(format!("{path}:\n    {}", found.join("\n    ")));
-        }
-        if NOT_YET_MOVED.contains(&path.as_str()) && found.is_empty() {
-            moved.push(path);
         }
     }
     assert!(
@@ -139,10 +125,6 @@ fn no_module_off_the_list_builds_shell_text() {
         "shell text built outside the shell module: pass values through crate::shell (Script, sh_c, \
          join) or move the program to scripts/<noun>/*.sh with include_str!\n{}",
         bad.join("\n")
-    );
-    assert!(
-        moved.is_empty(),
-        "these build no shell text any more: take them off NOT_YET_MOVED: {moved:?}"
     );
 }
 

@@ -3,7 +3,7 @@
 
 use super::{Role, MARIADB_SETTINGS, PEN_CONTROL, PEN_SERVICE};
 use crate::inventory::lamp::{LampSection, Storage};
-use crate::shell::quote;
+use crate::shell::Script;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,56 +56,91 @@ pub fn role_names(roles: &[Role]) -> Vec<&'static str> {
         .collect()
 }
 
+/// `if CHECK; then printf 'up NAME YES'; else printf 'down NAME NO'; fi`, values quoted.
+fn up(s: &mut Script, name: &str, check: &Script, yes: &str, no: &str) {
+    s.text("if ")
+        .script(check)
+        .text(" >/dev/null 2>&1; then printf 'up %s %s\\n' ")
+        .word(name)
+        .text(" ")
+        .word(yes)
+        .text("; else printf 'down %s %s\\n' ")
+        .word(name)
+        .text(" ")
+        .word(no)
+        .text("; fi\n");
+}
+
+/// `service NAME status`, as a check.
+fn service_status(service: &str) -> Script {
+    let mut s = Script::new();
+    s.text("service ").word(service).text(" status");
+    s
+}
+
 /// The probe for one node; `backends` are the web nodes' `ip:port` (for the balancer).
 pub fn script(lamp: &LampSection, roles: &[Role], backends: &[String]) -> String {
-    let up = |name: &str, check: &str, yes: &str, no: &str| {
-        let (name, yes, no) = (quote(name), quote(yes), quote(no));
-        format!("if {check} >/dev/null 2>&1; then printf 'up %s %s\\n' {name} {yes}; else printf 'down %s %s\\n' {name} {no}; fi\n")
-    };
-    let running = |name: &str, check: &str| up(name, check, "running", "not running");
-    let mut s = String::new();
+    let mut s = Script::new();
+    let running =
+        |s: &mut Script, name: &str, service: &str| up(s, name, &service_status(service), "running", "not running");
     if roles.contains(&Role::Balancer) {
-        s += &running("pen", &format!("service {PEN_SERVICE} status"));
-        s += &format!("penctl {PEN_CONTROL} servers 2>/dev/null | sed 's/^/pen /'\n");
+        running(&mut s, "pen", PEN_SERVICE);
+        s.text("penctl ")
+            .word(PEN_CONTROL)
+            .text(" servers 2>/dev/null | sed 's/^/pen /'\n");
         for b in backends {
             let (host, port) = b.rsplit_once(':').unwrap_or((b, "80"));
             // bash's /dev/tcp: a plain TCP connect, with nothing to install on the balancer.
-            s += &format!(
-                "if timeout 3 bash -c 'exec 3<>\"/dev/tcp/$1/$2\"' sh {} {} 2>/dev/null; then echo 'answers {b}'; else echo 'silent {b}'; fi\n",
-                quote(host),
-                quote(port)
-            );
+            s.text("if timeout 3 bash -c 'exec 3<>\"/dev/tcp/$1/$2\"' sh ")
+                .word(host)
+                .text(" ")
+                .word(port)
+                .text(" 2>/dev/null; then echo ")
+                .word(&format!("answers {b}"))
+                .text("; else echo ")
+                .word(&format!("silent {b}"))
+                .text("; fi\n");
         }
     }
     if roles.contains(&Role::Web) {
         let mount = lamp.mount.get_ref().as_str();
-        s += &running("apache2", "service apache2 status");
-        s += &up(
+        running(&mut s, "apache2", "apache2");
+        let mut mounted = Script::new();
+        mounted.text("mountpoint -q ").word(mount);
+        up(
+            &mut s,
             "mount",
-            &format!("mountpoint -q {}", quote(mount)),
+            &mounted,
             &format!("{mount} mounted"),
             &format!("{mount} not mounted"),
         );
         let page = format!("{mount}/htdocs/status.php");
-        s += &up(
+        let mut present = Script::new();
+        present.text("test -f ").word(&page);
+        up(
+            &mut s,
             "docroot",
-            &format!("test -f {}", quote(&page)),
+            &present,
             &format!("{page} present"),
             &format!("{page} missing"),
         );
         if let (Storage::DrbdOcfs2, Some(drbd)) = (lamp.storage, &lamp.drbd) {
-            let res = quote(drbd.get_ref().resource.as_str()).into_owned();
-            s += &running("o2cb", "service o2cb status");
-            s += &format!(
-                "echo \"drbd $(drbdadm role {res} 2>/dev/null | head -1) $(drbdadm dstate {res} 2>/dev/null | head -1) $(drbdadm cstate {res} 2>/dev/null | head -1)\"\n"
-            );
+            let res = drbd.get_ref().resource.as_str();
+            running(&mut s, "o2cb", "o2cb");
+            s.text("echo \"drbd $(drbdadm role ")
+                .word(res)
+                .text(" 2>/dev/null | head -1) $(drbdadm dstate ")
+                .word(res)
+                .text(" 2>/dev/null | head -1) $(drbdadm cstate ")
+                .word(res)
+                .text(" 2>/dev/null | head -1)\"\n");
         }
     }
     if roles.contains(&Role::Database) {
-        s += &running("mariadb", "service mariadb status");
-        s += "echo \"settings $(mariadb -N -B -e 'SELECT @@GLOBAL.skip_external_locking, @@GLOBAL.delay_key_write, @@GLOBAL.query_cache_size, @@GLOBAL.default_storage_engine' 2>/dev/null | tr '\\t' ' ')\"\n";
+        running(&mut s, "mariadb", "mariadb");
+        s.text("echo \"settings $(mariadb -N -B -e 'SELECT @@GLOBAL.skip_external_locking, @@GLOBAL.delay_key_write, @@GLOBAL.query_cache_size, @@GLOBAL.default_storage_engine' 2>/dev/null | tr '\\t' ' ')\"\n");
     }
-    s + "exit 0\n"
+    s.text("exit 0\n").build()
 }
 
 /// Turns a node's probe output into its status.
