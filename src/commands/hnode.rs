@@ -209,9 +209,8 @@ const STAGES: [Stage; 2] = [
     },
 ];
 
-/// What a storage node needs: the md, DRBD and AoE drivers loaded (or loadable) and the tools.
-const STORAGE_CHECK: &str = "m=; for d in md_mod raid1 drbd aoe; do [ -d /sys/module/$d ] || modprobe $d 2>/dev/null || m=\"$m${m:+, }module $d missing\"; done; \
-for t in mdadm drbdadm vblade blkid; do command -v $t >/dev/null || m=\"$m${m:+, }$t missing\"; done; echo \"${m:-ok}\"";
+/// scripts/hnode/storage-check.sh (what a storage node needs; what it prints is described there).
+const STORAGE_CHECK: &str = include_str!("../../scripts/hnode/storage-check.sh");
 
 /// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
 fn wait_until_up(
@@ -280,7 +279,7 @@ fn verify(
             "m=; [ -c /dev/kvm ] || m=\"/dev/kvm missing\"; command -v qemu-system-x86_64 >/dev/null || m=\"$m${m:+, }qemu-system-x86_64 missing\"; echo \"${m:-ok}\"",
         ),
     };
-    let out = t.run_script(&Script::new().text("uname -r; ").text(script).build(), deadline)?;
+    let out = t.run_script(&Script::new().text("uname -r\n").text(script).build(), deadline)?;
     let mut lines = out.output.lines();
     let kernel = lines.next().unwrap_or("?").to_string();
     let verdict = lines.next().unwrap_or("no answer").to_string();

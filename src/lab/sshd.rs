@@ -11,20 +11,8 @@ use std::time::{Duration, Instant};
 /// How long one host's sshd may take to answer; it normally needs well under a second.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs inside the host's fresh mount and UTS namespaces, then becomes sshd (`exec` keeps the pid).
-/// $1 host name, $2 the host's state dir (overlay upper/work dirs live there, outside the overlaid
-/// trees), $3 sshd_config. Values come as arguments, never spliced into the script text.
-const HOST_SCRIPT: &str = r#"set -e
-hostname "$1"
-for d in etc var; do
-  mkdir -p "$2/$d-upper" "$2/$d-work"
-  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$2/$d-upper,workdir=$2/$d-work" "/$d"
-done
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /srv
-mkdir -p /run/sshd /run/lock
-exec /usr/sbin/sshd -D -e -f "$3"
-"#;
+/// scripts/lab/host.sh (its arguments and what it does are described there).
+const HOST_SCRIPT: &str = include_str!("../../scripts/lab/host.sh");
 
 /// The sshd_config of a host: key-only root login for the lab's client key, logs to stderr.
 pub fn config(ip: Ipv4Addr, host_dir: &Path, lab_dir: &Path) -> String {

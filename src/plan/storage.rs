@@ -33,31 +33,11 @@ pub const AOE_DEAD_SECS: u32 = 20;
 /// How long a node waits for its peer during `storage init` (connect, initial handshake).
 const PEER_WAIT_SECS: &str = "120";
 
-/// Forces the initial sync only when DRBD itself shows both sides connected and Inconsistent
-/// (no one ever held good data); any UpToDate side ends it without forcing.
-/// $1 resource, $2 marker, $3 marker dir, $4 seconds to wait for the peer.
-const INITIAL_SYNC: &str = r#"i=0
-while [ "$i" -lt "$4" ]; do
-  case "$(drbdadm dstate "$1")" in
-    Inconsistent/Inconsistent) drbdadm primary --force "$1" && mkdir -p "$3" && touch "$2"; exit $? ;;
-    UpToDate/* | */UpToDate) exit 0 ;;
-  esac
-  sleep 1; i=$((i + 1))
-done
-echo "$1: the peer did not connect within $4 s; the initial sync was not started" >&2
-exit 1"#;
+/// scripts/storage/initial-sync.sh (its arguments and what it does are described there).
+const INITIAL_SYNC: &str = include_str!("../../scripts/storage/initial-sync.sh");
 
-/// Becomes primary once this node or its peer holds UpToDate data (never forced).
-/// $1 resource, $2 seconds to wait.
-const BECOME_PRIMARY: &str = r#"i=0
-while [ "$i" -lt "$2" ]; do
-  case "$(drbdadm dstate "$1")" in
-    UpToDate/* | */UpToDate) exec drbdadm primary "$1" ;;
-  esac
-  sleep 1; i=$((i + 1))
-done
-echo "$1: neither this node nor its peer has UpToDate data after $2 s (is the peer up and connected?); not becoming primary" >&2
-exit 1"#;
+/// scripts/storage/become-primary.sh (its arguments and what it does are described there).
+const BECOME_PRIMARY: &str = include_str!("../../scripts/storage/become-primary.sh");
 
 /// What a member disk holds, by `blkid -p` (the low-level probe wipefs uses too).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,43 +70,11 @@ impl NodeFacts {
     }
 }
 
-/// `md-create MD UUID LEVEL COUNT DISK...`: creates the array, after probing every disk again:
-/// one that is not blank any more (since the probe, or after a wipe) is refused, nothing written.
-pub const MD_CREATE: &str = r#"set -eu
-md=$1 uuid=$2 level=$3 count=$4; shift 4
-for d in "$@"; do
-  if blkid -p "$d" >/dev/null 2>&1; then
-    echo "$d changed since it was probed: it is not blank any more; nothing was written, run storage init again to see what it holds" >&2; exit 1
-  fi
-done
-exec mdadm --create "$md" --run --metadata=1.2 --level "$level" --raid-devices "$count" --uuid "$uuid" "$@""#;
+/// scripts/storage/md-create.sh (its arguments and what it does are described there).
+pub const MD_CREATE: &str = include_str!("../../scripts/storage/md-create.sh");
 
-/// `md-repair MD UUID N DISK...`: the first N disks are members of this array, the rest blank
-/// replacements. Assembles the array degraded from its members and adds the blank disks, so a
-/// surviving member is never overwritten by a new array. Every disk is probed again first.
-pub const MD_REPAIR: &str = r#"set -eu
-md=$1 uuid=$2 n=$3; shift 3
-plain() { printf '%s' "$1" | tr -cd '0-9a-fA-F' | tr 'A-F' 'a-f'; }
-i=0 members='' blanks=''
-for d in "$@"; do
-  i=$((i + 1))
-  if [ "$i" -le "$n" ]; then
-    u=$(blkid -p -o value -s UUID "$d" 2>/dev/null || true)
-    if [ "$(plain "$u")" != "$(plain "$uuid")" ]; then
-      echo "$d changed since it was probed: it is no longer a member of $md; nothing was written, run storage init again" >&2; exit 1
-    fi
-    members="$members $d"
-  elif blkid -p "$d" >/dev/null 2>&1; then
-    echo "$d changed since it was probed: it is not blank any more; nothing was written, run storage init again to see what it holds" >&2; exit 1
-  else
-    blanks="$blanks $d"
-  fi
-done
-# Word splitting is wanted: disk paths are typed (no spaces).
-# shellcheck disable=SC2086
-mdadm --assemble "$md" --run --uuid "$uuid" $members
-# shellcheck disable=SC2086
-mdadm "$md" --add $blanks"#;
+/// scripts/storage/md-repair.sh (its arguments and what it does are described there).
+pub const MD_REPAIR: &str = include_str!("../../scripts/storage/md-repair.sh");
 
 /// The array UUID, derived from the cloud, node and device so every run names the same array.
 pub fn md_uuid(inv: &Inventory, node: &str, md: &str) -> String {
@@ -142,18 +90,8 @@ fn marker(s: &StorageSection, what: &str) -> String {
     format!("{STATE_DIR}/{}.{what}", s.resource)
 }
 
-/// Reports one member disk as `disk D present|missing` and its `blkid D KEY=VALUE` lines; the
-/// disk path is its only argument, so nothing in it is parsed by the shell.
-const DISK_FACTS: &str = r#"disk() {
-  if [ -b "$1" ]; then
-    echo "disk $1 present"
-    blkid -p -o export "$1" 2>/dev/null | while IFS= read -r l; do echo "blkid $1 $l"; done
-    blkid -p "$1" >/dev/null 2>&1; [ $? -eq 8 ] && echo "blkid $1 AMBIVALENT=1"
-  else
-    echo "disk $1 missing"
-  fi
-}
-"#;
+/// scripts/storage/disk-facts.sh (its arguments and what it does are described there).
+const DISK_FACTS: &str = include_str!("../../scripts/storage/disk-facts.sh");
 
 /// The read-only probe of a storage node (runs under `--dry-run` too): fixed text, and every
 /// inventory value (disks, the md device, the resource's files) as one quoted word.

@@ -46,12 +46,8 @@ pub struct StorageHealth {
     pub split_brain_lines: u32,
 }
 
-/// The read-only probe: the two status files between markers, and how often the kernel logged
-/// a DRBD split brain.
-pub const PROBE: &str = "if [ -r /proc/drbd ]; then echo '--- drbd'; cat /proc/drbd; fi\n\
-if [ -r /proc/mdstat ]; then echo '--- mdstat'; cat /proc/mdstat; fi\n\
-echo '--- end'\n\
-echo \"split-brain-lines $(dmesg 2>/dev/null | grep -c 'Split-Brain detected')\"\n";
+/// The read-only probe: scripts/storage/health.sh (what it prints is described there).
+pub const PROBE: &str = include_str!("../../scripts/storage/health.sh");
 
 /// Reads the probe's output (other lines around it are ignored).
 pub fn parse(out: &str) -> StorageHealth {

@@ -128,6 +128,78 @@ fn no_module_off_the_list_builds_shell_text() {
     );
 }
 
+/// String constants that hold a remote program of several lines (`const X: &str = "…` spanning
+/// source lines, with shell syntax): such a program lives in scripts/<noun>/*.sh, shellchecked,
+/// and reaches the code through `include_str!`.
+fn multi_line_programs(src: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = src;
+    while let Some(at) = rest.find(": &str = ") {
+        let after = &rest[at + ": &str = ".len()..];
+        rest = after;
+        let hashes = after
+            .strip_prefix('r')
+            .map(|r| r.len() - r.trim_start_matches('#').len());
+        let (open, close) = match hashes {
+            Some(h) => (1 + h + 1, format!("\"{}", "#".repeat(h))),
+            None => (1, "\"".to_string()),
+        };
+        if !after[open - 1..].starts_with('"') {
+            continue;
+        }
+        let body = &after[open..];
+        let end = if hashes.is_some() {
+            body.find(&close).unwrap_or(body.len())
+        } else {
+            let b = body.as_bytes();
+            let mut i = 0;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i.min(b.len())
+        };
+        let literal = &body[..end];
+        let shell = SHELL
+            .iter()
+            .chain(&["; then", "esac", "done", "fi"])
+            .any(|s| literal.contains(s));
+        if literal.contains('\n') && shell {
+            let line = src.len() - after.len();
+            found.push(format!(
+                "line {}: {}…",
+                src[..line].lines().count(),
+                literal.lines().next().unwrap_or("")
+            ));
+        }
+        rest = &body[end..];
+    }
+    found
+}
+
+#[test]
+fn no_remote_program_of_several_lines_is_a_rust_string() {
+    let mut bad = Vec::new();
+    for (path, src) in sources() {
+        let found = multi_line_programs(src.split("#[cfg(test)]").next().unwrap_or(""));
+        if !BUILDERS.contains(&path.as_str()) && !found.is_empty() {
+            bad.push(format!("{path}:\n    {}", found.join("\n    ")));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "remote programs of several lines as Rust strings: move each to scripts/<noun>/*.sh \
+         (include_str!, one typed wrapper)\n{}",
+        bad.join("\n")
+    );
+    let sample = "const A: &str = r#\"i=0\nwhile [ $i -lt 3 ]; do i=$((i + 1)); done\"#;\nconst B: &str = \"if x; then\\n\\\n    y; fi\";\nconst C: &str = \"one line; then\";\nconst D: &str = include_str!(\"x.sh\");";
+    assert_eq!(
+        multi_line_programs(sample).len(),
+        2,
+        "{:?}",
+        multi_line_programs(sample)
+    );
+}
+
 /// The scan itself finds what it must (so the test above can fail) and not a message.
 #[test]
 fn the_scan_sees_hand_built_shell_and_not_messages() {

@@ -37,102 +37,14 @@ pub struct CreateRequest<'a> {
     pub nonce: &'a str,
 }
 
-/// `cache SUITE TARBALL VARIANT INCLUDE URLS`: debootstrap into a temporary folder beside the
-/// cache, pack it, rename into place; nothing half-written is ever left under the cache name.
-/// URLS is a 0600 file holding the mirror and the proxy (a line each): they may carry
-/// credentials, so they are never a process argument (the proxy goes by environment, the
-/// mirror's user and password by a netrc file for wget), and every message masks them.
-pub const CACHE: &str = r#"set -eu
-suite=$1 tar=$2 variant=$3 include=$4 urls=$5
-{ IFS= read -r mirror; IFS= read -r proxy || proxy=; } <"$urls"
-mask() { sed 's#//[^/@]*@#//***@#g'; }
-mkdir -p "$(dirname "$tar")"
-work=$(mktemp -d "$tar.build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-# The mirror's credentials go to wget through a netrc file, not debootstrap's command line (nor
-# the guest's sources.list, which gets the bare URL).
-case $mirror in
-  *//*@*)
-    rest=${mirror#*//} scheme=${mirror%%//*}
-    cred=${rest%%@*} mirror="$scheme//${rest#*@}"
-    host=${mirror#*//}; host=${host%%/*}; host=${host%%:*}
-    case $cred in *:*) user=${cred%%:*} pass=${cred#*:};; *) user=$cred pass=;; esac
-    (umask 077 && printf 'machine %s login %s password %s\n' "$host" "$user" "$pass" >"$work/.netrc")
-    export HOME="$work";;
-esac
-if [ -n "$proxy" ]; then export http_proxy="$proxy" https_proxy="$proxy"; fi
-if ! debootstrap --variant="$variant" ${include:+--include="$include"} "$suite" "$work/root" "$mirror" >"$work/log" 2>&1; then
-  tail -n 20 "$work/log" | mask >&2; echo "debootstrap $suite from $(printf '%s' "$mirror" | mask) failed" >&2; exit 1
-fi
-tar -C "$work/root" --numeric-owner -cf "$work/root.tar" .
-mv "$work/root.tar" "$tar""#;
+/// scripts/instance/debootstrap-cache.sh (its arguments and what it does are described there).
+pub const CACHE: &str = include_str!("../../../scripts/instance/debootstrap-cache.sh");
 
-/// `build MODE SOURCE DIR SIZE STAGE NONCE`: a new guest folder (refused if it exists), a new
-/// disk file (sparse: a new guest never sees old data), the root filesystem, the guest's identity.
-const BUILD: &str = r#"set -eu
-mode=$1 src=$2 dir=$3 size=$4 stage=$5 nonce=$6
-disk="$dir/disk.img" tmp="$dir/disk.img.building"
-mkdir "$dir" 2>/dev/null || { echo "$dir already exists on the shared storage; refusing to touch it (another guest's folder?)" >&2; exit 1; }
-printf '%s\n' "$nonce" >"$dir/.cloudctl-create"
-mnt=$(mktemp -d /run/cloudctl/instances/mnt.XXXXXX)
-trap 'mountpoint -q "$mnt" && umount "$mnt"; rmdir "$mnt"' EXIT
-case $mode in
-  copy)
-    cp --sparse=always "$src" "$tmp"
-    if [ "$size" -gt "$(stat -c %s "$tmp")" ]; then
-      truncate -s "$size" "$tmp"
-      e2fsck -fp "$tmp" >/dev/null || [ $? -le 1 ]
-      resize2fs "$tmp" >/dev/null 2>&1
-    fi;;
-  debootstrap)
-    truncate -s "$size" "$tmp"
-    mkfs.ext4 -F -q -L root "$tmp";;
-esac
-# The image is not trusted (a stopped guest's disk is a valid source): the kernel follows no
-# symbolic link on it and honours no setuid bit or device node, temp files live in the stage
-# folder outside it, and every path written is refused if the image made it a symbolic link.
-mount -o loop,nosymfollow,nosuid,nodev "$tmp" "$mnt"
-[ "$mode" = debootstrap ] && tar -C "$mnt" --numeric-owner -xpf "$src"
-nolink() { if [ -L "$mnt/$1" ]; then echo "/$1 in the image is a symbolic link; refusing to write through it" >&2; exit 1; fi; }
-for d in etc etc/network etc/ssh root root/.ssh; do
-  nolink "$d"
-  mkdir -p "$mnt/$d"
-done
-chmod 0700 "$mnt/root/.ssh"
-# A file the image holds is replaced, never written through: a link in its place is refused.
-put() { nolink "$2"; rm -f "$mnt/$2"; install -m "$3" "$stage/$1" "$mnt/$2"; }
-put hostname etc/hostname 0644
-put hosts etc/hosts 0644
-put fstab etc/fstab 0644
-put resolv.conf etc/resolv.conf 0644
-put interfaces etc/network/interfaces 0644
-put authorized_keys root/.ssh/authorized_keys 0600
-rm -f "$mnt"/etc/ssh/ssh_host_*
-put ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key 0600
-put ssh_host_ed25519_key.pub etc/ssh/ssh_host_ed25519_key.pub 0644
-nolink etc/machine-id
-if [ -f "$mnt/etc/machine-id" ]; then : >"$mnt/etc/machine-id"; fi
-for f in shadow passwd; do
-  nolink "etc/$f"
-  p="$mnt/etc/$f"
-  [ -f "$p" ] || continue
-  # Lock root's password: shadow gets a leading "!", a hash left in passwd is replaced by "!".
-  awk -v f="$f" 'BEGIN { FS = OFS = ":" } $1 == "root" { if (f == "shadow" && $2 !~ /^!/) $2 = "!" $2; if (f == "passwd" && $2 != "x") $2 = "!" } { print }' "$p" >"$stage/$f.locked"
-  cat "$stage/$f.locked" >"$p"; rm -f "$stage/$f.locked"
-done
-umount "$mnt"
-ln "$tmp" "$disk"
-rm -f "$tmp""#;
+/// scripts/instance/build-root.sh (its arguments and what it does are described there).
+const BUILD: &str = include_str!("../../../scripts/instance/build-root.sh");
 
-/// `rollback DIR NONCE STAGE`: removes the guest folder only if this run's nonce marks it.
-pub const ROLLBACK: &str = r#"dir=$1 nonce=$2 stage=$3
-rm -rf "$stage"
-if [ "$(cat "$dir/.cloudctl-create" 2>/dev/null)" != "$nonce" ]; then
-  [ -e "$dir" ] && echo "$dir was not created by this run: left as it is"
-  exit 0
-fi
-rm -f "$dir/disk.img" "$dir/disk.img.building" "$dir/xl.cfg" "$dir/console.log" "$dir/.cloudctl-create"
-rmdir "$dir" && echo "removed $dir""#;
+/// scripts/instance/create-rollback.sh (its arguments and what it does are described there).
+pub const ROLLBACK: &str = include_str!("../../../scripts/instance/create-rollback.sh");
 
 /// The cached tarball for a suite on an architecture, named after everything that shapes it.
 pub fn cache_tarball(

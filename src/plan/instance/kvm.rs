@@ -43,8 +43,8 @@ const TAP_UP: &str = include_str!("../../../scripts/instance/tap-up.sh");
 /// `wait-running.sh SOCKET SECONDS`: until QEMU reports the guest running.
 pub const WAIT_RUNNING: &str = with_qmp!("../../../scripts/instance/wait-running.sh");
 
-/// `stop.sh SOCKET PIDFILE TAP GRACE`: ACPI power button, then QEMU's quit after GRACE seconds.
-pub const STOP: &str = with_qmp!("../../../scripts/instance/stop.sh");
+/// `kvm-stop.sh SOCKET PIDFILE TAP GRACE`: ACPI power button, then QEMU's quit after GRACE seconds.
+pub const STOP: &str = with_qmp!("../../../scripts/instance/kvm-stop.sh");
 
 /// `running PIDFILE`: succeeds while the pid file names a live QEMU.
 const RUNNING: &str = r#"pid=$(cat "$1" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && case $(cat /proc/$pid/comm 2>/dev/null) in qemu*) true;; *) false;; esac"#;

@@ -120,18 +120,11 @@ pub fn may_stop_target(on_source: &Seen) -> bool {
     matches!(on_source, Ok(Some(GuestState::Running)))
 }
 
-/// `auth-add FILE LINE`: lets the one-time key in (FILE empty: the SSH user's own file).
-const AUTH_ADD: &str = r#"f=${1:-$HOME/.ssh/authorized_keys}
-mkdir -p "$(dirname "$f")" && touch "$f" || exit 1
-grep -qxF -- "$2" "$f" || printf '%s\n' "$2" >>"$f""#;
+/// scripts/instance/authkey-add.sh (its arguments and what it does are described there).
+const AUTH_ADD: &str = include_str!("../../../scripts/instance/authkey-add.sh");
 
-/// `auth-del FILE MARKER`: removes every line carrying MARKER, replacing the file atomically.
-pub const AUTH_DEL: &str = r#"f=${1:-$HOME/.ssh/authorized_keys}
-[ -f "$f" ] && grep -qF -- "$2" "$f" || exit 0
-tmp=$(mktemp "$f.XXXXXX") || exit 1
-grep -vF -- "$2" "$f" >"$tmp"
-chmod --reference="$f" "$tmp"; chown --reference="$f" "$tmp" 2>/dev/null
-mv "$tmp" "$f""#;
+/// scripts/instance/authkey-remove.sh (its arguments and what it does are described there).
+pub const AUTH_DEL: &str = include_str!("../../../scripts/instance/authkey-remove.sh");
 
 /// The comment that marks a guest's one-time migration key in authorized_keys.
 pub fn key_marker(g: &Guest) -> String {

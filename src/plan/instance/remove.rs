@@ -118,17 +118,8 @@ pub fn decide(g: &Guest, recorded_nonce: Option<&str>, f: &FolderFacts, keep_dis
     Ok(Disk::Delete)
 }
 
-/// `delete DIR NONCE`: checked again where it runs (the folder may have changed since the
-/// probe): the mark must still be the recorded one; then only cloudctl's own files go, and the
-/// folder itself only if that left it empty.
-pub const DELETE: &str = r#"dir=$1 nonce=$2
-if [ -L "$dir" ] || ! [ -d "$dir" ]; then echo "$dir is gone or not a folder; nothing deleted" >&2; exit 1; fi
-if [ -L "$dir/.cloudctl-create" ] || [ "$(head -n 1 "$dir/.cloudctl-create" 2>/dev/null)" != "$nonce" ]; then
-  echo "$dir no longer carries this guest's create mark; nothing deleted" >&2; exit 1
-fi
-rm -f "$dir/disk.img" "$dir/disk.img.building" "$dir/xl.cfg" "$dir/console.log"
-rm -f "$dir/.cloudctl-create"
-rmdir "$dir" || { echo "$dir still holds files cloudctl did not make; they were left" >&2; exit 1; }"#;
+/// scripts/instance/delete-folder.sh (its arguments and what it does are described there).
+pub const DELETE: &str = include_str!("../../../scripts/instance/delete-folder.sh");
 
 /// Stop the guest on `node`, then (for `Disk::Delete`) its folder.
 pub fn plan(g: &Guest, node: &Host, disk: &Disk, nonce: Option<&str>, grace_secs: u32) -> Plan {

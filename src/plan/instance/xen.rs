@@ -9,11 +9,8 @@ use serde::Serialize;
 
 pub struct Xen;
 
-/// `stop NAME GRACE`: xl shutdown, then xl destroy after GRACE seconds.
-const STOP: &str = r#"xl list "$1" >/dev/null 2>&1 || exit 0
-if [ "$2" -gt 0 ] && timeout "$2" xl shutdown -w "$1"; then exit 0; fi
-[ "$2" -gt 0 ] && echo "$1 did not shut down within $2 s; destroying the domain" >&2
-xl destroy "$1""#;
+/// scripts/instance/xen-stop.sh (its arguments and what it does are described there).
+const STOP: &str = include_str!("../../../scripts/instance/xen-stop.sh");
 
 #[derive(Serialize)]
 struct XlConfig<'a> {

@@ -44,33 +44,17 @@ pub const MARIADB_SETTINGS: [(&str, &str); 4] = [
     ("default-storage-engine", "MyISAM"),
 ];
 
-/// Checks a candidate my.cnf with mariadbd itself: it must parse and set the seed's values.
-const MARIADB_CHECK: &str = r#"out=$(mariadbd --defaults-file="$1" --help --verbose 2>&1) || { printf '%s\n' "$out" | grep -i error >&2; exit 1; }
-shift
-while [ $# -ge 2 ]; do
-  printf '%s\n' "$out" | awk -v k="$1" -v v="$2" '$1 == k && $2 == v { found = 1 } END { exit !found }' || { echo "the file does not make $1 $2" >&2; exit 1; }
-  shift 2
-done"#;
+/// scripts/lamp/mariadb-check.sh (its arguments and what it does are described there).
+const MARIADB_CHECK: &str = include_str!("../../../scripts/lamp/mariadb-check.sh");
 
-/// Reads the running server's settings back (after any restart).
-const MARIADB_VERIFY: &str = r#"v=$(mariadb -N -B -e 'SELECT @@GLOBAL.skip_external_locking, @@GLOBAL.delay_key_write, @@GLOBAL.query_cache_size, @@GLOBAL.default_storage_engine') || exit 1
-want=$(printf '0\tOFF\t0\tMyISAM')
-[ "$v" = "$want" ] || { echo "the running MariaDB has skip_external_locking, delay_key_write, query_cache_size, default_storage_engine = $v; want $want" >&2; exit 1; }"#;
+/// scripts/lamp/mariadb-verify.sh (its arguments and what it does are described there).
+const MARIADB_VERIFY: &str = include_str!("../../../scripts/lamp/mariadb-verify.sh");
 
-/// Validates a candidate Apache file inside the real configuration: a copy of apache2.conf that
-/// includes the candidate in place of ports.conf (`ports`) or of the enabled sites (`site`).
-const APACHE_CHECK: &str = r#"d=$(mktemp -d) || exit 1
-trap 'rm -rf "$d"' EXIT
-case $1 in
-  ports) line='Include ports.conf' ;;
-  *) line='IncludeOptional sites-enabled/*.conf' ;;
-esac
-F=$2 L=$line awk '$0 == ENVIRON["L"] { print "Include " ENVIRON["F"]; n++; next } { print } END { exit n != 1 }' /etc/apache2/apache2.conf > "$d/apache2.conf" || { echo "/etc/apache2/apache2.conf has no line '$line' to check against" >&2; exit 1; }
-apache2ctl -t -f "$d/apache2.conf""#;
+/// scripts/lamp/apache-check.sh (its arguments and what it does are described there).
+const APACHE_CHECK: &str = include_str!("../../../scripts/lamp/apache-check.sh");
 
-/// Enables the LAMP site instead of Debian's default one; a running Apache reloads gracefully.
-const APACHE_ENABLE: &str = "a2dissite -q 000-default >/dev/null; a2ensite -q cloudctl-lamp || exit 1
-if service apache2 status >/dev/null 2>&1; then service apache2 reload; fi";
+/// scripts/lamp/apache-enable.sh (what it does is described there).
+const APACHE_ENABLE: &str = include_str!("../../../scripts/lamp/apache-enable.sh");
 const APACHE_ENABLED: &str =
     "[ -e /etc/apache2/sites-enabled/cloudctl-lamp.conf ] && [ ! -e /etc/apache2/sites-enabled/000-default.conf ]";
 

@@ -14,40 +14,17 @@ use serde_json::json;
 pub const DRBD_PACKAGES: [&str; 2] = ["drbd-utils", "ocfs2-tools"];
 pub const OCFS2_CLUSTER_CONF: &str = "/etc/ocfs2/cluster.conf";
 
-/// Replaces the fstab entries for mount point $1 with line $2, keeping everything else; checks
-/// the result parses (`findmnt --verify`) before it replaces /etc/fstab, and keeps a backup.
-const FSTAB_ENSURE: &str = r#"t=/etc/.fstab.cloudctl-new
-M=$1 awk '/^[ \t]*#/ || $2 != ENVIRON["M"]' /etc/fstab > "$t" && printf '%s\n' "$2" >> "$t" || { rm -f "$t"; exit 1; }
-case $(findmnt --verify --tab-file "$t" 2>&1) in
-  *'Success, no errors'*|*'0 parse errors'*) ;;
-  *) rm -f "$t"; echo "the new /etc/fstab would not parse" >&2; exit 1 ;;
-esac
-chmod 644 "$t" && cp -p /etc/fstab /etc/fstab.cloudctl-bak && mv -f "$t" /etc/fstab"#;
+/// scripts/lamp/fstab-ensure.sh (its arguments and what it does are described there).
+const FSTAB_ENSURE: &str = include_str!("../../../scripts/lamp/fstab-ensure.sh");
 
-/// Creates DRBD metadata on $2 for resource $1, refusing a disk that holds any signature.
-const CREATE_MD: &str = r#"sig=$(wipefs -n -O TYPE --noheadings "$2") || exit 1
-if [ -n "$sig" ]; then echo "refusing to create DRBD metadata on $2: it holds data ($sig); wipe it yourself if it is really unused" >&2; exit 1; fi
-drbdadm create-md --force "$1""#;
+/// scripts/lamp/drbd-create-md.sh (its arguments and what it does are described there).
+const CREATE_MD: &str = include_str!("../../../scripts/lamp/drbd-create-md.sh");
 
-/// Formats $1 as OCFS2 (cluster $2, label $3, $4 node slots) unless it holds anything: a device
-/// with OCFS2 on it is left as it is, one with other data is refused.
-pub const MKFS_OCFS2: &str = r#"t=$(blkid -p -o value -s TYPE "$1" 2>/dev/null)
-case $t in
-  ocfs2) exit 0 ;;
-  '') ;;
-  *) echo "refusing to format $1: it holds a $t filesystem" >&2; exit 1 ;;
-esac
-sig=$(wipefs -n -O TYPE --noheadings "$1") || exit 1
-if [ -n "$sig" ]; then echo "refusing to format $1: it holds data ($sig)" >&2; exit 1; fi
-mkfs.ocfs2 -q -N "$4" -L "$3" --cluster-stack=o2cb --cluster-name="$2" "$1" </dev/null"#;
+/// scripts/lamp/mkfs-ocfs2.sh (its arguments and what it does are described there).
+pub const MKFS_OCFS2: &str = include_str!("../../../scripts/lamp/mkfs-ocfs2.sh");
 
-/// Waits (at most $1 seconds) until the check script $2 (with argument $3) succeeds.
-const WAIT: &str = r#"i=0
-until sh -c "$2" sh "$3" >/dev/null 2>&1; do
-  i=$((i + 1))
-  if [ "$i" -ge "$1" ]; then echo "gave up after $1 s waiting for: $4" >&2; exit 1; fi
-  sleep 1
-done"#;
+/// scripts/lamp/wait.sh (its arguments and what it does are described there).
+const WAIT: &str = include_str!("../../../scripts/lamp/wait.sh");
 
 pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
     match lamp.storage {

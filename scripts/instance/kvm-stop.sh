@@ -1,5 +1,5 @@
 #!/bin/sh
-# stop.sh SOCKET PIDFILE TAP GRACE: ACPI power button, then QEMU's quit after GRACE seconds.
+# kvm-stop.sh SOCKET PIDFILE TAP GRACE: ACPI power button, then QEMU's quit after GRACE seconds.
 # Only a pid whose process is a QEMU is ever signalled (a stale pid file may name another).
 # (qmp: scripts/instance/qmp.sh, put in front.)
 sock=$1 pidfile=$2 tap=$3 grace=$4
