@@ -33,6 +33,9 @@ pub struct Context {
     pub forks: usize,
     pub templates: Option<PathBuf>,
     pub ui: Ui,
+    /// How hosts are reached when not over SSH: a scripted connector in host-free tests of a
+    /// whole command (`None`: SSH, from the inventory).
+    pub hosts: Option<std::sync::Arc<dyn Connector + Send + Sync>>,
 }
 
 impl Context {
@@ -47,6 +50,14 @@ impl Context {
         SshConnector::from_inventory(inv)
     }
 
+    /// What reaches the hosts for probes and plans: SSH, or the connector a test gave.
+    pub fn reach(&self, inv: &Inventory) -> std::sync::Arc<dyn Connector + Send + Sync> {
+        match &self.hosts {
+            Some(c) => c.clone(),
+            None => std::sync::Arc::new(self.connector(inv)),
+        }
+    }
+
     pub fn limits(&self, inv: &Inventory) -> Limits {
         Limits {
             forks: self.forks,
@@ -56,7 +67,7 @@ impl Context {
 
     /// Runs a read-only script on one host (facts for a planner).
     pub fn gather(&self, inv: &Inventory, host: &crate::inventory::Host, script: &str) -> Result<String, Error> {
-        let connector = self.connector(inv);
+        let connector = self.reach(inv);
         let deadline = Instant::now() + self.limits(inv).host_timeout;
         let mut transport = connector.connect(host, deadline)?;
         let out = transport.run_script(script, deadline)?;
@@ -119,7 +130,7 @@ impl Context {
     }
 
     /// Applies with progress; the exit code follows the worst host.
-    pub fn apply(&self, connector: &SshConnector, limits: &Limits, plan: &Plan) -> (Vec<exec::HostReport>, Exit) {
+    pub fn apply(&self, connector: &dyn Connector, limits: &Limits, plan: &Plan) -> (Vec<exec::HostReport>, Exit) {
         let hosts: Vec<_> = plan.hosts.iter().map(|h| &h.host).collect();
         let progress = Progress::start(&self.ui, &hosts);
         let reports = exec::apply(plan, connector, limits, &|e| progress.event(e));
@@ -129,7 +140,7 @@ impl Context {
     }
 
     /// Reads the hosts' current files (read-only) and prints every step with diffs.
-    pub fn preview(&self, connector: &SshConnector, limits: &Limits, plan: &Plan) -> Result<Exit, Error> {
+    pub fn preview(&self, connector: &dyn Connector, limits: &Limits, plan: &Plan) -> Result<Exit, Error> {
         let previews = exec::fan_out(&plan.hosts, limits.forks, |hp| {
             let deadline = Instant::now() + limits.host_timeout;
             let needs_probe = hp.steps.iter().any(|s| matches!(s, crate::plan::Step::File(_)));
@@ -228,6 +239,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         forks: cli.forks as usize,
         templates: cli.templates,
         ui: Ui::new(cli.json, cli.quiet, cli.verbose),
+        hosts: None,
     };
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, args),

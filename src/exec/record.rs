@@ -42,3 +42,47 @@ impl Connector for RecordConnector {
         }))
     }
 }
+
+/// What a scripted host answers to one script (or why it cannot be reached).
+pub type Answer = Arc<dyn Fn(&str, &str) -> Result<ScriptOutput, HostError> + Send + Sync>;
+
+/// Whether a scripted host can be reached (the error it gives otherwise).
+pub type Reach = Arc<dyn Fn(&str) -> Result<(), HostError> + Send + Sync>;
+
+/// A connector whose hosts answer as a test scripts them, per host and per script: `connect`
+/// says whether a host can be reached (the error it gives otherwise), `answer(host, script)`
+/// what each script prints and its exit status. Every script run is logged, so a test checks
+/// what reached which host; the code under test runs as in production, only the network is
+/// replaced.
+pub struct ScriptedConnector {
+    pub log: Log,
+    pub connect: Reach,
+    pub answer: Answer,
+}
+
+struct ScriptedTransport {
+    host: String,
+    log: Log,
+    answer: Answer,
+}
+
+impl Transport for ScriptedTransport {
+    fn run_script(&mut self, script: &str, _deadline: Instant) -> Result<ScriptOutput, HostError> {
+        self.log
+            .lock()
+            .expect("log")
+            .push((self.host.clone(), script.to_string()));
+        (self.answer)(&self.host, script)
+    }
+}
+
+impl Connector for ScriptedConnector {
+    fn connect(&self, host: &Host, _deadline: Instant) -> Result<Box<dyn Transport>, HostError> {
+        (self.connect)(&host.name)?;
+        Ok(Box::new(ScriptedTransport {
+            host: host.name.clone(),
+            log: self.log.clone(),
+            answer: self.answer.clone(),
+        }))
+    }
+}

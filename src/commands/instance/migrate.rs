@@ -5,7 +5,7 @@ use super::{ask_all, lock, node_host, read, recorded_guest, where_guests_run, Co
 use crate::cli::InstanceMigrateArgs;
 use crate::error::{Error, Exit};
 use crate::exec::known_hosts::host_pattern;
-use crate::exec::{Connector, INTERRUPTED};
+use crate::exec::INTERRUPTED;
 use crate::inventory::{self, Host, Hypervisor, Inventory};
 use crate::inventory_file;
 use crate::plan::instance::migrate::{
@@ -159,11 +159,11 @@ pub fn migrate_one(
         max_downtime_ms: s.max_downtime_ms,
         max_bandwidth_mib: opts.max_bandwidth,
     })?;
-    let connector = ctx.connector(inv);
+    let connector = ctx.reach(inv);
     let limits = ctx.limits(inv);
     if ctx.dry_run {
         return ctx
-            .preview(&connector, &limits, &all_phases(&plan))
+            .preview(connector.as_ref(), &limits, &all_phases(&plan))
             .map(Outcome::Previewed);
     }
     if opts.confirm {
@@ -174,7 +174,7 @@ pub fn migrate_one(
     }
     let started = Instant::now();
     let run_with = |p: &Plan, limits: &crate::exec::Limits| {
-        let (reports, exit) = ctx.apply(&connector, limits, p);
+        let (reports, exit) = ctx.apply(connector.as_ref(), limits, p);
         if exit != Exit::Ok {
             crate::ui::report::apply(&ctx.ui, &p.title, &reports, exit);
         }
@@ -332,7 +332,7 @@ fn watch(
     limit: Duration,
     started: Instant,
 ) -> Result<Progress, String> {
-    let connector = ctx.connector(inv);
+    let connector = ctx.reach(inv);
     let deadline = started + limit;
     let mut t = connector
         .connect(source, deadline)
@@ -436,5 +436,175 @@ fn cleanup(ctx: &Context, path: &Path, inv: &Inventory, name: &str) -> Result<Ex
         }
         Verdict::RunsOn(_) => Ok(exit),
         Verdict::Nowhere | Verdict::SplitBrain(_) => Ok(Exit::Failed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The abort paths of a live migration, host-free: the whole of `migrate_one` runs as in
+    //! production (probes, the executor's phases, the poll, the verification), its hosts answered
+    //! by a scripted connector that records what reached each node.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{HostError, ScriptOutput};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// The seed lab on KVM: web1 runs on hnode1.
+    fn inventory(dir: &Path) -> (std::path::PathBuf, Inventory) {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-lab.toml"))
+            .unwrap()
+            .replace("hypervisor = \"xen\"", "hypervisor = \"kvm\"");
+        let path = dir.join("cloud.toml");
+        std::fs::write(&path, &text).unwrap();
+        let inv = crate::inventory::parse("cloud.toml", &text).unwrap();
+        (path, inv)
+    }
+
+    /// Every step of an executor's apply script reported `ok` (its records are `rec N …`).
+    fn all_ok(script: &str) -> String {
+        let last = script
+            .split("rec ")
+            .skip(1)
+            .filter_map(|r| r.split(' ').next()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        (0..=last).map(|i| format!("@cloudctl {i} ok - - -\n")).collect()
+    }
+
+    /// A KVM node as the programs see it: web1 runs on hnode1 (until a test says otherwise);
+    /// `fail_apply(host, n)` makes the n-th apply script on `host` (from 0) fail; the source's
+    /// QEMU reports the migration as `status`.
+    fn nodes(fail_apply: fn(&str, usize) -> bool, status: &'static str) -> (ScriptedConnector, Log) {
+        let log = Log::default();
+        let applies: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let answer = move |host: &str, script: &str| -> Result<ScriptOutput, HostError> {
+            let ok = |output: String| Ok(ScriptOutput { output, status: 0 });
+            let source = host == "hnode1";
+            if script.contains("Read-only facts of a hardware node") {
+                let guest = if source { "guest web1 qemu-running\n" } else { "" };
+                return ok(format!("version QEMU emulator version 7.2.15\nmem 20000\nbridge\narch amd64\ndisk 67108864 1234\ndisk-readable\n{guest}"));
+            }
+            if script.contains("the guests on a hardware node") {
+                return ok(if source {
+                    "guest web1 qemu-running\n".into()
+                } else {
+                    String::new()
+                });
+            }
+            if script.contains("query-migrate") {
+                return ok(format!(
+                    r#"{{"return": {{"status": "{status}", "error-desc": "disk went away"}}}}"#
+                ));
+            }
+            if script.contains("@cloudctl probed") {
+                return ok("@cloudctl probed\n".into());
+            }
+            if script.contains("rec() {") {
+                let n = applies[usize::from(!source)].fetch_add(1, Ordering::SeqCst);
+                if fail_apply(host, n) {
+                    return Ok(ScriptOutput {
+                        output: "@cloudctl 0 failed 1 - -\n".into(),
+                        status: 1,
+                    });
+                }
+                return ok(all_ok(script));
+            }
+            Err(HostError::Failed(format!("unexpected script on {host}: {script}")))
+        };
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            answer: Arc::new(answer),
+        };
+        (connector, log)
+    }
+
+    fn migrate(connector: ScriptedConnector) -> (NotMoved, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, inv) = inventory(dir.path());
+        let ctx = Context {
+            inventory_path: Some(path.clone()),
+            dry_run: false,
+            yes: true,
+            forks: 2,
+            templates: None,
+            ui: crate::ui::Ui::new(false, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        let opts = Options {
+            unencrypted: true,
+            max_bandwidth: None,
+            limit: Duration::from_secs(10),
+            confirm: false,
+        };
+        let outcome = migrate_one(&ctx, &path, &inv, "web1", "hnode2", &opts, &Shared::default()).unwrap();
+        let Outcome::NotMoved(n) = outcome else {
+            panic!("the migration was not aborted")
+        };
+        (n, std::fs::read_to_string(&path).unwrap())
+    }
+
+    /// What reached `host`, one script per entry.
+    fn sent(log: &Log, host: &str) -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(h, _)| h == host)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Nothing that stops, pauses or kills the source's copy reached the source.
+    fn source_untouched(log: &Log) {
+        for s in sent(log, "hnode1") {
+            for stop in ["\"quit\"", "system_powerdown", "kill -9", r#""execute":"stop""#] {
+                assert!(!s.contains(stop), "{stop} sent to the source:\n{s}");
+            }
+        }
+    }
+
+    /// The target's copy was stopped and its interface removed (the stop program ran there).
+    fn target_cleaned(log: &Log) {
+        let stops = sent(log, "hnode2")
+            .iter()
+            .filter(|s| s.contains("kvm-stop.sh SOCKET"))
+            .count();
+        assert_eq!(stops, 1, "the target's copy is stopped once");
+    }
+
+    #[test]
+    fn a_target_that_cannot_be_prepared_leaves_the_source_running() {
+        let (connector, log) = nodes(|h, n| h == "hnode2" && n == 0, "completed");
+        let (n, inventory) = migrate(connector);
+        assert_eq!(n.why, "hnode2 could not be prepared");
+        assert_eq!(n.exit, Exit::Failed);
+        assert_eq!(n.exit as i32, 1, "exit code 1: failed after hosts were touched");
+        assert_eq!(n.state_on_source, Some(GuestState::Running));
+        source_untouched(&log);
+        target_cleaned(&log);
+        // Nothing started: no migration was asked of the source's QEMU.
+        assert!(sent(&log, "hnode1").iter().all(|s| !s.contains("\"migrate\"")));
+        assert!(inventory.contains("hnode = \"hnode1\""), "the record is unchanged");
+    }
+
+    #[test]
+    fn a_failed_or_cancelled_migration_stops_the_target_copy_and_keeps_the_source() {
+        for status in ["failed", "cancelled"] {
+            let (connector, log) = nodes(|_, _| false, status);
+            let (n, inventory) = migrate(connector);
+            assert_eq!(n.why, format!("the migration {status}: disk went away"));
+            assert_eq!(n.exit, Exit::Failed);
+            assert_eq!(n.state_on_source, Some(GuestState::Running));
+            source_untouched(&log);
+            target_cleaned(&log);
+            // It did start: the source's QEMU was asked to migrate, then to cancel (abort).
+            let source = sent(&log, "hnode1");
+            assert!(
+                source.iter().any(|s| s.contains("migrate_cancel")),
+                "the abort cancels on the source"
+            );
+            assert!(inventory.contains("hnode = \"hnode1\""), "the record is unchanged");
+        }
     }
 }

@@ -21,7 +21,7 @@ use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{InstanceCommand, InstanceStopArgs};
 use crate::error::{Error, Exit};
-use crate::exec::{self, Connector};
+use crate::exec;
 use crate::inventory::{Host, Inventory};
 use crate::plan::instance::probe::{self, GuestSeen, NodeFacts};
 use crate::plan::instance::{self, backend, hypervisor_of, Guest};
@@ -47,7 +47,7 @@ fn ask_all(
     nodes: &[Host],
     script_for: impl Fn(&Host) -> Result<String, Error> + Sync,
 ) -> Vec<(Host, Result<String, Error>)> {
-    let connector = ctx.connector(inv);
+    let connector = ctx.reach(inv);
     let limits = ctx.limits(inv);
     let answers = exec::fan_out(nodes, limits.forks, |h| {
         let script = script_for(h)?;
