@@ -1,5 +1,6 @@
 //! The command line (clap derive). Doc comments here are the `--help` text and the man pages.
 
+use crate::types::{Mac, Name, Size};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -289,17 +290,38 @@ pub enum NodeCommand {
     Boot(HnodeBootArgs),
 }
 
+/// A value clap refuses (exit 2, naming it and why) unless it reads as a `T`; the command gets
+/// it as written and parses it where it uses it, with the same rules.
+fn typed<T: std::str::FromStr<Err = String>>(s: &str) -> Result<String, String> {
+    s.parse::<T>().map(|_| s.to_string())
+}
+
+/// The same for an IPv4 address.
+fn ipv4(s: &str) -> Result<String, String> {
+    s.parse::<std::net::Ipv4Addr>()
+        .map(|_| s.to_string())
+        .map_err(|_| "write an IPv4 address like 10.0.0.31".into())
+}
+
+/// `node add --ip`: an IPv4 address, read trimmed as a CSV row's (empty: the default).
+fn node_ip(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Ok(s.to_string()),
+        t => ipv4(t).map(|_| s.to_string()),
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["name", "from"]))]
 pub struct NodeAddArgs {
     /// Node name ([a-z0-9-]).
-    #[arg(requires = "mac")]
+    #[arg(requires = "mac", value_parser = |s: &str| typed::<Name>(s.trim()).map(|_| s.to_string()))]
     pub name: Option<String>,
     /// The node's boot NIC MAC address.
-    #[arg(long, value_name = "MAC")]
+    #[arg(long, value_name = "MAC", value_parser = |s: &str| typed::<Mac>(s.trim()).map(|_| s.to_string()))]
     pub mac: Option<String>,
     /// Fixed address (default: the lowest free one outside the dynamic range).
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", value_parser = node_ip)]
     pub ip: Option<String>,
     /// hnode (hardware node) or snode (storage node).
     #[arg(long, value_name = "ROLE", default_value = "hnode")]
@@ -516,6 +538,7 @@ pub struct InstanceRemoveArgs {
 #[derive(Debug, Args)]
 pub struct InstanceCreateArgs {
     /// The guest's name (also its hostname): lowercase letters, digits and '-'.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// The hardware node to create and start it on; `auto` lets placement choose (the node with
     /// the most memory left after its recorded guests, then the fewest guests, then the name;
@@ -542,13 +565,13 @@ pub struct InstanceCreateArgs {
     #[arg(long, value_name = "N")]
     pub vcpus: Option<u8>,
     /// Disk size, e.g. 4G (default: [instances] disk; a copy is never made smaller than its source).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", value_parser = typed::<Size>)]
     pub disk: Option<String>,
     /// IPv4 address (default: the first free one outside the DHCP dynamic range).
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", value_parser = ipv4)]
     pub ip: Option<String>,
     /// MAC address (default: derived from the name, 52:54:00:xx:xx:xx).
-    #[arg(long, value_name = "MAC")]
+    #[arg(long, value_name = "MAC", value_parser = typed::<Mac>)]
     pub mac: Option<String>,
     #[command(flatten)]
     pub wait: GuestWaitArg,

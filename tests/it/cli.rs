@@ -393,3 +393,95 @@ fn a_host_that_never_finishes_the_handshake_is_unreachable_not_a_changed_key() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     drop(listener);
 }
+
+/// A name, MAC, IPv4 address or size that cannot be one is refused by the command line itself:
+/// exit 2 naming the value and why, before any inventory is read (here there is none), as one
+/// JSON document with --json.
+#[test]
+fn typed_values_are_refused_by_the_command_line_naming_them() {
+    let cases: [(&[&str], &str, &str); 7] = [
+        (
+            &["node", "add", "Bad_Name", "--mac", "52:54:00:00:02:09"],
+            "Bad_Name",
+            "invalid name",
+        ),
+        (&["node", "add", "hnode9", "--mac", "zz:zz"], "zz:zz", "invalid MAC"),
+        (
+            &[
+                "node",
+                "add",
+                "hnode9",
+                "--mac",
+                "52:54:00:00:02:09",
+                "--ip",
+                "10.0.0.999",
+            ],
+            "10.0.0.999",
+            "IPv4",
+        ),
+        (
+            &["instance", "create", "We_b", "--hnode", "hnode1", "--copy", "/x"],
+            "We_b",
+            "invalid name",
+        ),
+        (
+            &[
+                "instance", "create", "web9", "--hnode", "hnode1", "--copy", "/x", "--disk", "12Q",
+            ],
+            "12Q",
+            "invalid size",
+        ),
+        (
+            &[
+                "instance", "create", "web9", "--hnode", "hnode1", "--copy", "/x", "--ip", "1.2.3",
+            ],
+            "1.2.3",
+            "IPv4",
+        ),
+        (
+            &[
+                "instance",
+                "create",
+                "web9",
+                "--hnode",
+                "hnode1",
+                "--copy",
+                "/x",
+                "--mac",
+                "01:00:5e:00:00:02",
+            ],
+            "01:00:5e:00:00:02",
+            "multicast",
+        ),
+    ];
+    for (args, value, why) in cases {
+        let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml"], args].concat());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}'")) && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("nonexistent"),
+            "refused before the inventory is read: {err}"
+        );
+        let json = cloudctl(&[&["--json", "-i", "/nonexistent/cloud.toml"], args].concat());
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+        assert_eq!(doc["exit_code"], 2, "{doc}");
+        assert!(doc["error"].as_str().unwrap().contains(value), "{doc}");
+    }
+    // Good values still pass the command line (and then meet the missing inventory).
+    let out = cloudctl(&[
+        "-i",
+        "/nonexistent/cloud.toml",
+        "node",
+        "add",
+        "hnode9",
+        "--mac",
+        "52-54-00-00-02-09",
+        "--ip",
+        "10.0.0.40",
+    ]);
+    assert!(text(&out.stderr).contains("nonexistent"), "{}", text(&out.stderr));
+}
