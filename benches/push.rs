@@ -3,9 +3,9 @@
 //!
 //! Run with `cargo bench --bench push` (root, a lab: iproute2, sshd, scp, rsync; not part of
 //! CI; take the machine's lab lock: `flock /tmp/cloudctl-lab-heavy.lock cargo bench --bench push`).
-//! It starts lab `tpushb` (10.201.172.0/24: a ConfigNode and one hardware node), writes a file
-//! of `BENCH_MIB` MiB (default 1024) in which every other 8 MiB is a hole (half data, random and
-//! so incompressible), and pushes it `ROUNDS` times with each tool, alternating the order, into
+//! It starts lab `tpushb` (10.201.172.0/24, or `BENCH_SUBNET`: a ConfigNode and one hardware
+//! node), writes a file of `BENCH_MIB` MiB (default 1024) in which every other 8 MiB is a hole
+//! (half data, random and so incompressible), and pushes it `ROUNDS` times with each tool, alternating the order, into
 //! the lab's instance store through the hardware node. It prints each tool's median wall time
 //! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
 //! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
@@ -73,7 +73,11 @@ fn main() {
     let req = cloudctl::lab::LabRequest {
         name: LAB.into(),
         hosts: 2,
-        subnet: SUBNET.parse().unwrap(),
+        // Another subnet when the default one is taken by a lab already running.
+        subnet: std::env::var("BENCH_SUBNET")
+            .unwrap_or_else(|_| SUBNET.into())
+            .parse()
+            .expect("BENCH_SUBNET: a /24 such as 10.201.240.0/24"),
         inventory: inv.clone(),
         vms: Vec::new(),
         vm_disk_mib: 16,

@@ -42,6 +42,10 @@ pub fn argv(c: &SshConnector, host: &Host) -> Vec<OsString> {
     }
     a.push("-o".into());
     a.push(known_hosts);
+    if let Some(ciphers) = bulk_ciphers() {
+        a.push("-c".into());
+        a.push(ciphers.into());
+    }
     if c.identity.exists() {
         a.push("-i".into());
         a.push(c.identity.clone().into_os_string());
@@ -50,6 +54,22 @@ pub fn argv(c: &SshConnector, host: &Host) -> Vec<OsString> {
         a.push(x.into());
     }
     a
+}
+
+/// OpenSSH's own cipher list with AES-GCM first, on a CPU with AES instructions: OpenSSL runs
+/// AES-GCM there with vector instructions, while OpenSSH's default chacha20-poly1305 pays its
+/// portable Poly1305 on every byte (measured: see the README's speed section). Elsewhere
+/// OpenSSH's default order stands. The same ciphers are offered either way, only the order changes.
+fn bulk_ciphers() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    let aes = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    let aes = std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let aes = false;
+    aes.then_some(
+        "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr",
+    )
 }
 
 /// Runs `command` on `host` with what `feed` writes as its stdin, like `Transport::run_fed`:
@@ -178,5 +198,24 @@ mod tests {
         // A missing identity is not named (ssh would refuse it); the destination comes last.
         assert!(!line.contains("-i "), "{line}");
         assert_eq!(a.last().unwrap(), "10.0.0.5");
+    }
+
+    #[test]
+    fn the_cipher_order_changes_but_not_the_set_offered() {
+        let Some(list) = bulk_ciphers() else { return };
+        let mut ours: Vec<&str> = list.split(',').collect();
+        assert!(ours[0].starts_with("aes128-gcm"), "{list}");
+        ours.sort_unstable();
+        // OpenSSH 9's default client list, sorted.
+        let mut default = vec![
+            "chacha20-poly1305@openssh.com",
+            "aes128-ctr",
+            "aes192-ctr",
+            "aes256-ctr",
+            "aes128-gcm@openssh.com",
+            "aes256-gcm@openssh.com",
+        ];
+        default.sort_unstable();
+        assert_eq!(ours, default);
     }
 }

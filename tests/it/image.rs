@@ -141,6 +141,86 @@ fn a_cut_stream_or_a_wrong_checksum_leaves_nothing_under_the_name() {
     assert_eq!(left, ["golden"], "no temp file left");
 }
 
+/// The stream `push::send` would write for `extents` of `src`, with `alter` applied to each
+/// extent's (offset, data) first, and the checksum of the untouched file announced at the end.
+fn stream(
+    src: &Path,
+    extents: &[push::Extent],
+    sha: &str,
+    alter: &mut dyn FnMut(usize, &mut u64, &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut f = File::open(src).unwrap();
+    let mut out = Vec::new();
+    for (i, e) in extents.iter().enumerate() {
+        let mut data = vec![0u8; e.len as usize];
+        f.seek(SeekFrom::Start(e.offset)).unwrap();
+        std::io::Read::read_exact(&mut f, &mut data).unwrap();
+        let mut at = e.offset;
+        alter(i, &mut at, &mut data);
+        out.extend_from_slice(format!("d {at} {}\n", data.len()).as_bytes());
+        out.extend_from_slice(&data);
+    }
+    out.extend_from_slice(format!("e {sha}\n").as_bytes());
+    out
+}
+
+#[test]
+fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("golden.img");
+    let size = 8 * MIB;
+    let sha = sparse_file(&src, size, &[0, 5 * MIB]);
+    let extents = push::data_extents(&File::open(&src).unwrap(), size).unwrap();
+    assert_eq!(extents.len(), 2, "{extents:?}");
+    let store = dir.path().join("store");
+    fs::create_dir(&store).unwrap();
+    let images = store.join(".images");
+    let left = || -> Vec<String> {
+        fs::read_dir(&images)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // One byte flipped on the way, the right checksum announced: the far side's own hash says no.
+    let flipped = stream(&src, &extents, &sha, &mut |i, _, d| {
+        if i == 1 {
+            d[12345] ^= 0x40;
+        }
+    });
+    let got = receive(&store, "golden", size, &mut |w| w.write_all(&flipped));
+    assert!(matches!(got, Received::Mismatch(ref s) if *s != sha), "{got:?}");
+    assert!(left().is_empty(), "nothing is left: {:?}", left());
+
+    // The right bytes at the wrong place (one page further on): what is hashed is the file as
+    // written, holes included, so this fails too.
+    let shifted = stream(&src, &extents, &sha, &mut |i, at, _| {
+        if i == 1 {
+            *at += 4096;
+        }
+    });
+    let got = receive(&store, "golden", size, &mut |w| w.write_all(&shifted));
+    assert!(matches!(got, Received::Mismatch(_)), "{got:?}");
+    assert!(left().is_empty(), "nothing is left: {:?}", left());
+
+    // Untouched, it arrives, and the file's layout is the source's: its holes are holes.
+    let whole = stream(&src, &extents, &sha, &mut |_, _, _| {});
+    assert_eq!(
+        receive(&store, "golden", size, &mut |w| w.write_all(&whole)),
+        Received::Pushed(sha.clone())
+    );
+    let pushed = File::open(images.join("golden")).unwrap();
+    assert_eq!(
+        push::data_extents(&pushed, size).unwrap(),
+        extents,
+        "holes stayed holes"
+    );
+    assert_eq!(sha256_of(&images.join("golden")), sha);
+    assert_eq!(left(), ["golden"]);
+}
+
 #[test]
 fn image_names_come_from_the_file_or_are_given() {
     assert_eq!(
