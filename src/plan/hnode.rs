@@ -9,6 +9,9 @@ use crate::inventory::{Hypervisor, Inventory, Node, Power};
 use crate::shell::Script;
 use crate::templates::Templates;
 
+/// Writes a node's initrd (the profile's with the node's overlay) on the ConfigNode.
+const NODE_INITRD: &str = include_str!("../../scripts/hnode/node-initrd.sh");
+
 /// What cloudctl generated for the node (host keys) and what it lets in (authorized keys).
 pub struct NodeSecrets {
     pub host_key: Vec<u8>,
@@ -278,17 +281,9 @@ pub fn plan(
     };
     plan.title = format!("boot {kind} node {name} (profile {pname})");
     // Node files come first: the PXE entry that names them is written after they exist.
-    // The kernel unpacks concatenated archives, but after a compressed one it only accepts another
-    // compressed one ("junk at the end of compressed archive"): the overlay is gzipped too.
-    macro_rules! combined {
-        ($then:literal) => {
-            concat!("{ cat \"$1\" && gzip -9nc \"$2\"; }", $then)
-        };
-    }
-    let concat_script = combined!(" > \"$3.new\" && chmod 644 \"$3.new\" && mv \"$3.new\" \"$3\"");
-    let same_script = combined!(" | cmp -s - \"$3\"");
-    let concat = ["sh", "-c", concat_script, "sh", &base, &overlay_path, &combined];
-    let same = ["sh", "-c", same_script, "sh", &base, &overlay_path, &combined];
+    let layout = if profile.xen.is_some() { "single" } else { "append" };
+    let concat = crate::shell::sh_c_argv(NODE_INITRD, &["write", layout, &base, &overlay_path, &combined]);
+    let same = crate::shell::sh_c_argv(NODE_INITRD, &["same", layout, &base, &overlay_path, &combined]);
     // The private keys stay out of the TFTP root: only the key server reads them.
     let mut node_steps = vec![Step::File(FileStep {
         id: "host-keys".into(),
@@ -319,8 +314,8 @@ pub fn plan(
             masked: Vec::new(),
         }),
         Step::Command(CommandStep {
-            argv: strings(&concat),
-            when: When::Unless(strings(&same)),
+            argv: concat,
+            when: When::Unless(same),
         }),
     ]);
     // Every ConfigNode of a pair gets the node's files (either may serve its boot); the first

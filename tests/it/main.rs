@@ -42,3 +42,4 @@ mod storage_health;
 mod storage_vms;
 mod support;
 mod templates;
+mod xen_e2e;

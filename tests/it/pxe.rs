@@ -58,6 +58,11 @@ pub struct Vm {
 
 impl Vm {
     pub fn start(lab: &Lab, tap: &str, log: PathBuf, mac: &str) -> Vm {
+        Vm::with_memory(lab, tap, log, mac, 256)
+    }
+
+    /// As `start`, with `mib` MiB of memory (a Xen dom0 and its guests need more than 256).
+    pub fn with_memory(lab: &Lab, tap: &str, log: PathBuf, mac: &str, mib: u32) -> Vm {
         let _ = Command::new("ip").args(["link", "del", tap]).output();
         for args in [
             vec!["tuntap", "add", "dev", tap, "mode", "tap"],
@@ -71,7 +76,7 @@ impl Vm {
                 "-accel",
                 "tcg",
                 "-m",
-                "256",
+                &mib.to_string(),
                 "-display",
                 "none",
                 "-no-reboot",

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds the RAM-root boot image of a diskless Xen hardware node (a PV dom0), as root, from the
+# Debian packages installed on this machine:
+#   examples/build-dom0-initrd.sh [KERNEL_VERSION]
+# Result: /var/cache/cloudctl/dom0-initrd-VERSION-KEY.img (gzip'd newc initramfs), written to a
+# temp file and renamed so a cache file is always whole; KEY changes with this script and with
+# the packages' versions, and a second run reuses the cache. The profile that boots it names
+# /boot/vmlinuz-VERSION as its kernel and /boot/xen-4.17-amd64.gz as its `xen` (pxelinux's
+# mboot.c32 loads Xen, the kernel and this image); `cloudctl hnode boot` appends the node's
+# overlay (hostname, address, pinned host key).
+#
+# The image holds the Xen toolstack a dom0 needs to answer `xl info` and run PV guests (xl,
+# xenstored, xen-init-dom0, xenconsoled and their libraries, the xenfs/evtchn/privcmd/gntdev
+# drivers), the lab VMs' NIC driver (e1000), dropbear as sshd, and busybox for the rest.
+set -euo pipefail
+packages="busybox-static dropbear-bin xen-utils-4.17 xen-hypervisor-4.17-amd64 kmod"
+modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc"
+xenbin=/usr/lib/xen-4.17/bin
+binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper"
+
+[ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
+version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
+if [ -z "$version" ] || [ ! -f "/boot/vmlinuz-$version" ] || [ ! -d "/lib/modules/$version" ]; then
+    echo "$0: no kernel ${version:-in /boot}: install linux-image-amd64 (or name an installed version)" >&2
+    exit 2
+fi
+missing=
+for p in $packages; do
+    dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing="$missing $p"
+done
+[ -z "$missing" ] || { echo "$0: install these Debian packages first: apt-get install$missing" >&2; exit 2; }
+
+cache=/var/cache/cloudctl
+# shellcheck disable=SC2086 # $packages is a list of words
+key=$( { cat "$0"; dpkg-query -W $packages "linux-image-$version"; } | sha256sum | cut -c1-12)
+out="$cache/dom0-initrd-$version-$key.img"
+if [ -s "$out" ]; then
+    echo "cached: $out"
+    exit 0
+fi
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/bin "$root"/sbin "$root"/etc/xen "$root"/etc/dropbear "$root"/etc/cloudctl "$root"/root/.ssh \
+    "$root"/var/lib/xen "$root"/var/lib/xenstored "$root"/var/log/xen/console "$root"/proc "$root"/sys "$root"/dev "$root"/run "$root"/tmp
+chmod 1777 "$root/tmp"
+# The Xen daemons keep their sockets and pid files under /var/run.
+ln -s /run "$root/var/run"
+chmod 700 "$root/root" "$root/root/.ssh"
+
+# Copies a file to the same path in the image, following symlinks.
+put() {
+    mkdir -p "$root$(dirname "$1")"
+    cp -L "$1" "$root$1"
+}
+for b in $binaries; do
+    put "$b"
+    { ldd "$b" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do put "$lib"; done
+done
+# xl cancels threads, which glibc does through libgcc_s (loaded at run time, so ldd misses it).
+put "$(find /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu -maxdepth 1 -name 'libgcc_s.so.1' | head -n1)"
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+# On the PATH of an SSH session (dropbear's is /usr/bin:/bin), as Debian's wrappers put them.
+for tool in xl xenstored xenconsoled; do ln -s "$xenbin/$tool" "$root/bin/$tool"; done
+cp /etc/xen/xl.conf "$root/etc/xen/"
+
+for m in $modules; do
+    path=$(modinfo -k "$version" -n "$m") || { echo "$0: kernel $version has no module $m" >&2; exit 2; }
+    case "$path" in /*) put "$path" ;; esac # a module built into the kernel needs nothing
+done
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+printf '/bin/sh\n' > "$root/etc/shells"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+cat > "$root/init" <<'EOF'
+#!/bin/sh
+# Boot of a RAM-root Xen dom0: devices, the NIC and the address from cloudctl's overlay, the
+# Xen drivers and daemons (xenstored first: nothing else in dom0 works without it), then sshd.
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run
+mkdir -p /run/xen /run/xenstored
+hostname "$(cat /etc/hostname 2>/dev/null || echo node)"
+load() { insmod "$(find /lib/modules -name "$1.ko" | head -n1)" 2>/dev/null || echo "cloudctl boot: cannot load $1"; }
+# Dependencies first: xenfs needs privcmd.
+for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do load "$m"; done
+ip link set lo up
+. /etc/cloudctl/node.conf
+for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
+ip link set eth0 up
+ip addr add "$IP/$PREFIX" dev eth0
+[ -n "$GATEWAY" ] && ip route add default via "$GATEWAY"
+if [ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]; then
+    mount -t xenfs xenfs /proc/xen || echo "cloudctl boot: cannot mount xenfs"
+    # Each needs the one before: without xenstored, xen-init-dom0 would wait for it forever.
+    if ! xenstored --pid-file /run/xenstored.pid; then
+        echo "cloudctl boot: xenstored did not start"
+    elif ! /usr/lib/xen-4.17/bin/xen-init-dom0; then
+        echo "cloudctl boot: xen-init-dom0 failed"
+    else
+        xenconsoled --log=guest --log-dir=/var/log/xen/console || echo "cloudctl boot: xenconsoled did not start"
+    fi
+else
+    echo "cloudctl boot: not running on Xen (booted without the hypervisor?)"
+fi
+/etc/cloudctl/fetch-host-keys || echo "cloudctl boot: NO HOST KEYS"
+echo "cloudctl boot: $(hostname) up at $IP (kernel $(uname -r), $(cat /sys/hypervisor/type 2>/dev/null || echo no) hypervisor)"
+exec dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22
+EOF
+chmod 755 "$root/init"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) | gzip -6n > "$work/initrd.img"
+mv "$work/initrd.img" "$out"
+# Older builds of this kernel's image are superseded.
+find "$cache" -maxdepth 1 -name "dom0-initrd-$version-*.img" ! -name "${out##*/}" -delete
+echo "built: $out ($(du -h "$out" | cut -f1))"
