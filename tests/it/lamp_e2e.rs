@@ -218,12 +218,13 @@ fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
         second.as_secs_f64()
     ));
 
-    // A dry run shows no change and no secret.
+    // A dry run shows no change and no secret: the credentials files with the password masked.
     let out = deploy(&["-n", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
     assert!(
-        text(&out.stdout).contains("<secret: "),
-        "secret files are shown by size only"
+        shown.contains("password = ********") && !shown.contains(&password),
+        "secret files are shown with only their secret masked: {shown}"
     );
 
     // A changed pen timeout restarts pen and nothing else.

@@ -236,7 +236,10 @@ fn storage_nodes_as_pxe_booted_vms() {
         console(&lab, "snode2")
     );
     let init = started.elapsed();
-    let rows = wait_storage(&inv, Duration::from_secs(240), "in sync", in_sync);
+    // md reads "active" while writes are in flight (the resync's own included) and "clean" once
+    // idle: wait for that too rather than catch the array between two writes.
+    let clean = |r: &serde_json::Value| in_sync(r) && r["md"].as_str().unwrap_or_default().starts_with("clean");
+    let rows = wait_storage(&inv, Duration::from_secs(240), "in sync with md clean", clean);
     let synced = started.elapsed();
     for r in &rows {
         assert!(r["md"].as_str().unwrap_or_default().starts_with("clean"), "{r}");
