@@ -2,21 +2,28 @@
 # Builds the RAM-root boot image of a diskless Xen hardware node (a PV dom0), as root, from the
 # Debian packages installed on this machine:
 #   examples/build-dom0-initrd.sh [KERNEL_VERSION]
-# Result: /var/cache/cloudctl/dom0-initrd-VERSION-KEY.img (gzip'd newc initramfs), written to a
-# temp file and renamed so a cache file is always whole; KEY changes with this script and with
-# the packages' versions, and a second run reuses the cache. The profile that boots it names
+# Result: /var/cache/cloudctl/dom0-initrd-VERSION-KEY.img (gzip'd newc initramfs) and the same
+# tree as a root image for the shared storage, /var/cache/cloudctl/dom0-root-VERSION-KEY.squashfs
+# (`cloudctl image push` it into the instance store and name it as a profile's `root`; the
+# profile's initrd is then the storage client image of examples/build-snode-initrd.sh, which
+# attaches the storage and switches to this root). Both are written to temp files and renamed so
+# a cache file is always whole; KEY changes with this script and with the packages' versions,
+# and a second run reuses the cache. The profile that boots it names
 # /boot/vmlinuz-VERSION as its kernel and /boot/xen-4.17-amd64.gz as its `xen` (pxelinux's
 # mboot.c32 loads Xen, the kernel and this image); `cloudctl hnode boot` appends the node's
 # overlay (hostname, address, pinned host key).
 #
 # The image holds the Xen toolstack a dom0 needs to answer `xl info` and run PV guests (xl,
 # xenstored, xen-init-dom0, xenconsoled and their libraries, the xenfs/evtchn/privcmd/gntdev
-# drivers), the lab VMs' NIC driver (e1000), dropbear as sshd, and busybox for the rest.
+# drivers), the lab VMs' NIC driver (e1000), dropbear as sshd, and busybox for the rest; and
+# what a node whose root is on the storage calls once booted: mdadm and aoetools (to return a
+# storage path that was down), blkid and the OCFS2 tools (the instance store).
 set -euo pipefail
-packages="busybox-static dropbear-bin xen-utils-4.17 xen-hypervisor-4.17-amd64 kmod"
+packages="busybox-static dropbear-bin xen-utils-4.17 xen-hypervisor-4.17-amd64 kmod squashfs-tools mdadm aoetools ocfs2-tools util-linux"
 modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc"
 xenbin=/usr/lib/xen-4.17/bin
-binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper"
+binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper
+  /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl"
 
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
 version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
@@ -34,8 +41,10 @@ cache=/var/cache/cloudctl
 # shellcheck disable=SC2086 # $packages is a list of words
 key=$( { cat "$0"; dpkg-query -W $packages "linux-image-$version"; } | sha256sum | cut -c1-12)
 out="$cache/dom0-initrd-$version-$key.img"
-if [ -s "$out" ]; then
+squash="$cache/dom0-root-$version-$key.squashfs"
+if [ -s "$out" ] && [ -s "$squash" ]; then
     echo "cached: $out"
+    echo "root: $squash"
     exit 0
 fi
 mkdir -p "$cache"
@@ -60,12 +69,17 @@ for b in $binaries; do
 done
 # xl cancels threads, which glibc does through libgcc_s (loaded at run time, so ldd misses it).
 put "$(find /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu -maxdepth 1 -name 'libgcc_s.so.1' | head -n1)"
+# aoetools are shell scripts plus small binaries.
+for f in $(dpkg -L aoetools | grep -E '^/s?bin/|^/usr/s?bin/'); do [ -f "$f" ] && put "$f"; done
 cp /bin/busybox "$root/bin/busybox"
 for applet in $(/bin/busybox --list); do
     [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
 # On the PATH of an SSH session (dropbear's is /usr/bin:/bin), as Debian's wrappers put them.
 for tool in xl xenstored xenconsoled; do ln -s "$xenbin/$tool" "$root/bin/$tool"; done
+for tool in /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/o2cb /usr/sbin/aoe-*; do
+    [ -e "$root/bin/${tool##*/}" ] || ln -s "$tool" "$root/bin/${tool##*/}"
+done
 cp /etc/xen/xl.conf "$root/etc/xen/"
 
 for m in $modules; do
@@ -77,23 +91,34 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
 printf '/bin/sh\n' > "$root/etc/shells"
 printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+# The OCFS2 tools read the mount table from /etc/mtab.
+ln -s /proc/mounts "$root/etc/mtab"
 cat > "$root/init" <<'EOF'
 #!/bin/sh
-# Boot of a RAM-root Xen dom0: devices, the NIC and the address from cloudctl's overlay, the
-# Xen drivers and daemons (xenstored first: nothing else in dom0 works without it), then sshd.
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run
+# Boot of a Xen dom0: devices, the NIC and the address from cloudctl's overlay, the Xen drivers
+# and daemons (xenstored first: nothing else in dom0 works without it), then sshd. As a RAM root
+# it does it all; as the root from the shared storage, the boot image did part of it already.
+# (busybox here has no `mountpoint`.)
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sys /sys
+mounted /dev || mount -t devtmpfs dev /dev
+mkdir -p /dev/pts; mounted /dev/pts || mount -t devpts devpts /dev/pts
+mounted /run || mount -t tmpfs tmpfs /run
 mkdir -p /run/xen /run/xenstored
 hostname "$(cat /etc/hostname 2>/dev/null || echo node)"
-load() { insmod "$(find /lib/modules -name "$1.ko" | head -n1)" 2>/dev/null || echo "cloudctl boot: cannot load $1"; }
+load() {
+    [ -d "/sys/module/$(echo "$1" | tr - _)" ] && return 0
+    insmod "$(find /lib/modules -name "$1.ko" | head -n1)" 2>/dev/null || echo "cloudctl boot: cannot load $1"
+}
 # Dependencies first: xenfs needs privcmd.
 for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do load "$m"; done
 ip link set lo up
 . /etc/cloudctl/node.conf
 for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
 ip link set eth0 up
-ip addr add "$IP/$PREFIX" dev eth0
-[ -n "$GATEWAY" ] && ip route add default via "$GATEWAY"
+ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
+[ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"
 if [ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]; then
     mount -t xenfs xenfs /proc/xen || echo "cloudctl boot: cannot mount xenfs"
     # Each needs the one before: without xenstored, xen-init-dom0 would wait for it forever.
@@ -114,7 +139,11 @@ EOF
 chmod 755 "$root/init"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) | gzip -6n > "$work/initrd.img"
+mksquashfs "$root" "$work/root.squashfs" -comp gzip -all-root -noappend -quiet -no-progress
 mv "$work/initrd.img" "$out"
-# Older builds of this kernel's image are superseded.
+mv "$work/root.squashfs" "$squash"
+# Older builds of this kernel's images are superseded.
 find "$cache" -maxdepth 1 -name "dom0-initrd-$version-*.img" ! -name "${out##*/}" -delete
+find "$cache" -maxdepth 1 -name "dom0-root-$version-*.squashfs" ! -name "${squash##*/}" -delete
 echo "built: $out ($(du -h "$out" | cut -f1))"
+echo "root: $squash ($(du -h "$squash" | cut -f1))"

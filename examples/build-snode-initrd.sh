@@ -15,16 +15,21 @@
 # dpkg-query and start-stop-daemon from dpkg, a `service` that runs /etc/init.d scripts), and
 # busybox acpid, so that the power button (a BMC's soft power-off, IPMI `chassis power soft`)
 # shuts the node down cleanly.
-# It also serves the lab's diskless storage clients: AoE + md multipath are the client side too.
+# It also serves the lab's diskless storage clients: AoE + md multipath are the client side too,
+# with OCFS2 (ocfs2-tools, the o2cb modules) for the instance store, and squashfs, loop and
+# overlay for a hardware node whose profile takes its root from the store: its /init runs
+# cloudctl's /etc/cloudctl/root-from-storage and switches to that root when it is there.
 set -euo pipefail
-packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod"
-modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath button evdev"
+packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod ocfs2-tools"
+modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath button evdev
+  configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlmfs squashfs loop overlay"
 # Single binaries to copy (with the libraries they load); busybox provides everything else.
 binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
   /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
   /usr/bin/flock /usr/bin/dpkg-query /usr/sbin/start-stop-daemon
   /usr/bin/sha256sum /usr/bin/stat /usr/bin/mv /usr/bin/cp /usr/bin/rm /usr/bin/chmod /usr/bin/chown
-  /usr/bin/mktemp /usr/bin/base64 /usr/bin/tar /usr/bin/gzip /usr/bin/xargs /usr/bin/find /usr/bin/sed"
+  /usr/bin/mktemp /usr/bin/base64 /usr/bin/tar /usr/bin/gzip /usr/bin/xargs /usr/bin/find /usr/bin/sed
+  /usr/sbin/mkfs.ocfs2 /usr/sbin/mount.ocfs2 /usr/sbin/o2cb /usr/sbin/ocfs2_hb_ctl"
 # (The GNU tools on the last two lines: cloudctl's batched file steps use options busybox lacks,
 # such as `sha256sum -c --strict` and `mv -t`.)
 
@@ -113,6 +118,8 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\ntftp:x:50:\n' > "$root/etc/group"
 printf '/bin/sh\n' > "$root/etc/shells"
 printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+# The OCFS2 tools read the mount table from /etc/mtab.
+ln -s /proc/mounts "$root/etc/mtab"
 # No usage reporting to drbd.org: the node has no route out, and must not try.
 printf 'global { usage-count no; }\ninclude "drbd.d/*.res";\n' > "$root/etc/drbd.conf"
 
@@ -138,8 +145,14 @@ EOF
 cat > "$root/etc/cloudctl/boot" <<'EOF'
 #!/bin/sh
 # Boot of a RAM-root node: devices, drivers, the address from cloudctl's overlay, then sshd.
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-mkdir -p /dev/pts /run/lock; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mkdir -p /run/lock
+# (A node that tried to take its root from the storage and could not has done part of this.)
+# (busybox here has no `mountpoint`.)
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sys /sys
+mounted /dev || mount -t devtmpfs dev /dev
+mkdir -p /dev/pts; mounted /dev/pts || mount -t devpts devpts /dev/pts
+mounted /run || mount -t tmpfs tmpfs /run; mkdir -p /run/lock
 hostname "$(cat /etc/hostname 2>/dev/null || echo node)"
 for m in e1000 virtio_net virtio_pci virtio_blk crc32c_generic drbd aoe md-mod raid1 multipath button evdev; do
     modprobe "$m" || echo "cloudctl boot: cannot load module $m"
@@ -150,8 +163,8 @@ ip link set lo up
 . /etc/cloudctl/node.conf
 for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
 ip link set eth0 up
-ip addr add "$IP/$PREFIX" dev eth0
-[ -n "$GATEWAY" ] && ip route add default via "$GATEWAY"
+ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
+[ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"
 # The private host key comes from the ConfigNode's key server (cloudctl's overlay says where),
 # before sshd starts; an older overlay carries it itself.
 if [ -x /etc/cloudctl/fetch-host-keys ]; then /etc/cloudctl/fetch-host-keys || echo "cloudctl boot: NO HOST KEYS"; fi
@@ -161,7 +174,17 @@ EOF
 mkdir -p "$root/etc/acpi/PWRF"
 printf '#!/bin/sh\n# The power button was pressed (a BMC soft power-off): shut down cleanly.\nexec poweroff\n' > "$root/etc/acpi/PWRF/00000080"
 chmod 755 "$root/usr/sbin/service" "$root/usr/sbin/update-rc.d" "$root/etc/cloudctl/boot" "$root/etc/acpi/PWRF/00000080"
-printf '#!/bin/sh\nexec /bin/busybox init\n' > "$root/init"
+cat > "$root/init" <<'EOF'
+#!/bin/sh
+# A node whose profile takes its root from the shared storage switches to it (cloudctl's overlay
+# brings root-from-storage); any other node, or one that cannot, boots this RAM root.
+if [ -x /etc/cloudctl/root-from-storage ] && /etc/cloudctl/root-from-storage /newroot; then
+    init=/sbin/init
+    [ -x /newroot/init ] && init=/init
+    exec switch_root /newroot "$init"
+fi
+exec /bin/busybox init
+EOF
 chmod 755 "$root/init"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) | gzip -9n > "$work/initrd.img"

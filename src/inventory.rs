@@ -173,6 +173,10 @@ pub struct Profile {
     pub xen_args: Option<KernelArgs>,
     #[serde(default)]
     pub append: KernelArgs,
+    /// A golden image in the shared instance store (`<store>/.images/NAME`, a squashfs) that the
+    /// profile's nodes take as their root filesystem, read-only and shared, with a per-node RAM
+    /// overlay; without it a node keeps the RAM root its initrd unpacks.
+    pub root: Option<Name>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -465,6 +469,14 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
                     format!("node \"{name}\" uses profile \"{profile}\", which has no [profiles.{profile}] section; add it or fix the name"),
                 ));
             }
+        }
+    }
+    for (pname, profile) in &inv.profiles {
+        if profile.root.is_some() && inv.storage.is_none() {
+            return Err(err(
+                field_span(text, &format!("profiles.{pname}"), "root"),
+                format!("[profiles.{pname}] root: the root image lives on the shared storage, and this inventory has no [storage]; add [storage] or remove `root`"),
+            ));
         }
     }
     if let Some(net) = &inv.network {

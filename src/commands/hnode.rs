@@ -212,6 +212,9 @@ const STAGES: [Stage; 2] = [
 /// scripts/hnode/storage-check.sh (what a storage node needs; what it prints is described there).
 const STORAGE_CHECK: &str = include_str!("../../scripts/hnode/storage-check.sh");
 
+/// scripts/hnode/root-check.sh (where the node's root is, as one line).
+const ROOT_CHECK: &str = include_str!("../../scripts/hnode/root-check.sh");
+
 /// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
 fn wait_until_up(
     ctx: &Context,
@@ -279,10 +282,19 @@ fn verify(
             "m=; [ -c /dev/kvm ] || m=\"/dev/kvm missing\"; command -v qemu-system-x86_64 >/dev/null || m=\"$m${m:+, }qemu-system-x86_64 missing\"; echo \"${m:-ok}\"",
         ),
     };
-    let out = t.run_script(&Script::new().text("uname -r\n").text(script).build(), deadline)?;
-    let mut lines = out.output.lines();
+    let out = t.run_script(
+        &Script::new()
+            .text("uname -r\n")
+            .text(script)
+            .text("\n")
+            .text(ROOT_CHECK)
+            .build(),
+        deadline,
+    )?;
+    let mut lines = out.output.lines().filter(|l| !l.is_empty());
     let kernel = lines.next().unwrap_or("?").to_string();
     let verdict = lines.next().unwrap_or("no answer").to_string();
+    let root = lines.next().unwrap_or("?").to_string();
     let up = format!(
         "{name} is up after {:.1} s (kernel {kernel}, SSH host key pinned)",
         started.elapsed().as_secs_f64()
@@ -296,12 +308,20 @@ fn verify(
         "hypervisor"
     };
     ctx.ui.info(&format!("{name}: {checked} {kind}: {verdict}"));
+    ctx.ui.info(&format!(
+        "{name}: root {}",
+        match root.strip_prefix("image ") {
+            Some(image) => format!("on the shared storage: {image} (read-only, a RAM overlay on top)"),
+            None if root == "rootfs" => "in RAM (the boot image's)".to_string(),
+            None => format!("is a {root} filesystem"),
+        }
+    ));
     if ctx.ui.json {
         let seconds = started.elapsed().as_secs_f64();
         ctx.ui.json_result(
             exit,
             serde_json::json!({ "command": if kind == "storage" { "node boot" } else { "hnode boot" }, "node": name, "role": node.role.as_str(), "up": true, "kernel": kernel, "hypervisor": kind,
-                                "hypervisor_ok": ok, "hypervisor_check": verdict, "seconds": seconds, "apply": applied }),
+                                "hypervisor_ok": ok, "hypervisor_check": verdict, "root": root, "seconds": seconds, "apply": applied }),
         );
     }
     Ok(exit)

@@ -11,8 +11,11 @@ use std::time::Duration;
 /// PXE boot ROM of QEMU's e1000 (package ipxe-qemu). virtio-net without it does not PXE-boot.
 pub const PXE_ROM: &str = "/usr/lib/ipxe/qemu/pxe-e1000.rom";
 pub const QEMU: &str = "qemu-system-x86_64";
-/// Small on purpose: the machine has two cores for every VM of every lab (LAB.md).
-const MEMORY_MIB: &str = "256";
+/// Small on purpose: the machine has two cores for every VM of every lab (LAB.md). A hardware
+/// node gets more: a Xen dom0 needs 384 MiB to run `xl` (256 MiB was measured too little), and
+/// its guests need room beside it.
+const SNODE_MEMORY_MIB: &str = "256";
+const HNODE_MEMORY_MIB: &str = "768";
 /// `comm` of a running QEMU (the kernel truncates it to 15 characters).
 const QEMU_COMM: &str = "qemu-system-x86";
 
@@ -79,7 +82,10 @@ impl LabVm {
             "-accel",
             "tcg",
             "-m",
-            MEMORY_MIB,
+            match self.role {
+                VmRole::Snode => SNODE_MEMORY_MIB,
+                VmRole::Hnode => HNODE_MEMORY_MIB,
+            },
             "-smp",
             "1",
             "-display",

@@ -130,6 +130,29 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
             content: Some(&secrets.authorized_keys),
         },
     ];
+    let store = store_client(inv, templates, node)?;
+    if let Some(store) = &store {
+        entries.push(dir("etc/ocfs2"));
+        for (path, mode, content) in [
+            ("etc/ocfs2/cluster.conf", 0o644, store.cluster_conf.as_str()),
+            ("etc/cloudctl/store.conf", 0o644, store.conf.as_str()),
+            ("etc/cloudctl/mount-store", 0o755, store.mount.as_str()),
+            ("etc/cloudctl/format-store", 0o755, FORMAT_STORE),
+        ] {
+            entries.push(cpio::Entry {
+                path,
+                mode,
+                content: Some(content.as_bytes()),
+            });
+        }
+        if let Some(root) = &store.root {
+            entries.push(cpio::Entry {
+                path: "etc/cloudctl/root-from-storage",
+                mode: 0o755,
+                content: Some(root.as_bytes()),
+            });
+        }
+    }
     if let Some((conf, md)) = &storage {
         entries.push(cpio::Entry {
             path: "etc/cloudctl/storage.conf",
@@ -239,6 +262,112 @@ fn storage_client(inv: &Inventory) -> Option<(String, String)> {
     );
     let md = format!("# Managed by cloudctl: the storage, seen through both storage nodes.\nDEVICE {devices}\nARRAY /dev/md/cloudctl-storage level=multipath num-devices=2 UUID={uuid}\n");
     Some((conf, md))
+}
+
+/// Formats the store once: scripts/lamp/mkfs-ocfs2.sh (the same guard as the web nodes' OCFS2).
+const FORMAT_STORE: &str = include_str!("../../scripts/lamp/mkfs-ocfs2.sh");
+
+/// A hardware node's view of the instance store: the OCFS2 cluster of the hardware nodes that
+/// attach the storage, and (when its profile names a root image) its root from the store.
+struct StoreClient {
+    cluster_conf: String,
+    conf: String,
+    mount: String,
+    root: Option<String>,
+}
+
+/// The OCFS2 cluster name of a cloud: o2cb takes up to 16 letters and digits.
+pub fn store_cluster(inv: &Inventory) -> String {
+    let name: String = inv.cloud.name.as_str().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    if name.is_empty() {
+        "cloudctl".into()
+    } else {
+        name
+    }
+}
+
+/// The hardware nodes that attach the storage, in inventory order, with their OCFS2 node
+/// numbers: the last byte of the address, so a number never changes when nodes come and go.
+pub fn store_nodes(inv: &Inventory) -> Result<Vec<(&Node, u8)>, Error> {
+    let Some(s) = inv.storage.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let clients = inv.select(s.get_ref().clients.get_ref()).unwrap_or_default();
+    let mut nodes: Vec<(&Node, u8)> = Vec::new();
+    for n in inv.node.iter().filter(|n| n.role == crate::inventory::Role::Hnode) {
+        let Some(ip) = &n.ip else { continue };
+        if !clients.iter().any(|h| h.name == n.name.get_ref().as_str()) {
+            continue;
+        }
+        let number = ip.get_ref().octets()[3];
+        if number == 255 {
+            return Err(Error::Usage(format!(
+                "hardware node {} has address {}: its OCFS2 node number would be 255 (the last byte of the address), and OCFS2 numbers nodes 0-254; give it another address",
+                n.name.get_ref(),
+                ip.get_ref()
+            )));
+        }
+        if let Some((other, _)) = nodes.iter().find(|(_, x)| *x == number) {
+            return Err(Error::Usage(format!(
+                "hardware nodes {} and {} would have the same OCFS2 node number {number} (the last byte of their addresses); give one of them an address that ends differently",
+                other.name.get_ref(),
+                n.name.get_ref()
+            )));
+        }
+        nodes.push((n, number));
+    }
+    Ok(nodes)
+}
+
+/// The o2cb port of the hardware nodes' cluster (o2cb's default).
+pub const STORE_O2CB_PORT: u16 = 7777;
+
+fn store_client(inv: &Inventory, templates: &Templates, node: &Node) -> Result<Option<StoreClient>, Error> {
+    let nodes = store_nodes(inv)?;
+    if !nodes.iter().any(|(n, _)| n.name == node.name) {
+        return Ok(None);
+    }
+    let cluster = store_cluster(inv);
+    let members: Vec<_> = nodes
+        .iter()
+        .map(|(n, number)| {
+            serde_json::json!({ "name": n.name.get_ref().as_str(), "id": number,
+                                "address": n.ip.as_ref().map(|i| i.get_ref().to_string()) })
+        })
+        .collect();
+    let cluster_conf = templates.render(
+        "lamp-deploy/cluster.conf",
+        &serde_json::json!({ "cluster": cluster, "count": nodes.len(), "port": STORE_O2CB_PORT, "nodes": members }),
+    )?;
+    let formatter = nodes[0].0.name.get_ref().to_string();
+    let root = confignode::profile_of(inv, node).and_then(|(_, p)| p.root.clone());
+    // Room for nodes added later: tunefs.ocfs2 -N adds slots, but only while the store is unmounted.
+    let slots = nodes.len().max(8);
+    let conf = [
+        ("STORE", inv.instances().store.to_string()),
+        ("CLUSTER", cluster.clone()),
+        ("LABEL", format!("{cluster}-store")),
+        ("SLOTS", slots.to_string()),
+        ("FORMAT", if formatter == node.name.get_ref().as_str() { "yes" } else { "no" }.into()),
+        ("FORMATTER", formatter),
+        ("ROOT_IMAGE", root.as_ref().map(|r| r.to_string()).unwrap_or_default()),
+    ]
+    .iter()
+    .fold(Script::new(), |mut s, (k, v)| {
+        s.text(k).text("=").word(v).text("\n");
+        s
+    })
+    .build();
+    let cloud = serde_json::json!({ "cloud": inv.cloud.name });
+    Ok(Some(StoreClient {
+        cluster_conf,
+        conf,
+        mount: templates.render("hnode-boot/mount-store", &cloud)?,
+        root: match root {
+            Some(_) => Some(templates.render("hnode-boot/root-from-storage", &cloud)?),
+            None => None,
+        },
+    }))
 }
 
 /// The ConfigNode plan for booting `node`: its files and PXE entry on every ConfigNode probed

@@ -17,6 +17,7 @@ mod fresh_machine;
 mod generated;
 mod golden;
 mod hnode;
+mod hnode_root_e2e;
 mod hostile_input;
 mod image;
 mod injection;

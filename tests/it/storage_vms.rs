@@ -39,7 +39,7 @@ pub fn boot_image() -> (String, String) {
     (field("kernel: "), initrd)
 }
 
-fn ok(out: &Output, what: &str) -> String {
+pub(crate) fn ok(out: &Output, what: &str) -> String {
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -51,7 +51,7 @@ fn ok(out: &Output, what: &str) -> String {
 }
 
 /// The last console lines of a VM, for failure messages.
-fn console(lab: &Lab, vm: &str) -> String {
+pub(crate) fn console(lab: &Lab, vm: &str) -> String {
     let v = lab.state.vms.iter().find(|v| v.name == vm).unwrap();
     let log = std::fs::read_to_string(v.console()).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
@@ -59,7 +59,7 @@ fn console(lab: &Lab, vm: &str) -> String {
 }
 
 /// Runs `script` on inventory host `host` through `cloudctl run`; returns its stdout.
-fn remote(inv: &str, host: &str, script: &str) -> String {
+pub(crate) fn remote(inv: &str, host: &str, script: &str) -> String {
     let out = cloudctl(&["-i", inv, "--json", "run", "--on", host, "--", "sh", "-c", script]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("run on {host}: {}{}", text(&out.stdout), text(&out.stderr)));
@@ -107,7 +107,7 @@ fn has(found: &[(String, String)], check: &str, subject: &str) -> bool {
 }
 
 /// Polls `storage status` (bounded) until `healthy` holds for every row; returns the last rows.
-fn wait_storage(
+pub(crate) fn wait_storage(
     inv: &str,
     limit: Duration,
     what: &str,
@@ -127,7 +127,7 @@ fn wait_storage(
     }
 }
 
-fn in_sync(r: &serde_json::Value) -> bool {
+pub(crate) fn in_sync(r: &serde_json::Value) -> bool {
     r["drbd_role"] == "Primary/Primary"
         && r["drbd_dstate"] == "UpToDate/UpToDate"
         && r["drbd_cstate"] == "Connected"
@@ -135,7 +135,7 @@ fn in_sync(r: &serde_json::Value) -> bool {
 }
 
 /// `node boot NAME --power POWER --wait`, returning its output and how long it took.
-fn boot(inv: &str, name: &str, power: &str) -> (Output, Duration) {
+pub(crate) fn boot(inv: &str, name: &str, power: &str) -> (Output, Duration) {
     let started = Instant::now();
     let out = cloudctl(&[
         "-i", inv, "--yes", "-v", "node", "boot", name, "--power", power, "--wait", "240",
@@ -143,7 +143,7 @@ fn boot(inv: &str, name: &str, power: &str) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
-fn check_boot(lab: &Lab, name: &str, out: &Output) {
+pub(crate) fn check_boot(lab: &Lab, name: &str, out: &Output) {
     let err = text(&out.stderr);
     assert_eq!(
         out.status.code(),

@@ -1,0 +1,222 @@
+//! Diskless hardware nodes with their root on the storage, for real: two storage VMs run md +
+//! DRBD + AoE (`storage init`), two diskless VMs PXE-boot Xen through `hnode boot` with the
+//! storage client image as their initrd. The first boot finds no root image: each node attaches
+//! the storage over AoE multipath, hvm1 formats the instance store (OCFS2, o2cb) once, both mount
+//! it and stay on their RAM root. `image push` puts the dom0 root (a squashfs,
+//! examples/build-dom0-initrd.sh) into the store through hvm1; after a reboot both nodes switch to
+//! it: `/` is an overlay on that image, read through the OCFS2 store on the md multipath device
+//! over both storage nodes' exports, the pinned host key still answers and `xl info` works. Then
+//! a storage node is switched off: the roots and the store keep working through the other path.
+
+use crate::storage_vms::{boot_image, check_boot, console, in_sync, ok, remote, wait_storage};
+use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use cloudctl::lab::VmRole;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LAB: &str = "thrs";
+const OCTET: u8 = 227;
+const XEN: &str = "/boot/xen-4.17-amd64.gz";
+const STORE: &str = "/srv/cloud/instances";
+
+/// Builds (or takes from the cache) the dom0 images; returns the root squashfs.
+fn dom0_root() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-dom0-initrd.sh");
+    let out = Command::new("bash").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("root: "))
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no root image in: {}", text(&out.stdout)))
+}
+
+/// `hnode boot NAME --wait` (power "none": the VM is on, or rebooting by itself).
+fn hnode_boot(inv: &str, name: &str, power: &str) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = cloudctl(&[
+        "-i", inv, "--yes", "-v", "hnode", "boot", name, "--power", power, "--wait", "300",
+    ]);
+    (out, started.elapsed())
+}
+
+/// Hard reset from inside (SysRq b): Xen resets the machine, which PXE-boots again.
+fn reset(inv: &str, node: &str) {
+    remote(
+        inv,
+        node,
+        "(sleep 1; echo 1 > /proc/sys/kernel/sysrq; echo b > /proc/sysrq-trigger) </dev/null >/dev/null 2>&1 &",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_tests),
+    ignore = "lab test: needs root and every program in .ci/prerequisites"
+)]
+fn hardware_nodes_take_their_root_from_the_storage() {
+    crate::support::require_lab(&[
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
+        "/usr/lib/syslinux/modules/bios/mboot.c32",
+        XEN,
+        "/usr/lib/xen-4.17/bin/xl",
+        "/usr/bin/mksquashfs",
+        "/usr/sbin/mkfs.ocfs2",
+        "/usr/sbin/vblade",
+        "/usr/sbin/drbdadm",
+        "/usr/sbin/mdadm",
+        "/usr/sbin/dropbear",
+    ]);
+    let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
+    let (kernel, client_image) = boot_image();
+    let root_image = dom0_root();
+    let lab = Lab::up_with_vms(
+        LAB,
+        1,
+        OCTET,
+        &[VmRole::Snode, VmRole::Snode, VmRole::Hnode, VmRole::Hnode],
+        128,
+    );
+    let inv = lab.inventory();
+    // The hardware nodes run Xen; their initrd is the storage client image, their root the image
+    // pushed into the store.
+    let toml = std::fs::read_to_string(&inv).unwrap();
+    let toml = toml.replace("hypervisor = \"kvm\"", "hypervisor = \"xen\"").replace(
+        "[profiles.hnode]\nkernel = \"/srv/tftp/images/hnode/vmlinuz\"\ninitrd = \"/srv/tftp/images/hnode/initrd.img\"\nappend = \"console=ttyS0\"\n",
+        "[profiles.hnode]\nkernel = \"/srv/tftp/images/hnode/vmlinuz\"\ninitrd = \"/srv/tftp/images/hnode/initrd.img\"\n\
+         xen = \"/srv/tftp/images/hnode/xen.gz\"\nxen_args = \"console=com1 dom0_mem=384M\"\nappend = \"console=hvc0\"\nroot = \"dom0-root\"\n",
+    );
+    assert!(toml.contains("root = \"dom0-root\""), "{toml}");
+    let toml = with_store(&toml);
+    std::fs::write(&inv, toml).unwrap();
+    for profile in ["snode", "hnode"] {
+        lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/{profile} && cp {kernel} /srv/tftp/images/{profile}/vmlinuz && cp {client_image} /srv/tftp/images/{profile}/initrd.img"));
+    }
+    lab.sh_ok(0, &format!("cp {XEN} /srv/tftp/images/hnode/xen.gz"));
+    ok(&cloudctl(&["-i", &inv, "--yes", "config", "init"]), "config init");
+
+    // The storage first: both storage VMs, then md + DRBD + AoE.
+    ok(&cloudctl(&["-i", &inv, "--yes", "node", "boot", "snode1"]), "node boot snode1");
+    let (out, _) = crate::storage_vms::boot(&inv, "snode2", "wol");
+    check_boot(&lab, "snode2", &out);
+    let (out, _) = crate::storage_vms::boot(&inv, "snode1", "none");
+    check_boot(&lab, "snode1", &out);
+    ok(&cloudctl(&["-i", &inv, "--yes", "storage", "init"]), "storage init");
+    wait_storage(&inv, Duration::from_secs(240), "in sync", in_sync);
+
+    // First boot of both hardware nodes: no root image in the store yet.
+    ok(&cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "hvm1"]), "hnode boot hvm1");
+    let (out, first_boot) = hnode_boot(&inv, "hvm2", "wol");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("hvm2: SSH answers with the pinned host key") && err.contains("hvm2: root in RAM"),
+        "{err}\nconsole:\n{}",
+        console(&lab, "hvm2")
+    );
+    let (out, _) = hnode_boot(&inv, "hvm1", "none");
+    let err = text(&out.stderr);
+    assert!(err.contains("hvm1: root in RAM"), "{err}\nconsole:\n{}", console(&lab, "hvm1"));
+    for vm in ["hvm1", "hvm2"] {
+        let log = std::fs::read_to_string(lab.state.vms.iter().find(|v| v.name == vm).unwrap().console()).unwrap();
+        assert!(
+            log.contains("no root image dom0-root") && log.contains(&format!("mounted at {STORE}")),
+            "{vm}:\n{}",
+            console(&lab, vm)
+        );
+    }
+    // One OCFS2 filesystem, really mounted on both: what one node writes, the other reads.
+    let mounts = remote(&inv, "hvm2", &format!("grep ' {STORE} ' /proc/mounts"));
+    assert!(mounts.contains(" ocfs2 ") && mounts.starts_with("/dev/md"), "{mounts}");
+    remote(&inv, "hvm1", &format!("echo written-by-hvm1 > {STORE}/hello"));
+    let read = remote(&inv, "hvm2", &format!("cat {STORE}/hello"));
+    assert_eq!(read.trim(), "written-by-hvm1");
+    let hosts_before = std::fs::read(&lab.state.known_hosts).unwrap();
+
+    // The root image into the store, through hvm1.
+    let started = Instant::now();
+    let out = cloudctl(&["-i", &inv, "--yes", "--json", "image", "push", &root_image, "dom0-root", "--via", "hvm1"]);
+    assert_eq!(out.status.code(), Some(0), "image push: {}{}", text(&out.stderr), text(&out.stdout));
+    let push = started.elapsed();
+    let listed = remote(&inv, "hvm2", &format!("ls -l {STORE}/.images/"));
+    assert!(listed.contains("dom0-root"), "{listed}");
+
+    // Reboot both: they switch to the image, the pinned keys still answer.
+    reset(&inv, "hvm1");
+    reset(&inv, "hvm2");
+    std::thread::sleep(Duration::from_secs(5));
+    let mut boots = Vec::new();
+    for vm in ["hvm1", "hvm2"] {
+        let (out, took) = hnode_boot(&inv, vm, "none");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{vm}: {err}\nconsole:\n{}", console(&lab, vm));
+        assert!(
+            err.contains(&format!("{vm}: hypervisor xen: ok"))
+                && err.contains(&format!("{vm}: root on the shared storage: {STORE}/.images/dom0-root")),
+            "{err}"
+        );
+        boots.push(took);
+    }
+    assert_eq!(
+        std::fs::read(&lab.state.known_hosts).unwrap(),
+        hosts_before,
+        "the reboot changed known_hosts: the nodes kept their pinned keys"
+    );
+    // The proof, on the node: / is the overlay, its lower layer the loop device of the image
+    // file, which lives on the OCFS2 store, on the md multipath device over both AoE exports.
+    let facts = remote(
+        &inv,
+        "hvm1",
+        "awk '$2 == \"/\" || $2 == \"/run/cloudctl/root/ro\" || $2 == \"/srv/cloud/instances\" { print $1, $2, $3 }' /proc/mounts; \
+         for l in /sys/block/loop*/loop/backing_file; do [ -r \"$l\" ] && echo \"backing $(cat \"$l\")\"; done; \
+         mdadm --detail /dev/md/cloudctl-storage | grep -E 'Raid Level|active sync'; xl info | grep xen_version",
+    );
+    assert!(facts.contains("overlay / overlay"), "{facts}");
+    assert!(facts.contains("/run/cloudctl/root/ro squashfs"), "{facts}");
+    assert!(facts.contains(&format!("backing {STORE}/.images/dom0-root")), "{facts}");
+    assert!(facts.contains(&format!("{STORE} ocfs2")), "{facts}");
+    assert!(facts.contains("Raid Level : multipath"), "{facts}");
+    assert_eq!(facts.matches("active sync   /dev/etherd/").count(), 2, "{facts}");
+    assert!(facts.contains("xen_version"), "{facts}");
+
+    // A storage node lost: both roots and the store go on through the other export.
+    ok(&cloudctl(&["lab", "power-off", "--name", LAB, "snode2"]), "power-off snode2");
+    let lost = Instant::now();
+    for vm in ["hvm1", "hvm2"] {
+        let check = format!(
+            "sync; echo 3 > /proc/sys/vm/drop_caches; cat /usr/lib/xen-4.17/bin/* > /dev/null && xl info > /dev/null && \
+             echo from-{vm}-while-snode2-is-off > {STORE}/{vm}-during && echo fine"
+        );
+        let out = remote(&inv, vm, &check);
+        assert!(out.contains("fine"), "{vm}: {out}");
+    }
+    let through = lost.elapsed();
+    let other = remote(&inv, "hvm1", &format!("cat {STORE}/hvm2-during"));
+    assert_eq!(other.trim(), "from-hvm2-while-snode2-is-off");
+    let paths = remote(&inv, "hvm1", "mdadm --detail /dev/md/cloudctl-storage | grep -cE 'active sync' ; exit 0");
+    report(&format!(
+        "hnode root on the storage: first boot (RAM root, store formatted and mounted) {:.1} s; image push {:.1} s; \
+         reboot to the storage root → xen ok {:.1} s / {:.1} s; snode2 off: both roots read afresh and the store written in {:.1} s ({} path left)",
+        first_boot.as_secs_f64(),
+        push.as_secs_f64(),
+        boots[0].as_secs_f64(),
+        boots[1].as_secs_f64(),
+        through.as_secs_f64(),
+        paths.trim()
+    ));
+}
+
+/// The lab's store (a folder the namespace hosts share) becomes the hardware nodes' OCFS2 mount.
+fn with_store(toml: &str) -> String {
+    let mut out = String::new();
+    for line in toml.lines() {
+        if line.starts_with("store = ") {
+            out.push_str(&format!("store = \"{STORE}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
