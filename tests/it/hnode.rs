@@ -518,3 +518,56 @@ fn a_xen_nodes_initrd_keeps_its_overlay_through_mboots_gunzip() {
         .collect();
     assert_eq!(left.len(), 4, "temp files left: {left:?}");
 }
+
+/// hnode1's overlay for this inventory text, as text (a newc archive: names and contents are
+/// plain in it).
+fn overlay_text(inv_text: &str, node: &str) -> Result<String, String> {
+    use cloudctl::plan::hnode;
+    let inv = cloudctl::inventory::parse("seed.toml", inv_text).map_err(|e| e.to_string())?;
+    let node = inv.node.iter().find(|n| n.name.get_ref().as_str() == node).unwrap();
+    let secrets = hnode::NodeSecrets {
+        host_key: b"PRIVATE".to_vec(),
+        host_key_pub: b"ssh-ed25519 AAAA".to_vec(),
+        dropbear_key: b"DROPBEAR".to_vec(),
+        authorized_keys: b"ssh-ed25519 AAAA admin".to_vec(),
+        ipmi_password: None,
+    };
+    let templates = cloudctl::templates::Templates::load(None).unwrap();
+    hnode::overlay(&inv, &templates, node, &secrets)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The seed's hardware nodes attach the storage and mount the instance store (OCFS2, one o2cb
+/// cluster of the hardware nodes, numbered by the last byte of their addresses); only the first
+/// formats it, and only a profile with `root` brings the switch to a root from the store.
+#[test]
+fn a_storage_client_gets_the_store_and_a_root_profile_its_root_from_it() {
+    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap();
+    let one = overlay_text(&seed, "hnode1").unwrap();
+    let two = overlay_text(&seed, "hnode2").unwrap();
+    for o in [&one, &two] {
+        assert!(o.contains("etc/ocfs2/cluster.conf") && o.contains("etc/cloudctl/mount-store"), "{o}");
+        assert!(o.contains("number = 31\n\tname = hnode1") && o.contains("number = 32\n\tname = hnode2"), "{o}");
+        assert!(o.contains("STORE=/srv/cloud/instances\n") && o.contains("CLUSTER=lab\n"), "{o}");
+        assert!(!o.contains("root-from-storage"), "no root image in the profile: {o}");
+    }
+    assert!(one.contains("FORMAT=yes\n") && two.contains("FORMAT=no\n"), "only hnode1 formats");
+    let rooted = seed.replace("append = \"console=ttyS0\"\n\n[profiles.snode]", "append = \"console=ttyS0\"\nroot = \"dom0-root\"\n\n[profiles.snode]");
+    assert_ne!(rooted, seed);
+    let o = overlay_text(&rooted, "hnode1").unwrap();
+    assert!(o.contains("etc/cloudctl/root-from-storage") && o.contains("ROOT_IMAGE=dom0-root\n"), "{o}");
+    // The storage nodes are not clients of themselves.
+    assert!(!overlay_text(&rooted, "snode1").unwrap().contains("mount-store"));
+
+    // Two hardware nodes whose addresses end alike would share an OCFS2 node number.
+    let clash = seed.replace("10.0.0.32", "10.0.1.31").replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/16\"");
+    let e = overlay_text(&clash, "hnode1").unwrap_err();
+    assert!(e.contains("hnode1 and hnode2 would have the same OCFS2 node number 31"), "{e}");
+    // A root on the storage needs the storage.
+    let start = rooted.find("\n[storage]").unwrap();
+    let end = rooted[start + 1..].find("\n[").unwrap() + start + 1;
+    let without = format!("{}{}", &rooted[..start], &rooted[end..]);
+    let e = overlay_text(&without, "hnode1").unwrap_err();
+    assert!(e.contains("[profiles.hnode] root: the root image lives on the shared storage"), "{e}");
+}
