@@ -4,6 +4,7 @@ pub mod confignode;
 pub mod confignode_status;
 pub mod doctor;
 pub mod evacuate;
+pub mod fact;
 pub mod hnode;
 pub mod image;
 pub mod instance;
