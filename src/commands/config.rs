@@ -33,7 +33,7 @@ pub fn probe_confignodes(
     confignode::sections(inv)?;
     let hosts = confignode::hosts(inv)?;
     let script = confignode::facts_script(inv, scope)?;
-    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.gather(inv, h, &script));
+    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.probe(inv, h, &script));
     let mut facts = Vec::new();
     let mut down = Vec::new();
     for (host, answer) in hosts.iter().zip(answers) {
@@ -110,7 +110,7 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let hosts = confignode::hosts(&inv)?;
     let script = status::script(&inv)?;
-    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.gather(&inv, h, &script));
+    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.probe(&inv, h, &script));
     let answers = hosts
         .iter()
         .zip(answers)

@@ -19,7 +19,8 @@ use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
-use crate::inventory::{self, Inventory};
+use crate::inventory::{self, Host, Inventory};
+use crate::plan::fact::{Fact, Output};
 use crate::plan::Plan;
 use crate::ui::{diff, progress::Progress, report, Ui};
 use std::path::PathBuf;
@@ -65,21 +66,20 @@ impl Context {
         }
     }
 
-    /// Runs a read-only script on one host (facts for a planner).
-    pub fn gather(&self, inv: &Inventory, host: &crate::inventory::Host, script: &str) -> Result<String, Error> {
-        let connector = self.reach(inv);
-        let deadline = Instant::now() + self.limits(inv).host_timeout;
-        let mut transport = connector.connect(host, deadline)?;
-        let out = transport.run_script(script, deadline)?;
-        if out.status != 0 {
-            return Err(Error::Failed(anyhow::anyhow!(
-                "probing {} failed (exit {}): {}",
-                host.name,
-                out.status,
-                crate::plan::without_secrets(out.output.trim())
-            )));
-        }
-        Ok(out.output)
+    /// `fact` from every host at once (read-only, bounded by `--forks`; see `exec::gather`).
+    pub fn gather<F: Fact>(&self, inv: &Inventory, hosts: &[Host], fact: &F) -> Vec<Option<Result<F::Value, Error>>> {
+        exec::gather(hosts, fact, self.reach(inv).as_ref(), &self.limits(inv))
+    }
+
+    /// `fact` from one host (read-only).
+    pub fn ask<F: Fact>(&self, inv: &Inventory, host: &Host, fact: &F) -> Result<F::Value, Error> {
+        exec::ask(host, fact, self.reach(inv).as_ref(), self.limits(inv).host_timeout)
+    }
+
+    /// What a read-only script printed on one host, for the callers that still parse a probe's
+    /// output themselves (a `Fact` of their own is the way).
+    pub fn probe(&self, inv: &Inventory, host: &Host, script: &str) -> Result<String, Error> {
+        self.ask(inv, host, &Output(script))
     }
 
     pub fn templates(&self) -> Result<crate::templates::Templates, Error> {

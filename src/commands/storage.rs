@@ -6,6 +6,7 @@ use crate::error::{Error, Exit};
 use crate::inventory::storage::StorageSection;
 use crate::inventory::Inventory;
 use crate::plan::storage::{self, NodeFacts};
+use crate::plan::storage_status;
 
 pub fn run(ctx: &Context, cmd: StorageCommand) -> Result<Exit, Error> {
     match cmd {
@@ -48,7 +49,7 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
     let mut facts: [NodeFacts; 2] = Default::default();
     for (i, n) in nodes.iter().enumerate() {
         let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
-        let out = ctx.gather(&inv, &host, &storage::facts_script(s))?;
+        let out = ctx.probe(&inv, &host, &storage::facts_script(s))?;
         facts[i] = storage::parse_facts(&out, &storage::md_uuid(&inv, n.as_str(), s.md_device.as_str()));
         if facts[i].hostname != n.as_str() {
             return Err(Error::Usage(format!(
@@ -95,81 +96,26 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
 fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let s = section(&inv)?;
-    let script = storage::status_script(s);
-    let mut rows = Vec::new();
-    let mut exit = Exit::Ok;
+    let mut hosts = Vec::new();
     for n in s.nodes.get_ref() {
-        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
-        let mut row = serde_json::Map::new();
-        row.insert("node".into(), n.as_str().into());
-        match ctx.gather(&inv, &host, &script) {
-            Ok(out) => {
-                let mut fields = std::collections::BTreeMap::new();
-                for line in out.lines() {
-                    if let Some((k, v)) = line.split_once(' ') {
-                        fields.insert(k.replace('-', "_"), v.trim().to_string());
-                    }
-                }
-                let problems = storage::status_problems(&fields);
-                // The one severity order decides, whichever node came first.
-                if !problems.is_empty() {
-                    exit = exit.max(Exit::Failed);
-                }
-                for (k, v) in fields {
-                    row.insert(k, v.into());
-                }
-                row.insert("healthy".into(), problems.is_empty().into());
-                row.insert("problems".into(), problems.into());
-            }
-            Err(e) => {
-                exit = exit.max(e.exit());
-                row.insert("healthy".into(), false.into());
-                row.insert("problems".into(), vec![format!("unreachable: {e}")].into());
-                row.insert("error".into(), e.to_string().into());
-            }
-        }
-        rows.push(serde_json::Value::Object(row));
+        hosts.push(inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0));
     }
-    if ctx.ui.json {
-        ctx.ui
-            .json_result(exit, serde_json::json!({ "command": "storage status", "nodes": rows }));
-        return Ok(exit);
+    let answers = ctx.gather(&inv, &hosts, &storage_status::Status(s));
+    let mut exit = Exit::Ok;
+    let mut nodes = Vec::new();
+    for (n, answer) in s.nodes.get_ref().iter().zip(answers) {
+        // The one severity order decides, whichever node came first.
+        let answer = answer.unwrap_or_else(|| {
+            exit = exit.max(Exit::Interrupted);
+            Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked")))
+        });
+        exit = exit.max(match &answer {
+            Ok(st) if st.problems.is_empty() => Exit::Ok,
+            Ok(_) => Exit::Failed,
+            Err(e) => e.exit(),
+        });
+        nodes.push((n.to_string(), answer));
     }
-    let cell = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
-    crate::outln!(
-        "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} AOE",
-        "NODE",
-        "MD",
-        "ROLE",
-        "CONNECTION",
-        "DISK",
-        "SYNC"
-    );
-    for r in &rows {
-        if let Some(e) = r["error"].as_str() {
-            crate::outln!("{:<12} {e}", cell(r, "node"));
-            continue;
-        }
-        crate::outln!(
-            "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} {}",
-            cell(r, "node"),
-            cell(r, "md"),
-            cell(r, "drbd_role"),
-            cell(r, "drbd_cstate"),
-            cell(r, "drbd_dstate"),
-            cell(r, "drbd_sync"),
-            cell(r, "aoe")
-        );
-    }
-    for r in &rows {
-        for p in r["problems"].as_array().into_iter().flatten() {
-            ctx.ui
-                .info(&format!("{}: {}", cell(r, "node"), p.as_str().unwrap_or_default()));
-        }
-    }
-    if exit == Exit::Ok {
-        ctx.ui
-            .info("storage: healthy (both nodes connected, UpToDate, primary, exporting)");
-    }
+    crate::ui::storage::status(&ctx.ui, &nodes, exit);
     Ok(exit)
 }

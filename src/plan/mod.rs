@@ -3,6 +3,7 @@
 pub mod confignode;
 pub mod confignode_status;
 pub mod doctor;
+pub mod doctor_probe;
 pub mod evacuate;
 pub mod fact;
 pub mod hnode;
@@ -17,6 +18,7 @@ pub mod rebalance;
 pub mod run;
 pub mod storage;
 pub mod storage_health;
+pub mod storage_status;
 
 use crate::error::Error;
 use crate::inventory::Host;

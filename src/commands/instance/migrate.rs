@@ -1,7 +1,7 @@
 //! `cloudctl instance migrate`: pre-checks on both nodes, the live migration phase by phase with
 //! progress, verification on both ends, and the inventory updated only after that; `--cleanup`.
 
-use super::{ask_all, lock, node_host, read, recorded_guest, where_guests_run, Context};
+use super::{ask_all_raw, lock, node_host, read, recorded_guest, where_guests_run, Context};
 use crate::cli::InstanceMigrateArgs;
 use crate::error::{Error, Exit};
 use crate::exec::known_hosts::host_pattern;
@@ -119,7 +119,7 @@ pub fn migrate_one(
     };
     let script = probe::facts_script(&g, s.store.as_str(), None, tools);
     let mut facts = Vec::new();
-    for (h, answer) in ask_all(ctx, inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
+    for (h, answer) in ask_all_raw(ctx, inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
         let out = answer.map_err(|e| {
             let message = format!("cannot check {}: {e}; nothing was moved", h.name);
             e.not_asked(message)
@@ -383,7 +383,7 @@ fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        match ctx.gather(inv, node, &script) {
+        match ctx.probe(inv, node, &script) {
             Ok(out) => {
                 return Ok(probe::parse_guests(&out)
                     .into_iter()

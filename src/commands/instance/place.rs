@@ -1,7 +1,7 @@
 //! Placement for the guest verbs: every hardware node's memory asked at once, then the rule of
 //! `plan::placement` (README "Placement") picks the node.
 
-use super::{ask_all, Context};
+use super::{ask_all_raw, Context};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::plan::instance::{hnodes, hypervisor_of};
@@ -9,7 +9,7 @@ use crate::plan::placement::{self, Choice, Need, NodeLoad};
 
 /// Every hardware node's answer to placement's probe (`None`: it did not answer).
 pub fn answers(ctx: &Context, inv: &Inventory) -> Vec<(String, Option<String>)> {
-    ask_all(ctx, inv, &hnodes(inv), |h| {
+    ask_all_raw(ctx, inv, &hnodes(inv), |h| {
         Ok(placement::memory_script(hypervisor_of(inv, &h.name)?).to_string())
     })
     .into_iter()

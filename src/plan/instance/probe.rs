@@ -3,7 +3,9 @@
 //! parsing only; pure.
 
 use super::Guest;
-use crate::inventory::Hypervisor;
+use crate::error::Error;
+use crate::inventory::{Host, Hypervisor, Inventory};
+use crate::plan::fact::Fact;
 use crate::shell::Script;
 use serde::Serialize;
 
@@ -182,6 +184,28 @@ pub fn parse_guests(out: &str) -> Vec<GuestSeen> {
         })
         .filter_map(|(n, s)| Some(parse_guest(n?, s.unwrap_or("unknown"))))
         .collect()
+}
+
+/// The guests each hardware node runs, by the node's hypervisor (`instance list`, and every verb
+/// that must know where a guest is before it starts, moves or powers off anything).
+pub struct Guests<'a>(pub &'a Inventory);
+
+impl Fact for Guests<'_> {
+    type Value = Vec<GuestSeen>;
+
+    fn script(&self, host: &Host) -> Result<String, Error> {
+        Ok(guests_script(super::hypervisor_of(self.0, &host.name)?))
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> Vec<GuestSeen> {
+        parse_guests(output)
+    }
+
+    /// The listing is read as far as it got: its status is that of its last pipeline (a
+    /// hypervisor tool failing on one guest), not of the lines it printed.
+    fn needs_success(&self) -> bool {
+        false
+    }
 }
 
 pub fn parse_facts(out: &str) -> NodeFacts {
