@@ -61,3 +61,61 @@ impl Fact for Probe<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The probe gathered host-free: each role gets its own program and reads as its facts.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{gather, Limits, ScriptOutput};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn every_role_gets_its_probe_and_reads_as_its_facts_with_the_clock() {
+        let inv = crate::inventory::parse("seed-lab.toml", include_str!("../../examples/seed-lab.toml")).unwrap();
+        let hosts = inv.hosts();
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            answer: Arc::new(|_, _| {
+                Ok(ScriptOutput {
+                    output: "clock 1700000000.%N\n".into(),
+                    status: 0,
+                })
+            }),
+        };
+        let probe = Probe {
+            inv: &inv,
+            authorized_keys: String::new(),
+        };
+        let limits = Limits {
+            forks: 4,
+            host_timeout: Duration::from_secs(5),
+        };
+        let got = gather(&hosts, &probe, &connector, &limits);
+        assert_eq!(got.len(), hosts.len());
+        for (h, answer) in hosts.iter().zip(got) {
+            let f = answer.unwrap().unwrap();
+            assert_eq!(f.clock, Some((1_700_000_000.0, 1.0)), "{}", h.name);
+            let role_ok = matches!(
+                (h.role, &f.role),
+                ("confignode", RoleFacts::ConfigNode(_))
+                    | ("hnode", RoleFacts::Hnode(_))
+                    | ("snode", RoleFacts::Snode(_))
+            );
+            assert!(role_ok, "{}: {:?}", h.name, f.role);
+            let script = &log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(n, _)| *n == h.name)
+                .unwrap()
+                .1
+                .clone();
+            assert!(script.starts_with(CLOCK_PROBE), "{script}");
+            assert_eq!(*script, probe.script(h).unwrap());
+        }
+    }
+}

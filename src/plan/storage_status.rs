@@ -58,3 +58,47 @@ mod tests {
         assert_eq!(st.problems.len(), 5, "{:?}", st.problems);
     }
 }
+
+#[cfg(test)]
+mod gathered {
+    //! `Status` gathered host-free: the scripted connector answers for each storage node.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{gather, HostError, Limits, ScriptOutput};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn each_node_is_read_and_an_unreachable_one_does_not_stop_the_other() {
+        let inv = crate::inventory::parse("seed-lab.toml", include_str!("../../examples/seed-lab.toml")).unwrap();
+        let s = inv.storage.as_ref().unwrap().get_ref();
+        let hosts = inv.select(&["snode".into()]).unwrap();
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|name| match name {
+                "snode2" => Err(HostError::HostKey("snode2: host key changed".into())),
+                _ => Ok(()),
+            }),
+            answer: Arc::new(|_, _| {
+                Ok(ScriptOutput {
+                    output: "md clean\ndrbd-role Secondary/Primary\naoe exporting\n".into(),
+                    status: 0,
+                })
+            }),
+        };
+        let limits = Limits {
+            forks: 2,
+            host_timeout: Duration::from_secs(5),
+        };
+        let got = gather(&hosts, &Status(s), &connector, &limits);
+        let snode1 = got[0].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(snode1.fields["md"], "clean");
+        assert!(snode1
+            .problems
+            .contains(&"DRBD roles are Secondary/Primary (not both primary)".to_string()));
+        let e = got[1].as_ref().unwrap().as_ref().unwrap_err();
+        assert_eq!(e.exit(), crate::error::Exit::HostKey, "{e}");
+        assert_eq!(*log.lock().unwrap(), [("snode1".to_string(), status_script(s))]);
+    }
+}

@@ -336,3 +336,71 @@ mod tests {
         assert_eq!(f.guests[1].state, GuestState::Dead);
     }
 }
+
+#[cfg(test)]
+mod guests_fact {
+    //! `Guests` gathered host-free: the scripted connector answers for each hardware node.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{gather, HostError, Limits, ScriptOutput};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn each_node_lists_its_guests_and_an_unreachable_one_is_said_so() {
+        let inv = crate::inventory::parse("seed-lab.toml", include_str!("../../../examples/seed-lab.toml")).unwrap();
+        let mut nodes = super::super::hnodes(&inv);
+        nodes.push(Host {
+            name: "ghost".into(),
+            role: "hnode",
+            host: "127.0.0.9".into(),
+            port: 22,
+        });
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|name| match name {
+                "hnode2" => Err(HostError::Unreachable("hnode2: connection refused".into())),
+                _ => Ok(()),
+            }),
+            // hnode1's listing ends in a failing pipeline: what it printed still counts.
+            answer: Arc::new(|name, _| {
+                Ok(match name {
+                    "hnode1" => ScriptOutput {
+                        output: "guest web1 xen-r-----\nguest db1--incoming xen---p---\n".into(),
+                        status: 1,
+                    },
+                    _ => ScriptOutput {
+                        output: String::new(),
+                        status: 0,
+                    },
+                })
+            }),
+        };
+        let limits = Limits {
+            forks: 2,
+            host_timeout: Duration::from_secs(5),
+        };
+        let got = gather(&nodes, &Guests(&inv), &connector, &limits);
+        let seen: Vec<_> = got.into_iter().map(|a| a.unwrap()).collect();
+        let hnode1 = seen[0].as_ref().unwrap();
+        assert_eq!(
+            hnode1.iter().map(|g| (g.name.as_str(), g.state)).collect::<Vec<_>>(),
+            [("web1", GuestState::Running), ("db1", GuestState::Incoming)]
+        );
+        let e = seen[1].as_ref().unwrap_err();
+        assert_eq!(
+            (e.exit(), e.to_string()),
+            (crate::error::Exit::Unreachable, "hnode2: connection refused".into())
+        );
+        // A node the inventory does not know is not asked (no hypervisor to list with).
+        assert_eq!(seen[2].as_ref().unwrap_err().exit(), crate::error::Exit::Usage);
+        let asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();
+        assert_eq!(asked, ["hnode1"]);
+        assert!(log
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, s)| *s == guests_script(crate::inventory::Hypervisor::Xen)));
+    }
+}
