@@ -20,7 +20,7 @@ use crate::error::{Error, Exit};
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
 use crate::inventory::{self, Host, Inventory};
-use crate::plan::fact::{Fact, Output};
+use crate::plan::fact::Fact;
 use crate::plan::Plan;
 use crate::ui::{diff, progress::Progress, report, Ui};
 use std::path::PathBuf;
@@ -74,12 +74,6 @@ impl Context {
     /// `fact` from one host (read-only).
     pub fn ask<F: Fact>(&self, inv: &Inventory, host: &Host, fact: &F) -> Result<F::Value, Error> {
         exec::ask(host, fact, self.reach(inv).as_ref(), self.limits(inv).host_timeout)
-    }
-
-    /// What a read-only script printed on one host, for the callers that still parse a probe's
-    /// output themselves (a `Fact` of their own is the way).
-    pub fn probe(&self, inv: &Inventory, host: &Host, script: &str) -> Result<String, Error> {
-        self.ask(inv, host, &Output(script))
     }
 
     pub fn templates(&self) -> Result<crate::templates::Templates, Error> {

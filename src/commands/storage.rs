@@ -4,9 +4,9 @@ use super::Context;
 use crate::cli::{StorageCommand, StorageInitArgs};
 use crate::error::{Error, Exit};
 use crate::inventory::storage::StorageSection;
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::plan::storage::{self, NodeFacts};
-use crate::plan::storage_status;
+use crate::plan::{storage_facts, storage_status};
 
 pub fn run(ctx: &Context, cmd: StorageCommand) -> Result<Exit, Error> {
     match cmd {
@@ -46,11 +46,23 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
     // probe that finds (or not) the secret and the converge that writes it hold one lock.
     let _lock = super::lock_inventory(ctx, &path)?;
     // Both nodes are probed even when one is chosen: the DRBD resource names both.
+    let hosts: Vec<Result<Host, Error>> = nodes
+        .iter()
+        .map(|n| Ok(inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0)))
+        .collect();
+    let reachable: Vec<Host> = hosts.iter().filter_map(|h| h.as_ref().ok()).cloned().collect();
+    let mut answers = ctx
+        .gather(&inv, &reachable, &storage_facts::Probe { inv: &inv, section: s })
+        .into_iter();
     let mut facts: [NodeFacts; 2] = Default::default();
-    for (i, n) in nodes.iter().enumerate() {
-        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
-        let out = ctx.probe(&inv, &host, &storage::facts_script(s))?;
-        facts[i] = storage::parse_facts(&out, &storage::md_uuid(&inv, n.as_str(), s.md_device.as_str()));
+    // In node order, the first problem ends the command: a node with no address, then one
+    // that did not answer, then a wrong hostname.
+    for (i, (n, host)) in nodes.iter().zip(hosts).enumerate() {
+        host?;
+        facts[i] = answers
+            .next()
+            .flatten()
+            .ok_or_else(|| Error::Failed(anyhow::anyhow!("interrupted while probing the storage nodes")))??;
         if facts[i].hostname != n.as_str() {
             return Err(Error::Usage(format!(
                 "{n} reports hostname {:?}: DRBD finds its `on` section by hostname, so the node's hostname must be {n}",

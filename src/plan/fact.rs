@@ -26,18 +26,3 @@ pub trait Fact: Sync {
         true
     }
 }
-
-/// A fixed program whose output is taken as it is (the caller parses it).
-pub struct Output<'a>(pub &'a str);
-
-impl Fact for Output<'_> {
-    type Value = String;
-
-    fn script(&self, _: &Host) -> Result<String, Error> {
-        Ok(self.0.to_string())
-    }
-
-    fn parse(&self, _: &Host, output: &str) -> String {
-        output.to_string()
-    }
-}

@@ -1,6 +1,7 @@
 //! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
 
 pub mod confignode;
+pub mod confignode_facts;
 pub mod confignode_status;
 pub mod doctor;
 pub mod doctor_probe;
@@ -12,11 +13,13 @@ pub mod instance;
 pub mod lamp;
 pub mod masked;
 pub mod node;
+pub mod node_memory;
 pub mod placement;
 pub mod poweroff;
 pub mod rebalance;
 pub mod run;
 pub mod storage;
+pub mod storage_facts;
 pub mod storage_health;
 pub mod storage_status;
 

@@ -59,44 +59,21 @@ fn ask_all<F: Fact>(ctx: &Context, inv: &Inventory, nodes: &[Host], fact: &F) ->
         .collect()
 }
 
-/// A program per node whose output its caller parses itself (placement's memory, migrate's
-/// checks): read whatever its status, as those callers always have.
-struct Raw<S>(S);
-
-impl<S: Fn(&Host) -> Result<String, Error> + Sync> Fact for Raw<S> {
-    type Value = String;
-
-    fn script(&self, host: &Host) -> Result<String, Error> {
-        (self.0)(host)
-    }
-
-    fn parse(&self, _: &Host, output: &str) -> String {
-        output.to_string()
-    }
-
-    fn needs_success(&self) -> bool {
-        false
-    }
-}
-
-/// `ask_all` for a program per node (see `Raw`).
-fn ask_all_raw(
-    ctx: &Context,
-    inv: &Inventory,
-    nodes: &[Host],
-    script_for: impl Fn(&Host) -> Result<String, Error> + Sync,
-) -> Vec<(Host, Result<String, Error>)> {
-    ask_all(ctx, inv, nodes, &Raw(script_for))
-}
-
 /// The guests every hardware node reports, by node.
 fn where_guests_run(ctx: &Context, inv: &Inventory) -> Vec<(Host, Result<Vec<GuestSeen>, Error>)> {
     ask_all(ctx, inv, &instance::hnodes(inv), &probe::Guests(inv))
 }
 
 /// Facts from one node (see `probe::facts_script`).
-fn node_facts(ctx: &Context, inv: &Inventory, node: &Host, script: &str) -> Result<NodeFacts, Error> {
-    Ok(probe::parse_facts(&ctx.probe(inv, node, script)?))
+fn node_facts(ctx: &Context, inv: &Inventory, node: &Host, script: String) -> Result<NodeFacts, Error> {
+    ctx.ask(
+        inv,
+        node,
+        &probe::NodeProbe {
+            script,
+            any_status: false,
+        },
+    )
 }
 
 /// Nodes where a copy of guest `name` holds memory, or an error if a node could not be asked

@@ -235,6 +235,49 @@ pub fn parse_facts(out: &str) -> NodeFacts {
     f
 }
 
+/// A node's facts for one guest command.
+pub struct NodeProbe {
+    /// The program `facts_script` built for the guest.
+    pub script: String,
+    /// Read the answer whatever the probe's status (`migrate`'s check, which has always done
+    /// so; the program ends in `exit 0`, so only a shell that died says otherwise).
+    pub any_status: bool,
+}
+
+impl Fact for NodeProbe {
+    type Value = NodeFacts;
+
+    fn script(&self, _: &Host) -> Result<String, Error> {
+        Ok(self.script.clone())
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> NodeFacts {
+        parse_facts(output)
+    }
+
+    fn needs_success(&self) -> bool {
+        !self.any_status
+    }
+}
+
+/// Guest `.0`'s state on a node (`None`: no copy there), asked while it moves.
+pub struct StateOf<'a>(pub &'a Guest);
+
+impl Fact for StateOf<'_> {
+    type Value = Option<GuestState>;
+
+    fn script(&self, _: &Host) -> Result<String, Error> {
+        Ok(guests_script(self.0.hypervisor) + "\nexit 0")
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> Option<GuestState> {
+        parse_guests(output)
+            .into_iter()
+            .find(|s| s.name == self.0.name.as_str())
+            .map(|s| s.state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
