@@ -1,5 +1,6 @@
 //! Commands: one file per noun turns clap arguments into a request; this file holds what they
-//! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
+//! share — loading the inventory, building the SSH connector, asking hosts for facts, and the
+//! plan → confirm → apply flow.
 
 pub mod config;
 pub mod doctor;

@@ -131,3 +131,68 @@ fn status(ctx: &Context) -> Result<Exit, Error> {
     crate::ui::storage::status(&ctx.ui, &nodes, exit);
     Ok(exit)
 }
+
+#[cfg(test)]
+mod tests {
+    //! `storage status` as a whole command, host-free: the scripted connector answers for the
+    //! storage nodes; the exit code is the one severity order over what each node said.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{HostError, ScriptOutput};
+    use std::sync::Arc;
+
+    const HEALTHY: &str = "md clean\ndrbd-role Primary/Primary\ndrbd-cstate Connected\ndrbd-dstate UpToDate/UpToDate\ndrbd-sync \naoe exporting\n";
+
+    /// `storage status` on the seed lab whose snode1 prints `snode1` and snode2 `snode2`
+    /// (`None`: unreachable); its exit code and the nodes asked.
+    fn status_with(snode1: Option<&'static str>, snode2: Option<&'static str>) -> (Exit, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(&path, include_str!("../../examples/seed-lab.toml")).unwrap();
+        let answer = move |name: &str| if name == "snode1" { snode1 } else { snode2 };
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(move |name| match answer(name) {
+                Some(_) => Ok(()),
+                None => Err(HostError::Unreachable(format!("{name}: connection refused"))),
+            }),
+            answer: Arc::new(move |name, _| {
+                Ok(ScriptOutput {
+                    output: answer(name).unwrap_or_default().into(),
+                    status: 0,
+                })
+            }),
+        };
+        let ctx = Context {
+            inventory_path: Some(path),
+            dry_run: false,
+            yes: false,
+            forks: 2,
+            templates: None,
+            ui: crate::ui::Ui::new(true, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        let exit = status(&ctx).unwrap();
+        let mut asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();
+        asked.sort();
+        (exit, asked)
+    }
+
+    #[test]
+    fn both_nodes_are_read_and_one_down_does_not_hide_the_other() {
+        assert_eq!(
+            status_with(Some(HEALTHY), Some(HEALTHY)),
+            (Exit::Ok, vec!["snode1".into(), "snode2".into()])
+        );
+        assert_eq!(
+            status_with(Some(HEALTHY), None),
+            (Exit::Unreachable, vec!["snode1".into()])
+        );
+        // A node with a problem outranks one that did not answer, whichever comes first.
+        assert_eq!(
+            status_with(None, Some("md absent\n")),
+            (Exit::Failed, vec!["snode2".into()])
+        );
+    }
+}
