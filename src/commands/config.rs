@@ -6,6 +6,7 @@ use crate::cli::ConfigCommand;
 use crate::error::{Error, Exit};
 use crate::inventory::Inventory;
 use crate::plan::confignode::{self, Scope};
+use crate::plan::confignode_facts;
 use crate::plan::confignode_status as status;
 use std::collections::BTreeSet;
 
@@ -32,13 +33,12 @@ pub fn probe_confignodes(
 ) -> Result<Vec<Option<confignode::Facts>>, Error> {
     confignode::sections(inv)?;
     let hosts = confignode::hosts(inv)?;
-    let script = confignode::facts_script(inv, scope)?;
-    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.gather(inv, h, &script));
+    let answers = ctx.gather(inv, &hosts, &confignode_facts::Probe::new(inv, scope)?);
     let mut facts = Vec::new();
     let mut down = Vec::new();
     for (host, answer) in hosts.iter().zip(answers) {
         match answer {
-            Some(Ok(out)) => facts.push(Some(confignode::parse_facts(&out))),
+            Some(Ok(f)) => facts.push(Some(f)),
             // Only one of a pair may be left out, never the only ConfigNode.
             Some(Err(Error::Unreachable(why))) if hosts.len() > 1 => {
                 down.push((host.name.clone(), why));
@@ -109,17 +109,13 @@ pub fn plan_confignode(
 fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let hosts = confignode::hosts(&inv)?;
-    let script = status::script(&inv)?;
-    let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| ctx.gather(&inv, h, &script));
+    let answers = ctx.gather(&inv, &hosts, &confignode_facts::Status::new(&inv)?);
     let answers = hosts
         .iter()
         .zip(answers)
         .map(|(h, a)| {
             let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
-            (
-                h.name.clone(),
-                a.map(|out| status::parse(&out)).map_err(|e| e.to_string()),
-            )
+            (h.name.clone(), a.map_err(|e| e.to_string()))
         })
         .collect();
     let report = status::judge(&inv, &ctx.templates()?, answers)?;

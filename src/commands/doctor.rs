@@ -5,51 +5,56 @@
 use super::Context;
 use crate::error::{Error, Exit};
 use crate::plan::doctor::{self, Answer, CloudFacts};
-use crate::plan::instance::hypervisor_of;
+use crate::plan::doctor_probe::{Probe, RoleFacts};
 
 pub fn run(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let hosts = inv.hosts();
-    let auth = inv
-        .instances()
-        .authorized_keys
-        .as_ref()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let probe = Probe {
+        inv: &inv,
+        authorized_keys: inv
+            .instances()
+            .authorized_keys
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    };
+    // Each host asked on its own (not `gather`): the clock check needs this machine's clock
+    // just before and just after each host was asked.
     let answers = crate::exec::fan_out(&hosts, ctx.forks, |h| {
-        let script = match h.role {
-            "confignode" => doctor::confignode_script(&inv),
-            "hnode" => doctor::hnode_script(hypervisor_of(&inv, &h.name)?, &auth),
-            "snode" => doctor::snode_script(),
-            _ => "exit 0\n".to_string(),
-        };
-        let script = format!("{}{script}", doctor::CLOCK_PROBE);
         let before = now();
-        ctx.gather(&inv, h, &script).map(|out| (out, before, now()))
+        ctx.ask(&inv, h, &probe).map(|f| (f, before, now()))
     });
     let mut facts = CloudFacts::default();
     let pair = inv.confignode.as_ref().is_some_and(|c| c.is_pair());
     for (h, a) in hosts.iter().zip(answers) {
         let a = a.unwrap_or_else(|| Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked"))));
-        if let Ok((out, before, after)) = &a {
-            if let Some((printed, resolution)) = doctor::parse_clock(out) {
-                facts.clocks.push((
-                    h.name.clone(),
-                    doctor::ClockReading {
-                        printed,
-                        resolution,
-                        asked_between: (*before, *after),
-                    },
-                ));
+        let name = h.name.clone();
+        match a {
+            Ok((f, before, after)) => {
+                if let Some((printed, resolution)) = f.clock {
+                    facts.clocks.push((
+                        name.clone(),
+                        doctor::ClockReading {
+                            printed,
+                            resolution,
+                            asked_between: (before, after),
+                        },
+                    ));
+                }
+                match f.role {
+                    RoleFacts::ConfigNode(c) => facts.add_confignode(&name, Answer::Facts(c), pair),
+                    RoleFacts::Hnode(n) => facts.hnodes.push((name, Answer::Facts(n))),
+                    RoleFacts::Snode(s) => facts.snodes.push((name, Answer::Facts(s))),
+                    RoleFacts::Other => facts.others.push((name, Answer::Facts(()))),
+                }
             }
-        }
-        match h.role {
-            "confignode" => facts.add_confignode(&h.name, classify(&a, doctor::parse_confignode), pair),
-            "hnode" => facts.hnodes.push((h.name.clone(), classify(&a, doctor::parse_hnode))),
-            "snode" => facts
-                .snodes
-                .push((h.name.clone(), classify(&a, crate::plan::storage_health::parse))),
-            _ => facts.others.push((h.name.clone(), classify(&a, |_| ()))),
+            Err(e) => match h.role {
+                "confignode" => facts.add_confignode(&name, not_answered(&e), pair),
+                "hnode" => facts.hnodes.push((name, not_answered(&e))),
+                "snode" => facts.snodes.push((name, not_answered(&e))),
+                _ => facts.others.push((name, not_answered(&e))),
+            },
         }
     }
     let findings = doctor::check(&inv, &facts);
@@ -58,12 +63,11 @@ pub fn run(ctx: &Context) -> Result<Exit, Error> {
     Ok(exit)
 }
 
-/// A host's answer as the checks see it: its facts, a host-key refusal, or no answer.
-fn classify<T>(answer: &Result<(String, f64, f64), Error>, parse: impl Fn(&str) -> T) -> Answer<T> {
-    match answer {
-        Ok((out, _, _)) => Answer::Facts(parse(out)),
-        Err(Error::HostKey(m)) => Answer::HostKey(m.clone()),
-        Err(e) => Answer::Unreachable(e.to_string()),
+/// A host that did not answer, as the checks see it: a host-key refusal, or no answer.
+fn not_answered<T>(e: &Error) -> Answer<T> {
+    match e {
+        Error::HostKey(m) => Answer::HostKey(m.clone()),
+        e => Answer::Unreachable(e.to_string()),
     }
 }
 

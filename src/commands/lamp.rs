@@ -4,10 +4,9 @@
 use super::Context;
 use crate::cli::LampCommand;
 use crate::error::{Error, Exit};
-use crate::exec;
 use crate::inventory::lamp::MULTIPLE_MYSQLD_WARNING;
-use crate::inventory::Inventory;
-use crate::plan::lamp::{self, status, Facts, Role, Secret};
+use crate::inventory::{Host, Inventory};
+use crate::plan::lamp::{self, facts, status, Facts, Role, Secret};
 use crate::types::Name;
 use crate::ui;
 use std::io::Read;
@@ -50,16 +49,27 @@ fn deploy(ctx: &Context) -> Result<Exit, Error> {
 fn gather_facts(ctx: &Context, inv: &Inventory) -> Result<Facts, Error> {
     let section = lamp::section(inv)?;
     let nodes = lamp::nodes(section);
-    let outputs = exec::fan_out(&nodes, ctx.forks, |(name, roles)| {
-        let host = lamp::host(inv, name)?;
-        ctx.gather(inv, &host, &lamp::facts_script(section, roles))
-    });
+    let hosts = lamp_hosts(inv, &nodes)?;
+    let answers = ctx.gather(
+        inv,
+        &hosts,
+        &facts::Deploy {
+            lamp: section,
+            nodes: &nodes,
+        },
+    );
     let mut facts = Facts::default();
-    for ((name, roles), out) in nodes.iter().zip(outputs) {
-        let out = out.ok_or_else(|| Error::Failed(anyhow::anyhow!("interrupted while probing the LAMP nodes")))??;
-        lamp::parse_facts(&mut facts, name, roles, &out);
+    for answer in answers {
+        let node =
+            answer.ok_or_else(|| Error::Failed(anyhow::anyhow!("interrupted while probing the LAMP nodes")))??;
+        facts.merge(node);
     }
     Ok(facts)
+}
+
+/// The hosts of the LAMP nodes, in `nodes` order.
+fn lamp_hosts(inv: &Inventory, nodes: &[(Name, Vec<Role>)]) -> Result<Vec<Host>, Error> {
+    nodes.iter().map(|(name, _)| lamp::host(inv, name)).collect()
 }
 
 /// 40 random letters and digits from the kernel's generator; never printed or logged.
@@ -90,16 +100,20 @@ fn show_status(ctx: &Context) -> Result<Exit, Error> {
         .iter()
         .map(|w| format!("{}:{}", lamp::ip(&inv, w), section.pen.backend_port))
         .collect();
-    let probe = |(name, roles): &(Name, Vec<Role>)| -> Result<status::NodeStatus, Error> {
-        let host = lamp::host(&inv, name)?;
-        let out = ctx.gather(&inv, &host, &status::script(section, roles, &backends))?;
-        Ok(status::parse(name.as_str(), &host.endpoint(), roles, &out))
-    };
-    let results = exec::fan_out(&nodes, ctx.forks, probe);
+    let hosts = lamp_hosts(&inv, &nodes)?;
+    let results = ctx.gather(
+        &inv,
+        &hosts,
+        &facts::Status {
+            lamp: section,
+            nodes: &nodes,
+            backends,
+        },
+    );
     let mut exit = Exit::Ok;
     let mut report = Vec::new();
-    for ((name, roles), r) in nodes.iter().zip(results) {
-        let address = lamp::host(&inv, name).map(|h| h.endpoint()).unwrap_or_default();
+    for (((name, roles), host), r) in nodes.iter().zip(&hosts).zip(results) {
+        let address = host.endpoint();
         let failed = |e: String| status::NodeStatus {
             name: name.to_string(),
             address: address.clone(),

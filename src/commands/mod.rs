@@ -1,5 +1,6 @@
 //! Commands: one file per noun turns clap arguments into a request; this file holds what they
-//! share — loading the inventory, building the SSH connector, and the plan → confirm → apply flow.
+//! share — loading the inventory, building the SSH connector, asking hosts for facts, and the
+//! plan → confirm → apply flow.
 
 pub mod config;
 pub mod doctor;
@@ -19,7 +20,8 @@ use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
-use crate::inventory::{self, Inventory};
+use crate::inventory::{self, Host, Inventory};
+use crate::plan::fact::Fact;
 use crate::plan::Plan;
 use crate::ui::{diff, progress::Progress, report, Ui};
 use std::path::PathBuf;
@@ -65,21 +67,14 @@ impl Context {
         }
     }
 
-    /// Runs a read-only script on one host (facts for a planner).
-    pub fn gather(&self, inv: &Inventory, host: &crate::inventory::Host, script: &str) -> Result<String, Error> {
-        let connector = self.reach(inv);
-        let deadline = Instant::now() + self.limits(inv).host_timeout;
-        let mut transport = connector.connect(host, deadline)?;
-        let out = transport.run_script(script, deadline)?;
-        if out.status != 0 {
-            return Err(Error::Failed(anyhow::anyhow!(
-                "probing {} failed (exit {}): {}",
-                host.name,
-                out.status,
-                crate::plan::without_secrets(out.output.trim())
-            )));
-        }
-        Ok(out.output)
+    /// `fact` from every host at once (read-only, bounded by `--forks`; see `exec::gather`).
+    pub fn gather<F: Fact>(&self, inv: &Inventory, hosts: &[Host], fact: &F) -> Vec<Option<Result<F::Value, Error>>> {
+        exec::gather(hosts, fact, self.reach(inv).as_ref(), &self.limits(inv))
+    }
+
+    /// `fact` from one host (read-only).
+    pub fn ask<F: Fact>(&self, inv: &Inventory, host: &Host, fact: &F) -> Result<F::Value, Error> {
+        exec::ask(host, fact, self.reach(inv).as_ref(), self.limits(inv).host_timeout)
     }
 
     pub fn templates(&self) -> Result<crate::templates::Templates, Error> {

@@ -9,6 +9,7 @@ use crate::inventory::{self, Inventory};
 use crate::inventory_file;
 use crate::plan::confignode::{boot_files, profile_of, Scope};
 use crate::plan::node;
+use crate::ui::node::Row;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -134,36 +135,18 @@ fn converge_then_save(
 
 fn list(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
-    let rows: Vec<serde_json::Value> = inv
+    let rows: Vec<Row> = inv
         .node
         .iter()
-        .map(|n| {
-            serde_json::json!({
-                "name": n.name.get_ref(),
-                "role": n.role,
-                "mac": n.mac.as_ref().map(|m| m.get_ref().to_string()),
-                "ip": n.ip.as_ref().map(|i| i.get_ref().to_string()),
-                "profile": profile_of(&inv, n).map(|(p, _)| p),
-                "address": n.address.as_ref().map(|a| a.to_string()),
-            })
+        .map(|n| Row {
+            name: n.name.get_ref().to_string(),
+            role: n.role,
+            mac: n.mac.as_ref().map(|m| m.get_ref().to_string()),
+            ip: n.ip.as_ref().map(|i| i.get_ref().to_string()),
+            profile: profile_of(&inv, n).map(|(p, _)| p),
+            address: n.address.as_ref().map(|a| a.to_string()),
         })
         .collect();
-    if ctx.ui.json {
-        ctx.ui
-            .json_result(Exit::Ok, serde_json::json!({ "command": "node list", "nodes": rows }));
-        return Ok(Exit::Ok);
-    }
-    let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    crate::outln!("{:<16} {:<6} {:<18} {:<16} PROFILE", "NAME", "ROLE", "MAC", "IP");
-    for r in &rows {
-        crate::outln!(
-            "{:<16} {:<6} {:<18} {:<16} {}",
-            cell(&r["name"]),
-            cell(&r["role"]),
-            cell(&r["mac"]),
-            cell(&r["ip"]),
-            cell(&r["profile"])
-        );
-    }
+    crate::ui::node::list(&ctx.ui, &rows);
     Ok(Exit::Ok)
 }

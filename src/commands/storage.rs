@@ -4,8 +4,9 @@ use super::Context;
 use crate::cli::{StorageCommand, StorageInitArgs};
 use crate::error::{Error, Exit};
 use crate::inventory::storage::StorageSection;
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::plan::storage::{self, NodeFacts};
+use crate::plan::{storage_facts, storage_status};
 
 pub fn run(ctx: &Context, cmd: StorageCommand) -> Result<Exit, Error> {
     match cmd {
@@ -45,11 +46,23 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
     // probe that finds (or not) the secret and the converge that writes it hold one lock.
     let _lock = super::lock_inventory(ctx, &path)?;
     // Both nodes are probed even when one is chosen: the DRBD resource names both.
+    let hosts: Vec<Result<Host, Error>> = nodes
+        .iter()
+        .map(|n| Ok(inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0)))
+        .collect();
+    let reachable: Vec<Host> = hosts.iter().filter_map(|h| h.as_ref().ok()).cloned().collect();
+    let mut answers = ctx
+        .gather(&inv, &reachable, &storage_facts::Probe { inv: &inv, section: s })
+        .into_iter();
     let mut facts: [NodeFacts; 2] = Default::default();
-    for (i, n) in nodes.iter().enumerate() {
-        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
-        let out = ctx.gather(&inv, &host, &storage::facts_script(s))?;
-        facts[i] = storage::parse_facts(&out, &storage::md_uuid(&inv, n.as_str(), s.md_device.as_str()));
+    // In node order, the first problem ends the command: a node with no address, then one
+    // that did not answer, then a wrong hostname.
+    for (i, (n, host)) in nodes.iter().zip(hosts).enumerate() {
+        host?;
+        facts[i] = answers
+            .next()
+            .flatten()
+            .ok_or_else(|| Error::Failed(anyhow::anyhow!("interrupted while probing the storage nodes")))??;
         if facts[i].hostname != n.as_str() {
             return Err(Error::Usage(format!(
                 "{n} reports hostname {:?}: DRBD finds its `on` section by hostname, so the node's hostname must be {n}",
@@ -95,81 +108,91 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
 fn status(ctx: &Context) -> Result<Exit, Error> {
     let (_, inv) = ctx.load_inventory()?;
     let s = section(&inv)?;
-    let script = storage::status_script(s);
-    let mut rows = Vec::new();
-    let mut exit = Exit::Ok;
+    let mut hosts = Vec::new();
     for n in s.nodes.get_ref() {
-        let host = inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0);
-        let mut row = serde_json::Map::new();
-        row.insert("node".into(), n.as_str().into());
-        match ctx.gather(&inv, &host, &script) {
-            Ok(out) => {
-                let mut fields = std::collections::BTreeMap::new();
-                for line in out.lines() {
-                    if let Some((k, v)) = line.split_once(' ') {
-                        fields.insert(k.replace('-', "_"), v.trim().to_string());
-                    }
-                }
-                let problems = storage::status_problems(&fields);
-                // The one severity order decides, whichever node came first.
-                if !problems.is_empty() {
-                    exit = exit.max(Exit::Failed);
-                }
-                for (k, v) in fields {
-                    row.insert(k, v.into());
-                }
-                row.insert("healthy".into(), problems.is_empty().into());
-                row.insert("problems".into(), problems.into());
-            }
-            Err(e) => {
-                exit = exit.max(e.exit());
-                row.insert("healthy".into(), false.into());
-                row.insert("problems".into(), vec![format!("unreachable: {e}")].into());
-                row.insert("error".into(), e.to_string().into());
-            }
-        }
-        rows.push(serde_json::Value::Object(row));
+        hosts.push(inv.select(&[n.to_string()]).map_err(Error::Usage)?.remove(0));
     }
-    if ctx.ui.json {
-        ctx.ui
-            .json_result(exit, serde_json::json!({ "command": "storage status", "nodes": rows }));
-        return Ok(exit);
+    let answers = ctx.gather(&inv, &hosts, &storage_status::Status(s));
+    let mut exit = Exit::Ok;
+    let mut nodes = Vec::new();
+    for (n, answer) in s.nodes.get_ref().iter().zip(answers) {
+        // The one severity order decides, whichever node came first.
+        let answer = answer.unwrap_or_else(|| {
+            exit = exit.max(Exit::Interrupted);
+            Err(Error::Failed(anyhow::anyhow!("interrupted before it was asked")))
+        });
+        exit = exit.max(match &answer {
+            Ok(st) if st.problems.is_empty() => Exit::Ok,
+            Ok(_) => Exit::Failed,
+            Err(e) => e.exit(),
+        });
+        nodes.push((n.to_string(), answer));
     }
-    let cell = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
-    crate::outln!(
-        "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} AOE",
-        "NODE",
-        "MD",
-        "ROLE",
-        "CONNECTION",
-        "DISK",
-        "SYNC"
-    );
-    for r in &rows {
-        if let Some(e) = r["error"].as_str() {
-            crate::outln!("{:<12} {e}", cell(r, "node"));
-            continue;
-        }
-        crate::outln!(
-            "{:<12} {:<14} {:<10} {:<14} {:<22} {:<7} {}",
-            cell(r, "node"),
-            cell(r, "md"),
-            cell(r, "drbd_role"),
-            cell(r, "drbd_cstate"),
-            cell(r, "drbd_dstate"),
-            cell(r, "drbd_sync"),
-            cell(r, "aoe")
+    crate::ui::storage::status(&ctx.ui, &nodes, exit);
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    //! `storage status` as a whole command, host-free: the scripted connector answers for the
+    //! storage nodes; the exit code is the one severity order over what each node said.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{HostError, ScriptOutput};
+    use std::sync::Arc;
+
+    const HEALTHY: &str = "md clean\ndrbd-role Primary/Primary\ndrbd-cstate Connected\ndrbd-dstate UpToDate/UpToDate\ndrbd-sync \naoe exporting\n";
+
+    /// `storage status` on the seed lab whose snode1 prints `snode1` and snode2 `snode2`
+    /// (`None`: unreachable); its exit code and the nodes asked.
+    fn status_with(snode1: Option<&'static str>, snode2: Option<&'static str>) -> (Exit, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(&path, include_str!("../../examples/seed-lab.toml")).unwrap();
+        let answer = move |name: &str| if name == "snode1" { snode1 } else { snode2 };
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(move |name| match answer(name) {
+                Some(_) => Ok(()),
+                None => Err(HostError::Unreachable(format!("{name}: connection refused"))),
+            }),
+            answer: Arc::new(move |name, _| {
+                Ok(ScriptOutput {
+                    output: answer(name).unwrap_or_default().into(),
+                    status: 0,
+                })
+            }),
+        };
+        let ctx = Context {
+            inventory_path: Some(path),
+            dry_run: false,
+            yes: false,
+            forks: 2,
+            templates: None,
+            ui: crate::ui::Ui::new(true, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        let exit = status(&ctx).unwrap();
+        let mut asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();
+        asked.sort();
+        (exit, asked)
+    }
+
+    #[test]
+    fn both_nodes_are_read_and_one_down_does_not_hide_the_other() {
+        assert_eq!(
+            status_with(Some(HEALTHY), Some(HEALTHY)),
+            (Exit::Ok, vec!["snode1".into(), "snode2".into()])
+        );
+        assert_eq!(
+            status_with(Some(HEALTHY), None),
+            (Exit::Unreachable, vec!["snode1".into()])
+        );
+        // A node with a problem outranks one that did not answer, whichever comes first.
+        assert_eq!(
+            status_with(None, Some("md absent\n")),
+            (Exit::Failed, vec!["snode2".into()])
         );
     }
-    for r in &rows {
-        for p in r["problems"].as_array().into_iter().flatten() {
-            ctx.ui
-                .info(&format!("{}: {}", cell(r, "node"), p.as_str().unwrap_or_default()));
-        }
-    }
-    if exit == Exit::Ok {
-        ctx.ui
-            .info("storage: healthy (both nodes connected, UpToDate, primary, exporting)");
-    }
-    Ok(exit)
 }

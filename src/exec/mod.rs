@@ -2,6 +2,7 @@
 //! through a `Transport`, and reports per host. The only module with remote effects.
 
 pub mod files;
+mod gather;
 pub mod known_hosts;
 pub mod local;
 pub mod openssh;
@@ -10,6 +11,8 @@ pub mod push;
 pub mod record;
 pub mod script;
 pub mod ssh;
+
+pub use gather::{ask, gather};
 
 use crate::inventory::Host;
 use crate::plan::{HostPlan, Plan, Step};

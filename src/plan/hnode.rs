@@ -278,7 +278,14 @@ struct StoreClient {
 
 /// The OCFS2 cluster name of a cloud: o2cb takes up to 16 letters and digits.
 pub fn store_cluster(inv: &Inventory) -> String {
-    let name: String = inv.cloud.name.as_str().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let name: String = inv
+        .cloud
+        .name
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
     if name.is_empty() {
         "cloudctl".into()
     } else {
@@ -348,7 +355,15 @@ fn store_client(inv: &Inventory, templates: &Templates, node: &Node) -> Result<O
         ("CLUSTER", cluster.clone()),
         ("LABEL", format!("{cluster}-store")),
         ("SLOTS", slots.to_string()),
-        ("FORMAT", if formatter == node.name.get_ref().as_str() { "yes" } else { "no" }.into()),
+        (
+            "FORMAT",
+            if formatter == node.name.get_ref().as_str() {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
         ("FORMATTER", formatter),
         ("ROOT_IMAGE", root.as_ref().map(|r| r.to_string()).unwrap_or_default()),
     ]

@@ -1,21 +1,27 @@
 //! Plans as data: per-host steps built by pure planners, compared in golden tests, applied by `exec`. Pure.
 
 pub mod confignode;
+pub mod confignode_facts;
 pub mod confignode_status;
 pub mod doctor;
+pub mod doctor_probe;
 pub mod evacuate;
+pub mod fact;
 pub mod hnode;
 pub mod image;
 pub mod instance;
 pub mod lamp;
 pub mod masked;
 pub mod node;
+pub mod node_memory;
 pub mod placement;
 pub mod poweroff;
 pub mod rebalance;
 pub mod run;
 pub mod storage;
+pub mod storage_facts;
 pub mod storage_health;
+pub mod storage_status;
 
 use crate::error::Error;
 use crate::inventory::Host;

@@ -8,9 +8,11 @@ pub mod hnode;
 pub mod image;
 pub mod instance;
 pub mod lamp;
+pub mod node;
 pub mod progress;
 pub mod rebalance;
 pub mod report;
+pub mod storage;
 
 use crate::error::{Error, Exit};
 use std::io::{IsTerminal, Write};

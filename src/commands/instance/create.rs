@@ -87,7 +87,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         ctx,
         &inv,
         &hnode,
-        &probe::facts_script(&g, s.store.as_str(), copy_from.as_deref(), &tools),
+        probe::facts_script(&g, s.store.as_str(), copy_from.as_deref(), &tools),
     )?;
     refuse_unless_ready(
         &g,

@@ -117,14 +117,16 @@ pub fn migrate_one(
         Hypervisor::Kvm => &["qemu-system-x86_64", "socat", "ssh"],
         Hypervisor::Xen => &["xl", "ssh"],
     };
-    let script = probe::facts_script(&g, s.store.as_str(), None, tools);
+    let fact = probe::NodeProbe {
+        script: probe::facts_script(&g, s.store.as_str(), None, tools),
+        any_status: true,
+    };
     let mut facts = Vec::new();
-    for (h, answer) in ask_all(ctx, inv, &[source.clone(), target.clone()], |_| Ok(script.clone())) {
-        let out = answer.map_err(|e| {
+    for (h, answer) in ask_all(ctx, inv, &[source.clone(), target.clone()], &fact) {
+        facts.push(answer.map_err(|e| {
             let message = format!("cannot check {}: {e}; nothing was moved", h.name);
             e.not_asked(message)
-        })?;
-        facts.push(probe::parse_facts(&out));
+        })?);
     }
     let problems = migrate::check(&g, to, target_hv, &facts[0], &facts[1], capacity(inv, to));
     if !problems.is_empty() {
@@ -377,19 +379,13 @@ fn watch(
 /// The guest's state on one node (`Ok(None)`: not there), asked up to three times a second
 /// apart: a node that does not answer is never taken to have no copy.
 fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
-    let script = probe::guests_script(g.hypervisor) + "\nexit 0";
     let mut why = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        match ctx.gather(inv, node, &script) {
-            Ok(out) => {
-                return Ok(probe::parse_guests(&out)
-                    .into_iter()
-                    .find(|s| s.name == g.name.as_str())
-                    .map(|s| s.state))
-            }
+        match ctx.ask(inv, node, &probe::StateOf(g)) {
+            Ok(state) => return Ok(state),
             Err(e) => why = e.to_string(),
         }
     }

@@ -21,10 +21,10 @@ use super::wait::{self, Stage, Watch};
 use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{InstanceCommand, InstanceStopArgs};
 use crate::error::{Error, Exit};
-use crate::exec;
 use crate::inventory::{Host, Inventory};
+use crate::plan::fact::Fact;
 use crate::plan::instance::probe::{self, GuestSeen, NodeFacts};
-use crate::plan::instance::{self, backend, hypervisor_of, Guest};
+use crate::plan::instance::{self, backend, Guest};
 use crate::plan::{HostPlan, Plan};
 use crate::ui::instance as show;
 use std::time::{Duration, Instant};
@@ -40,22 +40,9 @@ pub fn run(ctx: &Context, cmd: InstanceCommand) -> Result<Exit, Error> {
     }
 }
 
-/// Runs `script_for(node)` on every node at once; each answer or the error that node gave.
-fn ask_all(
-    ctx: &Context,
-    inv: &Inventory,
-    nodes: &[Host],
-    script_for: impl Fn(&Host) -> Result<String, Error> + Sync,
-) -> Vec<(Host, Result<String, Error>)> {
-    let connector = ctx.reach(inv);
-    let limits = ctx.limits(inv);
-    let answers = exec::fan_out(nodes, limits.forks, |h| {
-        let script = script_for(h)?;
-        let deadline = Instant::now() + limits.host_timeout;
-        let mut t = connector.connect(h, deadline)?;
-        let out = t.run_script(&script, deadline)?;
-        Ok::<_, Error>(out.output)
-    });
+/// Asks every node `fact` at once; each node with its answer or the error it gave.
+fn ask_all<F: Fact>(ctx: &Context, inv: &Inventory, nodes: &[Host], fact: &F) -> Vec<(Host, Result<F::Value, Error>)> {
+    let answers = ctx.gather(inv, nodes, fact);
     nodes
         .iter()
         .cloned()
@@ -74,17 +61,19 @@ fn ask_all(
 
 /// The guests every hardware node reports, by node.
 fn where_guests_run(ctx: &Context, inv: &Inventory) -> Vec<(Host, Result<Vec<GuestSeen>, Error>)> {
-    ask_all(ctx, inv, &instance::hnodes(inv), |h| {
-        Ok(probe::guests_script(hypervisor_of(inv, &h.name)?))
-    })
-    .into_iter()
-    .map(|(h, r)| (h, r.map(|out| probe::parse_guests(&out))))
-    .collect()
+    ask_all(ctx, inv, &instance::hnodes(inv), &probe::Guests(inv))
 }
 
 /// Facts from one node (see `probe::facts_script`).
-fn node_facts(ctx: &Context, inv: &Inventory, node: &Host, script: &str) -> Result<NodeFacts, Error> {
-    Ok(probe::parse_facts(&ctx.gather(inv, node, script)?))
+fn node_facts(ctx: &Context, inv: &Inventory, node: &Host, script: String) -> Result<NodeFacts, Error> {
+    ctx.ask(
+        inv,
+        node,
+        &probe::NodeProbe {
+            script,
+            any_status: false,
+        },
+    )
 }
 
 /// Nodes where a copy of guest `name` holds memory, or an error if a node could not be asked

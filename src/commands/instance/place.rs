@@ -4,17 +4,16 @@
 use super::{ask_all, Context};
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::plan::instance::{hnodes, hypervisor_of};
+use crate::plan::instance::hnodes;
+use crate::plan::node_memory::{Memory, NodeMemory};
 use crate::plan::placement::{self, Choice, Need, NodeLoad};
 
-/// Every hardware node's answer to placement's probe (`None`: it did not answer).
-pub fn answers(ctx: &Context, inv: &Inventory) -> Vec<(String, Option<String>)> {
-    ask_all(ctx, inv, &hnodes(inv), |h| {
-        Ok(placement::memory_script(hypervisor_of(inv, &h.name)?).to_string())
-    })
-    .into_iter()
-    .map(|(h, r)| (h.name, r.ok()))
-    .collect()
+/// Every hardware node's memory and CPUs (`None`: it did not answer).
+pub fn answers(ctx: &Context, inv: &Inventory) -> Vec<(String, Option<NodeMemory>)> {
+    ask_all(ctx, inv, &hnodes(inv), &Memory(inv))
+        .into_iter()
+        .map(|(h, r)| (h.name, r.ok()))
+        .collect()
 }
 
 /// Every hardware node's load: the inventory's records and what each node reports (a node that
@@ -22,7 +21,7 @@ pub fn answers(ctx: &Context, inv: &Inventory) -> Vec<(String, Option<String>)> 
 pub fn loads(ctx: &Context, inv: &Inventory) -> Vec<NodeLoad> {
     let answers: Vec<(String, Option<placement::Reported>)> = answers(ctx, inv)
         .into_iter()
-        .map(|(n, out)| (n, out.map(|o| placement::parse_memory(&o))))
+        .map(|(n, m)| (n, m.map(|m| m.reported)))
         .collect();
     placement::loads(inv, &answers)
 }

@@ -28,17 +28,15 @@ pub fn poweroff(ctx: &Context, args: HnodePoweroffArgs) -> Result<Exit, Error> {
         .filter(|i| i.hnode.get_ref().as_str() == name)
         .map(|i| i.name.get_ref().to_string())
         .collect();
-    let hypervisor = hypervisor_of(&inv, name)?;
-    let answer = ask_all(ctx, &inv, std::slice::from_ref(&target), |_| {
-        Ok(probe::guests_script(hypervisor))
-    })
-    .remove(0)
-    .1
-    .map_err(|e| {
-        let message = format!("cannot ask {name} which guests it runs ({e}); nothing was changed");
-        e.not_asked(message)
-    })?;
-    let seen = probe::parse_guests(&answer);
+    // A node that is no hardware node is refused here (exit 2), before it is asked anything.
+    hypervisor_of(&inv, name)?;
+    let seen = ask_all(ctx, &inv, std::slice::from_ref(&target), &probe::Guests(&inv))
+        .remove(0)
+        .1
+        .map_err(|e| {
+            let message = format!("cannot ask {name} which guests it runs ({e}); nothing was changed");
+            e.not_asked(message)
+        })?;
     if let Some(why) = poweroff::refusal(name, node.drained, &recorded, &seen) {
         return Err(Error::Usage(why));
     }

@@ -7,7 +7,7 @@ use super::{lock, place, read, Context};
 use crate::cli::CloudRebalanceArgs;
 use crate::error::{Error, Exit};
 use crate::inventory::{self, Inventory, Role};
-use crate::plan::placement;
+use crate::plan::node_memory::NodeMemory;
 use crate::plan::rebalance::{self, Guest, Node};
 use crate::ui::rebalance as show;
 use std::time::Instant;
@@ -74,19 +74,19 @@ pub fn rebalance(ctx: &Context, args: CloudRebalanceArgs) -> Result<Exit, Error>
 }
 
 /// Every hardware node with its recorded guests, its room and CPUs as it reported them.
-fn nodes(inv: &Inventory, answers: &[(String, Option<String>)]) -> Vec<Node> {
+fn nodes(inv: &Inventory, answers: &[(String, Option<NodeMemory>)]) -> Vec<Node> {
     inv.node
         .iter()
         .filter(|n| n.role == Role::Hnode)
         .map(|n| {
             let name = n.name.get_ref().to_string();
-            let out = answers.iter().find(|(a, _)| *a == name).and_then(|(_, o)| o.as_deref());
-            let total = out.and_then(|o| placement::parse_memory(o).0);
+            let out = answers.iter().find(|(a, _)| *a == name).and_then(|(_, m)| *m);
+            let total = out.and_then(|m| m.reported.0);
             Node {
                 hypervisor: crate::plan::hnode::hypervisor(inv, n),
                 eligible: out.is_some() && !n.drained,
                 capacity_mib: n.memory.map(u64::from).or(total).unwrap_or(0),
-                cpus: out.and_then(placement::parse_cpus).unwrap_or(1),
+                cpus: out.and_then(|m| m.cpus).unwrap_or(1),
                 guests: inv
                     .instance
                     .iter()

@@ -34,7 +34,7 @@ pub fn remove(ctx: &Context, args: InstanceRemoveArgs) -> Result<Exit, Error> {
             elsewhere.join(", ")
         )));
     }
-    let facts = remove::parse_facts(&ctx.gather(&inv, &node, &remove::facts_script(&g))?);
+    let facts = ctx.ask(&inv, &node, &remove::Folder(&g))?;
     let disk = remove::decide(&g, nonce.as_deref(), &facts, args.keep_disk)
         .map_err(|why| Error::Usage(format!("cannot remove {name}; nothing was changed: {why}")))?;
     let plan = remove::plan(&g, &node, &disk, nonce.as_deref(), args.grace);

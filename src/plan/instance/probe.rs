@@ -3,7 +3,9 @@
 //! parsing only; pure.
 
 use super::Guest;
-use crate::inventory::Hypervisor;
+use crate::error::Error;
+use crate::inventory::{Host, Hypervisor, Inventory};
+use crate::plan::fact::Fact;
 use crate::shell::Script;
 use serde::Serialize;
 
@@ -184,6 +186,28 @@ pub fn parse_guests(out: &str) -> Vec<GuestSeen> {
         .collect()
 }
 
+/// The guests each hardware node runs, by the node's hypervisor (`instance list`, and every verb
+/// that must know where a guest is before it starts, moves or powers off anything).
+pub struct Guests<'a>(pub &'a Inventory);
+
+impl Fact for Guests<'_> {
+    type Value = Vec<GuestSeen>;
+
+    fn script(&self, host: &Host) -> Result<String, Error> {
+        Ok(guests_script(super::hypervisor_of(self.0, &host.name)?))
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> Vec<GuestSeen> {
+        parse_guests(output)
+    }
+
+    /// The listing is read as far as it got: its status is that of its last pipeline (a
+    /// hypervisor tool failing on one guest), not of the lines it printed.
+    fn needs_success(&self) -> bool {
+        false
+    }
+}
+
 pub fn parse_facts(out: &str) -> NodeFacts {
     let mut f = NodeFacts {
         guests: parse_guests(out),
@@ -209,6 +233,49 @@ pub fn parse_facts(out: &str) -> NodeFacts {
         }
     }
     f
+}
+
+/// A node's facts for one guest command.
+pub struct NodeProbe {
+    /// The program `facts_script` built for the guest.
+    pub script: String,
+    /// Read the answer whatever the probe's status (`migrate`'s check, which has always done
+    /// so; the program ends in `exit 0`, so only a shell that died says otherwise).
+    pub any_status: bool,
+}
+
+impl Fact for NodeProbe {
+    type Value = NodeFacts;
+
+    fn script(&self, _: &Host) -> Result<String, Error> {
+        Ok(self.script.clone())
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> NodeFacts {
+        parse_facts(output)
+    }
+
+    fn needs_success(&self) -> bool {
+        !self.any_status
+    }
+}
+
+/// Guest `.0`'s state on a node (`None`: no copy there), asked while it moves.
+pub struct StateOf<'a>(pub &'a Guest);
+
+impl Fact for StateOf<'_> {
+    type Value = Option<GuestState>;
+
+    fn script(&self, _: &Host) -> Result<String, Error> {
+        Ok(guests_script(self.0.hypervisor) + "\nexit 0")
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> Option<GuestState> {
+        parse_guests(output)
+            .into_iter()
+            .find(|s| s.name == self.0.name.as_str())
+            .map(|s| s.state)
+    }
 }
 
 #[cfg(test)]
@@ -310,5 +377,73 @@ mod tests {
         assert_eq!(f.missing_tools, vec!["socat"]);
         assert_eq!(f.disk, Some((67108864, 1234)));
         assert_eq!(f.guests[1].state, GuestState::Dead);
+    }
+}
+
+#[cfg(test)]
+mod guests_fact {
+    //! `Guests` gathered host-free: the scripted connector answers for each hardware node.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::{gather, HostError, Limits, ScriptOutput};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn each_node_lists_its_guests_and_an_unreachable_one_is_said_so() {
+        let inv = crate::inventory::parse("seed-lab.toml", include_str!("../../../examples/seed-lab.toml")).unwrap();
+        let mut nodes = super::super::hnodes(&inv);
+        nodes.push(Host {
+            name: "ghost".into(),
+            role: "hnode",
+            host: "127.0.0.9".into(),
+            port: 22,
+        });
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|name| match name {
+                "hnode2" => Err(HostError::Unreachable("hnode2: connection refused".into())),
+                _ => Ok(()),
+            }),
+            // hnode1's listing ends in a failing pipeline: what it printed still counts.
+            answer: Arc::new(|name, _| {
+                Ok(match name {
+                    "hnode1" => ScriptOutput {
+                        output: "guest web1 xen-r-----\nguest db1--incoming xen---p---\n".into(),
+                        status: 1,
+                    },
+                    _ => ScriptOutput {
+                        output: String::new(),
+                        status: 0,
+                    },
+                })
+            }),
+        };
+        let limits = Limits {
+            forks: 2,
+            host_timeout: Duration::from_secs(5),
+        };
+        let got = gather(&nodes, &Guests(&inv), &connector, &limits);
+        let seen: Vec<_> = got.into_iter().map(|a| a.unwrap()).collect();
+        let hnode1 = seen[0].as_ref().unwrap();
+        assert_eq!(
+            hnode1.iter().map(|g| (g.name.as_str(), g.state)).collect::<Vec<_>>(),
+            [("web1", GuestState::Running), ("db1", GuestState::Incoming)]
+        );
+        let e = seen[1].as_ref().unwrap_err();
+        assert_eq!(
+            (e.exit(), e.to_string()),
+            (crate::error::Exit::Unreachable, "hnode2: connection refused".into())
+        );
+        // A node the inventory does not know is not asked (no hypervisor to list with).
+        assert_eq!(seen[2].as_ref().unwrap_err().exit(), crate::error::Exit::Usage);
+        let asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();
+        assert_eq!(asked, ["hnode1"]);
+        assert!(log
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, s)| *s == guests_script(crate::inventory::Hypervisor::Xen)));
     }
 }

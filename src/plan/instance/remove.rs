@@ -3,7 +3,9 @@
 //! nothing but what `instance create` puts there. Script text, parsing and the decision; pure.
 
 use super::{backend, script, Guest};
+use crate::error::Error;
 use crate::inventory::Host;
+use crate::plan::fact::Fact;
 use crate::plan::{HostPlan, Plan, When};
 use serde::Serialize;
 
@@ -32,6 +34,21 @@ const FOLDER_FACTS: &str = include_str!("../../../scripts/instance/folder-facts.
 /// Read-only: the folder of `g` as its node sees it.
 pub fn facts_script(g: &Guest) -> String {
     crate::shell::sh_c(FOLDER_FACTS, &[&g.dir, MARK])
+}
+
+/// What is in guest `.0`'s folder on its node (see `facts_script`).
+pub struct Folder<'a>(pub &'a Guest);
+
+impl Fact for Folder<'_> {
+    type Value = FolderFacts;
+
+    fn script(&self, _: &Host) -> Result<String, Error> {
+        Ok(facts_script(self.0))
+    }
+
+    fn parse(&self, _: &Host, output: &str) -> FolderFacts {
+        parse_facts(output)
+    }
 }
 
 pub fn parse_facts(out: &str) -> FolderFacts {

@@ -2,6 +2,7 @@
 //! filesystem, MariaDB with the seed's MyISAM settings on the database node(s); the read-only
 //! probes it needs and their parsers. Pure.
 
+pub mod facts;
 pub mod status;
 pub mod storage;
 
