@@ -23,7 +23,7 @@ packages="busybox-static dropbear-bin xen-utils-4.17 xen-hypervisor-4.17-amd64 k
 modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc"
 xenbin=/usr/lib/xen-4.17/bin
 binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper
-  /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl"
+  /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl"
 
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
 version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
@@ -77,7 +77,7 @@ for applet in $(/bin/busybox --list); do
 done
 # On the PATH of an SSH session (dropbear's is /usr/bin:/bin), as Debian's wrappers put them.
 for tool in xl xenstored xenconsoled; do ln -s "$xenbin/$tool" "$root/bin/$tool"; done
-for tool in /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/o2cb /usr/sbin/aoe-*; do
+for tool in /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /usr/sbin/aoe-*; do
     [ -e "$root/bin/${tool##*/}" ] || ln -s "$tool" "$root/bin/${tool##*/}"
 done
 cp /etc/xen/xl.conf "$root/etc/xen/"
@@ -116,6 +116,8 @@ for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do load "$m
 ip link set lo up
 . /etc/cloudctl/node.conf
 for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
+# Jumbo frames when the inventory says so ([network] mtu): AoE then carries 8 KiB a frame.
+[ -n "${MTU:-}" ] && ip link set eth0 mtu "$MTU"
 ip link set eth0 up
 ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
 [ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"

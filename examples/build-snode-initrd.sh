@@ -29,7 +29,7 @@ binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /us
   /usr/bin/flock /usr/bin/dpkg-query /usr/sbin/start-stop-daemon
   /usr/bin/sha256sum /usr/bin/stat /usr/bin/mv /usr/bin/cp /usr/bin/rm /usr/bin/chmod /usr/bin/chown
   /usr/bin/mktemp /usr/bin/base64 /usr/bin/tar /usr/bin/gzip /usr/bin/xargs /usr/bin/find /usr/bin/sed
-  /usr/sbin/mkfs.ocfs2 /usr/sbin/mount.ocfs2 /usr/sbin/o2cb /usr/sbin/ocfs2_hb_ctl"
+  /usr/sbin/mkfs.ocfs2 /usr/sbin/tunefs.ocfs2 /usr/sbin/mount.ocfs2 /usr/sbin/o2cb /usr/sbin/ocfs2_hb_ctl"
 # (The GNU tools on the last two lines: cloudctl's batched file steps use options busybox lacks,
 # such as `sha256sum -c --strict` and `mv -t`.)
 
@@ -162,6 +162,8 @@ acpid -l /run/acpid.log -p /run/acpid.pid || echo "cloudctl boot: acpid did not 
 ip link set lo up
 . /etc/cloudctl/node.conf
 for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
+# Jumbo frames when the inventory says so ([network] mtu): AoE then carries 8 KiB a frame.
+[ -n "${MTU:-}" ] && ip link set eth0 mtu "$MTU"
 ip link set eth0 up
 ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
 [ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"

@@ -135,7 +135,13 @@ pub struct NetworkSection {
     pub dynamic_range: Option<Spanned<IpRange>>,
     #[serde(default = "default_interface")]
     pub interface: Interface,
+    /// The MTU the booted nodes give their interface (9000: jumbo frames, so AoE carries 8 KiB
+    /// per frame instead of 1 KiB); unset, they keep the driver's default. The switch must carry it.
+    pub mtu: Option<Spanned<u16>>,
 }
+
+/// The MTUs `[network] mtu` accepts: IPv6's minimum up to the largest jumbo frame switches carry.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 1280..=9216;
 
 fn default_interface() -> Interface {
     "eth0".parse().expect("static name")
@@ -480,6 +486,19 @@ fn validate(file: &str, text: &str, inv: &Inventory) -> Result<(), InventoryErro
         }
     }
     if let Some(net) = &inv.network {
+        if let Some(mtu) = &net.mtu {
+            if !MTU_RANGE.contains(mtu.get_ref()) {
+                return Err(err(
+                    mtu.span(),
+                    format!(
+                        "[network] mtu = {}: an MTU is {} to {} (1500 is Ethernet's default, 9000 jumbo frames); fix it or remove the line",
+                        mtu.get_ref(),
+                        MTU_RANGE.start(),
+                        MTU_RANGE.end()
+                    ),
+                ));
+            }
+        }
         if let Some(gw) = net.gateway {
             if !net.subnet.is_host_address(gw) {
                 return Err(err(

@@ -62,7 +62,11 @@ wait "$hasher" || exit 1
 got=$(cat "$T/sum") || exit 1
 got=${got%% *}
 [ "$got" = "$a" ] || { say mismatch "$got"; exit 1; }
+# On disk before it has its name, and the name on disk before `pushed` is said: a node that
+# loses power a second later (the lab's reboot right after a push did) still has the image.
+sync "$tmp" || exit 1
 mv -f "$tmp" "$final" || exit 1
 trap - EXIT
+sync "$dir" || exit 1
 rm -rf "$T"
 say pushed "$got"

@@ -353,6 +353,8 @@ struct InventoryData<'a> {
     store: String,
     authorized_keys: String,
     vms: &'a [LabVm],
+    /// `[network] mtu` for the VMs: their taps carry jumbo frames (`vm::JUMBO_MTU`).
+    mtu: Option<u16>,
     snode_profile: bool,
     /// `[storage]` when the lab has exactly two storage VMs: their names, and the hardware-node
     /// VMs as the clients allowed to attach.
@@ -437,6 +439,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         store: store.display().to_string(),
         authorized_keys: dir.join("authorized_keys").display().to_string(),
         vms: &vms,
+        mtu: (!vms.is_empty()).then_some(vm::JUMBO_MTU),
         snode_profile: vms.iter().any(|v| v.role == VmRole::Snode),
         storage: storage_section(&vms),
     };

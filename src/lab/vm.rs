@@ -16,6 +16,8 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// its guests need room beside it.
 const SNODE_MEMORY_MIB: &str = "256";
 const HNODE_MEMORY_MIB: &str = "768";
+/// The MTU of the VMs' taps and of the lab inventory's `[network] mtu` when the lab has VMs.
+pub const JUMBO_MTU: u16 = 9000;
 /// `comm` of a running QEMU (the kernel truncates it to 15 characters).
 const QEMU_COMM: &str = "qemu-system-x86";
 
@@ -127,6 +129,9 @@ pub fn create(vm: &LabVm, bridge: &str, disk_mib: u64) -> Result<()> {
             .with_context(|| format!("cannot size disk {}", d.display()))?;
     }
     sys::run("ip", &["tuntap", "add", "dev", &vm.tap, "mode", "tap"])?;
+    // Jumbo frames, as the lab's inventory gives the VMs (`[network] mtu`): AoE through vblade
+    // carries 8 KiB a frame instead of 1 KiB, which under TCG is 6-7 times the write rate.
+    sys::run("ip", &["link", "set", &vm.tap, "mtu", &JUMBO_MTU.to_string()])?;
     sys::run("ip", &["link", "set", &vm.tap, "master", bridge])?;
     sys::run("ip", &["link", "set", &vm.tap, "up"])?;
     Ok(())

@@ -68,6 +68,9 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
         ("KEY_SERVER_PORT", KEYSERVER_PORT.to_string()),
         ("KEY_PORT", NODE_KEY_PORT.to_string()),
     ]
+    .into_iter()
+    .chain(net.mtu.as_ref().map(|m| ("MTU", m.get_ref().to_string())))
+    .collect::<Vec<_>>()
     .iter()
     .fold(Script::new(), |mut s, (k, v)| {
         s.text(k).text("=").word(v).text("\n");

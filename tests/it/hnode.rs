@@ -547,27 +547,78 @@ fn a_storage_client_gets_the_store_and_a_root_profile_its_root_from_it() {
     let one = overlay_text(&seed, "hnode1").unwrap();
     let two = overlay_text(&seed, "hnode2").unwrap();
     for o in [&one, &two] {
-        assert!(o.contains("etc/ocfs2/cluster.conf") && o.contains("etc/cloudctl/mount-store"), "{o}");
-        assert!(o.contains("number = 31\n\tname = hnode1") && o.contains("number = 32\n\tname = hnode2"), "{o}");
-        assert!(o.contains("STORE=/srv/cloud/instances\n") && o.contains("CLUSTER=lab\n"), "{o}");
+        assert!(
+            o.contains("etc/ocfs2/cluster.conf") && o.contains("etc/cloudctl/mount-store"),
+            "{o}"
+        );
+        assert!(
+            o.contains("number = 31\n\tname = hnode1") && o.contains("number = 32\n\tname = hnode2"),
+            "{o}"
+        );
+        assert!(
+            o.contains("STORE=/srv/cloud/instances\n") && o.contains("CLUSTER=lab\n"),
+            "{o}"
+        );
         assert!(!o.contains("root-from-storage"), "no root image in the profile: {o}");
     }
-    assert!(one.contains("FORMAT=yes\n") && two.contains("FORMAT=no\n"), "only hnode1 formats");
-    let rooted = seed.replace("append = \"console=ttyS0\"\n\n[profiles.snode]", "append = \"console=ttyS0\"\nroot = \"dom0-root\"\n\n[profiles.snode]");
+    assert!(
+        one.contains("FORMAT=yes\n") && two.contains("FORMAT=no\n"),
+        "only hnode1 formats"
+    );
+    let rooted = seed.replace(
+        "append = \"console=ttyS0\"\n\n[profiles.snode]",
+        "append = \"console=ttyS0\"\nroot = \"dom0-root\"\n\n[profiles.snode]",
+    );
     assert_ne!(rooted, seed);
     let o = overlay_text(&rooted, "hnode1").unwrap();
-    assert!(o.contains("etc/cloudctl/root-from-storage") && o.contains("ROOT_IMAGE=dom0-root\n"), "{o}");
+    assert!(
+        o.contains("etc/cloudctl/root-from-storage") && o.contains("ROOT_IMAGE=dom0-root\n"),
+        "{o}"
+    );
     // The storage nodes are not clients of themselves.
     assert!(!overlay_text(&rooted, "snode1").unwrap().contains("mount-store"));
 
     // Two hardware nodes whose addresses end alike would share an OCFS2 node number.
-    let clash = seed.replace("10.0.0.32", "10.0.1.31").replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/16\"");
+    let clash = seed
+        .replace("10.0.0.32", "10.0.1.31")
+        .replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/16\"");
     let e = overlay_text(&clash, "hnode1").unwrap_err();
-    assert!(e.contains("hnode1 and hnode2 would have the same OCFS2 node number 31"), "{e}");
+    assert!(
+        e.contains("hnode1 and hnode2 would have the same OCFS2 node number 31"),
+        "{e}"
+    );
     // A root on the storage needs the storage.
     let start = rooted.find("\n[storage]").unwrap();
     let end = rooted[start + 1..].find("\n[").unwrap() + start + 1;
     let without = format!("{}{}", &rooted[..start], &rooted[end..]);
     let e = overlay_text(&without, "hnode1").unwrap_err();
-    assert!(e.contains("[profiles.hnode] root: the root image lives on the shared storage"), "{e}");
+    assert!(
+        e.contains("[profiles.hnode] root: the root image lives on the shared storage"),
+        "{e}"
+    );
+}
+
+/// `[network] mtu` reaches the booted nodes' node.conf (their boot scripts set it on eth0 before
+/// AoE starts); without it node.conf says nothing and the driver's default stays. An MTU no
+/// Ethernet carries is refused at load, naming the value and the range.
+#[test]
+fn the_inventorys_mtu_reaches_the_nodes_and_a_wrong_one_is_refused() {
+    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-lab.toml")).unwrap();
+    assert!(!overlay_text(&seed, "hnode1").unwrap().contains("MTU="));
+    let jumbo = seed.replacen("interface = \"eth0\"", "interface = \"eth0\"\nmtu = 9000", 1);
+    assert_ne!(jumbo, seed);
+    for node in ["hnode1", "snode1"] {
+        assert!(
+            overlay_text(&jumbo, node)
+                .unwrap()
+                .contains("KEY_PORT=1022\nMTU=9000\n"),
+            "{node}"
+        );
+    }
+    let e = overlay_text(
+        &seed.replacen("interface = \"eth0\"", "interface = \"eth0\"\nmtu = 576", 1),
+        "hnode1",
+    )
+    .unwrap_err();
+    assert!(e.contains("[network] mtu = 576: an MTU is 1280 to 9216"), "{e}");
 }

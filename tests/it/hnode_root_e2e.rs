@@ -98,7 +98,10 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     ok(&cloudctl(&["-i", &inv, "--yes", "config", "init"]), "config init");
 
     // The storage first: both storage VMs, then md + DRBD + AoE.
-    ok(&cloudctl(&["-i", &inv, "--yes", "node", "boot", "snode1"]), "node boot snode1");
+    ok(
+        &cloudctl(&["-i", &inv, "--yes", "node", "boot", "snode1"]),
+        "node boot snode1",
+    );
     let (out, _) = crate::storage_vms::boot(&inv, "snode2", "wol");
     check_boot(&lab, "snode2", &out);
     let (out, _) = crate::storage_vms::boot(&inv, "snode1", "none");
@@ -107,7 +110,10 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     wait_storage(&inv, Duration::from_secs(240), "in sync", in_sync);
 
     // First boot of both hardware nodes: no root image in the store yet.
-    ok(&cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "hvm1"]), "hnode boot hvm1");
+    ok(
+        &cloudctl(&["-i", &inv, "--yes", "hnode", "boot", "hvm1"]),
+        "hnode boot hvm1",
+    );
     let (out, first_boot) = hnode_boot(&inv, "hvm2", "wol");
     let err = text(&out.stderr);
     assert!(
@@ -117,7 +123,11 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     );
     let (out, _) = hnode_boot(&inv, "hvm1", "none");
     let err = text(&out.stderr);
-    assert!(err.contains("hvm1: root in RAM"), "{err}\nconsole:\n{}", console(&lab, "hvm1"));
+    assert!(
+        err.contains("hvm1: root in RAM"),
+        "{err}\nconsole:\n{}",
+        console(&lab, "hvm1")
+    );
     for vm in ["hvm1", "hvm2"] {
         let log = std::fs::read_to_string(lab.state.vms.iter().find(|v| v.name == vm).unwrap().console()).unwrap();
         assert!(
@@ -136,8 +146,25 @@ fn hardware_nodes_take_their_root_from_the_storage() {
 
     // The root image into the store, through hvm1.
     let started = Instant::now();
-    let out = cloudctl(&["-i", &inv, "--yes", "--json", "image", "push", &root_image, "dom0-root", "--via", "hvm1"]);
-    assert_eq!(out.status.code(), Some(0), "image push: {}{}", text(&out.stderr), text(&out.stdout));
+    let out = cloudctl(&[
+        "-i",
+        &inv,
+        "--yes",
+        "--json",
+        "image",
+        "push",
+        &root_image,
+        "dom0-root",
+        "--via",
+        "hvm1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "image push: {}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
     let push = started.elapsed();
     let listed = remote(&inv, "hvm2", &format!("ls -l {STORE}/.images/"));
     assert!(listed.contains("dom0-root"), "{listed}");
@@ -150,7 +177,12 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     for vm in ["hvm1", "hvm2"] {
         let (out, took) = hnode_boot(&inv, vm, "none");
         let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{vm}: {err}\nconsole:\n{}", console(&lab, vm));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{vm}: {err}\nconsole:\n{}",
+            console(&lab, vm)
+        );
         assert!(
             err.contains(&format!("{vm}: hypervisor xen: ok"))
                 && err.contains(&format!("{vm}: root on the shared storage: {STORE}/.images/dom0-root")),
@@ -181,7 +213,10 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     assert!(facts.contains("xen_version"), "{facts}");
 
     // A storage node lost: both roots and the store go on through the other export.
-    ok(&cloudctl(&["lab", "power-off", "--name", LAB, "snode2"]), "power-off snode2");
+    ok(
+        &cloudctl(&["lab", "power-off", "--name", LAB, "snode2"]),
+        "power-off snode2",
+    );
     let lost = Instant::now();
     for vm in ["hvm1", "hvm2"] {
         let check = format!(
@@ -194,7 +229,11 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     let through = lost.elapsed();
     let other = remote(&inv, "hvm1", &format!("cat {STORE}/hvm2-during"));
     assert_eq!(other.trim(), "from-hvm2-while-snode2-is-off");
-    let paths = remote(&inv, "hvm1", "mdadm --detail /dev/md/cloudctl-storage | grep -cE 'active sync' ; exit 0");
+    let paths = remote(
+        &inv,
+        "hvm1",
+        "mdadm --detail /dev/md/cloudctl-storage | grep -cE 'active sync' ; exit 0",
+    );
     report(&format!(
         "hnode root on the storage: first boot (RAM root, store formatted and mounted) {:.1} s; image push {:.1} s; \
          reboot to the storage root → xen ok {:.1} s / {:.1} s; snode2 off: both roots read afresh and the store written in {:.1} s ({} path left)",
