@@ -313,6 +313,7 @@ fn verify(
         match root.strip_prefix("image ") {
             Some(image) => format!("on the shared storage: {image} (read-only, a RAM overlay on top)"),
             None if root == "rootfs" => "in RAM (the boot image's)".to_string(),
+            None if root.starts_with("rootfs ") => format!("in RAM (the boot image's): {}", &root["rootfs ".len()..]),
             None => format!("is a {root} filesystem"),
         }
     ));

@@ -6,7 +6,8 @@
 //! examples/build-dom0-initrd.sh) into the store through hvm1; after a reboot both nodes switch to
 //! it: `/` is an overlay on that image, read through the OCFS2 store on the md multipath device
 //! over both storage nodes' exports, the pinned host key still answers and `xl info` works. Then
-//! a storage node is switched off: the roots and the store keep working through the other path.
+//! a storage node is switched off: the roots and the store keep working through the other path;
+//! it comes back by Wake-on-LAN and `storage init`, resyncs, and both nodes take its path back.
 
 use crate::storage_vms::{boot_image, check_boot, console, in_sync, ok, remote, wait_storage};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
@@ -117,7 +118,10 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     let (out, first_boot) = hnode_boot(&inv, "hvm2", "wol");
     let err = text(&out.stderr);
     assert!(
-        err.contains("hvm2: SSH answers with the pinned host key") && err.contains("hvm2: root in RAM"),
+        err.contains("hvm2: SSH answers with the pinned host key")
+            && err.contains(
+                "hvm2: root in RAM (the boot image's): no root image dom0-root in /srv/cloud/instances/.images yet"
+            ),
         "{err}\nconsole:\n{}",
         console(&lab, "hvm2")
     );
@@ -229,20 +233,45 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     let through = lost.elapsed();
     let other = remote(&inv, "hvm1", &format!("cat {STORE}/hvm2-during"));
     assert_eq!(other.trim(), "from-hvm2-while-snode2-is-off");
-    let paths = remote(
-        &inv,
-        "hvm1",
-        "mdadm --detail /dev/md/cloudctl-storage | grep -cE 'active sync' ; exit 0",
+
+    // snode2 comes back: Wake-on-LAN, PXE, `storage init` (never forced) and DRBD's resync; each
+    // hardware node's attach-storage returns the path through it to the md device under its root.
+    let (out, back) = crate::storage_vms::boot(&inv, "snode2", "wol");
+    check_boot(&lab, "snode2", &out);
+    let resync = Instant::now();
+    ok(
+        &cloudctl(&["-i", &inv, "--yes", "storage", "init"]),
+        "storage init after snode2 came back",
     );
+    wait_storage(&inv, Duration::from_secs(240), "in sync again", in_sync);
+    let resync = resync.elapsed();
+    for vm in ["hvm1", "hvm2"] {
+        let detail = remote(
+            &inv,
+            vm,
+            &format!(
+                "/etc/cloudctl/attach-storage 2>&1; mdadm --detail /dev/md/cloudctl-storage; xl info | grep xen_version; cat {STORE}/hvm1-during {STORE}/hvm2-during"
+            ),
+        );
+        assert!(detail.contains("Active Devices : 2"), "{vm}: {detail}");
+        assert!(
+            detail.contains("xen_version")
+                && detail.contains("from-hvm1-while-snode2-is-off")
+                && detail.contains("from-hvm2-while-snode2-is-off"),
+            "{vm}: {detail}"
+        );
+    }
     report(&format!(
         "hnode root on the storage: first boot (RAM root, store formatted and mounted) {:.1} s; image push {:.1} s; \
-         reboot to the storage root → xen ok {:.1} s / {:.1} s; snode2 off: both roots read afresh and the store written in {:.1} s ({} path left)",
+         reboot to the storage root → xen ok {:.1} s / {:.1} s; snode2 off: both roots read afresh and the store written in {:.1} s; \
+         snode2 back: Wake-on-LAN → SSH {:.1} s, storage init + resync {:.1} s, both paths back on both nodes",
         first_boot.as_secs_f64(),
         push.as_secs_f64(),
         boots[0].as_secs_f64(),
         boots[1].as_secs_f64(),
         through.as_secs_f64(),
-        paths.trim()
+        back.as_secs_f64(),
+        resync.as_secs_f64()
     ));
 }
 
