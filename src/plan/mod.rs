@@ -22,6 +22,7 @@ pub mod storage;
 pub mod storage_facts;
 pub mod storage_health;
 pub mod storage_status;
+pub mod wait;
 
 use crate::error::Error;
 use crate::inventory::Host;
@@ -52,7 +53,7 @@ pub struct HostPlan {
 }
 
 /// One thing to do on a host. Steps run in order; the first failure stops the host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     File(FileStep),
@@ -60,6 +61,8 @@ pub enum Step {
     Command(CommandStep),
     /// Remove a file if it is there (e.g. the PXE file of a removed node).
     Absent(AbsentStep),
+    /// Poll a probe until it reads as done (the executor runs it between the steps around it).
+    WaitUntil(wait::WaitStep),
 }
 
 impl Step {
@@ -69,6 +72,7 @@ impl Step {
             Step::Dir(d) => format!("directory {}", d.path),
             Step::Command(c) => format!("run {}", c.short()),
             Step::Absent(a) => format!("remove {}", a.path),
+            Step::WaitUntil(w) => format!("wait for {}", w.what),
         }
     }
 }
