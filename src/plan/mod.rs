@@ -44,6 +44,23 @@ pub struct Plan {
     pub redact: Vec<String>,
 }
 
+impl Plan {
+    /// This plan followed by a wait phase on `host` (run by the executor's poller once the plan
+    /// applied): what a dry run shows, so the wait is reviewed with the rest.
+    pub fn then_wait(&self, host: &Host, wait: wait::WaitStep) -> Plan {
+        let mut plan = self.clone();
+        match plan.hosts.iter_mut().find(|h| &h.host == host) {
+            Some(hp) => hp.steps.push(Step::WaitUntil(wait)),
+            None => plan.hosts.push(HostPlan {
+                host: host.clone(),
+                exclusive: false,
+                steps: vec![Step::WaitUntil(wait)],
+            }),
+        }
+        plan
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostPlan {
     pub host: Host,

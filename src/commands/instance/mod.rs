@@ -151,6 +151,7 @@ fn start(ctx: &Context, name: &str, wait: Option<u64>) -> Result<Exit, Error> {
     }
     let steps = backend(g.hypervisor).start_steps(&g);
     let plan = one_host_plan(format!("start instance {name} on {}", host.name), host.clone(), steps);
+    let plan = GuestWatch::of(&g).shown(plan, &host, wait, ctx.dry_run);
     ctx.converge_then(&inv, &plan, |applied| {
         let secs = wait?;
         let started = Instant::now();
@@ -174,34 +175,59 @@ const GUEST_STAGES: [Stage; 1] = [Stage {
     what: "answers ping from its hardware node (its network is up)",
 }];
 
+/// How a guest is watched coming up from its hardware node: the guest as an SSH target, and the
+/// probe its node runs.
+pub struct GuestWatch {
+    name: String,
+    target: Host,
+    probe: String,
+}
+
+impl GuestWatch {
+    pub fn of(g: &Guest) -> GuestWatch {
+        let ip = g.ip.to_string();
+        GuestWatch {
+            name: g.name.to_string(),
+            probe: crate::shell::Script::new()
+                .call("ping -c1 -W1", &[&ip], " >/dev/null 2>&1 && echo ping; exit 0")
+                .build(),
+            target: Host {
+                name: g.name.to_string(),
+                role: "instance",
+                host: ip,
+                port: 22,
+            },
+        }
+    }
+
+    pub fn watch<'a>(&'a self, hnode: &'a Host) -> Watch<'a> {
+        Watch {
+            name: &self.name,
+            observer: hnode,
+            setup: None,
+            probe: self.probe.clone(),
+            tools: &[crate::local_tools::PING],
+            stages: &GUEST_STAGES,
+            ssh_after: "ping",
+            target: &self.target,
+        }
+    }
+
+    /// `plan` as a dry run shows it: with the wait phase on `hnode` when there is one.
+    pub fn shown(&self, plan: Plan, hnode: &Host, wait: Option<u64>, dry_run: bool) -> Plan {
+        match wait {
+            Some(secs) if dry_run => plan.then_wait(hnode, self.watch(hnode).step(Duration::from_secs(secs))),
+            _ => plan,
+        }
+    }
+}
+
 /// `--wait`: until guest `g` on `hnode` answers SSH with its pinned host key; how long it took.
 /// A timeout is exit 4, naming the last stage seen.
 fn wait_for_guest(ctx: &Context, inv: &Inventory, g: &Guest, hnode: &Host, secs: u64) -> Result<Duration, Error> {
     let started = Instant::now();
-    let ip = g.ip;
-    let target = Host {
-        name: g.name.to_string(),
-        role: "instance",
-        host: ip.to_string(),
-        port: 22,
-    };
-    let watch = Watch {
-        name: g.name.as_str(),
-        observer: hnode,
-        setup: None,
-        probe: crate::shell::Script::new()
-            .call(
-                "ping -c1 -W1",
-                &[&ip.to_string()],
-                " >/dev/null 2>&1 && echo ping; exit 0",
-            )
-            .build(),
-        tools: &[crate::local_tools::PING],
-        stages: &GUEST_STAGES,
-        ssh_after: "ping",
-        target: &target,
-    };
-    wait::until_ssh(ctx, inv, &watch, started, Duration::from_secs(secs))?;
+    let guest = GuestWatch::of(g);
+    wait::until_ssh(ctx, inv, &guest.watch(hnode), started, Duration::from_secs(secs))?;
     Ok(started.elapsed())
 }
 
