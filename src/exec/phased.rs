@@ -43,12 +43,13 @@ pub(super) fn apply_with_waits(
                 },
             });
             if let Err(e) = result {
-                report.status = match e {
-                    WaitError::Lost(HostError::Unreachable(_)) => HostStatus::Unreachable,
-                    WaitError::Lost(HostError::HostKey(_)) => HostStatus::HostKeyRefused,
-                    _ => HostStatus::Failed,
+                // As a failed command: the step says why. A host that stopped answering ends
+                // as it would have on connecting, its error on the host.
+                (report.status, report.error) = match e {
+                    WaitError::Lost(HostError::Unreachable(_)) => (HostStatus::Unreachable, Some(stderr)),
+                    WaitError::Lost(HostError::HostKey(_)) => (HostStatus::HostKeyRefused, Some(stderr)),
+                    _ => (HostStatus::Failed, None),
                 };
-                report.error = Some(stderr);
                 break;
             }
             i += 1;
@@ -208,8 +209,8 @@ mod tests {
         let r = &reports[0];
         assert_eq!(r.status, HostStatus::Failed);
         assert_eq!(
-            r.error.as_deref(),
-            Some("the service was not done within 1 s; last stage seen: warming up")
+            r.steps[1].result.stderr,
+            "gave up after 1 s waiting for: the service; last stage seen: warming up"
         );
         assert_eq!(r.steps[2].result.status, StepStatus::NotRun);
         assert!(probes(&log) >= 2, "it polled until the time ran out");
@@ -222,7 +223,7 @@ mod tests {
         let reports = apply(&plan(10), &connector, &limits(), &|_| {});
         let r = &reports[0];
         assert_eq!(r.status, HostStatus::Failed);
-        let error = r.error.as_deref().unwrap();
+        let error = &r.steps[1].result.stderr;
         assert!(error.contains("node has no `ping` (package iputils-ping)"), "{error}");
         assert_eq!(probes(&log), 1, "no second round after a hard failure");
         assert_eq!(r.steps[2].result.status, StepStatus::NotRun);

@@ -128,10 +128,12 @@ impl WaitError {
     pub fn message(&self, step: &WaitStep) -> String {
         match self {
             WaitError::TimedOut { last } => format!(
-                "{} was not done within {} s; last stage seen: {}",
-                step.what,
+                "gave up after {} s waiting for: {}{}",
                 step.timeout_secs,
-                last.as_deref().unwrap_or("none")
+                step.what,
+                last.as_deref()
+                    .map(|l| format!("; last stage seen: {l}"))
+                    .unwrap_or_default()
             ),
             WaitError::Failed(why) => why.clone(),
             WaitError::Lost(e) => e.to_string(),
