@@ -23,6 +23,10 @@ pub(super) fn apply_with_waits(
     events: &(dyn Fn(Event) + Sync),
     started: Instant,
 ) -> HostReport {
+    if let Some(why) = split_reaction(hp) {
+        let e = HostError::Failed(format!("internal: {why}; nothing was changed"));
+        return super::host_failed(&hp.host, e, started);
+    }
     let mut report = HostReport::new(&hp.host, HostStatus::Ok, None, started);
     let mut i = 0;
     while i < hp.steps.len() {
@@ -97,6 +101,41 @@ pub(super) fn apply_with_waits(
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// A command that reacts to a file on the other side of a wait, which its script would never
+/// see changing (nor leave a pending marker for): refused before anything runs, never skipped.
+fn split_reaction(hp: &HostPlan) -> Option<String> {
+    let mut files: Vec<(&str, usize)> = Vec::new();
+    let mut segment = 0;
+    for step in &hp.steps {
+        match step {
+            Step::WaitUntil(_) => segment += 1,
+            Step::File(f) => files.push((f.id.as_str(), segment)),
+            _ => {}
+        }
+    }
+    let mut segment = 0;
+    for step in &hp.steps {
+        match step {
+            Step::WaitUntil(_) => segment += 1,
+            Step::Command(c) => {
+                if let crate::plan::When::Changed(ids) = &c.when {
+                    if let Some((id, _)) = files
+                        .iter()
+                        .find(|(id, s)| ids.iter().any(|i| i == id) && *s != segment)
+                    {
+                        return Some(format!(
+                            "`{}` reacts to {id}, which is on the other side of a wait",
+                            c.short()
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -227,6 +266,23 @@ mod tests {
         assert!(error.contains("node has no `ping` (package iputils-ping)"), "{error}");
         assert_eq!(probes(&log), 1, "no second round after a hard failure");
         assert_eq!(r.steps[2].result.status, StepStatus::NotRun);
+    }
+
+    #[test]
+    fn a_reaction_to_a_file_across_a_wait_is_refused_before_anything_runs() {
+        let mut p = plan(10);
+        let steps = &mut p.hosts[0].steps;
+        steps.insert(
+            0,
+            crate::plan::config("conf", "/etc/service.conf", "x\n".into(), None).unwrap(),
+        );
+        steps.push(command(&["reload"], When::Changed(vec!["conf".into()])));
+        let (connector, log) = scripted(|_| "up\n");
+        let reports = apply(&p, &connector, &limits(), &|_| {});
+        assert_eq!(reports[0].status, HostStatus::Failed);
+        let error = reports[0].error.as_deref().unwrap();
+        assert!(error.contains("`reload` reacts to conf"), "{error}");
+        assert!(log.lock().unwrap().is_empty(), "nothing ran");
     }
 
     #[test]
