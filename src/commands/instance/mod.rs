@@ -240,3 +240,57 @@ fn stop(ctx: &Context, args: InstanceStopArgs) -> Result<Exit, Error> {
         &one_host_plan(format!("stop instance {} on {}", args.name, host.name), host, steps),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! `instance start --wait` under `--dry-run`, host-free: the plan it shows holds the wait,
+    //! and the only scripts that reach a host are the read-only probes before it.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::ScriptOutput;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_dry_run_of_start_with_wait_runs_no_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-lab.toml"), &path).unwrap();
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            // No guest runs anywhere.
+            answer: Arc::new(|_, _| {
+                Ok(ScriptOutput {
+                    output: String::new(),
+                    status: 0,
+                })
+            }),
+        };
+        let ctx = Context {
+            inventory_path: Some(path),
+            dry_run: true,
+            yes: false,
+            forks: 2,
+            templates: None,
+            ui: crate::ui::Ui::new(false, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        assert_eq!(start(&ctx, "web1", Some(60)).unwrap(), Exit::Ok);
+        let log = log.lock().unwrap();
+        assert!(!log.is_empty(), "the guests were looked for");
+        assert!(
+            log.iter().all(|(_, s)| !s.contains("ping -c1")),
+            "no wait probe ran: {log:?}"
+        );
+        // The plan shown holds the wait on the guest's node.
+        let (_, inv) = ctx.load_inventory().unwrap();
+        let (g, host) = recorded_guest(&inv, "web1").unwrap();
+        let plan = one_host_plan("start".into(), host.clone(), backend(g.hypervisor).start_steps(&g));
+        let shown = GuestWatch::of(&g).shown(plan, &host, Some(60), true);
+        assert!(matches!(
+            shown.hosts[0].steps.last(),
+            Some(crate::plan::Step::WaitUntil(w)) if w.timeout_secs == 60 && w.what == "web1"
+        ));
+    }
+}
