@@ -278,19 +278,21 @@ pub fn migrate_one(
 
 /// One plan holding every phase, the wait for the migration included, for the dry run's preview.
 fn all_phases(p: &MigrationPlan) -> Plan {
-    let mut hosts = Vec::new();
-    for phase in [&p.prepare, &p.start, &p.finish] {
-        hosts.extend(phase.hosts.iter().cloned());
-        if std::ptr::eq(phase, &p.start) {
-            if let (Some(wait), Some(source)) = (&p.poll, p.start.hosts.first()) {
-                hosts.push(crate::plan::HostPlan {
-                    host: source.host.clone(),
-                    exclusive: false,
-                    steps: vec![crate::plan::Step::WaitUntil(wait.clone())],
-                });
-            }
-        }
-    }
+    // The wait runs on the source, between start and finish.
+    let wait = p
+        .poll
+        .iter()
+        .zip(p.start.hosts.first())
+        .map(|(w, source)| crate::plan::HostPlan {
+            host: source.host.clone(),
+            exclusive: false,
+            steps: vec![crate::plan::Step::WaitUntil(w.clone())],
+        });
+    let hosts = (p.prepare.hosts.iter().cloned())
+        .chain(p.start.hosts.iter().cloned())
+        .chain(wait)
+        .chain(p.finish.hosts.iter().cloned())
+        .collect();
     Plan {
         title: p.start.title.clone(),
         hosts,
