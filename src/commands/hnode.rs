@@ -94,9 +94,22 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         )));
     }
     let plan = hnode::plan(&inv, &ctx.templates()?, &each, node, power, &secrets)?;
-    ctx.converge_then(&inv, &plan, |applied| {
+    let looks = BootProbe::of(node, &target);
+    let shown = match wait {
+        // The wait phase is reviewed with the plan; the dry run stops before either runs.
+        Some(limit) if ctx.dry_run => plan.then_wait(&confignode, looks.watch(node, &confignode, &target).step(limit)),
+        _ => plan,
+    };
+    ctx.converge_then(&inv, &shown, |applied| {
         let limit = wait?;
-        Some(wait_until_up(ctx, &inv, node, &confignode, &target, limit, applied))
+        Some(wait_until_up(
+            ctx,
+            &inv,
+            node,
+            &looks.watch(node, &confignode, &target),
+            limit,
+            applied,
+        ))
     })
 }
 
@@ -215,51 +228,64 @@ const STORAGE_CHECK: &str = include_str!("../../scripts/hnode/storage-check.sh")
 /// scripts/hnode/root-check.sh (where the node's root is, as one line).
 const ROOT_CHECK: &str = include_str!("../../scripts/hnode/root-check.sh");
 
-/// Boot stages seen from the ConfigNode, then SSH with the pinned key, then the hypervisor.
+/// What the ConfigNode runs to see a node boot: its address, a probe printing the stages seen,
+/// and a setup forgetting the neighbour entry of an earlier boot (only this boot's traffic counts).
+struct BootProbe {
+    probe: String,
+    setup: String,
+}
+
+impl BootProbe {
+    fn of(node: &Node, target: &Host) -> BootProbe {
+        let ip = node
+            .ip
+            .as_ref()
+            .map(|i| i.get_ref().to_string())
+            .unwrap_or_else(|| target.host.clone());
+        let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
+        let probe = Script::new()
+            .text("ip neigh show to ")
+            .word(&ip)
+            .text(" | grep -qi ")
+            .word(&mac)
+            .text(" && echo neigh; ping -c1 -W1 ")
+            .word(&ip)
+            .text(" >/dev/null 2>&1 && echo ping; exit 0")
+            .build();
+        let setup = Script::new()
+            .text("ip neigh flush to ")
+            .word(&ip)
+            .text(" 2>/dev/null; exit 0")
+            .build();
+        BootProbe { probe, setup }
+    }
+
+    /// Boot stages seen from the ConfigNode, then SSH to `target` with its pinned key.
+    fn watch<'a>(&self, node: &'a Node, confignode: &'a Host, target: &'a Host) -> Watch<'a> {
+        Watch {
+            name: node.name.get_ref().as_str(),
+            observer: confignode,
+            setup: Some(self.setup.clone()),
+            probe: self.probe.clone(),
+            tools: &[IP, PING],
+            stages: &STAGES,
+            ssh_after: "ping",
+            target,
+        }
+    }
+}
+
+/// The node's boot stages until it answers SSH with the pinned key, then the hypervisor.
 fn wait_until_up(
     ctx: &Context,
     inv: &Inventory,
     node: &Node,
-    confignode: &Host,
-    target: &Host,
+    watch: &Watch,
     limit: Duration,
     applied: serde_json::Value,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
-    let name = node.name.get_ref().as_str();
-    let ip = node
-        .ip
-        .as_ref()
-        .map(|i| i.get_ref().to_string())
-        .unwrap_or_else(|| target.host.clone());
-    let mac = node.mac.as_ref().map(|m| m.get_ref().to_string()).unwrap_or_default();
-    let probe = Script::new()
-        .text("ip neigh show to ")
-        .word(&ip)
-        .text(" | grep -qi ")
-        .word(&mac)
-        .text(" && echo neigh; ping -c1 -W1 ")
-        .word(&ip)
-        .text(" >/dev/null 2>&1 && echo ping; exit 0")
-        .build();
-    let watch = Watch {
-        name,
-        observer: confignode,
-        // Only this boot's traffic counts.
-        setup: Some(
-            Script::new()
-                .text("ip neigh flush to ")
-                .word(&ip)
-                .text(" 2>/dev/null; exit 0")
-                .build(),
-        ),
-        probe,
-        tools: &[IP, PING],
-        stages: &STAGES,
-        ssh_after: "ping",
-        target,
-    };
-    let mut t = wait::until_ssh(ctx, inv, &watch, started, limit)?;
+    let mut t = wait::until_ssh(ctx, inv, watch, started, limit)?;
     let deadline = started + limit;
     verify(ctx, inv, node, t.as_mut(), deadline, started, applied)
 }

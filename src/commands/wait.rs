@@ -1,12 +1,15 @@
-//! Waiting for a machine to come up (`hnode boot --wait`, `instance create/start --wait`): boot
-//! stages seen from an observer host, then SSH with the machine's pinned host key; a timeout names
-//! the last stage seen, and a probe tool missing on the observer is named instead of a stage.
+//! Waiting for a machine to come up (`hnode boot --wait`, `instance create/start --wait`): the
+//! command's request turned into a `WaitStep` (boot stages seen from an observer host, then SSH
+//! with the machine's pinned host key), run by the executor's poller; a timeout names the last
+//! stage seen, and a probe tool missing on the observer is named instead of a stage.
 
 use super::Context;
 use crate::error::Error;
-use crate::exec::{Connector, HostError, Transport};
+use crate::exec::wait::{self as poller, Seen, WaitError};
+use crate::exec::{Connector, Transport};
 use crate::inventory::{Host, HostKeyPolicy, Inventory};
 use crate::local_tools::Tool;
+use crate::plan::wait::{self as plan, Reading, SshAfter, WaitStep};
 use crate::ui::timestamp;
 use std::time::{Duration, Instant};
 
@@ -15,12 +18,6 @@ pub struct Stage {
     pub key: &'static str,
     pub what: &'static str,
 }
-
-/// The last stage: the machine answered SSH with its pinned key.
-const SSH: Stage = Stage {
-    key: "ssh",
-    what: "SSH answers with the pinned host key",
-};
 
 /// What to watch: `setup` runs once on `observer`, then `probe` about once a second, after a
 /// check that `observer` has `tools` (a missing one is named, not read as a stage not reached);
@@ -37,11 +34,34 @@ pub struct Watch<'a> {
     pub target: &'a Host,
 }
 
+impl Watch<'_> {
+    /// The wait as a step of the observer's plan (what a dry run shows), bounded by `limit`.
+    pub fn step(&self, limit: Duration) -> WaitStep {
+        let tools: Vec<plan::Tool> = self.tools.iter().map(|t| (*t).into()).collect();
+        WaitStep {
+            what: self.name.to_string(),
+            setup: self.setup.clone(),
+            probe: plan::with_tools(&tools, &self.probe),
+            every_ms: 1000,
+            timeout_secs: limit.as_secs(),
+            reading: Reading::Stages {
+                stages: self.stages.iter().map(|s| plan::Stage::new(s.key, s.what)).collect(),
+                done: None,
+                then_ssh: Some(SshAfter {
+                    after: self.ssh_after.to_string(),
+                    target: self.target.clone(),
+                }),
+                tools,
+            },
+        }
+    }
+}
+
 /// Waits until `watch.target` answers SSH with its pinned key; returns that session.
-pub fn until_ssh<'a>(
+pub fn until_ssh(
     ctx: &Context,
     inv: &Inventory,
-    watch: &Watch<'a>,
+    watch: &Watch,
     started: Instant,
     limit: Duration,
 ) -> Result<Box<dyn Transport>, Error> {
@@ -52,99 +72,44 @@ pub fn until_ssh<'a>(
 }
 
 /// `until_ssh` through `connector` (SSH in production; a scripted one in tests).
-pub fn until_ssh_through<'a>(
+pub fn until_ssh_through(
     ctx: &Context,
     connector: &dyn Connector,
-    watch: &Watch<'a>,
+    watch: &Watch,
     started: Instant,
     limit: Duration,
 ) -> Result<Box<dyn Transport>, Error> {
     let deadline = started
         .checked_add(limit)
         .ok_or_else(|| Error::Usage(format!("a wait of {} s is too long", limit.as_secs())))?;
+    let step = watch.step(limit);
     let mut observer = connector.connect(watch.observer, deadline)?;
-    if let Some(setup) = &watch.setup {
-        observer.run_script(setup, deadline)?;
-    }
-    let mut seen: Vec<&Stage> = Vec::new();
-    let note = |stage: &'a Stage, seen: &mut Vec<&'a Stage>| {
-        if !seen.iter().any(|s| s.key == stage.key) {
-            seen.push(stage);
+    let mut observe = |seen: Seen| {
+        if let Seen::Stage(what, after) = seen {
             ctx.ui.info(&format!(
-                "{} {}: {} (+{:.1} s)",
+                "{} {}: {what} (+{:.1} s)",
                 timestamp(),
                 watch.name,
-                stage.what,
-                started.elapsed().as_secs_f64()
+                after.as_secs_f64()
             ));
         }
     };
-    let programs: Vec<&str> = watch.tools.iter().map(|t| t.program).collect();
-    let probe = crate::shell::Script::new()
-        .call(
-            "for t in",
-            &programs,
-            "; do command -v \"$t\" >/dev/null 2>&1 || echo \"missing $t\"; done; ",
-        )
-        .build()
-        + &watch.probe;
-    let mut fresh_session = true;
-    loop {
-        if Instant::now() >= deadline {
-            let last = seen
-                .last()
-                .map(|s| s.what)
-                .unwrap_or("none (no sign of it on the network)");
-            return Err(Error::Unreachable(format!(
-                "{} did not come up within {} s; last stage seen: {last}",
-                watch.name,
-                limit.as_secs()
-            )));
-        }
-        let round = Instant::now();
-        let out = match observer.run_script(&probe, deadline) {
-            Ok(out) => out,
-            // The deadline ran out during the probe itself: report it as the timeout it is.
-            Err(_) if Instant::now() >= deadline => continue,
-            // One lost session to the observer is not the end of the wait: connect again; a
-            // probe that fails on the fresh session too is the error.
-            Err(e) if fresh_session => return Err(e.into()),
-            Err(_) => {
-                observer = connector.connect(watch.observer, deadline)?;
-                fresh_session = true;
-                continue;
-            }
-        };
-        fresh_session = false;
-        let missing = out.output.lines().find_map(|l| {
-            let program = l.strip_prefix("missing ")?;
-            watch.tools.iter().find(|t| t.program == program)
-        });
-        if let Some(tool) = missing {
-            return Err(Error::Failed(anyhow::anyhow!(
-                "cannot watch {} come up: {} has no `{}` (package {}); install it there (`cloudctl config init` does on the ConfigNode)",
-                watch.name,
-                watch.observer.name,
-                tool.program,
-                tool.package
-            )));
-        }
-        for stage in watch.stages {
-            if out.output.lines().any(|l| l == stage.key) {
-                note(stage, &mut seen);
-            }
-        }
-        if seen.iter().any(|s| s.key == watch.ssh_after) {
-            match connector.connect(watch.target, deadline.min(Instant::now() + Duration::from_secs(5))) {
-                Ok(t) => {
-                    note(&SSH, &mut seen);
-                    return Ok(t);
-                }
-                Err(e @ HostError::HostKey(_)) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
+    match poller::until(connector, watch.observer, &mut observer, &step, started, &mut observe) {
+        Ok(waited) => waited
+            .ssh
+            .ok_or_else(|| Error::Failed(anyhow::anyhow!("internal: {} came up without SSH", watch.name))),
+        Err(WaitError::TimedOut { last }) => Err(Error::Unreachable(format!(
+            "{} did not come up within {} s; last stage seen: {}",
+            watch.name,
+            limit.as_secs(),
+            last.as_deref().unwrap_or("none (no sign of it on the network)")
+        ))),
+        Err(WaitError::Failed(why)) => Err(Error::Failed(anyhow::anyhow!(why))),
+        Err(WaitError::Lost(e)) => Err(e.into()),
+        Err(WaitError::Interrupted) => Err(Error::Failed(anyhow::anyhow!(
+            "interrupted while waiting for {}",
+            watch.name
+        ))),
     }
 }
 
@@ -155,7 +120,7 @@ mod tests {
     //! the last stage seen, with no host at all.
     use super::*;
     use crate::exec::record::{Log, ScriptedConnector};
-    use crate::exec::ScriptOutput;
+    use crate::exec::{HostError, ScriptOutput};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

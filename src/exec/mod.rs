@@ -7,10 +7,12 @@ pub mod known_hosts;
 pub mod local;
 pub mod openssh;
 mod outcome;
+mod phased;
 pub mod push;
 pub mod record;
 pub mod script;
 pub mod ssh;
+pub mod wait;
 
 pub use gather::{ask, gather};
 
@@ -279,6 +281,16 @@ pub fn probe(
     Ok(by_step)
 }
 
+/// How a host that could not be worked on ends.
+fn host_failed(host: &Host, e: HostError, started: Instant) -> HostReport {
+    let status = match e {
+        HostError::Unreachable(_) => HostStatus::Unreachable,
+        HostError::HostKey(_) => HostStatus::HostKeyRefused,
+        HostError::Failed(_) => HostStatus::Failed,
+    };
+    HostReport::new(host, status, Some(e.to_string()), started)
+}
+
 fn apply_host(
     hp: &HostPlan,
     connector: &dyn Connector,
@@ -287,23 +299,32 @@ fn apply_host(
 ) -> HostReport {
     let started = Instant::now();
     let deadline = started + limits.host_timeout;
-    let fail = |e: HostError| {
-        let status = match e {
-            HostError::Unreachable(_) => HostStatus::Unreachable,
-            HostError::HostKey(_) => HostStatus::HostKeyRefused,
-            HostError::Failed(_) => HostStatus::Failed,
-        };
-        HostReport::new(&hp.host, status, Some(e.to_string()), started)
-    };
+    let fail = |e: HostError| host_failed(&hp.host, e, started);
     events(Event::Stage(&hp.host, "connecting"));
     let mut transport = match connector.connect(&hp.host, deadline) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    if hp.steps.iter().any(|s| matches!(s, Step::WaitUntil(_))) {
+        return phased::apply_with_waits(hp, connector, &mut transport, limits, events, started);
+    }
     if let Some(report) = lone_command(hp, transport.as_mut(), deadline, started) {
         return report.unwrap_or_else(fail);
     }
-    let mut known = match probe(hp, transport.as_mut(), deadline, false) {
+    apply_steps(hp, transport.as_mut(), limits, events, started, deadline)
+}
+
+/// Applies a host's steps (no wait among them) in one script on an open session.
+fn apply_steps(
+    hp: &HostPlan,
+    transport: &mut dyn Transport,
+    limits: &Limits,
+    events: &(dyn Fn(Event) + Sync),
+    started: Instant,
+    deadline: Instant,
+) -> HostReport {
+    let fail = |e: HostError| host_failed(&hp.host, e, started);
+    let mut known = match probe(hp, transport, deadline, false) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };

@@ -151,6 +151,8 @@ pub fn apply_script(hp: &HostPlan, remote: &[Option<Probed>], lock_timeout_secs:
                 );
                 i += 1;
             }
+            // Polled by the executor between scripts (exec::phased), never inside one.
+            Step::WaitUntil(_) => i += 1,
             Step::Command(c) => {
                 body += &format!("c{i}=0\n");
                 body += &command_step(hp, i, c);

@@ -22,6 +22,7 @@ pub mod storage;
 pub mod storage_facts;
 pub mod storage_health;
 pub mod storage_status;
+pub mod wait;
 
 use crate::error::Error;
 use crate::inventory::Host;
@@ -43,6 +44,23 @@ pub struct Plan {
     pub redact: Vec<String>,
 }
 
+impl Plan {
+    /// This plan followed by a wait phase on `host` (run by the executor's poller once the plan
+    /// applied): what a dry run shows, so the wait is reviewed with the rest.
+    pub fn then_wait(&self, host: &Host, wait: wait::WaitStep) -> Plan {
+        let mut plan = self.clone();
+        match plan.hosts.iter_mut().find(|h| &h.host == host) {
+            Some(hp) => hp.steps.push(Step::WaitUntil(wait)),
+            None => plan.hosts.push(HostPlan {
+                host: host.clone(),
+                exclusive: false,
+                steps: vec![Step::WaitUntil(wait)],
+            }),
+        }
+        plan
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostPlan {
     pub host: Host,
@@ -52,7 +70,7 @@ pub struct HostPlan {
 }
 
 /// One thing to do on a host. Steps run in order; the first failure stops the host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     File(FileStep),
@@ -60,6 +78,8 @@ pub enum Step {
     Command(CommandStep),
     /// Remove a file if it is there (e.g. the PXE file of a removed node).
     Absent(AbsentStep),
+    /// Poll a probe until it reads as done (the executor runs it between the steps around it).
+    WaitUntil(wait::WaitStep),
 }
 
 impl Step {
@@ -69,6 +89,7 @@ impl Step {
             Step::Dir(d) => format!("directory {}", d.path),
             Step::Command(c) => format!("run {}", c.short()),
             Step::Absent(a) => format!("remove {}", a.path),
+            Step::WaitUntil(w) => format!("wait for {}", w.what),
         }
     }
 }

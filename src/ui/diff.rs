@@ -56,6 +56,7 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
             }
             Step::Absent(a) => out += &format!("  remove {} if present\n", a.path),
             Step::Dir(d) => out += &format!("  ensure directory {} (mode {:o})\n", d.path, d.mode),
+            Step::WaitUntil(w) => out += &format!("  {}\n", crate::plan::wait::describe(w)),
             Step::Command(c) => match &c.when {
                 When::Always => out += &format!("  run: {}\n", c.display()),
                 When::Changed(ids) => out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display()),

@@ -266,6 +266,7 @@ fn migration(inv: &Inventory, channel: Channel) -> Result<migrate::MigrationPlan
         authorized_keys: None,
         max_downtime_ms: 300,
         max_bandwidth_mib: Some(100),
+        timeout_secs: 600,
     })
 }
 
@@ -579,6 +580,7 @@ fn the_abort_phase_stops_no_guest() {
         authorized_keys: None,
         max_downtime_ms: 300,
         max_bandwidth_mib: None,
+        timeout_secs: 600,
     })
     .unwrap();
     let abort = json(&p.abort);

@@ -146,7 +146,8 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     };
     let new_text = inventory_file::add_instance(&text, &record)?;
     if ctx.dry_run {
-        return ctx.converge(&inv, &plan);
+        let shown = super::GuestWatch::of(&g).shown(plan, &hnode, args.wait.wait, true);
+        return ctx.converge(&inv, &shown);
     }
     ctx.ui.confirm(
         &format!("{} (disk {}, {} MiB)", plan.title, record.disk, g.memory),

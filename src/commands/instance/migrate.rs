@@ -5,6 +5,7 @@ use super::{ask_all, lock, node_host, read, recorded_guest, where_guests_run, Co
 use crate::cli::InstanceMigrateArgs;
 use crate::error::{Error, Exit};
 use crate::exec::known_hosts::host_pattern;
+use crate::exec::wait::{self, Seen as Polled, WaitError};
 use crate::exec::INTERRUPTED;
 use crate::inventory::{self, Host, Hypervisor, Inventory};
 use crate::inventory_file;
@@ -13,6 +14,7 @@ use crate::plan::instance::migrate::{
 };
 use crate::plan::instance::probe::{self, GuestState};
 use crate::plan::instance::{hypervisor_of, Guest};
+use crate::plan::wait::WaitStep;
 use crate::plan::Plan;
 use crate::ui::instance as show;
 use std::path::Path;
@@ -160,6 +162,7 @@ pub fn migrate_one(
         authorized_keys: s.authorized_keys.as_ref().map(|p| p.to_string()),
         max_downtime_ms: s.max_downtime_ms,
         max_bandwidth_mib: opts.max_bandwidth,
+        timeout_secs: limit.as_secs(),
     })?;
     let connector = ctx.reach(inv);
     let limits = ctx.limits(inv);
@@ -240,7 +243,7 @@ pub fn migrate_one(
     }
     let mut last = Progress::default();
     if let Some(poll) = &plan.poll {
-        match watch(ctx, inv, &g, &source, poll, limit, started) {
+        match watch(ctx, inv, &g, &source, poll, started) {
             Ok(p) => last = p,
             Err(why) => return abort(why),
         }
@@ -273,12 +276,23 @@ pub fn migrate_one(
     }))
 }
 
-/// One plan holding every phase, for the dry run's preview.
+/// One plan holding every phase, the wait for the migration included, for the dry run's preview.
 fn all_phases(p: &MigrationPlan) -> Plan {
-    let mut hosts = Vec::new();
-    for phase in [&p.prepare, &p.start, &p.finish] {
-        hosts.extend(phase.hosts.iter().cloned());
-    }
+    // The wait runs on the source, between start and finish.
+    let wait = p
+        .poll
+        .iter()
+        .zip(p.start.hosts.first())
+        .map(|(w, source)| crate::plan::HostPlan {
+            host: source.host.clone(),
+            exclusive: false,
+            steps: vec![crate::plan::Step::WaitUntil(w.clone())],
+        });
+    let hosts = (p.prepare.hosts.iter().cloned())
+        .chain(p.start.hosts.iter().cloned())
+        .chain(wait)
+        .chain(p.finish.hosts.iter().cloned())
+        .collect();
     Plan {
         title: p.start.title.clone(),
         hosts,
@@ -324,55 +338,39 @@ fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Cha
     })
 }
 
-/// Polls QEMU's migration status on the source until it completes; Err says why it did not.
+/// Waits, through the executor's poller, until QEMU on the source reports the migration
+/// completed, showing its progress twice a second; Err says why it did not complete.
 fn watch(
     ctx: &Context,
     inv: &Inventory,
     g: &Guest,
     source: &Host,
-    poll: &str,
-    limit: Duration,
+    poll: &WaitStep,
     started: Instant,
 ) -> Result<Progress, String> {
     let connector = ctx.reach(inv);
-    let deadline = started + limit;
-    let mut t = connector
-        .connect(source, deadline)
-        .map_err(|e| format!("lost the connection to {}: {e}", source.name))?;
+    let deadline = started + Duration::from_secs(poll.timeout_secs);
+    let lost = |e: crate::exec::HostError| format!("lost the connection to {}: {e}", source.name);
+    let mut t = connector.connect(source, deadline).map_err(lost)?;
     let mut shown = Instant::now() - Duration::from_secs(1);
-    loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err("interrupted".into());
+    let mut observe = |seen: Polled| {
+        let Polled::Round(output) = seen else { return };
+        if shown.elapsed() < Duration::from_millis(500) {
+            return;
         }
-        if Instant::now() >= deadline {
-            return Err(format!("the migration did not finish within {} s", limit.as_secs()));
-        }
-        let out = t
-            .run_script(poll, deadline)
-            .map_err(|e| format!("lost the connection to {}: {e}", source.name))?;
-        let Some(p) = migrate::parse_progress(&out.output) else {
-            return Err(format!(
-                "QEMU on {} gave no migration status: {}",
-                source.name,
-                out.output.trim()
-            ));
-        };
-        match p.status.as_str() {
-            "completed" => return Ok(p),
-            "failed" | "cancelled" | "cancelling" => {
-                return Err(format!(
-                    "the migration {}{}",
-                    p.status,
-                    p.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-                ))
-            }
-            _ => {}
-        }
-        if shown.elapsed() >= Duration::from_millis(500) {
+        // A final status ends the wait instead (done, or the reason to abort).
+        let last = ["completed", "failed", "cancelled", "cancelling"];
+        if let Some(p) = migrate::parse_progress(output).filter(|p| !last.contains(&p.status.as_str())) {
             show::progress(&ctx.ui, g.name.as_str(), &p, started.elapsed());
             shown = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(100));
+    };
+    match wait::until(connector.as_ref(), source, &mut t, poll, started, &mut observe) {
+        Ok(done) => Ok(migrate::parse_progress(&done.output).unwrap_or_default()),
+        Err(WaitError::TimedOut { .. }) => Err(format!("the migration did not finish within {} s", poll.timeout_secs)),
+        Err(WaitError::Failed(why)) => Err(why),
+        Err(WaitError::Lost(e)) => Err(lost(e)),
+        Err(WaitError::Interrupted) => Err("interrupted".into()),
     }
 }
 

@@ -151,6 +151,7 @@ fn start(ctx: &Context, name: &str, wait: Option<u64>) -> Result<Exit, Error> {
     }
     let steps = backend(g.hypervisor).start_steps(&g);
     let plan = one_host_plan(format!("start instance {name} on {}", host.name), host.clone(), steps);
+    let plan = GuestWatch::of(&g).shown(plan, &host, wait, ctx.dry_run);
     ctx.converge_then(&inv, &plan, |applied| {
         let secs = wait?;
         let started = Instant::now();
@@ -174,34 +175,59 @@ const GUEST_STAGES: [Stage; 1] = [Stage {
     what: "answers ping from its hardware node (its network is up)",
 }];
 
+/// How a guest is watched coming up from its hardware node: the guest as an SSH target, and the
+/// probe its node runs.
+pub struct GuestWatch {
+    name: String,
+    target: Host,
+    probe: String,
+}
+
+impl GuestWatch {
+    pub fn of(g: &Guest) -> GuestWatch {
+        let ip = g.ip.to_string();
+        GuestWatch {
+            name: g.name.to_string(),
+            probe: crate::shell::Script::new()
+                .call("ping -c1 -W1", &[&ip], " >/dev/null 2>&1 && echo ping; exit 0")
+                .build(),
+            target: Host {
+                name: g.name.to_string(),
+                role: "instance",
+                host: ip,
+                port: 22,
+            },
+        }
+    }
+
+    pub fn watch<'a>(&'a self, hnode: &'a Host) -> Watch<'a> {
+        Watch {
+            name: &self.name,
+            observer: hnode,
+            setup: None,
+            probe: self.probe.clone(),
+            tools: &[crate::local_tools::PING],
+            stages: &GUEST_STAGES,
+            ssh_after: "ping",
+            target: &self.target,
+        }
+    }
+
+    /// `plan` as a dry run shows it: with the wait phase on `hnode` when there is one.
+    pub fn shown(&self, plan: Plan, hnode: &Host, wait: Option<u64>, dry_run: bool) -> Plan {
+        match wait {
+            Some(secs) if dry_run => plan.then_wait(hnode, self.watch(hnode).step(Duration::from_secs(secs))),
+            _ => plan,
+        }
+    }
+}
+
 /// `--wait`: until guest `g` on `hnode` answers SSH with its pinned host key; how long it took.
 /// A timeout is exit 4, naming the last stage seen.
 fn wait_for_guest(ctx: &Context, inv: &Inventory, g: &Guest, hnode: &Host, secs: u64) -> Result<Duration, Error> {
     let started = Instant::now();
-    let ip = g.ip;
-    let target = Host {
-        name: g.name.to_string(),
-        role: "instance",
-        host: ip.to_string(),
-        port: 22,
-    };
-    let watch = Watch {
-        name: g.name.as_str(),
-        observer: hnode,
-        setup: None,
-        probe: crate::shell::Script::new()
-            .call(
-                "ping -c1 -W1",
-                &[&ip.to_string()],
-                " >/dev/null 2>&1 && echo ping; exit 0",
-            )
-            .build(),
-        tools: &[crate::local_tools::PING],
-        stages: &GUEST_STAGES,
-        ssh_after: "ping",
-        target: &target,
-    };
-    wait::until_ssh(ctx, inv, &watch, started, Duration::from_secs(secs))?;
+    let guest = GuestWatch::of(g);
+    wait::until_ssh(ctx, inv, &guest.watch(hnode), started, Duration::from_secs(secs))?;
     Ok(started.elapsed())
 }
 
@@ -213,4 +239,58 @@ fn stop(ctx: &Context, args: InstanceStopArgs) -> Result<Exit, Error> {
         &inv,
         &one_host_plan(format!("stop instance {} on {}", args.name, host.name), host, steps),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! `instance start --wait` under `--dry-run`, host-free: the plan it shows holds the wait,
+    //! and the only scripts that reach a host are the read-only probes before it.
+    use super::*;
+    use crate::exec::record::{Log, ScriptedConnector};
+    use crate::exec::ScriptOutput;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_dry_run_of_start_with_wait_runs_no_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-lab.toml"), &path).unwrap();
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            // No guest runs anywhere.
+            answer: Arc::new(|_, _| {
+                Ok(ScriptOutput {
+                    output: String::new(),
+                    status: 0,
+                })
+            }),
+        };
+        let ctx = Context {
+            inventory_path: Some(path),
+            dry_run: true,
+            yes: false,
+            forks: 2,
+            templates: None,
+            ui: crate::ui::Ui::new(false, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        assert_eq!(start(&ctx, "web1", Some(60)).unwrap(), Exit::Ok);
+        let log = log.lock().unwrap();
+        assert!(!log.is_empty(), "the guests were looked for");
+        assert!(
+            log.iter().all(|(_, s)| !s.contains("ping -c1")),
+            "no wait probe ran: {log:?}"
+        );
+        // The plan shown holds the wait on the guest's node.
+        let (_, inv) = ctx.load_inventory().unwrap();
+        let (g, host) = recorded_guest(&inv, "web1").unwrap();
+        let plan = one_host_plan("start".into(), host.clone(), backend(g.hypervisor).start_steps(&g));
+        let shown = GuestWatch::of(&g).shown(plan, &host, Some(60), true);
+        assert!(matches!(
+            shown.hosts[0].steps.last(),
+            Some(crate::plan::Step::WaitUntil(w)) if w.timeout_secs == 60 && w.what == "web1"
+        ));
+    }
 }

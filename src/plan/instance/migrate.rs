@@ -1,6 +1,7 @@
 //! Planner for `instance migrate` (modelled on Ganeti): the pre-checks, then the phases of a live
 //! migration as plans (prepare both ends, start, finish or abort), and `--cleanup`'s verdict.
-//! Pure; the command layer runs the phases in order and polls progress in between.
+//! Pure; the command layer runs the phases in order, the executor's poller watching the
+//! migration (a `WaitStep`) in between.
 //!
 //! The guest's memory travels over SSH by default: the source node gets a one-time key that the
 //! target only accepts from the source's address and only to feed the migration into the waiting
@@ -10,6 +11,7 @@
 use super::probe::{GuestSeen, GuestState, NodeFacts};
 use super::{kvm, script, Backend, Guest};
 use crate::inventory::{Host, Hypervisor};
+use crate::plan::wait::{Reading, WaitStep};
 use crate::plan::{command, file, strings, FileSpec, HostPlan, Plan, Step, When};
 use serde::Serialize;
 
@@ -39,7 +41,12 @@ pub struct MigrateRequest<'a> {
     pub authorized_keys: Option<String>,
     pub max_downtime_ms: u32,
     pub max_bandwidth_mib: Option<u32>,
+    /// How long the migration may take (`--timeout`): the bound of the wait for it.
+    pub timeout_secs: u64,
 }
+
+/// How often QEMU is asked how far the migration got.
+const POLL_EVERY_MS: u64 = 200;
 
 /// "No limit" for QEMU's max-bandwidth (bytes/s): 100 GiB/s.
 const UNLIMITED_BANDWIDTH: u64 = 100 << 30;
@@ -49,8 +56,9 @@ const UNLIMITED_BANDWIDTH: u64 = 100 << 30;
 pub struct MigrationPlan {
     pub prepare: Plan,
     pub start: Plan,
-    /// kvm: a script printing QEMU's `query-migrate` answer; Xen's `xl migrate` runs to the end.
-    pub poll: Option<String>,
+    /// kvm: the wait for QEMU on the source to report the migration completed (its probe prints
+    /// the `query-migrate` answer); Xen's `xl migrate` runs to the end, so none.
+    pub poll: Option<WaitStep>,
     pub finish: Plan,
     /// Cancels the migration on the source and removes the one-time key on both ends; stops nothing.
     pub abort: Plan,
@@ -361,7 +369,15 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
             let params = serde_json::json!({"downtime-limit": r.max_downtime_ms, "max-bandwidth": bandwidth});
             let set = serde_json::json!({"execute": "migrate-set-parameters", "arguments": params}).to_string();
             let go = serde_json::json!({"execute": "migrate", "arguments": {"uri": uri}}).to_string();
-            let poll = crate::shell::sh_c(kvm::QMP, &[&g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]);
+            let poll = WaitStep {
+                what: format!("the migration of {}", g.name),
+                setup: None,
+                probe: crate::shell::sh_c(kvm::QMP, &[&g.run_file("qmp"), r#"{"execute":"query-migrate"}"#]),
+                // Often enough to see completion soon, and a progress line twice a second.
+                every_ms: POLL_EVERY_MS,
+                timeout_secs: r.timeout_secs,
+                reading: Reading::QemuMigration,
+            };
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
             start.push(kvm::qmp_step(g, &[&set, &go]));
             // QEMU announces the guest's MAC when it starts on the target, but a switch can miss

@@ -5,6 +5,7 @@
 use super::{command, config, dir, file, sh, strings, Facts, FileSpec, WebFacts};
 use crate::error::Error;
 use crate::inventory::lamp::{DrbdSettings, LampSection, Storage};
+use crate::plan::wait::{Reading, Stage, WaitStep};
 use crate::plan::{CommandStep, Step, When};
 use crate::shell::Script;
 use crate::templates::Templates;
@@ -22,9 +23,6 @@ const CREATE_MD: &str = include_str!("../../../scripts/lamp/drbd-create-md.sh");
 
 /// scripts/lamp/mkfs-ocfs2.sh (its arguments and what it does are described there).
 pub const MKFS_OCFS2: &str = include_str!("../../../scripts/lamp/mkfs-ocfs2.sh");
-
-/// scripts/lamp/wait.sh (its arguments and what it does are described there).
-const WAIT: &str = include_str!("../../../scripts/lamp/wait.sh");
 
 pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
     match lamp.storage {
@@ -72,10 +70,25 @@ pub fn parse_facts(output: &str) -> WebFacts {
     f
 }
 
-fn wait(seconds: u32, check: &str, arg: &str, what: &str) -> Step {
-    Step::Command(CommandStep {
-        argv: sh(WAIT, &[&seconds.to_string(), check, arg, what]),
-        when: When::Always,
+/// Waits (at most `seconds`, checking once a second) until `check` (with `arg` as `$1`)
+/// succeeds on the host; `what` names it when the wait gives up.
+fn wait(seconds: u32, check: &'static str, arg: &str, what: &str) -> Step {
+    let probe = Script::new()
+        .sh_c(check, &[arg])
+        .text(" >/dev/null 2>&1 && echo done; exit 0")
+        .build();
+    Step::WaitUntil(WaitStep {
+        what: what.to_string(),
+        setup: None,
+        probe,
+        every_ms: 1000,
+        timeout_secs: seconds.into(),
+        reading: Reading::Stages {
+            stages: vec![Stage::new("done", what)],
+            done: Some("done".into()),
+            then_ssh: None,
+            tools: Vec::new(),
+        },
     })
 }
 
