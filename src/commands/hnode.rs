@@ -6,6 +6,7 @@ use super::wait::{self, Stage, Watch};
 use super::Context;
 use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
 use crate::error::{Error, Exit};
+use crate::exec::effect::{LocalEffect, LocalStep};
 use crate::exec::known_hosts::{host_pattern, HostKey};
 use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Role};
 use crate::local_tools::{self, DROPBEARCONVERT, IP, PING, SSH_KEYGEN};
@@ -69,7 +70,7 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         .select(std::slice::from_ref(&args.name))
         .map_err(Error::Usage)?
         .remove(0);
-    let secrets = node_secrets(ctx, &inv, node, &target, power)?;
+    let (secrets, pin) = node_secrets(ctx, &inv, node, &target, power)?;
     let scope = confignode::Scope::nodes([node.name.get_ref()]);
     let each = super::config::probe_confignodes(ctx, &inv, &scope, args.degraded)?;
     // The first ConfigNode that answered powers the node on and watches it boot.
@@ -100,7 +101,7 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         Some(limit) if ctx.dry_run => plan.then_wait(&confignode, looks.watch(node, &confignode, &target).step(limit)),
         _ => plan,
     };
-    ctx.converge_then(&inv, &shown, |applied| {
+    ctx.converge_with(&inv, &shown, pin.as_slice(), |applied| {
         let limit = wait?;
         Some(wait_until_up(
             ctx,
@@ -113,14 +114,15 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
     })
 }
 
-/// The node's host key, generated once beside cloudctl's known_hosts and pinned there.
+/// The node's host key, generated once beside cloudctl's known_hosts, and the step pinning it
+/// there when it is not yet (`None` when it is, or when a dry run has no key to pin yet).
 fn node_secrets(
     ctx: &Context,
     inv: &Inventory,
     node: &Node,
     target: &Host,
     power: Power,
-) -> Result<NodeSecrets, Error> {
+) -> Result<(NodeSecrets, Option<LocalStep>), Error> {
     let name = node.name.get_ref().as_str();
     let connector = ctx.connector(inv);
     let known_hosts_dir = connector
@@ -138,13 +140,14 @@ fn node_secrets(
                 "dry run: would generate {name}'s SSH host key in {}",
                 dir.display()
             ));
-            return Ok(NodeSecrets {
+            let none = NodeSecrets {
                 host_key: vec![],
                 host_key_pub: vec![],
                 dropbear_key: vec![],
                 authorized_keys: vec![],
                 ipmi_password: None,
-            });
+            };
+            return Ok((none, None));
         }
         std::fs::create_dir_all(&dir).map_err(|e| local(&format!("cannot create {}", dir.display()), &e))?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -162,6 +165,7 @@ fn node_secrets(
         ))
     })?;
     let pattern = host_pattern(&target.host, target.port);
+    let mut pin = None;
     match connector.known_hosts.lookup(&pattern).map_err(|e| local("cannot read known_hosts", &e))? {
         Some(pinned) if pinned == offered => {}
         Some(pinned) => {
@@ -175,11 +179,16 @@ fn node_secrets(
                 connector.known_hosts.path().display()
             )))
         }
-        None if ctx.dry_run => ctx.ui.info(&format!("dry run: would pin {name}'s key {}", offered.fingerprint())),
-        None => {
-            connector.known_hosts.pin(&pattern, &offered).map_err(|e| local("cannot write known_hosts", &e))?;
-            ctx.ui.info(&format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display()));
-        }
+        // Pinned by the flow after the confirmation, not here: a refused prompt pins nothing.
+        None => pin = Some(LocalStep {
+            done: format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display()),
+            would: Some(format!("dry run: would pin {name}'s key {}", offered.fingerprint())),
+            effect: LocalEffect::PinKey {
+                file: connector.known_hosts.path().to_path_buf(),
+                pattern,
+                key: offered,
+            },
+        }),
     }
     let dropbear = dir.join("dropbear_ed25519_host_key");
     if !dropbear.exists() && !ctx.dry_run {
@@ -201,13 +210,14 @@ fn node_secrets(
         (Power::Ipmi, Some(ipmi)) => Some(read(&expand_home(&ipmi.password_file))?.trim_ascii_end().to_vec()),
         _ => None,
     };
-    Ok(NodeSecrets {
+    let secrets = NodeSecrets {
         host_key: read(&key)?,
         host_key_pub,
         dropbear_key: if dropbear.exists() { read(&dropbear)? } else { vec![] },
         authorized_keys,
         ipmi_password,
-    })
+    };
+    Ok((secrets, pin))
 }
 
 /// The boot stages of a diskless node, as the ConfigNode sees them.
@@ -353,3 +363,6 @@ fn verify(
     }
     Ok(exit)
 }
+
+#[cfg(test)]
+mod pin_order;
