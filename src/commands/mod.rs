@@ -49,8 +49,13 @@ impl Context {
         Ok((path, inv))
     }
 
+    /// The SSH connector of the inventory; under --dry-run its `accept-new` pins go to the
+    /// dry-run system, so a dry run leaves known_hosts as it was.
     pub fn connector(&self, inv: &Inventory) -> SshConnector {
-        SshConnector::from_inventory(inv)
+        SshConnector {
+            system: self.system(),
+            ..SshConnector::from_inventory(inv)
+        }
     }
 
     /// What reaches the hosts for probes and plans: SSH, or the connector a test gave.
@@ -141,11 +146,11 @@ impl Context {
     }
 
     /// The machine local effects go to: this one, or under --dry-run one that changes nothing.
-    pub fn system(&self) -> Box<dyn System> {
+    pub fn system(&self) -> std::sync::Arc<dyn System> {
         if self.dry_run {
-            Box::new(DryRunSystem::default())
+            std::sync::Arc::new(DryRunSystem::default())
         } else {
-            Box::new(RealSystem)
+            std::sync::Arc::new(RealSystem)
         }
     }
 

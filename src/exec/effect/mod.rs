@@ -39,7 +39,7 @@ pub struct LocalStep {
 }
 
 /// The machine the effects go to: the real one, or a dry run that only says what it would do.
-pub trait System {
+pub trait System: Send + Sync {
     fn pin_key(&self, file: &std::path::Path, pattern: &str, key: &HostKey) -> Result<(), Error>;
     fn write_inventory(&self, path: &std::path::Path, old: &str, new: &str) -> Result<(), Error>;
     /// What to tell the user about `step` once this system went through it.
