@@ -181,7 +181,7 @@ fn node_secrets(
         }
         // Pinned by the flow after the confirmation, not here: a refused prompt pins nothing.
         None => pin = Some(LocalStep {
-            done: format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display()),
+            done: Some(format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display())),
             would: Some(format!("dry run: would pin {name}'s key {}", offered.fingerprint())),
             effect: LocalEffect::PinKey {
                 file: connector.known_hosts.path().to_path_buf(),

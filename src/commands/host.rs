@@ -77,7 +77,11 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
                 pattern: o.pattern.clone(),
                 key: o.offered.clone(),
             },
-            done: format!("{}: pinned in {}", h.name, connector.known_hosts.path().display()),
+            done: Some(format!(
+                "{}: pinned in {}",
+                h.name,
+                connector.known_hosts.path().display()
+            )),
             // The dry run says it once for every key, below.
             would: None,
         })

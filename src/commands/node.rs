@@ -138,7 +138,7 @@ fn write_inventory(ctx: &Context, path: &Path, (old, new): (&str, &str), what: &
             old: old.to_string(),
             new: new.to_string(),
         },
-        done: format!("{name}: {what}"),
+        done: Some(format!("{name}: {what}")),
         would: (!ctx.ui.json).then(|| shown.strip_suffix('\n').unwrap_or(&shown).to_string()),
     }
 }

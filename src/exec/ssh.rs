@@ -156,18 +156,13 @@ impl SshConnector {
                         key: offered.clone(),
                     },
                     // Pinning on first use says nothing, as OpenSSH's accept-new does.
-                    done: String::new(),
+                    done: None,
                     would: Some(format!(
                         "dry run: would pin {}'s key {fingerprint} (host_key_policy = \"accept-new\")",
                         host.name
                     )),
                 };
-                let say = |m: &str| {
-                    if !m.is_empty() {
-                        eprintln!("{m}");
-                    }
-                };
-                effect::apply(std::slice::from_ref(&step), self.system.as_ref(), &say)
+                effect::apply(std::slice::from_ref(&step), self.system.as_ref(), &|m| eprintln!("{m}"))
                     .map_err(|e| HostError::HostKey(e.to_string()))
             }
             None => Err(HostError::HostKey(format!(

@@ -30,12 +30,32 @@ pub enum LocalEffect {
 }
 
 /// An effect with what the user is told: `done` once applied, `would` under a dry run (`None`:
-/// the command sums its dry run up itself, as `host trust` does with one line for all keys).
+/// the command tells it itself, as `host trust` does with one line for all keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalStep {
     pub effect: LocalEffect,
-    pub done: String,
+    pub done: Option<String>,
     pub would: Option<String>,
+}
+
+impl LocalStep {
+    /// A step the command reports itself, applied or not.
+    pub fn silent(effect: LocalEffect) -> LocalStep {
+        LocalStep {
+            effect,
+            done: None,
+            would: None,
+        }
+    }
+
+    /// Writing the inventory at `path` from `old` to `new`, reported by the command.
+    pub fn write_inventory(path: &std::path::Path, old: &str, new: &str) -> LocalStep {
+        LocalStep::silent(LocalEffect::WriteInventory {
+            path: path.to_path_buf(),
+            old: old.to_string(),
+            new: new.to_string(),
+        })
+    }
 }
 
 /// The machine the effects go to: the real one, or a dry run that only says what it would do.
@@ -97,7 +117,7 @@ mod tests {
                     pattern: "[10.0.0.31]:2222".into(),
                     key: HostKey::from_public(KEY).unwrap(),
                 },
-                done: "pinned".into(),
+                done: Some("pinned".into()),
                 would: Some("would pin".into()),
             },
             LocalStep {
@@ -106,7 +126,7 @@ mod tests {
                     old: "# mine\n[cloud]\nname = \"t\"\n".into(),
                     new: "# mine\n[cloud]\nname = \"u\"\n".into(),
                 },
-                done: "written".into(),
+                done: Some("written".into()),
                 would: Some("would write".into()),
             },
         ]

@@ -24,6 +24,6 @@ impl System for RealSystem {
     }
 
     fn said<'a>(&self, step: &'a LocalStep) -> Option<&'a str> {
-        Some(&step.done)
+        step.done.as_deref()
     }
 }
