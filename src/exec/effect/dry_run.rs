@@ -1,7 +1,7 @@
 //! The dry-run `System`: changes nothing, and keeps the effects it was handed so the run (and a
 //! test) can say what would have been done.
 
-use super::{LocalEffect, LocalStep, System};
+use super::{KeyFile, LocalEffect, LocalStep, System};
 use crate::error::Error;
 use crate::exec::known_hosts::HostKey;
 use std::path::Path;
@@ -38,6 +38,14 @@ impl System for DryRunSystem {
             path: path.to_path_buf(),
             old: old.to_string(),
             new: new.to_string(),
+        });
+        Ok(())
+    }
+
+    fn make_host_key(&self, dir: &Path, files: &[KeyFile]) -> Result<(), Error> {
+        self.keep(LocalEffect::MakeHostKey {
+            dir: dir.to_path_buf(),
+            files: files.to_vec(),
         });
         Ok(())
     }

@@ -27,6 +27,23 @@ pub enum LocalEffect {
     },
     /// Replace the inventory at `path`, whose text is `old` now, with `new` (atomically).
     WriteInventory { path: PathBuf, old: String, new: String },
+    /// Keep a host key made in a throwaway folder: `files` into `dir` (made 0700 if missing).
+    MakeHostKey { dir: PathBuf, files: Vec<KeyFile> },
+}
+
+/// One file of a host key pair, with its mode (0600 for a private half).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Never the key itself: a failing test or a debug print must not show a private key.
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyFile({}, {} bytes, {:o})", self.name, self.bytes.len(), self.mode)
+    }
 }
 
 /// An effect with what the user is told: `done` once applied, `would` under a dry run (`None`:
@@ -62,6 +79,7 @@ impl LocalStep {
 pub trait System: Send + Sync {
     fn pin_key(&self, file: &std::path::Path, pattern: &str, key: &HostKey) -> Result<(), Error>;
     fn write_inventory(&self, path: &std::path::Path, old: &str, new: &str) -> Result<(), Error>;
+    fn make_host_key(&self, dir: &std::path::Path, files: &[KeyFile]) -> Result<(), Error>;
     /// What to tell the user about `step` once this system went through it.
     fn said<'a>(&self, step: &'a LocalStep) -> Option<&'a str>;
 }
@@ -73,6 +91,7 @@ pub fn apply(steps: &[LocalStep], system: &dyn System, say: &dyn Fn(&str)) -> Re
         match &step.effect {
             LocalEffect::PinKey { file, pattern, key } => system.pin_key(file, pattern, key)?,
             LocalEffect::WriteInventory { path, old, new } => system.write_inventory(path, old, new)?,
+            LocalEffect::MakeHostKey { dir, files } => system.make_host_key(dir, files)?,
         }
         if let Some(msg) = system.said(step) {
             say(msg);
@@ -129,6 +148,25 @@ mod tests {
                 done: Some("written".into()),
                 would: Some("would write".into()),
             },
+            LocalStep {
+                effect: LocalEffect::MakeHostKey {
+                    dir: dir.join("hostkeys/n1"),
+                    files: vec![
+                        KeyFile {
+                            name: "ssh_host_ed25519_key".into(),
+                            bytes: b"private\n".to_vec(),
+                            mode: 0o600,
+                        },
+                        KeyFile {
+                            name: "ssh_host_ed25519_key.pub".into(),
+                            bytes: format!("{KEY}\n").into_bytes(),
+                            mode: 0o644,
+                        },
+                    ],
+                },
+                done: Some("made".into()),
+                would: Some("would make".into()),
+            },
         ]
     }
 
@@ -146,9 +184,10 @@ mod tests {
         let steps = every_kind(dir.path());
         let before = snapshot(dir.path());
         let dry = DryRunSystem::default();
-        assert_eq!(run(&steps, &dry), ["would pin", "would write"]);
+        assert_eq!(run(&steps, &dry), ["would pin", "would write", "would make"]);
         assert_eq!(snapshot(dir.path()), before);
         assert!(!dir.path().join("sub").exists(), "the known_hosts folder was made");
+        assert!(!dir.path().join("hostkeys").exists(), "the hostkeys folder was made");
         let seen: Vec<LocalEffect> = steps.iter().map(|s| s.effect.clone()).collect();
         assert_eq!(dry.seen(), seen);
     }
@@ -157,7 +196,14 @@ mod tests {
     fn the_real_system_applies_the_same_steps() {
         let dir = tempfile::tempdir().unwrap();
         let steps = every_kind(dir.path());
-        assert_eq!(run(&steps, &RealSystem), ["pinned", "written"]);
+        assert_eq!(run(&steps, &RealSystem), ["pinned", "written", "made"]);
+        let keys = dir.path().join("hostkeys/n1");
+        let mode =
+            |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+        assert_eq!(mode(&keys), 0o700);
+        assert_eq!(mode(&keys.join("ssh_host_ed25519_key")), 0o600);
+        assert_eq!(mode(&keys.join("ssh_host_ed25519_key.pub")), 0o644);
+        assert_eq!(std::fs::read(keys.join("ssh_host_ed25519_key")).unwrap(), b"private\n");
         let kh = std::fs::read_to_string(dir.path().join("sub/known_hosts")).unwrap();
         assert_eq!(kh, format!("[10.0.0.31]:2222 {}\n", &KEY[..KEY.len() - " test".len()]));
         let inv = std::fs::read_to_string(dir.path().join("cloud.toml")).unwrap();
