@@ -109,6 +109,7 @@ fn main() {
         known_hosts: KnownHosts::new(lab.known_hosts.clone()),
         policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
+        system: std::sync::Arc::new(cloudctl::exec::effect::RealSystem),
     });
 
     println!("\nwarm-up round (not counted)");

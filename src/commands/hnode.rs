@@ -1,19 +1,18 @@
 //! `cloudctl hnode boot` (drain, undrain, evacuate and poweroff live with the guest verbs): a diskless hardware node's keys, overlay and PXE entry, power-on, and
 //! (with --wait) its boot stages until it answers SSH with its pinned key.
 
-use super::keys::{keygen, tool};
 use super::wait::{self, Stage, Watch};
 use super::Context;
 use crate::cli::{HnodeBootArgs, HnodeCommand, PowerArg};
 use crate::error::{Error, Exit};
-use crate::exec::known_hosts::{host_pattern, HostKey};
+use crate::exec::effect::LocalStep;
 use crate::inventory::{expand_home, Host, Hypervisor, Inventory, Node, Power, Role};
 use crate::local_tools::{self, DROPBEARCONVERT, IP, PING, SSH_KEYGEN};
 use crate::plan::confignode;
 use crate::plan::hnode::{self, NodeSecrets};
 use crate::shell::Script;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Context, cmd: HnodeCommand) -> Result<Exit, Error> {
@@ -69,7 +68,7 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         .select(std::slice::from_ref(&args.name))
         .map_err(Error::Usage)?
         .remove(0);
-    let secrets = node_secrets(ctx, &inv, node, &target, power)?;
+    let (secrets, keep) = node_secrets(ctx, &inv, node, &target, power)?;
     let scope = confignode::Scope::nodes([node.name.get_ref()]);
     let each = super::config::probe_confignodes(ctx, &inv, &scope, args.degraded)?;
     // The first ConfigNode that answered powers the node on and watches it boot.
@@ -100,7 +99,7 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
         Some(limit) if ctx.dry_run => plan.then_wait(&confignode, looks.watch(node, &confignode, &target).step(limit)),
         _ => plan,
     };
-    ctx.converge_then(&inv, &shown, |applied| {
+    ctx.converge_with(&inv, &shown, &keep, |applied| {
         let limit = wait?;
         Some(wait_until_up(
             ctx,
@@ -113,86 +112,30 @@ pub fn boot(ctx: &Context, args: HnodeBootArgs, roles: &[Role]) -> Result<Exit, 
     })
 }
 
-/// The node's host key, generated once beside cloudctl's known_hosts and pinned there.
+/// What the node's boot overlay carries (its host key, generated once beside cloudctl's
+/// known_hosts, and the keys it lets in), with the local steps that keep and pin its key
+/// (empty when both are done already, or when a dry run has no key to show yet).
 fn node_secrets(
     ctx: &Context,
     inv: &Inventory,
     node: &Node,
     target: &Host,
     power: Power,
-) -> Result<NodeSecrets, Error> {
+) -> Result<(NodeSecrets, Vec<LocalStep>), Error> {
     let name = node.name.get_ref().as_str();
     let connector = ctx.connector(inv);
-    let known_hosts_dir = connector
-        .known_hosts
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let dir = known_hosts_dir.join("hostkeys").join(name);
-    let key = dir.join("ssh_host_ed25519_key");
-    let local = |what: &str, e: &dyn std::fmt::Display| Error::Failed(anyhow::anyhow!("{what}: {e}"));
-    if !key.exists() {
-        if ctx.dry_run {
-            ctx.ui.info(&format!(
-                "dry run: would generate {name}'s SSH host key in {}",
-                dir.display()
-            ));
-            return Ok(NodeSecrets {
-                host_key: vec![],
-                host_key_pub: vec![],
-                dropbear_key: vec![],
-                authorized_keys: vec![],
-                ipmi_password: None,
-            });
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| local(&format!("cannot create {}", dir.display()), &e))?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| local("chmod", &e))?;
-        keygen(&key, &format!("{name} (cloudctl)"))?;
-        ctx.ui
-            .info(&format!("{name}: generated its SSH host key in {}", dir.display()));
-    }
-    let read = |p: &Path| std::fs::read(p).map_err(|e| local(&format!("cannot read {}", p.display()), &e));
-    let host_key_pub = read(&key.with_extension("pub"))?;
-    let offered = HostKey::from_public(&String::from_utf8_lossy(&host_key_pub)).ok_or_else(|| {
-        Error::Failed(anyhow::anyhow!(
-            "{} is not an OpenSSH public key",
-            key.with_extension("pub").display()
-        ))
-    })?;
-    let pattern = host_pattern(&target.host, target.port);
-    match connector.known_hosts.lookup(&pattern).map_err(|e| local("cannot read known_hosts", &e))? {
-        Some(pinned) if pinned == offered => {}
-        Some(pinned) => {
-            return Err(Error::HostKey(format!(
-                "{} pins {} {} for {name} ({pattern}), but cloudctl gave {name} the key {} in {}. If that old entry is stale, delete its line from {} and run again.",
-                connector.known_hosts.path().display(),
-                pinned.key_type,
-                pinned.fingerprint(),
-                offered.fingerprint(),
-                key.display(),
-                connector.known_hosts.path().display()
-            )))
-        }
-        None if ctx.dry_run => ctx.ui.info(&format!("dry run: would pin {name}'s key {}", offered.fingerprint())),
-        None => {
-            connector.known_hosts.pin(&pattern, &offered).map_err(|e| local("cannot write known_hosts", &e))?;
-            ctx.ui.info(&format!("{name}: pinned its host key {} in {}", offered.fingerprint(), connector.known_hosts.path().display()));
-        }
-    }
-    let dropbear = dir.join("dropbear_ed25519_host_key");
-    if !dropbear.exists() && !ctx.dry_run {
-        tool(
-            DROPBEARCONVERT,
-            &[
-                "openssh",
-                "dropbear",
-                &key.display().to_string(),
-                &dropbear.display().to_string(),
-            ],
-        )?;
-    }
+    let Some(key) = host_key::node_key(ctx, &connector.known_hosts, name, target)? else {
+        let none = NodeSecrets {
+            host_key: vec![],
+            host_key_pub: vec![],
+            dropbear_key: vec![],
+            authorized_keys: vec![],
+            ipmi_password: None,
+        };
+        return Ok((none, vec![]));
+    };
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", p.display())));
     let identity = expand_home(&inv.ssh.identity).with_extension("pub");
     let authorized_keys = read(&identity).map_err(|_| {
         Error::Usage(format!("{} is missing: the node lets in the public key of [ssh] identity; create it with ssh-keygen -y -f KEY > KEY.pub", identity.display()))
@@ -201,13 +144,14 @@ fn node_secrets(
         (Power::Ipmi, Some(ipmi)) => Some(read(&expand_home(&ipmi.password_file))?.trim_ascii_end().to_vec()),
         _ => None,
     };
-    Ok(NodeSecrets {
-        host_key: read(&key)?,
-        host_key_pub,
-        dropbear_key: if dropbear.exists() { read(&dropbear)? } else { vec![] },
+    let secrets = NodeSecrets {
+        host_key: key.private,
+        host_key_pub: key.public,
+        dropbear_key: key.dropbear,
         authorized_keys,
         ipmi_password,
-    })
+    };
+    Ok((secrets, key.steps))
 }
 
 /// The boot stages of a diskless node, as the ConfigNode sees them.
@@ -353,3 +297,7 @@ fn verify(
     }
     Ok(exit)
 }
+
+mod host_key;
+#[cfg(test)]
+mod pin_order;

@@ -3,6 +3,7 @@
 use super::Context;
 use crate::cli::HostCommand;
 use crate::error::{Error, Exit};
+use crate::exec::effect::{LocalEffect, LocalStep};
 use crate::exec::fan_out;
 use crate::exec::known_hosts::host_pattern;
 use std::time::Instant;
@@ -68,30 +69,36 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
             }
         }
     }
-    if !to_pin.is_empty() && !ctx.dry_run {
-        ctx.ui.confirm(
-            &format!(
-                "Pin the key{} shown for {} host{}",
-                if to_pin.len() == 1 { "" } else { "s" },
-                to_pin.len(),
-                if to_pin.len() == 1 { "" } else { "s" }
-            ),
-            ctx.yes,
-        )?;
-        for (h, o) in &to_pin {
-            connector.known_hosts.pin(&o.pattern, &o.offered).map_err(|e| {
-                Error::Failed(anyhow::anyhow!(
-                    "cannot write {}: {e}",
-                    connector.known_hosts.path().display()
-                ))
-            })?;
-            ctx.ui.info(&format!(
+    let pins: Vec<LocalStep> = to_pin
+        .iter()
+        .map(|(h, o)| LocalStep {
+            effect: LocalEffect::PinKey {
+                file: connector.known_hosts.path().to_path_buf(),
+                pattern: o.pattern.clone(),
+                key: o.offered.clone(),
+            },
+            done: Some(format!(
                 "{}: pinned in {}",
                 h.name,
                 connector.known_hosts.path().display()
-            ));
-        }
-    } else if to_pin.is_empty() && exit == Exit::Ok {
+            )),
+            // The dry run says it once for every key, below.
+            would: None,
+        })
+        .collect();
+    if !pins.is_empty() && !ctx.dry_run {
+        ctx.ui.confirm(
+            &format!(
+                "Pin the key{} shown for {} host{}",
+                if pins.len() == 1 { "" } else { "s" },
+                pins.len(),
+                if pins.len() == 1 { "" } else { "s" }
+            ),
+            ctx.yes,
+        )?;
+    }
+    ctx.apply_local(&pins)?;
+    if pins.is_empty() && exit == Exit::Ok {
         ctx.ui.info("no changes: every key shown is already pinned");
     } else if ctx.dry_run {
         ctx.ui.info("dry run: nothing was pinned");

@@ -52,3 +52,39 @@ pub fn throwaway(comment: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
     keygen(&key, comment)?;
     Ok((read(&key)?, read(&key.with_extension("pub"))?))
 }
+
+/// A node's host key pair, with the private half in dropbear's form too.
+pub struct NodeHostKey {
+    pub private: Vec<u8>,
+    pub public: Vec<u8>,
+    pub dropbear: Vec<u8>,
+}
+
+/// A node's new host key, made in a throwaway folder: the caller keeps it where it belongs
+/// once the run is confirmed.
+pub fn node_host_key(comment: &str) -> Result<NodeHostKey, Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Failed(anyhow::anyhow!("cannot make a temporary folder: {e}")))?;
+    let key = dir.path().join("key");
+    keygen(&key, comment)?;
+    Ok(NodeHostKey {
+        private: read(&key)?,
+        public: read(&key.with_extension("pub"))?,
+        dropbear: dropbear_of(&key)?,
+    })
+}
+
+/// The OpenSSH private key at `key` in dropbear's form, converted in a throwaway folder.
+pub fn dropbear_of(key: &Path) -> Result<Vec<u8>, Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Failed(anyhow::anyhow!("cannot make a temporary folder: {e}")))?;
+    let out = dir.path().join("dropbear");
+    tool(
+        local_tools::DROPBEARCONVERT,
+        &[
+            "openssh",
+            "dropbear",
+            &key.display().to_string(),
+            &out.display().to_string(),
+        ],
+    )?;
+    read(&out)
+}

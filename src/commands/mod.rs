@@ -18,6 +18,7 @@ pub mod wait;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
+use crate::exec::effect::{self, DryRunSystem, LocalStep, RealSystem, System};
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
 use crate::inventory::{self, Host, Inventory};
@@ -48,8 +49,13 @@ impl Context {
         Ok((path, inv))
     }
 
+    /// The SSH connector of the inventory; under --dry-run its `accept-new` pins go to the
+    /// dry-run system, so a dry run leaves known_hosts as it was.
     pub fn connector(&self, inv: &Inventory) -> SshConnector {
-        SshConnector::from_inventory(inv)
+        SshConnector {
+            system: self.system(),
+            ..SshConnector::from_inventory(inv)
+        }
     }
 
     /// What reaches the hosts for probes and plans: SSH, or the connector a test gave.
@@ -95,9 +101,23 @@ impl Context {
         plan: &Plan,
         more: impl FnOnce(serde_json::Value) -> Option<Result<Exit, Error>>,
     ) -> Result<Exit, Error> {
+        self.converge_with(inv, plan, &[], more)
+    }
+
+    /// `converge_then` with local effects: shown first under a dry run (they change nothing
+    /// then), applied only after the confirmation and once every host applied, so a refused
+    /// prompt or a failed host leaves known_hosts and the inventory as they were.
+    pub fn converge_with(
+        &self,
+        inv: &Inventory,
+        plan: &Plan,
+        local: &[LocalStep],
+        more: impl FnOnce(serde_json::Value) -> Option<Result<Exit, Error>>,
+    ) -> Result<Exit, Error> {
         let connector = self.connector(inv);
         let limits = self.limits(inv);
         if self.dry_run {
+            self.apply_local(local)?;
             return self.preview(&connector, &limits, plan);
         }
         if plan.confirm {
@@ -113,6 +133,7 @@ impl Context {
         if exit != Exit::Ok {
             return Ok(exit);
         }
+        self.apply_local(local)?;
         match more(serde_json::json!({ "command": plan.title, "hosts": reports })) {
             Some(result) => result,
             None => {
@@ -122,6 +143,28 @@ impl Context {
                 Ok(exit)
             }
         }
+    }
+
+    /// The machine local effects go to: this one, or under --dry-run one that changes nothing.
+    pub fn system(&self) -> std::sync::Arc<dyn System> {
+        if self.dry_run {
+            std::sync::Arc::new(DryRunSystem::default())
+        } else {
+            std::sync::Arc::new(RealSystem)
+        }
+    }
+
+    /// Applies local effects (the caller has confirmed). What a dry run would do is part of the
+    /// plan shown, so it is printed even with -q, as the preview is.
+    pub fn apply_local(&self, steps: &[LocalStep]) -> Result<(), Error> {
+        let say = |m: &str| {
+            if self.dry_run {
+                eprintln!("{m}");
+            } else {
+                self.ui.info(m);
+            }
+        };
+        effect::apply(steps, self.system().as_ref(), &say)
     }
 
     /// Applies with progress; the exit code follows the worst host.

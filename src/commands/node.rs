@@ -5,6 +5,7 @@ use super::config::plan_confignode;
 use super::{lock_inventory as lock, read_inventory as read, Context};
 use crate::cli::{NodeAddArgs, NodeCommand};
 use crate::error::{Error, Exit};
+use crate::exec::effect::{LocalEffect, LocalStep};
 use crate::inventory::{self, Inventory};
 use crate::inventory_file;
 use crate::plan::confignode::{boot_files, profile_of, Scope};
@@ -106,9 +107,10 @@ fn describe(names: &[&str]) -> String {
     }
 }
 
-/// Converges the ConfigNode to the edited inventory and writes the inventory only when that
-/// worked, so the file never names a node the ConfigNode refused. The dry run shows the
-/// inventory diff too and writes nothing. `degraded`: one ConfigNode of a pair may be down.
+/// Converges the ConfigNode to the edited inventory; the inventory write is a local effect the
+/// flow applies only when that worked, so the file never names a node the ConfigNode refused.
+/// The dry run shows the inventory diff too and writes nothing. `degraded`: one ConfigNode of a
+/// pair may be down.
 fn converge_then_save(
     ctx: &Context,
     path: &Path,
@@ -120,17 +122,25 @@ fn converge_then_save(
 ) -> Result<Exit, Error> {
     let mut plan = plan_confignode(ctx, inv, scope, required, degraded)?;
     plan.title = what.to_string();
-    if ctx.dry_run && !ctx.ui.json && old != new {
-        let diff = similar::TextDiff::from_lines(old, new);
-        let name = path.display().to_string();
-        eprint!("== inventory\n{}", diff.unified_diff().header(&name, &name));
+    let write = (old != new).then(|| write_inventory(ctx, path, (old, new), what));
+    ctx.converge_with(inv, &plan, write.as_slice(), |_| None)
+}
+
+/// Writing the edited inventory, as a step: its dry run shows the file's unified diff (not with
+/// --json, whose stdout holds only the plan document).
+fn write_inventory(ctx: &Context, path: &Path, (old, new): (&str, &str), what: &str) -> LocalStep {
+    let name = path.display().to_string();
+    let diff = similar::TextDiff::from_lines(old, new);
+    let shown = format!("== inventory\n{}", diff.unified_diff().header(&name, &name));
+    LocalStep {
+        effect: LocalEffect::WriteInventory {
+            path: path.to_path_buf(),
+            old: old.to_string(),
+            new: new.to_string(),
+        },
+        done: Some(format!("{name}: {what}")),
+        would: (!ctx.ui.json).then(|| shown.strip_suffix('\n').unwrap_or(&shown).to_string()),
     }
-    let exit = ctx.converge(inv, &plan)?;
-    if !ctx.dry_run && exit == Exit::Ok && old != new {
-        inventory_file::replace(path, new)?;
-        ctx.ui.info(&format!("{}: {what}", path.display()));
-    }
-    Ok(exit)
 }
 
 fn list(ctx: &Context) -> Result<Exit, Error> {

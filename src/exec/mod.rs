@@ -1,6 +1,7 @@
 //! The one executor: connects to hosts (in parallel, bounded by `--forks`), probes, applies plans
 //! through a `Transport`, and reports per host. The only module with remote effects.
 
+pub mod effect;
 pub mod files;
 mod gather;
 pub mod known_hosts;

@@ -175,6 +175,7 @@ mod tests {
             known_hosts: KnownHosts::new("/etc/cloudctl/known_hosts".into()),
             policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(7),
+            system: std::sync::Arc::new(crate::exec::effect::RealSystem),
         };
         let h = Host {
             name: "h1".into(),

@@ -6,6 +6,7 @@
 //! stderr is merged into stdout remotely so one blocking read suffices; every blocking call has a
 //! timeout; the host-key algorithm is restricted to the pinned key's type.
 
+use super::effect::{self, LocalEffect, LocalStep, RealSystem, System};
 use super::known_hosts::{host_pattern, HostKey, KnownHosts};
 use super::{CommandOutput, Connector, HostError, ScriptOutput, Transport};
 use crate::inventory::{expand_home, Host, HostKeyPolicy, Inventory};
@@ -13,6 +14,7 @@ use ssh2::{ErrorCode, MethodType, Session};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// libssh2's codes for a handshake that ran out of time, and for key exchanges that failed
@@ -34,6 +36,9 @@ pub struct SshConnector {
     pub known_hosts: KnownHosts,
     pub policy: HostKeyPolicy,
     pub connect_timeout: Duration,
+    /// Where an `accept-new` pin goes: this machine, or under --dry-run a system that only says
+    /// it would pin (the key is still accepted for this run's connections).
+    pub system: Arc<dyn System>,
 }
 
 /// What `host trust` shows: the pinned key (if any) and the one the host offers now.
@@ -63,6 +68,7 @@ impl SshConnector {
             known_hosts: KnownHosts::new(expand_home(&inv.ssh.known_hosts)),
             policy: inv.ssh.host_key_policy,
             connect_timeout: Duration::from_secs(inv.ssh.connect_timeout.max(1)),
+            system: Arc::new(RealSystem),
         }
     }
 
@@ -141,10 +147,24 @@ impl SshConnector {
                 "HOST KEY CHANGED for {} ({endpoint}): pinned {} {}, now offered {} {}. Someone may be intercepting the connection, or the host was reinstalled. Nothing was done on it. If the change is expected, run `cloudctl host trust {}` to pin the new key.",
                 host.name, p.key_type, p.fingerprint(), offered.key_type, offered.fingerprint(), host.name
             ))),
-            None if self.policy == HostKeyPolicy::AcceptNew => self
-                .known_hosts
-                .pin(pattern, offered)
-                .map_err(|e| HostError::HostKey(format!("cannot write {}: {e}", self.known_hosts.path().display()))),
+            None if self.policy == HostKeyPolicy::AcceptNew => {
+                let fingerprint = offered.fingerprint();
+                let step = LocalStep {
+                    effect: LocalEffect::PinKey {
+                        file: self.known_hosts.path().to_path_buf(),
+                        pattern: pattern.to_string(),
+                        key: offered.clone(),
+                    },
+                    // Pinning on first use says nothing, as OpenSSH's accept-new does.
+                    done: None,
+                    would: Some(format!(
+                        "dry run: would pin {}'s key {fingerprint} (host_key_policy = \"accept-new\")",
+                        host.name
+                    )),
+                };
+                effect::apply(std::slice::from_ref(&step), self.system.as_ref(), &|m| eprintln!("{m}"))
+                    .map_err(|e| HostError::HostKey(e.to_string()))
+            }
             None => Err(HostError::HostKey(format!(
                 "{} ({endpoint}) is not trusted yet: it offers {} {}. Check that fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run `cloudctl host trust {}`, or set host_key_policy = \"accept-new\" in [ssh].",
                 host.name, offered.key_type, offered.fingerprint(), host.name
@@ -467,3 +487,6 @@ impl Drop for SshTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod accept_new;

@@ -243,3 +243,38 @@ fn the_layers_have_no_cycles_and_one_quoter() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Local effects are applied in one place (issue 11): only the real system of the local-effect
+/// executor pins a host key or replaces the inventory, so a dry run, which swaps that system for
+/// one that changes nothing, touches no local file by construction. The lab keeps its own files.
+#[test]
+fn only_the_local_effect_executor_pins_keys_or_writes_the_inventory() {
+    const EXECUTOR: &str = "src/exec/effect/real.rs";
+    let mut bad = Vec::new();
+    for (path, src) in sources() {
+        if path == EXECUTOR || path.starts_with("src/lab/") {
+            continue;
+        }
+        // The module's own code, without spaces: rustfmt splits `a\n.known_hosts\n.pin(`.
+        let code: String = src
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<String>()
+            .split_whitespace()
+            .collect();
+        if code.contains(".pin(") {
+            bad.push(format!(
+                "{path} pins a host key itself; return a LocalEffect::PinKey step"
+            ));
+        }
+        if code.contains("inventory_file::replace(") {
+            bad.push(format!(
+                "{path} writes the inventory itself; return a LocalStep::write_inventory"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

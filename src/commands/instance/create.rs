@@ -5,6 +5,7 @@ use super::super::keys;
 use super::{live_copies, lock, node_facts, node_host, read, Context};
 use crate::cli::InstanceCreateArgs;
 use crate::error::{Error, Exit};
+use crate::exec::effect::{LocalEffect, LocalStep};
 use crate::exec::known_hosts::{host_pattern, HostKey};
 use crate::inventory::{self, expand_home, Hypervisor, Inventory};
 use crate::inventory_file::{self, NewInstance};
@@ -166,12 +167,13 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         crate::ui::report::apply(&ctx.ui, &rollback.title, &rb_reports, rb_exit);
         return Ok(exit);
     }
-    let pattern = host_pattern(&g.ip.to_string(), 22);
-    connector
-        .known_hosts
-        .pin(&pattern, &host_key)
-        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot pin {name}'s host key: {e}")))?;
-    inventory_file::replace(&path, &new_text)?;
+    // The guest's key is pinned before it is recorded: a recorded guest is one cloudctl can reach.
+    let pin = LocalStep::silent(LocalEffect::PinKey {
+        file: connector.known_hosts.path().to_path_buf(),
+        pattern: host_pattern(&g.ip.to_string(), 22),
+        key: host_key.clone(),
+    });
+    ctx.apply_local(&[pin, LocalStep::write_inventory(&path, &text, &new_text)])?;
     // The guest is recorded: other commands need not wait for it to come up.
     drop(inventory_lock);
     let elapsed = started.elapsed();

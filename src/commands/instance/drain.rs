@@ -3,6 +3,7 @@
 
 use super::{lock, read, Context};
 use crate::error::{Error, Exit};
+use crate::exec::effect::LocalStep;
 use crate::inventory::{self, Inventory, Role};
 use crate::inventory_file;
 
@@ -43,12 +44,14 @@ pub fn drain(ctx: &Context, name: &str, drained: bool) -> Result<Exit, Error> {
         .collect();
     let verb = if drained { "drain" } else { "undrain" };
     let changed = node.drained != drained;
-    if changed && !ctx.dry_run {
-        ctx.ui
-            .confirm(&format!("{verb} {name} in {}", path.display()), ctx.yes)?;
+    if changed {
         let new = inventory_file::set_node_drained(&text, name, drained)?
             .ok_or_else(|| Error::Usage(format!("{name} is not a [[node]] of {}", path.display())))?;
-        inventory_file::replace(&path, &new)?;
+        if !ctx.dry_run {
+            ctx.ui
+                .confirm(&format!("{verb} {name} in {}", path.display()), ctx.yes)?;
+        }
+        ctx.apply_local(&[LocalStep::write_inventory(&path, &text, &new)])?;
     }
     crate::ui::hnode::drained(&ctx.ui, name, drained, changed, ctx.dry_run, &guests);
     Ok(Exit::Ok)

@@ -6,6 +6,7 @@ use super::migrate::{migrate_one, Options, Outcome, Shared};
 use super::{drain, lock, place, read, where_guests_run, Context};
 use crate::cli::HnodeEvacuateArgs;
 use crate::error::{Error, Exit};
+use crate::exec::effect::LocalStep;
 use crate::exec::INTERRUPTED;
 use crate::inventory::{self, Inventory};
 use crate::inventory_file;
@@ -45,7 +46,7 @@ pub fn evacuate(ctx: &Context, args: HnodeEvacuateArgs) -> Result<Exit, Error> {
     )?;
     if !was_drained {
         if let Some(new) = inventory_file::set_node_drained(&text, name, true)? {
-            inventory_file::replace(&path, &new)?;
+            ctx.apply_local(&[LocalStep::write_inventory(&path, &text, &new)])?;
         }
         ctx.ui
             .info(&format!("{name} is now drained: placement puts no guest on it"));

@@ -4,6 +4,7 @@
 use super::{ask_all, lock, node_host, read, recorded_guest, where_guests_run, Context};
 use crate::cli::InstanceMigrateArgs;
 use crate::error::{Error, Exit};
+use crate::exec::effect::LocalStep;
 use crate::exec::known_hosts::host_pattern;
 use crate::exec::wait::{self, Seen as Polled, WaitError};
 use crate::exec::INTERRUPTED;
@@ -261,7 +262,7 @@ pub fn migrate_one(
     let left = state_on(ctx, inv, &source, &g);
     {
         let _writing = shared.record.lock().unwrap_or_else(|e| e.into_inner());
-        record(path, &g.name.to_string(), to)?;
+        record(ctx, path, &g.name.to_string(), to)?;
     }
     Ok(Outcome::Moved(Moved {
         guest: g.name.to_string(),
@@ -392,10 +393,10 @@ fn state_on(ctx: &Context, inv: &Inventory, node: &Host, g: &Guest) -> Seen {
 
 /// Writes the guest's new node into the inventory (under the lock the caller holds), into the
 /// file as it is now: migrations running side by side each record their own guest.
-fn record(path: &Path, name: &str, node: &str) -> Result<(), Error> {
+fn record(ctx: &Context, path: &Path, name: &str, node: &str) -> Result<(), Error> {
     let (text, _) = read(path)?;
     if let Some(new) = inventory_file::set_instance_hnode(&text, name, node)? {
-        inventory_file::replace(path, &new)?;
+        ctx.apply_local(&[LocalStep::write_inventory(path, &text, &new)])?;
     }
     Ok(())
 }
@@ -422,7 +423,7 @@ fn cleanup(ctx: &Context, path: &Path, inv: &Inventory, name: &str) -> Result<Ex
     match &verdict {
         Verdict::RunsOn(node) if !ctx.dry_run && exit == Exit::Ok => {
             if *node != recorded_on.name {
-                record(path, name, node)?;
+                record(ctx, path, name, node)?;
                 ctx.ui
                     .info(&format!("{}: {name} now recorded on {node}", path.display()));
             }

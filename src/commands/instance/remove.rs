@@ -4,6 +4,7 @@
 use super::{live_copies, lock, read, recorded_guest, Context};
 use crate::cli::InstanceRemoveArgs;
 use crate::error::{Error, Exit};
+use crate::exec::effect::LocalStep;
 use crate::inventory;
 use crate::inventory_file;
 use crate::plan::instance::{self, remove};
@@ -43,7 +44,9 @@ pub fn remove(ctx: &Context, args: InstanceRemoveArgs) -> Result<Exit, Error> {
     show::removal(&ctx.ui, name, &node.name, &g.dir, &disk);
     let connector = ctx.connector(&inv);
     let limits = ctx.limits(&inv);
+    let write = LocalStep::write_inventory(&path, &text, &new_text);
     if ctx.dry_run {
+        ctx.apply_local(std::slice::from_ref(&write))?;
         return ctx.preview(&connector, &limits, &plan);
     }
     ctx.ui.confirm_typed(
@@ -58,7 +61,7 @@ pub fn remove(ctx: &Context, args: InstanceRemoveArgs) -> Result<Exit, Error> {
             .warn(&format!("{name} stays in the inventory: removing it did not finish"));
         return Ok(exit);
     }
-    inventory_file::replace(&path, &new_text)?;
+    ctx.apply_local(std::slice::from_ref(&write))?;
     show::removed(&ctx.ui, name, &node.name, &g.dir, &disk, &reports);
     Ok(Exit::Ok)
 }
