@@ -1,8 +1,11 @@
 //! The command line (clap derive). Doc comments here are the `--help` text and the man pages.
 
-use crate::types::{Mac, Name, Size};
+mod values;
+
+use crate::types::{Cidr, Mac, Name, RemotePath, Size};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
+use values::{ipv4, node_ip, profile, seconds, trimmed, typed};
 
 /// The heading of the options every subcommand takes, listed after the subcommand's own (as cargo does).
 const GLOBAL: &str = "Global options";
@@ -131,7 +134,7 @@ pub struct CloudRebalanceArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_moves: usize,
     /// Give up on a migration that has not finished after this many seconds (the guest stays).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = |s: &str| seconds("--timeout", s))]
     pub timeout: u64,
 }
 
@@ -139,7 +142,7 @@ pub struct CloudRebalanceArgs {
 pub struct RunArgs {
     /// Hosts to run on: all, confignode, snode, hnode, or node names. Lists as you type them:
     /// `--on hnode1,hnode2`, `--on hnode1 hnode2` or `--on hnode1 --on hnode2`.
-    #[arg(long = "on", value_name = "GROUP|NAME", default_value = "all", value_delimiter = ',', num_args = 1..)]
+    #[arg(long = "on", value_name = "GROUP|NAME", default_value = "all", value_delimiter = ',', num_args = 1.., value_parser = typed::<Name>)]
     pub on: Vec<String>,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
@@ -154,7 +157,7 @@ pub enum HostCommand {
     /// decides whom cloudctl trusts.
     Trust {
         /// Hosts: all, confignode, snode, hnode, or node names (`hnode1 hnode2` or `hnode1,hnode2`).
-        #[arg(required = true, value_name = "GROUP|NAME", value_delimiter = ',')]
+        #[arg(required = true, value_name = "GROUP|NAME", value_delimiter = ',', value_parser = typed::<Name>)]
         targets: Vec<String>,
     },
     /// Show the pinned host keys, with the inventory host each belongs to.
@@ -176,7 +179,7 @@ pub enum LabCommand {
         #[arg(long, default_value = "lab")]
         name: String,
         /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up, VMs .201 and up.
-        #[arg(long, default_value = "10.201.0.0/24")]
+        #[arg(long, default_value = "10.201.0.0/24", value_parser = typed::<Cidr>)]
         subnet: String,
         /// Add a VM machine of this role (repeatable): QEMU on the lab bridge that PXE-boots from
         /// the ConfigNode and is switched on by Wake-on-LAN (`node boot`). snode VMs (snode1, ...)
@@ -274,6 +277,7 @@ pub enum NodeCommand {
     /// Asks first (--yes in scripts; exit 6 without it and a TTY).
     Remove {
         /// The node's name.
+        #[arg(value_parser = typed::<Name>)]
         name: String,
         /// With a ConfigNode pair, change the one that answers when the other is down.
         #[arg(long)]
@@ -290,35 +294,14 @@ pub enum NodeCommand {
     Boot(HnodeBootArgs),
 }
 
-/// A value clap refuses (exit 2, naming it and why) unless it reads as a `T`; the command gets
-/// it as written and parses it where it uses it, with the same rules.
-fn typed<T: std::str::FromStr<Err = String>>(s: &str) -> Result<String, String> {
-    s.parse::<T>().map(|_| s.to_string())
-}
-
-/// The same for an IPv4 address.
-fn ipv4(s: &str) -> Result<String, String> {
-    s.parse::<std::net::Ipv4Addr>()
-        .map(|_| s.to_string())
-        .map_err(|_| "write an IPv4 address like 10.0.0.31".into())
-}
-
-/// `node add --ip`: an IPv4 address, read trimmed as a CSV row's (empty: the default).
-fn node_ip(s: &str) -> Result<String, String> {
-    match s.trim() {
-        "" => Ok(s.to_string()),
-        t => ipv4(t).map(|_| s.to_string()),
-    }
-}
-
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["name", "from"]))]
 pub struct NodeAddArgs {
     /// Node name ([a-z0-9-]).
-    #[arg(requires = "mac", value_parser = |s: &str| typed::<Name>(s.trim()).map(|_| s.to_string()))]
+    #[arg(requires = "mac", value_parser = trimmed::<Name>)]
     pub name: Option<String>,
     /// The node's boot NIC MAC address.
-    #[arg(long, value_name = "MAC", value_parser = |s: &str| typed::<Mac>(s.trim()).map(|_| s.to_string()))]
+    #[arg(long, value_name = "MAC", value_parser = trimmed::<Mac>)]
     pub mac: Option<String>,
     /// Fixed address (default: the lowest free one outside the dynamic range).
     #[arg(long, value_name = "IP", value_parser = node_ip)]
@@ -327,7 +310,7 @@ pub struct NodeAddArgs {
     #[arg(long, value_name = "ROLE", default_value = "hnode")]
     pub role: String,
     /// Boot profile ([profiles.NAME]); defaults to the role.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = profile)]
     pub profile: Option<String>,
     /// Add every node of a CSV file (name,mac,ip,role[,profile]; ip and role may be empty) in one run.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "mac", "ip", "profile"])]
@@ -377,39 +360,43 @@ pub enum HnodeCommand {
 #[derive(Debug, Args)]
 pub struct HnodeNameArg {
     /// The hardware node's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
 }
 
 #[derive(Debug, Args)]
 pub struct HnodeEvacuateArgs {
     /// The hardware node's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// Migrations running at the same time.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub parallel: u16,
     /// Give up on a guest whose migration has not finished after this many seconds (it stays).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = |s: &str| seconds("--timeout", s))]
     pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct HnodePoweroffArgs {
     /// The hardware node's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// Seconds to wait for the node to stop answering ping (0: do not wait).
-    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 180, value_parser = |s: &str| seconds("--wait", s))]
     pub wait: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct HnodeBootArgs {
     /// The node's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// How to power it on (default: the node's `power` setting, else wol).
     #[arg(long, value_enum, value_name = "HOW")]
     pub power: Option<PowerArg>,
     /// Wait up to SECONDS for the node to answer SSH with its pinned key, then verify it.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = |s: &str| seconds("--wait", s))]
     pub wait: Option<u64>,
     /// With a ConfigNode pair, boot from the one that answers when the other is down (without
     /// it the boot is refused, exit 4); `config init` brings the other level when it is back.
@@ -449,7 +436,7 @@ pub enum ImageCommand {
 #[derive(Debug, Args)]
 pub struct ImageViaArg {
     /// The hardware node that mounts the store to go through (default: the first that answers).
-    #[arg(long, value_name = "HNODE")]
+    #[arg(long, value_name = "HNODE", value_parser = typed::<Name>)]
     pub via: Option<String>,
 }
 
@@ -458,6 +445,7 @@ pub struct ImagePushArgs {
     /// The local image file (raw disk image; sparse files are sent without their holes).
     pub file: PathBuf,
     /// The image's name in the store (default: the file's name without its extension).
+    #[arg(value_parser = typed::<Name>)]
     pub name: Option<String>,
     #[command(flatten)]
     pub via: ImageViaArg,
@@ -466,6 +454,7 @@ pub struct ImagePushArgs {
 #[derive(Debug, Args)]
 pub struct ImageRemoveArgs {
     /// The image's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     #[command(flatten)]
     pub via: ImageViaArg,
@@ -526,6 +515,7 @@ pub enum InstanceCommand {
 #[derive(Debug, Args)]
 pub struct InstanceRemoveArgs {
     /// The instance's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// Leave the guest's folder (its disk) on the shared storage.
     #[arg(long)]
@@ -543,12 +533,13 @@ pub struct InstanceCreateArgs {
     /// The hardware node to create and start it on; `auto` lets placement choose (the node with
     /// the most memory left after its recorded guests, then the fewest guests, then the name;
     /// never a drained or unanswering node or one of another hypervisor).
-    #[arg(long, value_name = "HNODE|auto")]
+    #[arg(long, value_name = "HNODE|auto", value_parser = typed::<Name>)]
     pub hnode: String,
     /// Build the root filesystem with debootstrap SUITE (e.g. bookworm).
     #[arg(
         long,
         value_name = "SUITE",
+        value_parser = typed::<Name>,
         conflicts_with = "copy",
         required_unless_present = "copy"
     )]
@@ -581,13 +572,14 @@ pub struct InstanceCreateArgs {
 pub struct GuestWaitArg {
     /// Then wait up to SECONDS (default 120) until the guest answers SSH with its pinned host key,
     /// reporting the stages it reaches; on timeout name the last one (exit 4).
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "120")]
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "120", value_parser = |s: &str| seconds("--wait", s))]
     pub wait: Option<u64>,
 }
 
 #[derive(Debug, Args)]
 pub struct InstanceStartArgs {
     /// The instance's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     #[command(flatten)]
     pub wait: GuestWaitArg,
@@ -596,6 +588,7 @@ pub struct InstanceStartArgs {
 #[derive(Debug, Args)]
 pub struct InstanceStopArgs {
     /// The instance's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// Seconds to wait for the guest to power off before it is forced off (0: at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -605,11 +598,13 @@ pub struct InstanceStopArgs {
 #[derive(Debug, Args)]
 pub struct InstanceMigrateArgs {
     /// The instance's name.
+    #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// The hardware node to move it to; `auto` lets placement choose (as for `instance create --hnode auto`).
     #[arg(
         long,
         value_name = "HNODE|auto",
+        value_parser = typed::<Name>,
         required_unless_present = "cleanup",
         conflicts_with = "cleanup"
     )]
@@ -624,7 +619,7 @@ pub struct InstanceMigrateArgs {
     #[arg(long, value_name = "MiB")]
     pub max_bandwidth: Option<u32>,
     /// Give up when the migration has not finished after this many seconds (the guest stays on the source).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = |s: &str| seconds("--timeout", s))]
     pub timeout: u64,
 }
 
@@ -673,9 +668,9 @@ pub enum StorageCommand {
 #[derive(Debug, Args)]
 pub struct StorageInitArgs {
     /// Only these storage nodes (default: both).
-    #[arg(value_name = "SNODE")]
+    #[arg(value_name = "SNODE", value_parser = typed::<Name>)]
     pub nodes: Vec<String>,
     /// Wipe this member disk although it holds data (asks you to type its name; --yes skips that).
-    #[arg(long, value_name = "DISK")]
+    #[arg(long, value_name = "DISK", value_parser = typed::<RemotePath>)]
     pub force_wipe: Vec<String>,
 }

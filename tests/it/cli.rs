@@ -485,3 +485,80 @@ fn typed_values_are_refused_by_the_command_line_naming_them() {
     ]);
     assert!(text(&out.stderr).contains("nonexistent"), "{}", text(&out.stderr));
 }
+
+/// Every other typed value is refused the same way: names in every verb (positional, --to,
+/// --hnode, --via, --on, --profile, --debootstrap), a --force-wipe disk that is no path, and a
+/// time limit over a week; exit 2 naming the value and why, before the inventory is read, and
+/// exactly one JSON document with --json.
+#[test]
+fn typed_values_of_every_verb_are_refused_by_the_command_line() {
+    let cases: [(&[&str], &str, &str); 9] = [
+        (&["node", "remove", "Web_1"], "Web_1", "invalid name"),
+        (&["hnode", "drain", "hnode 1"], "hnode 1", "invalid name"),
+        (
+            &["instance", "migrate", "web", "--to", "hn--1"],
+            "hn--1",
+            "\"--\" is reserved",
+        ),
+        (&["instance", "stop", "$(touch x)"], "$(touch x)", "invalid name"),
+        (
+            &[
+                "instance",
+                "create",
+                "web9",
+                "--hnode",
+                "hnode1",
+                "--debootstrap",
+                "Bookworm",
+            ],
+            "Bookworm",
+            "invalid name",
+        ),
+        (
+            &["run", "--on", "hnode1,Hnode2", "--", "true"],
+            "Hnode2",
+            "invalid name",
+        ),
+        (&["image", "remove", "../golden"], "../golden", "invalid name"),
+        (
+            &["storage", "init", "--force-wipe", "sdb"],
+            "sdb",
+            "invalid remote path",
+        ),
+        (
+            &["hnode", "poweroff", "hnode1", "--wait", "604801"],
+            "604801",
+            "at most 604800 seconds",
+        ),
+    ];
+    for (args, value, why) in cases {
+        let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}'")) && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("nonexistent"),
+            "refused before the inventory is read: {err}"
+        );
+        let json = cloudctl(&[&["--json", "-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("exactly one JSON document");
+        assert_eq!(doc["exit_code"], 2, "{doc}");
+        assert!(doc["error"].as_str().unwrap().contains(value), "{doc}");
+    }
+    // Good values (`auto`, groups, a week exactly) still pass the command line.
+    for args in [
+        &["instance", "migrate", "web", "--to", "auto"][..],
+        &["run", "--on", "hnode,hnode1", "--", "true"],
+        &["hnode", "poweroff", "hnode1", "--wait", "604800"],
+    ] {
+        let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
+        assert!(
+            text(&out.stderr).contains("nonexistent"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! alike (golden), the failover and VRRP files accepted by the real `dhcpd -t` and
 //! `keepalived -t`, the status judgement, and `node add` refusing when a ConfigNode is down.
 
-use crate::golden::assert_golden;
+use crate::support::golden::assert_golden;
 use crate::support::{cloudctl, text, write};
 use cloudctl::inventory;
 use cloudctl::plan::confignode::{self, Facts, Scope};

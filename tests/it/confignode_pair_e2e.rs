@@ -4,7 +4,7 @@
 //! and `config init` brings the other level. Then a QEMU VM PXE-boots, the primary host is
 //! killed entirely, and the VM boots again from the secondary with the same address.
 
-use crate::pxe::{initramfs, kernel, Vm, QEMU, ROM};
+use crate::support::vm::{initramfs, kernel, Vm, QEMU, ROM};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use std::process::Command;
 use std::time::{Duration, Instant};

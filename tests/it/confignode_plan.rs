@@ -1,6 +1,6 @@
 //! Golden plans for the ConfigNode and the checks `node add` makes, with no host at all.
 
-use crate::golden::assert_golden;
+use crate::support::golden::assert_golden;
 use cloudctl::inventory;
 use cloudctl::plan::confignode::{self, Facts, Scope};
 use cloudctl::plan::node;

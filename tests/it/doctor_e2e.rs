@@ -4,8 +4,8 @@
 //! of a guest started by hand on another node, a changed host key, a second DHCP server on
 //! another lab host, a registered node that never asked for its address), each with its fix.
 
-use crate::instance_e2e::{bootable_image, json};
-use crate::support::{cloudctl, text, Lab, TFTPD};
+use crate::support::guest::bootable_image;
+use crate::support::{cloudctl, json, text, Lab, TFTPD};
 
 const CONFIGNODE: usize = 0;
 const HNODE2: usize = 2;
@@ -46,7 +46,7 @@ fn assert_clean(inv: &str) {
 )]
 fn doctor_finds_each_planted_problem_and_a_clean_lab_clean() {
     crate::support::require_lab(&[
-        crate::pxe::QEMU,
+        crate::support::vm::QEMU,
         "/vmlinuz",
         "/initrd.img",
         "/usr/bin/socat",

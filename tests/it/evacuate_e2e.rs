@@ -4,8 +4,8 @@
 //! says; the evacuation's time is set against the same three migrations one by one; and with
 //! all three back on one node, `cloud rebalance` spreads them to the score its plan promised.
 
-use crate::instance_e2e::{bootable_image, json, ping_once, qemus, where_runs};
-use crate::support::{cloudctl, report, text, Lab};
+use crate::support::guest::{bootable_image, ping_once, qemus, where_runs};
+use crate::support::{cloudctl, json, report, text, Lab};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,12 @@ fn lost(child: Child) -> Pings {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn evacuate_moves_every_guest_off_without_losing_pings() {
-    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat", "/sbin/mkfs.ext4"]);
+    crate::support::require_lab(&[
+        crate::support::vm::QEMU,
+        "/vmlinuz",
+        "/usr/bin/socat",
+        "/sbin/mkfs.ext4",
+    ]);
     let lab = Lab::up("td2evac", 4, 191);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");

@@ -2,7 +2,7 @@
 //! cloudctl's per-node overlay), answers SSH with the host key cloudctl generated and pinned,
 //! and a second boot needs no host-key change. Also: Wake-on-LAN reaches the node's network.
 
-use crate::pxe::{kernel, pack, Vm, QEMU, ROM};
+use crate::support::vm::{kernel, pack, Vm, QEMU, ROM};
 use crate::support::{cloudctl, copy_with_libraries, report, text, Lab, TFTPD};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -364,7 +364,7 @@ fn golden_hnode_boot_plans_for_xen_and_kvm() {
         !json.contains("PRIVATE") && !json.contains("DROPBEAR"),
         "host keys never appear in a plan's output"
     );
-    crate::golden::assert_golden("hnode-boot-xen.json", &json);
+    crate::support::golden::assert_golden("hnode-boot-xen.json", &json);
     let pxe = |plan: &cloudctl::plan::Plan| {
         plan.hosts[0]
             .steps
@@ -430,7 +430,7 @@ fn golden_hnode_boot_plans_for_xen_and_kvm() {
         .replace("xen = \"/srv/tftp/images/dom0/xen.gz\"\n", "")
         .replace("xen_args = \"dom0_mem=1024M\"\n", "");
     let kvm = plan_for(&kvm_text);
-    crate::golden::assert_golden("hnode-boot-kvm.json", &serde_json::to_string_pretty(&kvm).unwrap());
+    crate::support::golden::assert_golden("hnode-boot-kvm.json", &serde_json::to_string_pretty(&kvm).unwrap());
     assert!(
         pxe(&kvm).contains("KERNEL images/dom0/vmlinuz\n  APPEND initrd=nodes/hnode1/initrd.img console=ttyS0"),
         "{}",

@@ -9,8 +9,9 @@
 //! a storage node is switched off: the roots and the store keep working through the other path;
 //! it comes back by Wake-on-LAN and `storage init`, resyncs, and both nodes take its path back.
 
-use crate::storage_vms::{boot_image, check_boot, console, in_sync, ok, remote, wait_storage};
-use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use crate::support::lab::{console, remote};
+use crate::support::storage::{boot_image, check_boot, in_sync, wait_storage};
+use crate::support::{cloudctl, ok, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
 use std::path::Path;
 use std::process::Command;
@@ -103,9 +104,9 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         &cloudctl(&["-i", &inv, "--yes", "node", "boot", "snode1"]),
         "node boot snode1",
     );
-    let (out, _) = crate::storage_vms::boot(&inv, "snode2", "wol");
+    let (out, _) = crate::support::storage::boot(&inv, "snode2", "wol");
     check_boot(&lab, "snode2", &out);
-    let (out, _) = crate::storage_vms::boot(&inv, "snode1", "none");
+    let (out, _) = crate::support::storage::boot(&inv, "snode1", "none");
     check_boot(&lab, "snode1", &out);
     ok(&cloudctl(&["-i", &inv, "--yes", "storage", "init"]), "storage init");
     wait_storage(&inv, Duration::from_secs(240), "in sync", in_sync);
@@ -236,7 +237,7 @@ fn hardware_nodes_take_their_root_from_the_storage() {
 
     // snode2 comes back: Wake-on-LAN, PXE, `storage init` (never forced) and DRBD's resync; each
     // hardware node's attach-storage returns the path through it to the md device under its root.
-    let (out, back) = crate::storage_vms::boot(&inv, "snode2", "wol");
+    let (out, back) = crate::support::storage::boot(&inv, "snode2", "wol");
     check_boot(&lab, "snode2", &out);
     let resync = Instant::now();
     ok(

@@ -49,7 +49,7 @@ fn debootstrap_minbase_root_has_the_guests_identity_and_is_cached() {
     crate::support::require_lab(&[
         "/usr/sbin/debootstrap",
         "/usr/bin/tinyproxy",
-        crate::pxe::QEMU,
+        crate::support::vm::QEMU,
         "/vmlinuz",
         "/usr/bin/socat",
         "/sbin/debugfs",

@@ -2,67 +2,14 @@
 //! image, live-migrated while a third host pings it every 100 ms, refused migrations, a target
 //! killed midway, a target whose SSH hangs after the stream is up, and `--cleanup`.
 
-use crate::support::{cloudctl, read_in_image, report, text, Lab};
-use std::path::Path;
+use crate::support::guest::{bootable_image, found_running, ping_once, processes, qemus, where_runs, CONFIGNODE};
+use crate::support::{cloudctl, json, read_in_image, report, text, Lab};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const CONFIGNODE: usize = 0;
 const HNODE1: usize = 1;
 const HNODE2: usize = 2;
 const HNODE3: usize = 3;
-
-/// A tiny bootable guest image (examples/build-tiny-guest.sh: busybox init, dropbear serving the
-/// host key cloudctl writes); with `network` false its network never comes up.
-pub fn bootable_image(out: &Path, network: bool) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-tiny-guest.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(script).arg(out);
-    if !network {
-        cmd.arg("--no-network");
-    }
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "building the guest image failed: {}",
-        text(&out.stderr)
-    );
-}
-
-/// Whether `ip` answers a ping from the ConfigNode within 5 s (one ping a second until one is
-/// answered). Not a loss measurement (the pingers are): whether the guest runs and is reachable.
-/// When it does not answer, the switch and neighbour tables that decide where its traffic goes
-/// are printed, so the failure says whether the guest or the network was at fault.
-pub fn ping_once(lab: &Lab, ip: &str) -> bool {
-    let answered = lab
-        .sh(CONFIGNODE, &format!("ping -c 1 -w 5 {ip} >/dev/null"))
-        .status
-        .success();
-    if !answered {
-        let mut tables = format!(
-            "{ip} does not answer; the lab bridge's learned addresses:\n{}",
-            text(
-                &Command::new("bridge")
-                    .args(["fdb", "show", "br", &lab.state.bridge, "dynamic"])
-                    .output()
-                    .unwrap()
-                    .stdout
-            )
-        );
-        for h in &lab.state.hosts {
-            let ns = ["-n", h.netns.as_str()];
-            let fdb = Command::new("bridge")
-                .args(ns)
-                .args(["fdb", "show", "dynamic"])
-                .output()
-                .unwrap();
-            let neigh = Command::new("ip").args(ns).args(["neigh", "show"]).output().unwrap();
-            tables += &format!("{}: fdb\n{}neigh\n{}", h.name, text(&fdb.stdout), text(&neigh.stdout));
-        }
-        crate::support::report(&tables);
-    }
-    answered
-}
 
 /// Each QEMU runs under its seccomp filter (-sandbox: mode 2 in the kernel's view) and as
 /// cloudctl's unprivileged uid and gid (-runas), not as root.
@@ -88,27 +35,6 @@ fn assert_unprivileged(pids: &[u32]) {
     }
 }
 
-/// QEMU processes running in a lab host's network namespace.
-pub fn qemus(lab: &Lab, idx: usize) -> Vec<u32> {
-    processes(lab, idx, |comm, _| comm.starts_with("qemu"))
-}
-
-/// Processes in a lab host's network namespace whose name and command line pass `pick`.
-fn processes(lab: &Lab, idx: usize, pick: impl Fn(&str, &str) -> bool) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &lab.state.hosts[idx].netns])
-        .output()
-        .unwrap();
-    text(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<u32>().ok())
-        .filter(|pid| {
-            let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).map(|b| text(&b));
-            matches!((read("comm"), read("cmdline")), (Ok(c), Ok(l)) if pick(c.trim(), &l.replace('\0', " ")))
-        })
-        .collect()
-}
-
 /// Stops a process (SIGSTOP) until dropped: its open connections go on, new ones hang.
 struct Frozen(u32);
 
@@ -125,38 +51,6 @@ impl Drop for Frozen {
         // SAFETY: as above.
         unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
     }
-}
-
-pub fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
-}
-
-/// The nodes where `name` is found running, and the node the inventory records it on.
-fn found_running(inv: &str, name: &str) -> (Vec<String>, String) {
-    let out = cloudctl(&["-i", inv, "--json", "instance", "list"]);
-    let v = json(&out);
-    let row = v["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap()
-        .clone();
-    let running = row["found"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f[1] == "running")
-        .map(|f| f[0].as_str().unwrap().to_string())
-        .collect();
-    (running, row["recorded_on"].as_str().unwrap_or_default().to_string())
-}
-
-/// The (first) node where `name` runs, and the node the inventory records it on.
-pub fn where_runs(inv: &str, name: &str) -> (String, String) {
-    let (running, recorded) = found_running(inv, name);
-    (running.into_iter().next().unwrap_or_default(), recorded)
 }
 
 /// `instance migrate NAME --to TO` at 2 MiB/s, so a test can act while it runs.
@@ -202,7 +96,7 @@ fn exit_within(mut child: Child, secs: u64, hung: &str) -> (ExitStatus, String) 
 )]
 fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     crate::support::require_lab(&[
-        crate::pxe::QEMU,
+        crate::support::vm::QEMU,
         "/vmlinuz",
         "/initrd.img",
         "/usr/bin/socat",
@@ -601,7 +495,7 @@ fn guest_is_created_by_copy_and_live_migrated_without_losing_pings() {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn ctrl_c_during_a_failing_create_still_rolls_it_back() {
-    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat"]);
+    crate::support::require_lab(&[crate::support::vm::QEMU, "/vmlinuz", "/usr/bin/socat"]);
     let lab = Lab::up("tintr", 2, 163);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");

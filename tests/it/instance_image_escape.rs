@@ -1,7 +1,7 @@
 //! `instance create --copy` from a hostile image (lab, kvm backend under TCG): symbolic links the
 //! image plants where create writes must not let it write outside the image on the hardware node.
 
-use crate::instance_e2e::bootable_image;
+use crate::support::guest::bootable_image;
 use crate::support::{cloudctl, text, Lab};
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +23,7 @@ fn plant_symlink(image: &Path, link: &str, target: &Path) {
 )]
 fn an_image_cannot_write_outside_itself_through_planted_links() {
     crate::support::require_lab(&[
-        crate::pxe::QEMU,
+        crate::support::vm::QEMU,
         "/vmlinuz",
         "/initrd.img",
         "/usr/bin/socat",

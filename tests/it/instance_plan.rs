@@ -1,7 +1,7 @@
 //! Golden plans for `instance create` and `instance migrate` on both backends (no hosts), the
 //! Xen domU config read back field by field, and the migration pre-checks and cleanup verdicts.
 
-use crate::golden::assert_golden;
+use crate::support::golden::assert_golden;
 use cloudctl::inventory::{self, Host, Hypervisor, Inventory};
 use cloudctl::plan::instance::create::{self, CreateRequest, GuestSecrets, RootSource};
 use cloudctl::plan::instance::migrate::{self, Channel, MigrateRequest, Verdict};

@@ -2,7 +2,7 @@
 //! nothing else (every other file's checksum unchanged), refuses a folder without the create
 //! mark (exit 2, nothing touched), and leaves everything as it was without --yes or in a dry run.
 
-use crate::instance_e2e::{bootable_image, qemus};
+use crate::support::guest::{bootable_image, qemus};
 use crate::support::{cloudctl, text, Lab};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -45,7 +45,12 @@ fn create(inv: &str, name: &str, ip: &str, image: &str) {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn remove_deletes_only_its_marked_folder() {
-    crate::support::require_lab(&[crate::pxe::QEMU, "/vmlinuz", "/usr/bin/socat", "/sbin/mkfs.ext4"]);
+    crate::support::require_lab(&[
+        crate::support::vm::QEMU,
+        "/vmlinuz",
+        "/usr/bin/socat",
+        "/sbin/mkfs.ext4",
+    ]);
     let lab = Lab::up("td2rm", 2, 190);
     let inv = lab.inventory();
     let store = lab.state.dir.join("store");
@@ -89,7 +94,7 @@ fn remove_deletes_only_its_marked_folder() {
         "-i", &inv, "--yes", "--json", "instance", "remove", "vm1", "--grace", "0",
     ]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    let v = crate::instance_e2e::json(&out);
+    let v = crate::support::json(&out);
     assert_eq!(v["disk"]["folder"], "delete", "{v}");
     assert!(!vm1.exists(), "the guest's folder is still there");
     assert!(qemus(&lab, HNODE1).is_empty(), "vm1's QEMU still runs");

@@ -3,7 +3,7 @@
 //! OCFS2 driver here), MariaDB on hnode4. Real requests through pen, from four clients (the root
 //! namespace and three lab hosts), bounded in count and time, to lab addresses only.
 
-use crate::lamp_plan::lamp_section;
+use crate::support::fixtures::lamp_section;
 use crate::support::{cloudctl, report, text, Lab};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

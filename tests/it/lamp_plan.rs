@@ -2,7 +2,8 @@
 //! bind mount), the `[lamp]` inventory checks with their line numbers, the planner's refusals,
 //! every rendered file run through its real validator, and mkfs/DRBD-metadata guards on file images.
 
-use crate::golden::assert_golden;
+use crate::support::fixtures::lamp_section;
+use crate::support::golden::assert_golden;
 use cloudctl::inventory;
 use cloudctl::plan::lamp::{self, storage, Facts, Secret, WebFacts};
 use cloudctl::plan::{Plan, Step, When};
@@ -54,12 +55,6 @@ pub fn lab_inventory(octet: u8, source: &str, timeout: u32) -> String {
         );
     }
     s + &lamp_section(source, timeout)
-}
-
-pub fn lamp_section(source: &str, timeout: u32) -> String {
-    format!(
-        "[lamp]\nbalancer = \"hnode1\"\nweb = [\"hnode2\", \"hnode3\"]\ndatabase = \"hnode4\"\nstorage = \"bind\"\nbind_source = \"{source}\"\n\n[lamp.pen]\ntimeout = {timeout}\n"
-    )
 }
 
 fn bind_facts() -> Facts {

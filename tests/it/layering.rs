@@ -278,3 +278,89 @@ fn only_the_local_effect_executor_pins_keys_or_writes_the_inventory() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// The test modules the scan below knows: every file of tests/it but main.rs (support/ is not one).
+fn test_modules() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension().is_some_and(|x| x == "rs") && stem != "main").then_some(stem)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The test modules `src` reaches through `prefix` (`crate::` or, in a top-level module,
+/// `super::`), both as `crate::pxe::Vm` and inside a `crate::{…}` group; comments are skipped.
+fn imported_test_modules(src: &str, prefix: &str, modules: &[String]) -> Vec<String> {
+    let code: String = src
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        let rest = &code[at + prefix.len()..];
+        let heads: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group[..group.find('}').unwrap_or(group.len())].split(',').collect(),
+            None => vec![rest],
+        };
+        for head in heads {
+            let name: String = head
+                .trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+/// Test modules share helpers through tests/it/support/ only, and support imports no test
+/// module: a helper one module borrows from another is found in neither place it belongs, and
+/// ties the two together (issue 11).
+#[test]
+fn test_modules_import_helpers_from_support_only() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let modules = test_modules();
+    let mut bad = Vec::new();
+    let mut check = |path: PathBuf, prefixes: &[&str]| {
+        let src = std::fs::read_to_string(&path).unwrap();
+        for prefix in prefixes {
+            for m in imported_test_modules(&src, prefix, &modules) {
+                bad.push(format!(
+                    "{} imports test module {m}; move what it uses to support/",
+                    path.display()
+                ));
+            }
+        }
+    };
+    for m in &modules {
+        check(root.join(format!("{m}.rs")), &["crate::", "super::"]);
+    }
+    for e in std::fs::read_dir(root.join("support")).unwrap() {
+        check(e.unwrap().path(), &["crate::", "super::super::"]);
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// The scan above finds both spellings of an import (so that test can fail), and not support.
+#[test]
+fn the_scan_sees_a_test_module_imported() {
+    let modules = vec!["pxe".to_string(), "golden".to_string()];
+    // Spelled with `{c}` so this file does not import the modules it names.
+    let src = |s: &str| s.replace("{c}", "crate");
+    let seen = |s: &str| imported_test_modules(&src(s), "crate::", &modules);
+    assert_eq!(seen("use {c}::pxe::{Vm, QEMU};"), ["pxe"]);
+    assert_eq!(seen("let q = {c}::pxe::QEMU;"), ["pxe"]);
+    assert_eq!(seen("use {c}::{golden::assert_golden, support::text};"), ["golden"]);
+    assert!(seen("use {c}::support::vm::{Vm, QEMU}; use {c}::pxe_scale;").is_empty());
+    assert!(seen("// moved from {c}::pxe").is_empty(), "a comment is no import");
+}

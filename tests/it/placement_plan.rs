@@ -164,5 +164,5 @@ fn golden_evacuation_and_rebalance_plans() {
         .collect();
     let r = rebalance::plan(&nodes, 10);
     let doc = serde_json::json!({ "evacuate hnode1": e, "rebalance": r });
-    crate::golden::assert_golden("day2-plans.json", &serde_json::to_string_pretty(&doc).unwrap());
+    crate::support::golden::assert_golden("day2-plans.json", &serde_json::to_string_pretty(&doc).unwrap());
 }

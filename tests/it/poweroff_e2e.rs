@@ -40,7 +40,7 @@ fn poweroff_switches_a_drained_empty_vm_node_off() {
         "/usr/bin/ipmi_sim",
     ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
-    let (kernel, initrd) = crate::storage_vms::boot_image();
+    let (kernel, initrd) = crate::support::storage::boot_image();
     let lab = Lab::up_with_vms(LAB, 1, OCTET, &[VmRole::Hnode], 64);
     let inv = lab.inventory();
     lab.sh_ok(0, &format!("mkdir -p /srv/tftp/images/hnode && cp {kernel} /srv/tftp/images/hnode/vmlinuz && cp {initrd} /srv/tftp/images/hnode/initrd.img"));

@@ -2,7 +2,7 @@
 //! VM registered by `node add` as the 5,001st node PXE-boots its profile from the lab
 //! ConfigNode (real dhcpd with 5,001 host entries, real tftpd, 5,001 per-MAC files).
 
-use crate::pxe::{initramfs, kernel, Vm, QEMU, ROM};
+use crate::support::vm::{initramfs, kernel, Vm, QEMU, ROM};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use std::time::{Duration, Instant};
 

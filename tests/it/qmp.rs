@@ -52,7 +52,7 @@ impl Qemu {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let qmp = format!("unix:{},server=on,wait=off", d.join("vm.qmp").display());
-        let st = Command::new(crate::pxe::QEMU)
+        let st = Command::new(crate::support::vm::QEMU)
             .args([
                 "-machine",
                 "none",
@@ -102,7 +102,7 @@ impl Drop for Qemu {
 #[test]
 #[cfg_attr(not(lab_tests), ignore = "lab test: starts a QEMU (root, qemu-system-x86_64, socat)")]
 fn every_qmp_program_talks_to_a_real_qemu() {
-    crate::support::require_lab(&[crate::pxe::QEMU, "/usr/bin/socat"]);
+    crate::support::require_lab(&[crate::support::vm::QEMU, "/usr/bin/socat"]);
     let vm = Qemu::start();
     let sock = vm.path("vm.qmp");
     let text = |o: &Output| format!("{}{}", crate::support::text(&o.stdout), crate::support::text(&o.stderr));

@@ -44,7 +44,7 @@ fn probed(sha: &str) -> String {
 
 #[test]
 fn a_command_only_plan_is_one_round_trip() {
-    let mut hp = crate::golden::sample_host_plan();
+    let mut hp = crate::support::golden::sample_host_plan();
     hp.steps.retain(|s| matches!(s, Step::Command(_)));
     let (scripts, status) = run(hp, vec!["@cloudctl 0 skipped - - -\n"]);
     assert_eq!(scripts.len(), 1);
@@ -53,7 +53,7 @@ fn a_command_only_plan_is_one_round_trip() {
 
 #[test]
 fn unchanged_files_cost_one_probe_and_are_not_resent() {
-    let hp = crate::golden::sample_host_plan();
+    let hp = crate::support::golden::sample_host_plan();
     let sha = sha256_hex(b"option = 1\n");
     let (scripts, status) = run(
         hp,
@@ -69,7 +69,7 @@ fn unchanged_files_cost_one_probe_and_are_not_resent() {
 
 #[test]
 fn a_stale_probe_is_retried_with_full_content() {
-    let hp = crate::golden::sample_host_plan();
+    let hp = crate::support::golden::sample_host_plan();
     let sha = sha256_hex(b"option = 1\n");
     let (scripts, status) = run(
         hp,
@@ -86,7 +86,7 @@ fn a_stale_probe_is_retried_with_full_content() {
 
 #[test]
 fn a_script_that_dies_without_reporting_is_a_failure() {
-    let hp = crate::golden::sample_host_plan();
+    let hp = crate::support::golden::sample_host_plan();
     let (_, status) = run(hp, vec!["@cloudctl probed\n", "sh: 3: Syntax error\n"]);
     assert_eq!(status, HostStatus::Failed);
 }

@@ -2,7 +2,7 @@
 //! `drbdadm`), metadata created once, and on real test hosts the refusal of a member disk that
 //! holds ext4 (a loop device), with nothing written to it.
 
-use crate::golden::assert_golden;
+use crate::support::golden::assert_golden;
 use crate::support::{cloudctl, text, Lab};
 use cloudctl::inventory;
 use cloudctl::plan::storage::{self, Disk, NodeFacts};

@@ -9,72 +9,14 @@
 //! it is resolved the way its fix says, and clocks set off by hand on a storage node and a
 //! hardware node.
 
-use crate::support::{cloudctl, report, text, Lab, TFTPD};
+use crate::support::lab::{console, remote};
+use crate::support::storage::{boot, boot_image, check_boot, in_sync, storage_status, wait_storage};
+use crate::support::{cloudctl, ok, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const LAB: &str = "tasvm";
 const OCTET: u8 = 182;
-
-/// Builds (or takes from the cache) the storage node image; returns (kernel, initrd).
-pub fn boot_image() -> (String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-snode-initrd.sh");
-    let out = Command::new("bash").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|r| r.split(' ').next().unwrap().to_string())
-            .unwrap_or_else(|| panic!("{script:?} printed no {prefix:?} line: {stdout}"))
-    };
-    let initrd = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("built: ").or(l.strip_prefix("cached: ")))
-        .map(|r| r.split(' ').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no image path in: {stdout}"));
-    (field("kernel: "), initrd)
-}
-
-pub(crate) fn ok(out: &Output, what: &str) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}: {}{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    text(&out.stderr)
-}
-
-/// The last console lines of a VM, for failure messages.
-pub(crate) fn console(lab: &Lab, vm: &str) -> String {
-    let v = lab.state.vms.iter().find(|v| v.name == vm).unwrap();
-    let log = std::fs::read_to_string(v.console()).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// Runs `script` on inventory host `host` through `cloudctl run`; returns its stdout.
-pub(crate) fn remote(inv: &str, host: &str, script: &str) -> String {
-    let out = cloudctl(&["-i", inv, "--json", "run", "--on", host, "--", "sh", "-c", script]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("run on {host}: {}{}", text(&out.stdout), text(&out.stderr)));
-    let h = &doc["hosts"][0];
-    assert_eq!(h["exit_status"], 0, "{script} on {host}: {h}");
-    h["stdout"].as_str().unwrap_or_default().to_string()
-}
-
-/// `storage status --json`: (exit code, one row per storage node).
-fn storage_status(inv: &str) -> (Option<i32>, Vec<serde_json::Value>) {
-    let out = cloudctl(&["-i", inv, "--json", "storage", "status"]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("storage status: {}{}", text(&out.stdout), text(&out.stderr)));
-    (out.status.code(), doc["nodes"].as_array().cloned().unwrap_or_default())
-}
 
 /// `doctor --json`: its (check, subject) pairs and the document.
 fn doctor(inv: &str) -> (Vec<(String, String)>, serde_json::Value) {
@@ -104,57 +46,6 @@ fn doctor_exit(inv: &str) -> (Option<i32>, Vec<(String, String)>, serde_json::Va
 
 fn has(found: &[(String, String)], check: &str, subject: &str) -> bool {
     found.iter().any(|(c, s)| c == check && s == subject)
-}
-
-/// Polls `storage status` (bounded) until `healthy` holds for every row; returns the last rows.
-pub(crate) fn wait_storage(
-    inv: &str,
-    limit: Duration,
-    what: &str,
-    healthy: impl Fn(&serde_json::Value) -> bool,
-) -> Vec<serde_json::Value> {
-    let started = Instant::now();
-    loop {
-        let (_, rows) = storage_status(inv);
-        if rows.len() == 2 && rows.iter().all(&healthy) {
-            return rows;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "storage never became {what} within {limit:?}: {rows:#?}"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
-pub(crate) fn in_sync(r: &serde_json::Value) -> bool {
-    r["drbd_role"] == "Primary/Primary"
-        && r["drbd_dstate"] == "UpToDate/UpToDate"
-        && r["drbd_cstate"] == "Connected"
-        && r["aoe"] == "exporting"
-}
-
-/// `node boot NAME --power POWER --wait`, returning its output and how long it took.
-pub(crate) fn boot(inv: &str, name: &str, power: &str) -> (Output, Duration) {
-    let started = Instant::now();
-    let out = cloudctl(&[
-        "-i", inv, "--yes", "-v", "node", "boot", name, "--power", power, "--wait", "240",
-    ]);
-    (out, started.elapsed())
-}
-
-pub(crate) fn check_boot(lab: &Lab, name: &str, out: &Output) {
-    let err = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{name}: {err}\nconsole:\n{}",
-        console(lab, name)
-    );
-    assert!(
-        err.contains(&format!("{name}: storage drivers and tools storage: ok")),
-        "{err}"
-    );
 }
 
 #[test]

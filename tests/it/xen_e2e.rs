@@ -4,7 +4,7 @@
 //! `xl info` through `cloudctl run` shows Xen 4.17 with dom0's memory, and a PV guest (the same
 //! kernel, fetched from the ConfigNode by TFTP, and a busybox initrd made in dom0) boots there.
 
-use crate::pxe::{kernel, Vm, QEMU, ROM};
+use crate::support::vm::{kernel, Vm, QEMU, ROM};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
 use std::path::Path;
 use std::process::Command;

@@ -1,33 +1,9 @@
-//! Shared test helpers: running the binary, temp inventories, and starting a lab (failing, never
-//! passing, when a lab test runs without its prerequisites).
+//! A lab for a test: started with `Lab::up*`, one at a time, taken down when dropped; what a
+//! lab test checks first (`require_lab`), and running commands on its hosts and inventory.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use super::{bin, cloudctl, text};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cloudctl"))
-}
-
-/// Runs cloudctl with `args`, no stdin, no inherited inventory.
-pub fn cloudctl(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_remove("CLOUDCTL_INVENTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cloudctl")
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
-}
 
 /// The start of every lab test. Lab tests are marked `#[cfg_attr(not(lab_tests), ignore = …)]`:
 /// build.rs compiles them as ignored (and says why in a build warning) on a machine that cannot
@@ -47,25 +23,9 @@ pub fn require_lab(files: &[&str]) {
     }
 }
 
-/// `program` and the shared libraries `ldd` lists for it, at the same paths under `root`.
-pub fn copy_with_libraries(root: &Path, program: &str) {
-    let ldd = Command::new("ldd").arg(program).output().unwrap();
-    let libs = text(&ldd.stdout);
-    for file in std::iter::once(program).chain(libs.split_whitespace().filter(|w| w.starts_with('/'))) {
-        let dest = root.join(file.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(file, &dest).unwrap_or_else(|e| panic!("{file}: {e}"));
-    }
-}
-
 /// Serialises tests that start tftpd: Debian's tftpd-hpa init script finds "its" daemon by
 /// executable name machine-wide, and lab hosts share one process table.
 pub static TFTPD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Prints a figure even when the harness captures test output.
-pub fn report(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
 
 /// A running lab, taken down when dropped (also when a test fails).
 pub struct Lab {
@@ -178,11 +138,20 @@ impl Drop for Lab {
     }
 }
 
-/// A file inside an ext4 image, read with debugfs (no mount needed).
-pub fn read_in_image(image: &str, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}"), image])
-        .output()
-        .unwrap();
-    text(&out.stdout)
+/// The last console lines of a VM, for failure messages.
+pub fn console(lab: &Lab, vm: &str) -> String {
+    let v = lab.state.vms.iter().find(|v| v.name == vm).unwrap();
+    let log = std::fs::read_to_string(v.console()).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Runs `script` on inventory host `host` through `cloudctl run`; returns its stdout.
+pub fn remote(inv: &str, host: &str, script: &str) -> String {
+    let out = cloudctl(&["-i", inv, "--json", "run", "--on", host, "--", "sh", "-c", script]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("run on {host}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let h = &doc["hosts"][0];
+    assert_eq!(h["exit_status"], 0, "{script} on {host}: {h}");
+    h["stdout"].as_str().unwrap_or_default().to_string()
 }
