@@ -9,30 +9,17 @@
 //! a storage node is switched off: the roots and the store keep working through the other path;
 //! it comes back by Wake-on-LAN and `storage init`, resyncs, and both nodes take its path back.
 
+use crate::support::image::{build, printed};
 use crate::support::lab::{console, remote};
 use crate::support::storage::{boot_image, check_boot, in_sync, wait_storage};
 use crate::support::{cloudctl, ok, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LAB: &str = "thrs";
 const OCTET: u8 = 227;
 const XEN: &str = "/boot/xen-4.17-amd64.gz";
 const STORE: &str = "/srv/cloud/instances";
-
-/// Builds (or takes from the cache) the dom0 images; returns the root squashfs.
-fn dom0_root() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-dom0-initrd.sh");
-    let out = Command::new("bash").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("root: "))
-        .map(|r| r.split(' ').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no root image in: {}", text(&out.stdout)))
-}
 
 /// `hnode boot NAME --wait` (power "none": the VM is on, or rebooting by itself).
 fn hnode_boot(inv: &str, name: &str, power: &str) -> (std::process::Output, Duration) {
@@ -73,7 +60,7 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let (kernel, client_image) = boot_image();
-    let root_image = dom0_root();
+    let root_image = printed(&build("build-dom0-initrd.sh"), &["root: "]);
     let lab = Lab::up_with_vms(
         LAB,
         1,

@@ -4,27 +4,14 @@
 //! `xl info` through `cloudctl run` shows Xen 4.17 with dom0's memory, and a PV guest (the same
 //! kernel, fetched from the ConfigNode by TFTP, and a busybox initrd made in dom0) boots there.
 
+use crate::support::image::{build, printed, IMAGE};
 use crate::support::vm::{kernel, Vm, QEMU, ROM};
 use crate::support::{cloudctl, report, text, Lab, TFTPD};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:12:34:e2";
 const OCTET: u8 = 226;
 const XEN: &str = "/boot/xen-4.17-amd64.gz";
-
-/// Builds (or takes from the cache) the dom0 image; returns its path.
-fn dom0_image() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-dom0-initrd.sh");
-    let out = Command::new("bash").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("built: ").or(l.strip_prefix("cached: ")))
-        .map(|r| r.split(' ').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no image path in: {}", text(&out.stdout)))
-}
 
 #[test]
 #[cfg_attr(
@@ -41,7 +28,7 @@ fn xen_dom0_pxe_boots_through_mboot_and_answers_xl_info() {
         "/usr/sbin/dropbear",
     ]);
     let kernel = kernel().expect("no kernel in /boot (package linux-image-amd64)");
-    let image = dom0_image();
+    let image = printed(&build("build-dom0-initrd.sh"), IMAGE);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("txen", 1, OCTET);
     // Xen's own console on the first serial port, dom0's on Xen's (hvc0): both reach the log.

@@ -3,29 +3,16 @@
 
 use super::lab::console;
 use super::{cloudctl, text, Lab};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// Builds (or takes from the cache) the storage node image; returns (kernel, initrd).
 pub fn boot_image() -> (String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-snode-initrd.sh");
-    let out = Command::new("bash").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}: {}", script.display(), text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|r| r.split(' ').next().unwrap().to_string())
-            .unwrap_or_else(|| panic!("{script:?} printed no {prefix:?} line: {stdout}"))
-    };
-    let initrd = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("built: ").or(l.strip_prefix("cached: ")))
-        .map(|r| r.split(' ').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no image path in: {stdout}"));
-    (field("kernel: "), initrd)
+    let stdout = super::image::build("build-snode-initrd.sh");
+    (
+        super::image::printed(&stdout, &["kernel: "]),
+        super::image::printed(&stdout, super::image::IMAGE),
+    )
 }
 
 /// `storage status --json`: (exit code, one row per storage node).
