@@ -236,7 +236,10 @@ fn job(hosts: &[Host]) -> (Plan, Vec<String>) {
                 file("cfg", "app.conf", config.clone().into_bytes(), Some(validate)),
                 file("blob", "blob.bin", blob.clone(), None),
                 command(&["uname", "-r"], When::Always),
-                command(&["sh", "-c", &restart], When::Changed(vec!["cfg".into()])),
+                command(
+                    &["sh", "-c", &restart],
+                    When::Changed(vec![cloudctl::plan::StepId::unchecked("cfg")]),
+                ),
             ],
         });
 

@@ -301,6 +301,11 @@ fn apply_host(
     let started = Instant::now();
     let deadline = started + limits.host_timeout;
     let fail = |e: HostError| host_failed(&hp.host, e, started);
+    // A command reacting to a file step the plan lacks would never run, and say nothing: refused
+    // before connecting, as a plan read back from JSON can still name one.
+    if let Err(e) = crate::plan::steps::check(&hp.steps) {
+        return HostReport::new(&hp.host, HostStatus::Failed, Some(e.to_string()), started);
+    }
     events(Event::Stage(&hp.host, "connecting"));
     let mut transport = match connector.connect(&hp.host, deadline) {
         Ok(t) => t,

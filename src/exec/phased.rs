@@ -123,7 +123,7 @@ fn split_reaction(hp: &HostPlan) -> Option<String> {
                 if let crate::plan::When::Changed(ids) = &c.when {
                     if let Some((id, _)) = files
                         .iter()
-                        .find(|(id, s)| ids.iter().any(|i| i == id) && *s != segment)
+                        .find(|(id, s)| ids.iter().any(|i| i == *id) && *s != segment)
                     {
                         return Some(format!(
                             "`{}` reacts to {id}, which is on the other side of a wait",
@@ -269,14 +269,30 @@ mod tests {
     }
 
     #[test]
+    fn a_reaction_to_a_file_not_in_the_plan_is_refused_naming_it_before_connecting() {
+        let mut p = plan(10);
+        let unknown = crate::plan::StepId::unchecked("cnof");
+        p.hosts[0]
+            .steps
+            .push(command(&["reload"], When::Changed(vec![unknown])));
+        let (connector, log) = scripted(|_| "up\n");
+        let reports = apply(&p, &connector, &limits(), &|_| {});
+        assert_eq!(reports[0].status, HostStatus::Failed);
+        let error = reports[0].error.as_deref().unwrap();
+        assert!(error.contains("`cnof`"), "{error}");
+        assert!(log.lock().unwrap().is_empty(), "nothing ran");
+    }
+
+    #[test]
     fn a_reaction_to_a_file_across_a_wait_is_refused_before_anything_runs() {
         let mut p = plan(10);
         let steps = &mut p.hosts[0].steps;
-        steps.insert(
-            0,
-            crate::plan::config("conf", "/etc/service.conf", "x\n".into(), None).unwrap(),
-        );
-        steps.push(command(&["reload"], When::Changed(vec!["conf".into()])));
+        let mut built = crate::plan::Steps::new();
+        let conf = built
+            .file(crate::plan::config("conf", "/etc/service.conf", "x\n".into(), None).unwrap())
+            .unwrap();
+        steps.insert(0, built.build().unwrap().remove(0));
+        steps.push(crate::plan::steps::on_change(&["reload"], &[&conf]));
         let (connector, log) = scripted(|_| "up\n");
         let reports = apply(&p, &connector, &limits(), &|_| {});
         assert_eq!(reports[0].status, HostStatus::Failed);

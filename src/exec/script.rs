@@ -6,7 +6,7 @@
 
 use super::files;
 pub use crate::digest::sha256_hex;
-use crate::plan::{CommandStep, FileStep, HostPlan, Step, When};
+use crate::plan::{CommandStep, FileStep, HostPlan, Step, StepId, When};
 use crate::shell::{quote, RECORD};
 use base64::Engine;
 /// Where the per-host lock lives (serialises concurrent cloudctl runs on one host): in a
@@ -206,9 +206,9 @@ fn pending_for(hp: &HostPlan, id: &str) -> Vec<String> {
 }
 
 /// The file steps (index, step) named by `ids`.
-fn files_named<'a>(hp: &'a HostPlan, ids: &'a [String]) -> impl Iterator<Item = (usize, &'a FileStep)> {
+fn files_named<'a>(hp: &'a HostPlan, ids: &'a [StepId]) -> impl Iterator<Item = (usize, &'a FileStep)> {
     hp.steps.iter().enumerate().filter_map(move |(i, s)| match s {
-        Step::File(f) if ids.contains(&f.id) => Some((i, f)),
+        Step::File(f) if ids.iter().any(|id| id == f.id.as_str()) => Some((i, f)),
         _ => None,
     })
 }

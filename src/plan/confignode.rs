@@ -4,10 +4,12 @@
 //! the file of DHCP host entries and the PXE file of each changed node, so their cost does not
 //! grow with the cloud. Pure.
 
+use super::steps::on_change;
 use super::{
     command, config, file, install_packages, strings, AbsentStep, CommandStep, DirStep, FileSpec, HostPlan, Plan, Step,
     When,
 };
+use super::{StepId, Steps};
 use crate::error::Error;
 use crate::inventory::confignode::{Member, DEFAULT_VRRP_ID};
 use crate::inventory::{ConfigNodeSection, Inventory, NetworkSection, Node, Profile};
@@ -403,13 +405,13 @@ fn removed_nodes(inv: &Inventory, cn: &ConfigNodeSection, facts: &Facts) -> Resu
 /// When one of `ids` changed, `service NAME restart` if it runs, `start` if not (a stopped one is
 /// not stopped and started for nothing: Debian's dhcpd script sleeps 2 s each way); then `start`
 /// unless it runs.
-fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
+fn service_steps(name: &str, ids: &[&StepId]) -> [Step; 2] {
     // A stopped one is started instead: so is it when a failed restart is rolled back and run
     // again on the previous files (the executor does that), and dhcpd then runs again.
     let restart =
         "if service \"$1\" status >/dev/null 2>&1; then service \"$1\" restart; else service \"$1\" start; fi";
     [
-        command(&["sh", "-c", restart, "sh", name], When::Changed(strings(ids))),
+        on_change(&["sh", "-c", restart, "sh", name], ids),
         command(
             &["service", name, "start"],
             When::Unless(strings(&["service", name, "status"])),
@@ -419,7 +421,7 @@ fn service_steps(name: &str, ids: &[&str]) -> [Step; 2] {
 
 /// keepalived takes a changed configuration by a reload (it keeps the address if it holds it),
 /// or starts. Debian's init script has no `status`: the pid file says whether it runs.
-fn keepalived_service() -> [Step; 2] {
+fn keepalived_service(conf: &StepId) -> [Step; 2] {
     let mut running = Script::new();
     running
         .text("p=$(cat ")
@@ -432,7 +434,7 @@ fn keepalived_service() -> [Step; 2] {
         .build();
     let running = running.build();
     [
-        command(&["sh", "-c", &apply], When::Changed(strings(&["keepalived.conf"]))),
+        on_change(&["sh", "-c", &apply], &[conf]),
         command(
             &["service", "keepalived", "start"],
             When::Unless(strings(&["sh", "-c", &running])),
@@ -441,13 +443,13 @@ fn keepalived_service() -> [Step; 2] {
 }
 
 /// dhcpd takes a changed hosts file: live through OMAPI for node changes, by a restart when
-/// `config init` changed its settings; then it is started if it is not running.
-fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope, shards: &BTreeSet<usize>) -> [Step; 2] {
-    let (mode, mut ids) = match scope {
-        Scope::Init => ("restart", strings(&["dhcpd.conf", "dhcpd-hosts", "dhcpd-default"])),
-        Scope::Nodes { .. } => ("live", Vec::new()),
+/// `config init` changed its settings; then it is started if it is not running. `ids` are the
+/// files it reacts to: `config init`'s settings, then the shards of host entries written.
+fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope, ids: &[&StepId]) -> [Step; 2] {
+    let mode = match scope {
+        Scope::Init => "restart",
+        Scope::Nodes { .. } => "live",
     };
-    ids.extend(shards.iter().map(|&k| shard_id(k)));
     // The argv names no node: it is the same in every run, and so is its pending marker (a run
     // cut off before it made the next run take the change, whichever nodes that one changes).
     let (hosts, key, port) = (hosts_dir(cn), omapi_key_file(cn), OMAPI_PORT.to_string());
@@ -466,7 +468,7 @@ fn dhcpd_steps(cn: &ConfigNodeSection, scope: &Scope, shards: &BTreeSet<usize>) 
         argv.push(&port);
     }
     [
-        command(&argv, When::Changed(ids)),
+        on_change(&argv, ids),
         command(
             &["service", "isc-dhcp-server", "start"],
             When::Unless(strings(&["service", "isc-dhcp-server", "status"])),
@@ -558,22 +560,24 @@ pub fn shard_contents(
         .collect()
 }
 
-/// One file step per shard in `shards`, each validated alone by dhcpd before it is active.
+/// One file step per shard in `shards`, each validated alone by dhcpd before it is active; their
+/// handles in shard order.
 fn shard_steps(
     inv: &Inventory,
     templates: &Templates,
     cn: &ConfigNodeSection,
     shards: &BTreeSet<usize>,
-) -> Result<Vec<Step>, Error> {
+    steps: &mut Steps,
+) -> Result<Vec<StepId>, Error> {
     shard_contents(inv, templates, shards)?
         .into_iter()
         .map(|(k, content)| {
-            config(
+            steps.file(config(
                 &shard_id(k),
                 &shard_file(cn, k),
                 content,
                 Some(strings(&["dhcpd", "-t", "-q", "-cf", "{}"])),
-            )
+            )?)
         })
         .collect()
 }
@@ -662,7 +666,11 @@ fn host_steps(
     let s = sections(inv)?;
     let (net, cn) = (s.network, s.confignode);
     let dhcpd_check = |p: &str| Some(strings(&["dhcpd", "-t", "-q", "-cf", p]));
-    let mut steps = node_addresses(inv)?;
+    let mut steps = Steps::new();
+    steps.extend(node_addresses(inv)?);
+    // Handles of the files `config init` writes, which its services react to.
+    let (mut keepalived, mut dhcpd_default, mut tftpd_default) = (None, None, None);
+    let (mut dhcpd_hosts, mut dhcpd_conf) = (None, None);
     if *scope == Scope::Init {
         let mut packages = packages(inv);
         if side.is_some() {
@@ -683,7 +691,7 @@ fn host_steps(
                 validate: None,
                 secret: false,
             })?);
-            steps.push(keepalived_step(inv, templates, side)?);
+            keepalived = Some(steps.file(keepalived_step(inv, templates, side)?)?);
         }
         steps.push(Step::Dir(DirStep {
             path: cn.tftp_root.clone(),
@@ -712,18 +720,18 @@ fn host_steps(
             argv: with(stage),
             when: When::Unless(with(same)),
         }));
-        steps.push(config(
+        dhcpd_default = Some(steps.file(config(
             "dhcpd-default",
             "/etc/default/isc-dhcp-server",
             templates.render("config-init/isc-dhcp-server", &json!({ "interface": net.interface }))?,
             None,
-        )?);
-        steps.push(config(
+        )?)?);
+        tftpd_default = Some(steps.file(config(
             "tftpd-default",
             "/etc/default/tftpd-hpa",
             templates.render("config-init/tftpd-hpa", &json!({ "tftp_root": cn.tftp_root }))?,
             None,
-        )?);
+        )?)?);
     } else if !facts.initialised {
         return Err(Error::Usage(format!(
             "the ConfigNode's {} does not include {} yet; run `cloudctl config init` first",
@@ -741,7 +749,7 @@ fn host_steps(
     if *scope == Scope::Init {
         steps.push(super::dir(&hosts_dir(cn), 0o755)?);
     }
-    steps.extend(shard_steps(inv, templates, cn, &shards)?);
+    let shard_ids = shard_steps(inv, templates, cn, &shards, &mut steps)?;
     if *scope == Scope::Init {
         let includes: Vec<String> = (0..HOST_SHARDS).map(|k| shard_include(cn, k)).collect();
         let hosts = templates.render(
@@ -749,7 +757,7 @@ fn host_steps(
             &json!({ "includes": includes, "hosts_dir": hosts_dir(cn) }),
         )?;
         // Checked after every file of host entries is active: dhcpd -t reads them through it.
-        steps.push(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?);
+        dhcpd_hosts = Some(steps.file(config("dhcpd-hosts", &hosts_file(cn), hosts, dhcpd_check("{}"))?)?);
         steps.push(command(
             &["touch", &local_file(cn)],
             When::Unless(strings(&["test", "-e", &local_file(cn)])),
@@ -791,12 +799,12 @@ fn host_steps(
                 })),
             }),
         )?;
-        steps.push(config(
+        dhcpd_conf = Some(steps.file(config(
             "dhcpd.conf",
             &cn.dhcpd_conf.to_string(),
             conf,
             dhcpd_check("{}"),
-        )?);
+        )?)?);
         steps.push(config(
             "pxe-default",
             &format!("{}/default", pxe_dir(cn)),
@@ -855,13 +863,18 @@ fn host_steps(
         }));
     }
     steps.extend(removed_nodes(inv, cn, facts)?);
-    steps.extend(dhcpd_steps(cn, scope, &shards));
-    if *scope == Scope::Init {
-        steps.extend(service_steps("tftpd-hpa", &["tftpd-default"]));
-        // Last: the floating address comes to a host only once it serves DHCP and TFTP.
-        if side.is_some() {
-            steps.extend(keepalived_service());
-        }
+    let dhcpd_ids: Vec<&StepId> = [&dhcpd_conf, &dhcpd_hosts, &dhcpd_default]
+        .into_iter()
+        .flatten()
+        .chain(&shard_ids)
+        .collect();
+    steps.extend(dhcpd_steps(cn, scope, &dhcpd_ids));
+    if let Some(tftpd) = &tftpd_default {
+        steps.extend(service_steps("tftpd-hpa", &[tftpd]));
     }
-    Ok(steps)
+    // Last: the floating address comes to a host only once it serves DHCP and TFTP.
+    if let Some(conf) = &keepalived {
+        steps.extend(keepalived_service(conf));
+    }
+    steps.build()
 }

@@ -2,7 +2,8 @@
 //! power-on (Wake-on-LAN or IPMI, run from the ConfigNode, which sits on the nodes' network). Pure.
 
 use super::confignode::{self, node_dir, node_initrd, Facts, Scope};
-use super::{command, install_packages, strings, CommandStep, DirStep, FileStep, Plan, Step, When};
+use super::steps::on_change;
+use super::{command, install_packages, strings, CommandStep, DirStep, FileStep, Plan, Step, Steps, When};
 use crate::cpio;
 use crate::error::Error;
 use crate::inventory::{Hypervisor, Inventory, Node, Power};
@@ -217,38 +218,37 @@ fn keyserver_steps(inv: &Inventory, templates: &Templates) -> Result<Vec<Step>, 
             secret: false,
         })
     };
-    let ids = ["keyserver-send", "keyserver-default", "keyserver-init"];
-    Ok(vec![
-        install_packages(&["socat"]),
-        super::dir("/usr/local/lib/cloudctl", 0o755)?,
-        sh_checked(
-            ids[0],
-            "/usr/local/lib/cloudctl/keyserver-send",
-            templates.render("hnode-boot/keyserver-send", &cloud)?,
-            0o755,
-        )?,
-        sh_checked(
-            ids[1],
-            &format!("/etc/default/{KEYSERVER_SERVICE}"),
-            templates.render("hnode-boot/keyserver-default", &settings)?,
-            0o644,
-        )?,
-        sh_checked(
-            ids[2],
-            &format!("/etc/init.d/{KEYSERVER_SERVICE}"),
-            templates.render("hnode-boot/keyserver-init", &cloud)?,
-            0o755,
-        )?,
-        command(
-            &["update-rc.d", KEYSERVER_SERVICE, "defaults"],
-            When::Changed(strings(&[ids[2]])),
-        ),
-        command(&["service", KEYSERVER_SERVICE, "restart"], When::Changed(strings(&ids))),
-        command(
-            &["service", KEYSERVER_SERVICE, "start"],
-            When::Unless(strings(&["service", KEYSERVER_SERVICE, "status"])),
-        ),
-    ])
+    let mut steps = Steps::new();
+    steps.push(install_packages(&["socat"]));
+    steps.push(super::dir("/usr/local/lib/cloudctl", 0o755)?);
+    let send = steps.file(sh_checked(
+        "keyserver-send",
+        "/usr/local/lib/cloudctl/keyserver-send",
+        templates.render("hnode-boot/keyserver-send", &cloud)?,
+        0o755,
+    )?)?;
+    let default = steps.file(sh_checked(
+        "keyserver-default",
+        &format!("/etc/default/{KEYSERVER_SERVICE}"),
+        templates.render("hnode-boot/keyserver-default", &settings)?,
+        0o644,
+    )?)?;
+    let init = steps.file(sh_checked(
+        "keyserver-init",
+        &format!("/etc/init.d/{KEYSERVER_SERVICE}"),
+        templates.render("hnode-boot/keyserver-init", &cloud)?,
+        0o755,
+    )?)?;
+    steps.push(on_change(&["update-rc.d", KEYSERVER_SERVICE, "defaults"], &[&init]));
+    steps.push(on_change(
+        &["service", KEYSERVER_SERVICE, "restart"],
+        &[&send, &default, &init],
+    ));
+    steps.push(command(
+        &["service", KEYSERVER_SERVICE, "start"],
+        When::Unless(strings(&["service", KEYSERVER_SERVICE, "status"])),
+    ));
+    steps.build()
 }
 
 /// How a hardware node sees the storage: the two AoE exports (one per storage node) as one md

@@ -18,6 +18,7 @@ pub mod placement;
 pub mod poweroff;
 pub mod rebalance;
 pub mod run;
+pub mod steps;
 pub mod storage;
 pub mod storage_facts;
 pub mod storage_health;
@@ -28,6 +29,7 @@ use crate::error::Error;
 use crate::inventory::Host;
 use crate::types::RemotePath;
 use serde::{Deserialize, Serialize};
+pub use steps::{StepId, Steps};
 
 /// Everything one command will do, host by host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -225,8 +227,9 @@ impl CommandStep {
 #[serde(rename_all = "snake_case")]
 pub enum When {
     Always,
-    /// Only if one of these file steps (by id) changed in this run, e.g. a service restart.
-    Changed(Vec<String>),
+    /// Only if one of these file steps changed in this run, e.g. a service restart. Handles from
+    /// `Steps::file`: a command cannot name a file step the plan does not have.
+    Changed(Vec<StepId>),
     /// Only if this check command fails, e.g. install a package unless it is installed.
     Unless(Vec<String>),
 }

@@ -5,6 +5,7 @@
 //! primary only once it or its peer holds UpToDate data. Pure.
 
 use super::masked::SecretField;
+use super::steps::on_change;
 use super::{command, file, install_packages, strings, FileSpec, HostPlan, Plan, Step, When, SECRET_FACT};
 use crate::digest::sha256_hex;
 use crate::error::Error;
@@ -285,7 +286,7 @@ pub fn plan(
         let md = s.md_device.as_str();
         let uuid = md_uuid(inv, node.as_str(), md);
         let disks: Vec<&str> = s.disks.get_ref().iter().map(|d| d.as_str()).collect();
-        let mut steps = Vec::new();
+        let mut steps = super::Steps::new();
         steps.push(install_packages(&PACKAGES));
         for d in &wipe[i] {
             steps.push(command(&["wipefs", "-a", d], When::Always));
@@ -317,22 +318,22 @@ pub fn plan(
                 when: When::Unless(strings(&["mdadm", "--detail", md])),
             }));
         }
-        steps.push(root_file(
+        let mdadm_conf = steps.file(root_file(
             "mdadm.conf",
             "/etc/mdadm/mdadm.conf",
             templates.render("storage-init/mdadm.conf", &json!({ "md_device": md, "uuid": uuid }))?,
             0o644,
             None,
             false,
-        )?);
+        )?)?;
         // A RAM-root (network-booted) storage node has no initramfs of its own to update.
-        steps.push(command(
+        steps.push(on_change(
             &[
                 "sh",
                 "-c",
                 "command -v update-initramfs >/dev/null || exit 0; exec update-initramfs -u",
             ],
-            When::Changed(strings(&["mdadm.conf"])),
+            &[&mdadm_conf],
         ));
         let peer = &nodes[1 - i];
         steps.push(root_file(
@@ -405,29 +406,29 @@ pub fn plan(
             When::Unless(strings(&is_primary)),
         ));
         let aoe = json!({ "shelf": s.shelf.get_ref(), "slot": i, "interface": s.interface, "device": s.drbd_device, "macs": macs.join(","), "bufcnt": AOE_SERVER_FRAMES });
-        steps.push(root_file(
+        let aoe_default = steps.file(root_file(
             "aoe-default",
             "/etc/default/cloudctl-aoe",
             templates.render("storage-init/aoe.default", &aoe)?,
             0o644,
             None,
             false,
-        )?);
-        steps.push(root_file(
+        )?)?;
+        let aoe_init = steps.file(root_file(
             "aoe-init",
             "/etc/init.d/cloudctl-aoe",
             templates.render("storage-init/aoe.init", &json!({}))?,
             0o755,
             Some(&["sh", "-n", "{}"]),
             false,
-        )?);
+        )?)?;
         steps.push(command(
             &["update-rc.d", "cloudctl-aoe", "defaults"],
             When::Unless(strings(&["sh", "-c", "ls /etc/rc2.d | grep -q cloudctl-aoe"])),
         ));
-        steps.push(command(
+        steps.push(on_change(
             &["service", "cloudctl-aoe", "restart"],
-            When::Changed(strings(&["aoe-default", "aoe-init"])),
+            &[&aoe_default, &aoe_init],
         ));
         steps.push(command(
             &["service", "cloudctl-aoe", "start"],
@@ -436,7 +437,7 @@ pub fn plan(
         hosts.push(HostPlan {
             host,
             exclusive: true,
-            steps,
+            steps: steps.build()?,
         });
     }
     Ok(Plan {

@@ -59,7 +59,10 @@ pub fn host_preview(hp: &HostPlan, current: &[Option<Probed>]) -> String {
             Step::WaitUntil(w) => out += &format!("  {}\n", crate::plan::wait::describe(w)),
             Step::Command(c) => match &c.when {
                 When::Always => out += &format!("  run: {}\n", c.display()),
-                When::Changed(ids) => out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display()),
+                When::Changed(ids) => {
+                    let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+                    out += &format!("  run if {} changed: {}\n", ids.join(" or "), c.display())
+                }
                 When::Unless(check) => {
                     let check = crate::shell::join(check);
                     out += &format!("  run unless `{check}` succeeds: {}\n", c.display())

@@ -141,7 +141,10 @@ fn a_failed_restart_restores_the_previous_file_and_restarts_again() {
     let steps = |content: &str| {
         vec![
             file("daemon.conf", &conf, content.as_bytes(), 0o644, false),
-            sh(&restart, When::Changed(vec!["daemon.conf".into()])),
+            sh(
+                &restart,
+                When::Changed(vec![cloudctl::plan::StepId::unchecked("daemon.conf")]),
+            ),
         ]
     };
     assert_eq!(run(steps("good 1\n")).status, HostStatus::Changed);
@@ -190,7 +193,10 @@ fn a_run_cut_off_between_activation_and_restart_is_healed_by_the_next_run() {
     let conf = tmp.path().join("daemon.conf");
     let restarts = tmp.path().join("restarts");
     let restart = format!("echo restarted >> {}", restarts.display());
-    let restart_step = sh(&restart, When::Changed(vec!["daemon.conf".into()]));
+    let restart_step = sh(
+        &restart,
+        When::Changed(vec![cloudctl::plan::StepId::unchecked("daemon.conf")]),
+    );
     let Step::Command(c) = &restart_step else {
         unreachable!()
     };

@@ -53,7 +53,7 @@ fn app_steps(content: &str) -> Vec<Step> {
         }),
         Step::Command(CommandStep {
             argv: vec!["sh".into(), "-c".into(), "echo restarted >> /srv/app/restarts".into()],
-            when: When::Changed(vec!["app.conf".into()]),
+            when: When::Changed(vec![cloudctl::plan::StepId::unchecked("app.conf")]),
         }),
         Step::Command(CommandStep {
             argv: vec!["true".into()],

@@ -76,7 +76,7 @@ fn hostile_values_are_never_executed() {
                 evil.clone(),
                 out.clone(),
             ],
-            when: When::Changed(vec!["evil".into()]),
+            when: When::Changed(vec![cloudctl::plan::StepId::unchecked("evil")]),
         }),
     ];
     let plan = local_plan(steps);
@@ -124,7 +124,7 @@ fn failed_validator_keeps_old_file_and_skips_dependents() {
         }),
         Step::Command(CommandStep {
             argv: vec!["touch".into(), marker.display().to_string()],
-            when: When::Changed(vec!["app.conf".into()]),
+            when: When::Changed(vec![cloudctl::plan::StepId::unchecked("app.conf")]),
         }),
     ];
     let reports = apply(&local_plan(steps), &LocalConnector, &limits(), &|_| {});
@@ -165,7 +165,7 @@ fn changed_file_keeps_a_backup_and_triggers_restart() {
         }),
         Step::Command(CommandStep {
             argv: vec!["touch".into(), marker.display().to_string()],
-            when: When::Changed(vec!["app.conf".into()]),
+            when: When::Changed(vec![cloudctl::plan::StepId::unchecked("app.conf")]),
         }),
     ];
     let reports = apply(&local_plan(steps), &LocalConnector, &limits(), &|_| {});

@@ -131,7 +131,10 @@ fn golden_plan_lab_bind_mount() {
     });
     assert_eq!(
         restart,
-        Some(When::Changed(vec!["pen-default".into(), "pen-init".into()]))
+        Some(When::Changed(vec![
+            cloudctl::plan::StepId::unchecked("pen-default"),
+            cloudctl::plan::StepId::unchecked("pen-init")
+        ]))
     );
     assert!(json.contains("PEN_TIMEOUT=10") && json.contains("PEN_BACKENDS='10.201.70.12:80 10.201.70.13:80'"));
 }

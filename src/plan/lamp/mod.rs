@@ -12,6 +12,8 @@ use super::{install_packages, masked_file, CommandStep, HostPlan, Plan, Step, Wh
 use crate::error::Error;
 use crate::inventory::lamp::LampSection;
 use crate::inventory::{Host, Inventory};
+use crate::plan::steps::on_change;
+use crate::plan::{StepId, Steps};
 use crate::templates::Templates;
 use crate::types::Name;
 use serde_json::json;
@@ -200,9 +202,9 @@ pub(crate) fn sh(script: &str, args: &[&str]) -> Vec<String> {
 
 /// Restarts the service when one of `ids` changed (which starts it if it was stopped), then starts
 /// it unless it runs.
-fn restarted(name: &str, ids: &[&str]) -> [Step; 2] {
+fn restarted(name: &str, ids: &[&StepId]) -> [Step; 2] {
     [
-        command(&["service", name, "restart"], When::Changed(strings(ids))),
+        on_change(&["service", name, "restart"], ids),
         command(
             &["service", name, "start"],
             When::Unless(strings(&["service", name, "status"])),
@@ -211,13 +213,13 @@ fn restarted(name: &str, ids: &[&str]) -> [Step; 2] {
 }
 
 /// Starts the service unless it runs, then reloads it gracefully when one of `ids` changed.
-fn reloaded(name: &str, ids: &[&str]) -> [Step; 2] {
+fn reloaded(name: &str, ids: &[&StepId]) -> [Step; 2] {
     [
         command(
             &["service", name, "start"],
             When::Unless(strings(&["service", name, "status"])),
         ),
-        command(&["service", name, "reload"], When::Changed(strings(ids))),
+        on_change(&["service", name, "reload"], ids),
     ]
 }
 
@@ -256,8 +258,9 @@ fn balancer_steps(inv: &Inventory, lamp: &LampSection, templates: &Templates, cl
         .map(|w| format!("{}:{}", ip(inv, w), lamp.pen.backend_port))
         .collect();
     let syntax = |p: &str| Some(strings(&["sh", "-n", p]));
-    let mut steps = vec![install_packages(&PEN_PACKAGES)];
-    steps.push(config(
+    let mut steps = Steps::new();
+    steps.push(install_packages(&PEN_PACKAGES));
+    let pen_default = steps.file(config(
         "pen-default",
         "/etc/default/cloudctl-pen",
         templates.render(
@@ -265,8 +268,8 @@ fn balancer_steps(inv: &Inventory, lamp: &LampSection, templates: &Templates, cl
             &json!({ "cloud": cloud, "port": lamp.pen.port, "timeout": lamp.pen.timeout, "backends": backends.join(" ") }),
         )?,
         syntax("{}"),
-    )?);
-    steps.push(file(FileSpec {
+    )?)?;
+    let pen_init = steps.file(file(FileSpec {
         id: "pen-init",
         path: "/etc/init.d/cloudctl-pen",
         content: templates.render("lamp-deploy/pen-init", &json!({ "cloud": cloud }))?,
@@ -274,14 +277,14 @@ fn balancer_steps(inv: &Inventory, lamp: &LampSection, templates: &Templates, cl
         owner: None,
         validate: syntax("{}"),
         secret: false,
-    })?);
+    })?)?;
     // Started at boot like any init script (systemd runs it through its SysV generator).
     steps.push(command(
         &["update-rc.d", PEN_SERVICE, "defaults"],
         When::Unless(sh("ls /etc/rc2.d/S*\"$1\" >/dev/null 2>&1", &[PEN_SERVICE])),
     ));
-    steps.extend(restarted(PEN_SERVICE, &["pen-default", "pen-init"]));
-    Ok(steps)
+    steps.extend(restarted(PEN_SERVICE, &[&pen_default, &pen_init]));
+    steps.build()
 }
 
 fn web_steps(
@@ -297,10 +300,11 @@ fn web_steps(
     let (docroot, sessions) = (format!("{mount}/htdocs"), format!("{mount}/sessions"));
     let mut packages = WEB_PACKAGES.to_vec();
     packages.extend(storage::packages(lamp));
-    let mut steps = vec![install_packages(&packages)];
+    let mut steps = Steps::new();
+    steps.push(install_packages(&packages));
     steps.extend(storage::steps(lamp, templates, facts, node, cloud)?);
     let check = |kind: &str| Some(sh(APACHE_CHECK, &[kind, "{}"]));
-    steps.push(config(
+    let ports = steps.file(config(
         "apache-ports",
         APACHE_PORTS,
         templates.render(
@@ -308,8 +312,8 @@ fn web_steps(
             &json!({ "cloud": cloud, "port": lamp.pen.backend_port }),
         )?,
         check("ports"),
-    )?);
-    steps.push(config(
+    )?)?;
+    let site = steps.file(config(
         "apache-site",
         APACHE_SITE,
         templates.render(
@@ -317,7 +321,7 @@ fn web_steps(
             &json!({ "cloud": cloud, "node": node, "port": lamp.pen.backend_port, "mount": mount, "docroot": docroot, "sessions": sessions }),
         )?,
         check("site"),
-    )?);
+    )?)?;
     steps.push(dir("/etc/cloudctl", 0o755)?);
     // A web node that runs a mysqld of its own (several mysqld) uses it; else the database node.
     let dbs = lamp.databases();
@@ -357,8 +361,8 @@ fn web_steps(
             )?);
         }
     }
-    steps.extend(reloaded("apache2", &["apache-ports", "apache-site"]));
-    Ok(steps)
+    steps.extend(reloaded("apache2", &[&ports, &site]));
+    steps.build()
 }
 
 fn database_steps(
@@ -370,14 +374,15 @@ fn database_steps(
     cloud: &str,
 ) -> Result<Vec<Step>, Error> {
     let datadir = lamp.datadir();
-    let mut steps = vec![install_packages(&DB_PACKAGES)];
+    let mut steps = Steps::new();
+    steps.push(install_packages(&DB_PACKAGES));
     let mut check = sh(MARIADB_CHECK, &["{}"]);
     check.extend(
         MARIADB_SETTINGS
             .iter()
             .flat_map(|(k, v)| [k.to_string(), v.to_string()]),
     );
-    steps.push(config(
+    let cnf = steps.file(config(
         "mariadb-cnf",
         DB_CNF,
         templates.render(
@@ -385,7 +390,7 @@ fn database_steps(
             &json!({ "cloud": cloud, "bind": ip(inv, node).to_string(), "datadir": datadir }),
         )?,
         Some(check),
-    )?);
+    )?)?;
     if datadir != "/var/lib/mysql" && node == lamp.databases()[0] {
         steps.push(command(
             &[
@@ -397,7 +402,7 @@ fn database_steps(
             When::Unless(strings(&["test", "-d", &format!("{datadir}/mysql")])),
         ));
     }
-    steps.extend(restarted("mariadb", &["mariadb-cnf"]));
+    steps.extend(restarted("mariadb", &[&cnf]));
     steps.push(command(&["sh", "-c", MARIADB_VERIFY], When::Always));
     let web_ips: Vec<String> = lamp.web.get_ref().iter().map(|w| ip(inv, w).to_string()).collect();
     let data =
@@ -430,13 +435,13 @@ fn database_steps(
         &client_check,
         SecretField::new("password = ", ""),
     )?);
-    steps.push(secret(
+    let grants = steps.file(secret(
         "db-grants",
         DB_GRANTS,
         "lamp-deploy/db-grants.sql",
         &None,
         SecretField::new("IDENTIFIED BY '", "'"),
-    )?);
+    )?)?;
     // The SQL arrives on the client's stdin from the file: the password is in no argv. The
     // client's messages may quote the SQL (and so the password): they are not passed on.
     steps.push(Step::Command(CommandStep {
@@ -444,7 +449,7 @@ fn database_steps(
             "mariadb --batch < \"$1\" >/dev/null 2>&1 || { echo \"the database refused $1; run 'mariadb < $1' as root on this node to see why\" >&2; exit 1; }",
             &[DB_GRANTS],
         ),
-        when: When::Changed(strings(&["db-grants", "mariadb-cnf"])),
+        when: When::Changed(vec![grants, cnf]),
     }));
-    Ok(steps)
+    steps.build()
 }

@@ -5,7 +5,9 @@
 use super::{command, config, dir, file, sh, strings, Facts, FileSpec, WebFacts};
 use crate::error::Error;
 use crate::inventory::lamp::{DrbdSettings, LampSection, Storage};
+use crate::plan::steps::on_change;
 use crate::plan::wait::{Reading, Stage, WaitStep};
+use crate::plan::Steps;
 use crate::plan::{CommandStep, Step, When};
 use crate::shell::Script;
 use crate::templates::Templates;
@@ -169,7 +171,8 @@ fn drbd_steps(
         .enumerate()
         .map(|(i, w)| json!({ "name": w, "id": i, "address": drbd.address.get_ref()[w].to_string() }))
         .collect();
-    let mut steps = vec![config(
+    let mut steps = Steps::new();
+    let drbd_res = steps.file(config(
         "drbd-res",
         &format!("/etc/drbd.d/{res}.res"),
         templates.render(
@@ -177,10 +180,10 @@ fn drbd_steps(
             &json!({ "cloud": cloud, "resource": res, "device": device, "disk": disk, "port": drbd.port, "nodes": nodes }),
         )?,
         Some(strings(&["drbdadm", "-c", "{}", "dump"])),
-    )?];
+    )?)?;
     let cluster = lamp.ocfs2.cluster.get_ref().as_str();
     steps.push(dir("/etc/ocfs2", 0o755)?);
-    steps.push(config(
+    let ocfs2_cluster = steps.file(config(
         "ocfs2-cluster",
         OCFS2_CLUSTER_CONF,
         templates.render(
@@ -191,8 +194,8 @@ fn drbd_steps(
             "o2cb --config-file=\"$1\" list-cluster \"$2\" 2>&1 | grep -qx 'cluster:'",
             &["{}", cluster],
         )),
-    )?);
-    steps.push(file(FileSpec {
+    )?)?;
+    let o2cb_default = steps.file(file(FileSpec {
         id: "o2cb-default",
         path: "/etc/default/o2cb",
         content: templates.render(
@@ -203,14 +206,14 @@ fn drbd_steps(
         owner: None,
         validate: Some(strings(&["sh", "-n", "{}"])),
         secret: false,
-    })?);
+    })?)?;
     steps.push(command(
         &["service", "o2cb", "start"],
         When::Unless(strings(&["service", "o2cb", "status"])),
     ));
-    steps.push(command(
+    steps.push(on_change(
         &["service", "o2cb", "restart"],
-        When::Changed(strings(&["ocfs2-cluster", "o2cb-default"])),
+        &[&ocfs2_cluster, &o2cb_default],
     ));
     steps.push(Step::Command(CommandStep {
         argv: sh(CREATE_MD, &[res, disk]),
@@ -220,10 +223,7 @@ fn drbd_steps(
         &["drbdadm", "up", res],
         When::Unless(strings(&["drbdadm", "status", res])),
     ));
-    steps.push(command(
-        &["drbdadm", "adjust", res],
-        When::Changed(strings(&["drbd-res"])),
-    ));
+    steps.push(on_change(&["drbdadm", "adjust", res], &[&drbd_res]));
     steps.push(wait(
         120,
         "drbdadm cstate \"$1\" | grep -qx Connected",
@@ -273,5 +273,5 @@ fn drbd_steps(
         mount,
         &format!("{device} {mount} ocfs2 _netdev,defaults 0 0"),
     ));
-    Ok(steps)
+    steps.build()
 }

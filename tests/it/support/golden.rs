@@ -42,7 +42,7 @@ pub fn sample_host_plan() -> HostPlan {
             }),
             Step::Command(CommandStep {
                 argv: vec!["service".into(), "demo".into(), "restart".into()],
-                when: When::Changed(vec!["demo.conf".into()]),
+                when: When::Changed(vec![cloudctl::plan::StepId::unchecked("demo.conf")]),
             }),
         ],
     }
