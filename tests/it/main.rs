@@ -7,6 +7,7 @@ mod confignode_e2e;
 mod confignode_pair;
 mod confignode_pair_e2e;
 mod confignode_plan;
+mod create_checks;
 mod dhcp_live;
 mod doctor_e2e;
 mod doctor_plan;

@@ -1,4 +1,5 @@
-//! `cloudctl instance create`: checks, the guest's keys, the create plan, rollback on failure,
+//! `cloudctl instance create`: gathers the node's facts for the planners in plan/instance (allocation,
+//! readiness), the guest's keys, the create plan, rollback on failure,
 //! and the inventory record once the guest runs.
 
 use super::super::keys;
@@ -11,10 +12,8 @@ use crate::inventory::{self, expand_home, Hypervisor, Inventory};
 use crate::inventory_file::{self, NewInstance};
 use crate::plan::image::CopySource;
 use crate::plan::instance::create::{self, CreateRequest, GuestSecrets, RootSource};
-use crate::plan::instance::{self, probe, Guest, GuestRequest};
-use crate::types::{Mac, Name, Size};
-use sha2::{Digest, Sha256};
-use std::net::Ipv4Addr;
+use crate::plan::instance::{self, allocate, probe, readiness, GuestRequest};
+use crate::types::{Name, Size};
 use std::time::Instant;
 
 pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
@@ -28,11 +27,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     let path = inventory::locate(ctx.inventory_path.as_deref())?;
     let inventory_lock = lock(ctx, &path)?;
     let (text, inv) = read(&path)?;
-    if inv.instance.iter().any(|r| r.name.get_ref() == &name) {
-        return Err(Error::Usage(format!(
-            "instance {name} is already in the inventory; choose another name"
-        )));
-    }
+    allocate::unrecorded(&inv, &name)?;
     let hnode_name = if args.hnode == inventory::AUTO {
         let need = crate::plan::placement::Need {
             guest: name.as_str(),
@@ -56,15 +51,11 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
             .map(str::parse::<Size>)
             .transpose()
             .map_err(Error::Usage)?,
-        ip: address(&inv, args.ip.as_deref())?,
-        mac: mac(&inv, &name, args.mac.as_deref())?,
+        ip: allocate::address(&inv, args.ip.as_deref())?,
+        mac: allocate::mac(&inv, &name, args.mac.as_deref())?,
     };
     let mut g = instance::guest(&inv, &hnode_name, &req)?;
-    if g.memory < 16 || g.vcpus == 0 {
-        return Err(Error::Usage(
-            "--memory is at least 16 (MiB) and --vcpus at least 1".into(),
-        ));
-    }
+    readiness::sane_size(&g)?;
     let copy = args
         .copy
         .as_deref()
@@ -90,7 +81,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         &hnode,
         probe::facts_script(&g, s.store.as_str(), copy_from.as_deref(), &tools),
     )?;
-    refuse_unless_ready(
+    readiness::check(
         &g,
         &hnode.name,
         &facts,
@@ -98,11 +89,11 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         copy_from.as_deref(),
         &s.store.to_string(),
     )?;
-    if !live_copies(ctx, &inv, name.as_str())?.is_empty() {
-        return Err(Error::Usage(format!(
-            "a guest named {name} already runs on a hardware node without a record; stop it or choose another name"
-        )));
-    }
+    let running_on: Vec<String> = live_copies(ctx, &inv, name.as_str())?
+        .into_iter()
+        .map(|(node, _)| node)
+        .collect();
+    readiness::not_running(&name, &running_on)?;
     let source = match (&args.debootstrap, copy_from) {
         (Some(suite), _) => RootSource::Debootstrap {
             suite: suite
@@ -121,7 +112,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
             ))
         }
     };
-    g.disk_size = plan_size(&g, facts.source_size);
+    g.disk_size = readiness::disk_size(&g, facts.source_size);
     let (secrets, host_key) = guest_keys(&inv, &name)?;
     let nonce = super::super::random_hex(16)?;
     let plan = create::plan(
@@ -190,14 +181,6 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
-/// A copy is never smaller than its source.
-fn plan_size(g: &Guest, source: Option<u64>) -> Size {
-    match source {
-        Some(b) if b > g.disk_size.bytes() => format!("{}K", b.div_ceil(1024)).parse().unwrap_or(g.disk_size),
-        _ => g.disk_size,
-    }
-}
-
 /// The disk of a stopped instance, as a copy source.
 fn instance_disk(ctx: &Context, inv: &Inventory, name: &str) -> Result<String, Error> {
     let (g, _) = super::recorded_guest(inv, name).map_err(|_| {
@@ -213,112 +196,6 @@ fn instance_disk(ctx: &Context, inv: &Inventory, name: &str) -> Result<String, E
         )));
     }
     Ok(g.disk())
-}
-
-fn refuse_unless_ready(
-    g: &Guest,
-    node: &str,
-    f: &probe::NodeFacts,
-    source: Option<&CopySource>,
-    copy: Option<&str>,
-    store: &str,
-) -> Result<(), Error> {
-    let mut problems = Vec::new();
-    if !f.missing_tools.is_empty() {
-        problems.push(format!(
-            "{node} lacks {}; install them first",
-            f.missing_tools.join(", ")
-        ));
-    }
-    if !f.bridge {
-        problems.push(format!("bridge {} does not exist on {node}", g.bridge));
-    }
-    if !f.store_writable {
-        problems.push(format!(
-            "{store} is not a writable directory on {node}: is the shared storage mounted? ([instances] store)"
-        ));
-    }
-    if f.dir_exists {
-        problems.push(format!(
-            "{} already exists on the shared storage; cloudctl will not touch it (remove it, or choose another name)",
-            g.dir
-        ));
-    }
-    match (source, copy, f.source_size) {
-        (Some(CopySource::Image { name, path }), _, None) => problems.push(format!(
-            "there is no image {name} in the store ({path} is not a file on {node}); push one with `cloudctl image push FILE {name}`, see `cloudctl image list`"
-        )),
-        (_, Some(src), None) => problems.push(format!("{src} is not a file on {node}")),
-        _ => {}
-    }
-    if let Some(free) = f.mem_available_mib {
-        if free < u64::from(g.memory) {
-            problems.push(format!("{node} has {free} MiB available, the guest needs {}", g.memory));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "cannot create {} on {node} (nothing was changed):\n  - {}",
-        g.name,
-        problems.join("\n  - ")
-    )))
-}
-
-/// The given address, checked; or the first free one outside the dynamic range.
-fn address(inv: &Inventory, given: Option<&str>) -> Result<Ipv4Addr, Error> {
-    let taken = crate::plan::node::reserved_ips(inv);
-    let net = inv
-        .network
-        .as_ref()
-        .ok_or_else(|| Error::Usage("the inventory has no [network] section".into()))?;
-    let Some(given) = given else {
-        return crate::plan::node::next_free(inv, &taken).ok_or_else(|| {
-            Error::Usage(format!(
-                "no free address left in {} outside the dynamic range",
-                net.subnet
-            ))
-        });
-    };
-    let ip: Ipv4Addr = given
-        .parse()
-        .map_err(|_| Error::Usage(format!("--ip {} is not an IPv4 address", crate::types::shown(given))))?;
-    if let Some(holder) = crate::inventory::addresses::holder(inv, ip) {
-        return Err(Error::Usage(format!("--ip {ip} already belongs to {holder}")));
-    }
-    crate::inventory::addresses::check_fixed(inv, ip).map_err(|why| Error::Usage(format!("--ip {why}")))?;
-    Ok(ip)
-}
-
-/// The given MAC, or one derived from the cloud and guest names (stable across re-creates).
-fn mac(inv: &Inventory, name: &Name, given: Option<&str>) -> Result<Mac, Error> {
-    let mac: Mac = match given {
-        Some(m) => m.parse().map_err(|e| Error::Usage(format!("--mac: {e}")))?,
-        None => {
-            let d = Sha256::digest(format!("{}/{name}", inv.cloud.name).as_bytes());
-            format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
-                .parse()
-                .map_err(Error::Usage)?
-        }
-    };
-    if let Some(n) = inv
-        .node
-        .iter()
-        .find(|n| n.mac.as_ref().map(|m| *m.get_ref()) == Some(mac))
-    {
-        return Err(Error::Usage(format!(
-            "MAC {mac} already belongs to node {}; pass another --mac",
-            n.name.get_ref()
-        )));
-    }
-    if let Some(i) = inv.instance.iter().find(|i| *i.mac.get_ref() == mac) {
-        return Err(Error::Usage(format!(
-            "MAC {mac} already belongs to instance {}; pass another --mac",
-            i.name.get_ref()
-        )));
-    }
-    Ok(mac)
 }
 
 /// A new host key for the guest (generated here, held only by the guest once written) and the

@@ -5,10 +5,12 @@
 //! for Xen, its xl config. What a running guest needs on its node (QEMU's pid file and monitor
 //! socket, staged files) lives in `RUN_DIR` on that node only.
 
+pub mod allocate;
 pub mod create;
 pub mod kvm;
 pub mod migrate;
 pub mod probe;
+pub mod readiness;
 pub mod remove;
 pub mod xen;
 
