@@ -226,3 +226,82 @@ fn a_copy_is_never_smaller_than_its_source() {
     let big = readiness::disk_size(&g, Some(3 << 30));
     assert!(big.bytes() >= 3 << 30, "{big}");
 }
+
+#[test]
+fn the_root_comes_from_debootstrap_first_then_the_copy_and_neither_is_refused() {
+    use cloudctl::plan::instance::create::RootSource;
+    use cloudctl::plan::instance::root_source;
+    let f = NodeFacts {
+        source_size: Some(42),
+        ..ready()
+    };
+    assert_eq!(
+        root_source::choose(Some("bookworm"), Some("/srv/a.img".into()), &f).unwrap(),
+        RootSource::Debootstrap {
+            suite: "bookworm".into(),
+            arch: "amd64".into()
+        }
+    );
+    assert_eq!(
+        root_source::choose(None, Some("/srv/a.img".into()), &f).unwrap(),
+        RootSource::Copy {
+            path: "/srv/a.img".into(),
+            size: 42
+        }
+    );
+    assert!(refusal(root_source::choose(Some("Book$(x)"), None, &f)).starts_with("--debootstrap: "));
+    assert_eq!(
+        refusal(root_source::choose(None, None, &f)),
+        "instance create needs --debootstrap SUITE or --copy SOURCE"
+    );
+}
+
+#[test]
+fn the_node_is_asked_for_the_tools_of_its_backend_and_source() {
+    use cloudctl::inventory::Hypervisor;
+    use cloudctl::plan::instance::root_source::needed_tools;
+    assert!(needed_tools(Hypervisor::Kvm, false).contains(&"socat"));
+    assert!(needed_tools(Hypervisor::Xen, false).contains(&"xl"));
+    assert!(!needed_tools(Hypervisor::Xen, false).contains(&"debootstrap"));
+    assert!(needed_tools(Hypervisor::Kvm, true).contains(&"debootstrap"));
+}
+
+#[test]
+fn a_running_copy_source_is_refused_naming_its_node_and_state() {
+    use cloudctl::plan::instance::probe::{GuestSeen, GuestState};
+    let live = vec![(
+        "hnode2".to_string(),
+        GuestSeen {
+            name: "web1".into(),
+            state: GuestState::Running,
+        },
+    )];
+    assert_eq!(
+        refusal(readiness::copy_source_stopped("web1", &live)),
+        "--copy web1: it is running on hnode2; stop it first (`cloudctl instance stop web1`) so its disk is consistent"
+    );
+    readiness::copy_source_stopped("web1", &[]).unwrap();
+}
+
+#[test]
+fn auto_placement_asks_for_the_requested_or_default_memory_and_picks_the_roomiest_node() {
+    use cloudctl::plan::placement;
+    let inv = seed();
+    let web2 = name("web2");
+    let asked = allocate::need(&inv, &web2, Some(300));
+    assert_eq!((asked.guest, asked.memory, asked.leaving), ("web2", 300, None));
+    assert_eq!(asked.hypervisor, inv.cloud.hypervisor);
+    assert_eq!(allocate::need(&inv, &web2, None).memory, inv.instances().memory);
+    let answer = |node: &str, available: u64| {
+        (
+            node.to_string(),
+            Some(placement::parse_memory(&format!("total 8192\navailable {available}\n"))),
+        )
+    };
+    // Equal machines: hnode1 records web1, hnode2 records nothing, so hnode2 has more left.
+    let loads = placement::loads(&inv, &[answer("hnode1", 8000), answer("hnode2", 8000)]);
+    assert_eq!(placement::place(&loads, &asked).unwrap().node, "hnode2");
+    // A node that did not answer is never chosen.
+    let loads = placement::loads(&inv, &[answer("hnode1", 8000), ("hnode2".to_string(), None)]);
+    assert_eq!(placement::place(&loads, &asked).unwrap().node, "hnode1");
+}

@@ -1,5 +1,5 @@
 //! `cloudctl instance create`: gathers the node's facts for the planners in plan/instance (allocation,
-//! readiness), the guest's keys, the create plan, rollback on failure,
+//! readiness, root source), the guest's keys, the create plan, rollback on failure,
 //! and the inventory record once the guest runs.
 
 use super::super::keys;
@@ -8,11 +8,11 @@ use crate::cli::InstanceCreateArgs;
 use crate::error::{Error, Exit};
 use crate::exec::effect::{LocalEffect, LocalStep};
 use crate::exec::known_hosts::{host_pattern, HostKey};
-use crate::inventory::{self, expand_home, Hypervisor, Inventory};
+use crate::inventory::{self, expand_home, Inventory};
 use crate::inventory_file::{self, NewInstance};
 use crate::plan::image::CopySource;
-use crate::plan::instance::create::{self, CreateRequest, GuestSecrets, RootSource};
-use crate::plan::instance::{self, allocate, probe, readiness, GuestRequest};
+use crate::plan::instance::create::{self, CreateRequest, GuestSecrets};
+use crate::plan::instance::{self, allocate, probe, readiness, root_source, GuestRequest};
 use crate::types::{Name, Size};
 use std::time::Instant;
 
@@ -29,13 +29,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
     let (text, inv) = read(&path)?;
     allocate::unrecorded(&inv, &name)?;
     let hnode_name = if args.hnode == inventory::AUTO {
-        let need = crate::plan::placement::Need {
-            guest: name.as_str(),
-            memory: args.memory.unwrap_or(inv.instances().memory),
-            hypervisor: inv.cloud.hypervisor,
-            leaving: None,
-        };
-        super::place::choose(ctx, &inv, &need)?.node
+        super::place::choose(ctx, &inv, &allocate::need(&inv, &name, args.memory))?.node
     } else {
         args.hnode.clone()
     };
@@ -67,14 +61,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         Some(CopySource::Instance(other)) => Some(instance_disk(ctx, &inv, other)?),
     };
     let s = inv.instances();
-    let mut tools = vec!["mkfs.ext4", "e2fsck", "resize2fs", "losetup", "ip"];
-    tools.extend(match hypervisor {
-        Hypervisor::Kvm => ["qemu-system-x86_64", "socat"],
-        Hypervisor::Xen => ["xl", "ssh"],
-    });
-    if args.debootstrap.is_some() {
-        tools.push("debootstrap");
-    }
+    let tools = root_source::needed_tools(hypervisor, args.debootstrap.is_some());
     let facts = node_facts(
         ctx,
         &inv,
@@ -94,24 +81,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         .map(|(node, _)| node)
         .collect();
     readiness::not_running(&name, &running_on)?;
-    let source = match (&args.debootstrap, copy_from) {
-        (Some(suite), _) => RootSource::Debootstrap {
-            suite: suite
-                .parse::<Name>()
-                .map_err(|e| Error::Usage(format!("--debootstrap: {e}")))?
-                .to_string(),
-            arch: facts.arch.clone(),
-        },
-        (None, Some(path)) => RootSource::Copy {
-            size: facts.source_size.unwrap_or(0),
-            path,
-        },
-        (None, None) => {
-            return Err(Error::Usage(
-                "instance create needs --debootstrap SUITE or --copy SOURCE".into(),
-            ))
-        }
-    };
+    let source = root_source::choose(args.debootstrap.as_deref(), copy_from, &facts)?;
     g.disk_size = readiness::disk_size(&g, facts.source_size);
     let (secrets, host_key) = guest_keys(&inv, &name)?;
     let nonce = super::super::random_hex(16)?;
@@ -189,12 +159,7 @@ fn instance_disk(ctx: &Context, inv: &Inventory, name: &str) -> Result<String, E
             crate::types::shown(name)
         ))
     })?;
-    if let Some((node, s)) = live_copies(ctx, inv, name)?.first() {
-        return Err(Error::Usage(format!(
-            "--copy {name}: it is {} on {node}; stop it first (`cloudctl instance stop {name}`) so its disk is consistent",
-            s.state.as_str()
-        )));
-    }
+    readiness::copy_source_stopped(name, &live_copies(ctx, inv, name)?)?;
     Ok(g.disk())
 }
 

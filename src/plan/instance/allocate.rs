@@ -1,8 +1,10 @@
-//! What a new guest is given from the inventory: its name checked free, its address and its MAC.
+//! What a new guest is given from the inventory: its name checked free, what `--hnode auto`
+//! places, its address and its MAC.
 //! Pure: the inventory and the request in, a value or the reason it is refused out.
 
 use crate::error::Error;
 use crate::inventory::Inventory;
+use crate::plan::placement::Need;
 use crate::types::{Mac, Name};
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
@@ -15,6 +17,17 @@ pub fn unrecorded(inv: &Inventory, name: &Name) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// What `--hnode auto` places: the requested memory or the `[instances]` default, on the
+/// cloud's hypervisor (per-node overrides are the placement rule's business).
+pub fn need<'a>(inv: &Inventory, name: &'a Name, memory: Option<u32>) -> Need<'a> {
+    Need {
+        guest: name.as_str(),
+        memory: memory.unwrap_or(inv.instances().memory),
+        hypervisor: inv.cloud.hypervisor,
+        leaving: None,
+    }
 }
 
 /// The given address, checked; or the first free one outside the dynamic range.

@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod probe;
 pub mod readiness;
 pub mod remove;
+pub mod root_source;
 pub mod xen;
 
 use super::Step;

@@ -1,7 +1,7 @@
 //! Whether a hardware node is ready for a new guest, decided from the facts it reported, and the
 //! size the guest's disk gets. Pure: nothing is asked here, the facts come in gathered.
 
-use super::probe::NodeFacts;
+use super::probe::{GuestSeen, NodeFacts};
 use super::Guest;
 use crate::error::Error;
 use crate::plan::image::CopySource;
@@ -75,6 +75,18 @@ pub fn not_running(name: &Name, running_on: &[String]) -> Result<(), Error> {
     if !running_on.is_empty() {
         return Err(Error::Usage(format!(
             "a guest named {name} already runs on a hardware node without a record; stop it or choose another name"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses copying the disk of an instance that still runs somewhere: its disk is being written,
+/// so the copy would be inconsistent. `live` is every node that reported the instance.
+pub fn copy_source_stopped(name: &str, live: &[(String, GuestSeen)]) -> Result<(), Error> {
+    if let Some((node, s)) = live.first() {
+        return Err(Error::Usage(format!(
+            "--copy {name}: it is {} on {node}; stop it first (`cloudctl instance stop {name}`) so its disk is consistent",
+            s.state.as_str()
         )));
     }
     Ok(())
