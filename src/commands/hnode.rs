@@ -278,15 +278,7 @@ fn verify(
         "hypervisor"
     };
     ctx.ui.info(&format!("{name}: {checked} {kind}: {verdict}"));
-    ctx.ui.info(&format!(
-        "{name}: root {}",
-        match root.strip_prefix("image ") {
-            Some(image) => format!("on the shared storage: {image} (read-only, a RAM overlay on top)"),
-            None if root == "rootfs" => "in RAM (the boot image's)".to_string(),
-            None if root.starts_with("rootfs ") => format!("in RAM (the boot image's): {}", &root["rootfs ".len()..]),
-            None => format!("is a {root} filesystem"),
-        }
-    ));
+    ctx.ui.info(&format!("{name}: root {}", root_in_words(&root)));
     if ctx.ui.json {
         let seconds = started.elapsed().as_secs_f64();
         ctx.ui.json_result(
@@ -298,6 +290,36 @@ fn verify(
     Ok(exit)
 }
 
+/// scripts/hnode/root-check.sh's line, for a person: a root image from the storage, a RAM root
+/// (and why a node whose profile names an image stayed there), or another filesystem.
+fn root_in_words(root: &str) -> String {
+    if let Some(image) = root.strip_prefix("image ") {
+        format!("on the shared storage: {image} (read-only, a RAM overlay on top)")
+    } else if let Some(why) = root.strip_prefix("rootfs ") {
+        format!("in RAM (the boot image's): {why}")
+    } else if root == "rootfs" {
+        "in RAM (the boot image's)".to_string()
+    } else {
+        format!("is a {root} filesystem")
+    }
+}
+
 mod host_key;
+
 #[cfg(test)]
 mod pin_order;
+
+#[cfg(test)]
+#[test]
+fn each_root_reads_as_where_it_is() {
+    assert_eq!(
+        root_in_words("image /srv/cloud/instances/.images/dom0-root"),
+        "on the shared storage: /srv/cloud/instances/.images/dom0-root (read-only, a RAM overlay on top)"
+    );
+    assert_eq!(root_in_words("rootfs"), "in RAM (the boot image's)");
+    assert_eq!(
+        root_in_words("rootfs no root image dom0-root in /s/.images yet"),
+        "in RAM (the boot image's): no root image dom0-root in /s/.images yet"
+    );
+    assert_eq!(root_in_words("ext4"), "is a ext4 filesystem");
+}

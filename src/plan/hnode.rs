@@ -71,10 +71,8 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
     ]
     .into_iter()
     .chain(net.mtu.as_ref().map(|m| ("MTU", m.get_ref().to_string())))
-    .collect::<Vec<_>>()
-    .iter()
     .fold(Script::new(), |mut s, (k, v)| {
-        s.text(k).text("=").word(v).text("\n");
+        s.text(k).text("=").word(&v).text("\n");
         s
     })
     .build();
