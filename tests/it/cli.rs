@@ -454,23 +454,7 @@ fn typed_values_are_refused_by_the_command_line_naming_them() {
             "multicast",
         ),
     ];
-    for (args, value, why) in cases {
-        let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml"], args].concat());
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains(&format!("invalid value '{value}'")) && err.contains(why),
-            "{args:?}: {err}"
-        );
-        assert!(
-            !err.contains("nonexistent"),
-            "refused before the inventory is read: {err}"
-        );
-        let json = cloudctl(&[&["--json", "-i", "/nonexistent/cloud.toml"], args].concat());
-        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
-        assert_eq!(doc["exit_code"], 2, "{doc}");
-        assert!(doc["error"].as_str().unwrap().contains(value), "{doc}");
-    }
+    refused_by_the_command_line(&["-i", "/nonexistent/cloud.toml"], &cases);
     // Good values still pass the command line (and then meet the missing inventory).
     let out = cloudctl(&[
         "-i",
@@ -531,23 +515,7 @@ fn typed_values_of_every_verb_are_refused_by_the_command_line() {
             "at most 604800 seconds",
         ),
     ];
-    for (args, value, why) in cases {
-        let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains(&format!("invalid value '{value}'")) && err.contains(why),
-            "{args:?}: {err}"
-        );
-        assert!(
-            !err.contains("nonexistent"),
-            "refused before the inventory is read: {err}"
-        );
-        let json = cloudctl(&[&["--json", "-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
-        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("exactly one JSON document");
-        assert_eq!(doc["exit_code"], 2, "{doc}");
-        assert!(doc["error"].as_str().unwrap().contains(value), "{doc}");
-    }
+    refused_by_the_command_line(&["-i", "/nonexistent/cloud.toml", "--yes"], &cases);
     // Good values (`auto`, groups, a week exactly) still pass the command line.
     for args in [
         &["instance", "migrate", "web", "--to", "auto"][..],
@@ -560,5 +528,28 @@ fn typed_values_of_every_verb_are_refused_by_the_command_line() {
             "{args:?}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+/// Each `(args, value, why)` is refused by the command line itself, before the inventory
+/// (`global` names a missing one) is read: exit 2 naming the value and the type's reason, and
+/// with `--json` exactly one JSON document saying the same.
+fn refused_by_the_command_line(global: &[&str], cases: &[(&[&str], &str, &str)]) {
+    for (args, value, why) in cases {
+        let out = cloudctl(&[global, args].concat());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}'")) && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("nonexistent"),
+            "refused before the inventory is read: {err}"
+        );
+        let json = cloudctl(&[&["--json"], global, args].concat());
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("exactly one JSON document");
+        assert_eq!(doc["exit_code"], 2, "{doc}");
+        assert!(doc["error"].as_str().unwrap().contains(value), "{doc}");
     }
 }

@@ -212,21 +212,23 @@ fn the_scan_sees_hand_built_shell_and_not_messages() {
     assert!(hand_built_shell(built).is_empty());
 }
 
+/// The code of a module itself, line by line without comments: its unit tests (after
+/// `#[cfg(test)]`) may use what they like.
+fn own_code(src: &str) -> impl Iterator<Item = &str> {
+    src.split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+}
+
 /// `shell` and `digest` are leaves; planners never import the executor; `error` sits below both
 /// (error → exec → plan → error and plan ⇄ exec were cycles); one quoter (shlex only in `shell`).
 #[test]
 fn the_layers_have_no_cycles_and_one_quoter() {
     let mut bad = Vec::new();
     for (path, src) in sources() {
-        // The code of the module itself: its unit tests may use what they like.
-        let code: String = src
-            .split("#[cfg(test)]")
-            .next()
-            .unwrap_or("")
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let code = own_code(&src).collect::<Vec<_>>().join("\n");
         let uses = |m: &str| code.contains(m);
         if (path == "src/shell.rs" || path == "src/digest.rs") && (uses("crate::") || uses("super::")) {
             bad.push(format!("{path} is a leaf: it may use no other cloudctl module"));
@@ -255,16 +257,8 @@ fn only_the_local_effect_executor_pins_keys_or_writes_the_inventory() {
         if path == EXECUTOR || path.starts_with("src/lab/") {
             continue;
         }
-        // The module's own code, without spaces: rustfmt splits `a\n.known_hosts\n.pin(`.
-        let code: String = src
-            .split("#[cfg(test)]")
-            .next()
-            .unwrap_or("")
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or(""))
-            .collect::<String>()
-            .split_whitespace()
-            .collect();
+        // Without spaces: rustfmt splits `a\n.known_hosts\n.pin(`.
+        let code: String = own_code(&src).collect::<String>().split_whitespace().collect();
         if code.contains(".pin(") {
             bad.push(format!(
                 "{path} pins a host key itself; return a LocalEffect::PinKey step"
