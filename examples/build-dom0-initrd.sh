@@ -18,12 +18,25 @@
 # drivers), the lab VMs' NIC driver (e1000), dropbear as sshd, and busybox for the rest; and
 # what a node whose root is on the storage calls once booted: mdadm and aoetools (to return a
 # storage path that was down), blkid and the OCFS2 tools (the instance store).
+#
+# For guests: the block and network back ends (xen-blkback, xen-netback, bridge, loop), Xen's
+# two hotplug scripts as small sh programs (Debian's need bash and more: `block` puts a disk
+# file on a loop device, `vif-bridge` puts the guest's vif on its bridge), the OpenSSH client
+# `xl migrate` sends through, and the tools `cloudctl instance create` runs there (util-linux's
+# losetup/mount, e2fsprogs, GNU cp/truncate/install).
 set -euo pipefail
-packages="busybox-static dropbear-bin xen-utils-4.17 xen-hypervisor-4.17-amd64 kmod squashfs-tools mdadm aoetools ocfs2-tools util-linux"
-modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc"
+packages="busybox-static dropbear-bin xen-utils-4.17 xenstore-utils xen-hypervisor-4.17-amd64 kmod squashfs-tools mdadm aoetools
+  ocfs2-tools util-linux mount e2fsprogs coreutils openssh-client findutils sed tar gzip"
+modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop"
 xenbin=/usr/lib/xen-4.17/bin
 binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper
-  /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl"
+  /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl
+  /usr/bin/xenstore-read /usr/bin/xenstore-write /usr/bin/xenstore-rm /usr/bin/ssh
+  /sbin/losetup /bin/mount /bin/umount /bin/mountpoint /sbin/mke2fs /sbin/e2fsck /sbin/resize2fs /usr/bin/truncate /usr/bin/install
+  /usr/bin/flock /usr/bin/sha256sum /usr/bin/stat /usr/bin/mv /usr/bin/cp /usr/bin/rm /usr/bin/chmod /usr/bin/chown
+  /usr/bin/mktemp /usr/bin/base64 /usr/bin/tar /usr/bin/gzip /usr/bin/xargs /usr/bin/find /usr/bin/sed"
+# (GNU tools where cloudctl's file steps, image receiver and instance create use options busybox
+# lacks, such as `sha256sum -c --strict`, `mv -t`, `cp --sparse`, and util-linux's flock.)
 
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (it writes /var/cache/cloudctl)" >&2; exit 2; }
 version=${1:-$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
@@ -77,10 +90,70 @@ for applet in $(/bin/busybox --list); do
 done
 # On the PATH of an SSH session (dropbear's is /usr/bin:/bin), as Debian's wrappers put them.
 for tool in xl xenstored xenconsoled; do ln -s "$xenbin/$tool" "$root/bin/$tool"; done
-for tool in /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /usr/sbin/aoe-*; do
+ln -s /sbin/mke2fs "$root/bin/mkfs.ext4"
+for tool in /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /sbin/losetup /sbin/mke2fs /sbin/e2fsck /sbin/resize2fs /usr/sbin/aoe-*; do
     [ -e "$root/bin/${tool##*/}" ] || ln -s "$tool" "$root/bin/${tool##*/}"
 done
 cp /etc/xen/xl.conf "$root/etc/xen/"
+mkdir -p "$root/etc/xen/scripts"
+cat > "$root/etc/xen/scripts/block" <<'EOF'
+#!/bin/sh
+# Xen's hotplug call for a guest disk, `block add|remove`, XENBUS_PATH in the environment: a
+# disk file goes on a loop device (direct I/O where the filesystem allows it: the store is
+# shared, and the guest's writes should reach it, not sit in this node's page cache), a block
+# device is used as it is; blkback is told which one.
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+case "$1" in
+add)
+    [ -n "$(xenstore-read "$XENBUS_PATH/physical-device" 2>/dev/null)" ] && exit 0
+    p=$(xenstore-read "$XENBUS_PATH/params") || exit 1
+    if [ -b "$p" ]; then
+        dev=$p
+    elif [ -f "$p" ]; then
+        dev=$(losetup --find --show --direct-io=on "$p" 2>/dev/null || losetup --find --show "$p") || {
+            xenstore-write "$XENBUS_PATH/hotplug-error" "cannot put $p on a loop device"
+            exit 1
+        }
+    else
+        xenstore-write "$XENBUS_PATH/hotplug-error" "$p is neither a file nor a block device"
+        exit 1
+    fi
+    xenstore-write "$XENBUS_PATH/node" "$dev" \
+        "$XENBUS_PATH/physical-device" "$(stat -L -c '%t:%T' "$dev")" \
+        "$XENBUS_PATH/hotplug-status" connected
+    ;;
+remove)
+    dev=$(xenstore-read "$XENBUS_PATH/node" 2>/dev/null)
+    case "$dev" in /dev/loop*) losetup -d "$dev" ;; esac
+    ;;
+esac
+exit 0
+EOF
+cat > "$root/etc/xen/scripts/vif-bridge" <<'EOF'
+#!/bin/sh
+# Xen's hotplug call for a guest's network interface, `vif-bridge online|offline` (add|remove
+# for an emulated one), the interface in $vif, XENBUS_PATH in the environment: the vif joins
+# the bridge named in the guest's config, with the bridge's MTU.
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+case "$1" in
+online|add)
+    bridge=$(xenstore-read "$XENBUS_PATH/bridge" 2>/dev/null || echo br0)
+    [ -d "/sys/class/net/$bridge/bridge" ] || {
+        xenstore-write "$XENBUS_PATH/hotplug-error" "no bridge $bridge on this node"
+        exit 1
+    }
+    ip link set dev "$vif" mtu "$(cat "/sys/class/net/$bridge/mtu")"
+    [ -d "/sys/class/net/$bridge/brif/$vif" ] || brctl addif "$bridge" "$vif"
+    ip link set dev "$vif" up
+    xenstore-write "$XENBUS_PATH/hotplug-status" connected
+    ;;
+offline|remove)
+    ip link set dev "$vif" down 2>/dev/null
+    ;;
+esac
+exit 0
+EOF
+chmod 755 "$root/etc/xen/scripts/block" "$root/etc/xen/scripts/vif-bridge"
 
 for m in $modules; do
     path=$(modinfo -k "$version" -n "$m") || { echo "$0: kernel $version has no module $m" >&2; exit 2; }
@@ -112,15 +185,10 @@ load() {
     insmod "$(find /lib/modules -name "$1.ko" | head -n1)" 2>/dev/null || echo "cloudctl boot: cannot load $1"
 }
 # Dependencies first: xenfs needs privcmd.
-for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do load "$m"; done
-ip link set lo up
+for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop; do load "$m"; done
 . /etc/cloudctl/node.conf
-for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
-# Jumbo frames when the inventory says so ([network] mtu): AoE then carries 8 KiB a frame.
-[ -n "${MTU:-}" ] && ip link set eth0 mtu "$MTU"
-ip link set eth0 up
-ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
-[ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"
+# cloudctl's overlay brings the network up as node.conf says (MTU, the guests' bridge).
+/etc/cloudctl/network-up || echo "cloudctl boot: the network did not come up as node.conf says"
 if [ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]; then
     mount -t xenfs xenfs /proc/xen || echo "cloudctl boot: cannot mount xenfs"
     # Each needs the one before: without xenstored, xen-init-dom0 would wait for it forever.

@@ -22,7 +22,7 @@
 set -euo pipefail
 packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod ocfs2-tools"
 modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath button evdev
-  configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlmfs squashfs loop overlay"
+  configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlmfs squashfs loop overlay bridge"
 # Single binaries to copy (with the libraries they load); busybox provides everything else.
 binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
   /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
@@ -159,14 +159,9 @@ for m in e1000 virtio_net virtio_pci virtio_blk crc32c_generic drbd aoe md-mod r
 done
 # The power button (ACPI, through evdev) runs /etc/acpi/PWRF/00000080: a clean poweroff.
 acpid -l /run/acpid.log -p /run/acpid.pid || echo "cloudctl boot: acpid did not start (the power button does nothing)"
-ip link set lo up
 . /etc/cloudctl/node.conf
-for i in $(seq 50); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.1; done
-# Jumbo frames when the inventory says so ([network] mtu): AoE then carries 8 KiB a frame.
-[ -n "${MTU:-}" ] && ip link set eth0 mtu "$MTU"
-ip link set eth0 up
-ip -4 addr show dev eth0 | grep -q " $IP/" || ip addr add "$IP/$PREFIX" dev eth0
-[ -n "$GATEWAY" ] && ip route replace default via "$GATEWAY"
+# cloudctl's overlay brings the network up as node.conf says (MTU, a hardware node's bridge).
+/etc/cloudctl/network-up || echo "cloudctl boot: the network did not come up as node.conf says"
 # The private host key comes from the ConfigNode's key server (cloudctl's overlay says where),
 # before sshd starts; an older overlay carries it itself.
 if [ -x /etc/cloudctl/fetch-host-keys ]; then /etc/cloudctl/fetch-host-keys || echo "cloudctl boot: NO HOST KEYS"; fi

@@ -71,6 +71,8 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
     ]
     .into_iter()
     .chain(net.mtu.as_ref().map(|m| ("MTU", m.get_ref().to_string())))
+    // The bridge the guests join: a hardware node's network-up makes it and moves eth0 into it.
+    .chain((node.role == crate::inventory::Role::Hnode).then(|| ("BRIDGE", inv.instances().bridge.to_string())))
     .fold(Script::new(), |mut s, (k, v)| {
         s.text(k).text("=").word(&v).text("\n");
         s
@@ -109,6 +111,11 @@ pub fn overlay(inv: &Inventory, templates: &Templates, node: &Node, secrets: &No
             path: "etc/cloudctl/fetch-host-keys",
             mode: 0o755,
             content: Some(fetch.as_bytes()),
+        },
+        cpio::Entry {
+            path: "etc/cloudctl/network-up",
+            mode: 0o755,
+            content: Some(NETWORK_UP.as_bytes()),
         },
         cpio::Entry {
             path: "etc/ssh/ssh_host_ed25519_key.pub",
@@ -266,6 +273,8 @@ fn storage_client(inv: &Inventory) -> Option<(String, String)> {
 }
 
 /// Formats the store once: scripts/lamp/mkfs-ocfs2.sh (the same guard as the web nodes' OCFS2).
+/// scripts/hnode/network-up.sh: the node's network (MTU, the guests' bridge, its address).
+const NETWORK_UP: &str = include_str!("../../scripts/hnode/network-up.sh");
 const FORMAT_STORE: &str = include_str!("../../scripts/lamp/mkfs-ocfs2.sh");
 
 /// A hardware node's view of the instance store: the OCFS2 cluster of the hardware nodes that

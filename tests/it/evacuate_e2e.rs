@@ -4,73 +4,17 @@
 //! says; the evacuation's time is set against the same three migrations one by one; and with
 //! all three back on one node, `cloud rebalance` spreads them to the score its plan promised.
 
-use crate::support::guest::{bootable_image, ping_once, qemus, where_runs};
+use crate::support::guest::{bootable_image, lost, ping_once, pinger, qemus, where_runs, Pings};
 use crate::support::{cloudctl, json, report, text, Lab};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-const CONFIGNODE: usize = 0;
 const HNODE1: usize = 1;
 const GUESTS: [(&str, &str); 3] = [
     ("ev1", "10.201.191.50"),
     ("ev2", "10.201.191.51"),
     ("ev3", "10.201.191.52"),
 ];
-
-/// Pings `ip` from the ConfigNode every 100 ms (bounded: 1200 pings, two minutes).
-fn pinger(lab: &Lab, ip: &str) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.state.hosts[CONFIGNODE].netns])
-        .args(["ping", "-i", "0.1", "-c", "1200", "-W", "1", ip])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// What a pinger saw: pings sent, the ones never answered, and those as ranges of sequence
-/// numbers (100 ms apart, counted from the pinger's start).
-struct Pings {
-    sent: u32,
-    lost: u32,
-    gaps: String,
-}
-
-/// Stops a pinger (SIGINT: ping prints its summary) and returns what it saw. A ping is lost when
-/// no reply to it came; the last one sent may still be on its way when the pinger stops, which
-/// says nothing about the guest, so it is not counted (ping's own summary counts it).
-fn lost(child: Child) -> Pings {
-    // SAFETY: kill(2) on the ping process this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = text(&child.wait_with_output().unwrap().stdout);
-    let sent: u32 = out
-        .lines()
-        .find_map(|l| l.split_once(" packets transmitted"))
-        .and_then(|(n, _)| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ping summary in: {out}"));
-    let answered: std::collections::BTreeSet<u32> = out
-        .lines()
-        .filter(|l| l.contains(" bytes from "))
-        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
-    let missing: Vec<u32> = (1..sent).filter(|s| !answered.contains(s)).collect();
-    let mut gaps: Vec<(u32, u32)> = Vec::new();
-    for &seq in &missing {
-        match gaps.last_mut() {
-            Some((_, end)) if *end + 1 == seq => *end = seq,
-            _ => gaps.push((seq, seq)),
-        }
-    }
-    let gaps = gaps
-        .iter()
-        .map(|(a, b)| format!("{a}-{b}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Pings {
-        sent,
-        lost: missing.len() as u32,
-        gaps,
-    }
-}
 
 #[test]
 #[cfg_attr(
@@ -137,7 +81,7 @@ fn evacuate_moves_every_guest_off_without_losing_pings() {
         "{err}"
     );
 
-    let pingers: Vec<Child> = GUESTS.iter().map(|(_, ip)| pinger(&lab, ip)).collect();
+    let pingers: Vec<Child> = GUESTS.iter().map(|(_, ip)| pinger(&lab, ip, 1200)).collect();
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
     let out = cloudctl(&[

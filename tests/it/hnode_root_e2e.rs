@@ -9,10 +9,11 @@
 //! a storage node is switched off: the roots and the store keep working through the other path;
 //! it comes back by Wake-on-LAN and `storage init`, resyncs, and both nodes take its path back.
 
-use crate::support::image::{build, printed};
+use crate::support::guest::{bootable_image, lost, pinger, where_runs};
+use crate::support::image::{build, printed, IMAGE};
 use crate::support::lab::{console, remote};
 use crate::support::storage::{boot_image, check_boot, in_sync, wait_storage};
-use crate::support::{cloudctl, ok, report, text, Lab, TFTPD};
+use crate::support::{cloudctl, json, ok, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,7 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         128,
     );
     let inv = lab.inventory();
+    let guest_ip = format!("10.201.{OCTET}.60");
     // The hardware nodes run Xen; their initrd is the storage client image, their root the image
     // pushed into the store.
     let toml = std::fs::read_to_string(&inv).unwrap();
@@ -204,12 +206,89 @@ fn hardware_nodes_take_their_root_from_the_storage() {
     assert_eq!(facts.matches("active sync   /dev/etherd/").count(), 2, "{facts}");
     assert!(facts.contains("xen_version"), "{facts}");
 
+    // Guests on the shared storage: a tiny guest's disk, and the kernel and initrd it boots,
+    // pushed into the store; the guest created on hvm1 with its disk in the store.
+    let guest_image = lab.state.dir.join("tiny.img");
+    bootable_image(&guest_image, true);
+    let built = build("build-xen-guest-initrd.sh");
+    let (guest_initrd, guest_kernel) = (printed(&built, IMAGE), printed(&built, &["kernel: "]));
+    for (file, name) in [
+        (guest_image.display().to_string(), "tiny"),
+        (guest_kernel, "guest-kernel"),
+        (guest_initrd, "guest-initrd"),
+    ] {
+        ok(
+            &cloudctl(&["-i", &inv, "--yes", "image", "push", &file, name, "--via", "hvm1"]),
+            &format!("image push {name}"),
+        );
+    }
+    let toml = std::fs::read_to_string(&inv).unwrap();
+    let toml = with_guests(&toml);
+    std::fs::write(&inv, toml).unwrap();
+    let started = Instant::now();
+    let out = cloudctl(&[
+        "-i", &inv, "--yes", "--json", "instance", "create", GUEST, "--hnode", "hvm1", "--copy", "tiny", "--ip",
+        &guest_ip, "--wait", "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "create: {}{}\nhvm1's console of {GUEST}:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        remote(
+            &inv,
+            "hvm1",
+            &format!("cat /var/log/xen/console/guest-{GUEST}.log; xl list")
+        )
+    );
+    let guest_up = json(&out)["up_after_seconds"].as_f64().unwrap_or_default();
+    let create_took = started.elapsed();
+    let disk = remote(
+        &inv,
+        "hvm1",
+        &format!("xl block-list {GUEST}; losetup -a; grep ' {STORE} ' /proc/mounts"),
+    );
+    assert!(
+        disk.contains(&format!("{STORE}/{GUEST}/disk.img")) && disk.contains(" ocfs2 "),
+        "the guest's disk is not the store's file: {disk}"
+    );
+    assert_eq!(where_runs(&inv, GUEST), ("hvm1".to_string(), "hvm1".to_string()));
+
+    // Live migration to hvm2 while the ConfigNode pings the guest every 100 ms.
+    let pings = pinger(&lab, &guest_ip, 1200);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let out = cloudctl(&["-i", &inv, "--yes", "instance", "migrate", GUEST, "--to", "hvm2"]);
+    let migrate_took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let migrated = lost(pings);
+    assert!(
+        out.status.success(),
+        "migrate: {}\nhvm2:\n{}",
+        text(&out.stderr),
+        remote(&inv, "hvm2", "xl list; tail -n 30 /var/log/xen/xl-*.log 2>/dev/null")
+    );
+    assert!(
+        migrated.lost <= 1,
+        "{} of {} pings lost during the migration (gaps {})",
+        migrated.lost,
+        migrated.sent,
+        migrated.gaps
+    );
+    assert_eq!(where_runs(&inv, GUEST), ("hvm2".to_string(), "hvm2".to_string()));
+
+    // The seed's promise: the guest writes checksummed data to its disk while a storage node
+    // goes away; its writes never fail, it keeps answering ping, and the data verifies.
+    in_guest(&lab, &guest_ip, WRITER);
+    std::thread::sleep(Duration::from_secs(5));
+    let pings = pinger(&lab, &guest_ip, 1800);
+
     // A storage node lost: both roots and the store go on through the other export.
     ok(
         &cloudctl(&["lab", "power-off", "--name", LAB, "snode2"]),
         "power-off snode2",
     );
-    let lost = Instant::now();
+    let lost_at = Instant::now();
     for vm in ["hvm1", "hvm2"] {
         let check = format!(
             "sync; echo 3 > /proc/sys/vm/drop_caches; cat /usr/lib/xen-4.17/bin/* > /dev/null && xl info > /dev/null && \
@@ -218,7 +297,7 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         let out = remote(&inv, vm, &check);
         assert!(out.contains("fine"), "{vm}: {out}");
     }
-    let through = lost.elapsed();
+    let through = lost_at.elapsed();
     let other = remote(&inv, "hvm1", &format!("cat {STORE}/hvm2-during"));
     assert_eq!(other.trim(), "from-hvm2-while-snode2-is-off");
 
@@ -249,6 +328,44 @@ fn hardware_nodes_take_their_root_from_the_storage() {
             "{vm}: {detail}"
         );
     }
+    // The guest's side of the storage loss.
+    let survived = lost(pings);
+    in_guest(
+        &lab,
+        &guest_ip,
+        "touch /root/stop; i=0; while ! grep -q '^done' /root/log && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done",
+    );
+    let log = in_guest(&lab, &guest_ip, "cat /root/log");
+    assert!(
+        log.contains("done") && !log.contains("FAIL"),
+        "a guest write failed: {log}"
+    );
+    let writes: Vec<(f64, f64)> = log
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((w.get(1)?.parse().ok()?, w.get(2)?.parse().ok()?))
+        })
+        .collect();
+    assert!(writes.len() > 20, "too few guest writes to say anything: {log}");
+    let stall = writes.iter().map(|(a, b)| b - a).fold(0.0, f64::max);
+    let verified = in_guest(
+        &lab,
+        &guest_ip,
+        "sync; echo 3 > /proc/sys/vm/drop_caches; cd /root && echo \"checked $(wc -l < sums) bad $(sha256sum -c sums 2>&1 | grep -vc ': OK$')\"",
+    );
+    assert_eq!(
+        verified.trim(),
+        format!("checked {} bad 0", writes.len()),
+        "the guest's data after the storage node came back"
+    );
+    assert!(
+        survived.lost <= 1,
+        "{} of {} pings lost while a storage node was away (gaps {})",
+        survived.lost,
+        survived.sent,
+        survived.gaps
+    );
     report(&format!(
         "hnode root on the storage: first boot (RAM root, store formatted and mounted) {:.1} s; image push {:.1} s; \
          reboot to the storage root → xen ok {:.1} s / {:.1} s; snode2 off: both roots read afresh and the store written in {:.1} s; \
@@ -260,6 +377,20 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         through.as_secs_f64(),
         back.as_secs_f64(),
         resync.as_secs_f64()
+    ));
+    report(&format!(
+        "xen guest on the store: create --copy --wait {:.1} s (SSH with its pinned key {guest_up:.1} s after the start); \
+         migrate hvm1 → hvm2 {:.1} s, {} of {} pings lost (gaps {}); storage node away and back: {} writes, none failed, \
+         longest write {stall:.2} s, data verified, {} of {} pings lost (gaps {})",
+        create_took.as_secs_f64(),
+        migrate_took.as_secs_f64(),
+        migrated.lost,
+        migrated.sent,
+        migrated.gaps,
+        writes.len(),
+        survived.lost,
+        survived.sent,
+        survived.gaps
     ));
 }
 
@@ -273,6 +404,71 @@ fn with_store(toml: &str) -> String {
             out.push_str(line);
             out.push('\n');
         }
+    }
+    out
+}
+
+/// The guest on the hardware nodes, and its address on the lab's subnet.
+const GUEST: &str = "xg1";
+
+/// Runs in the guest: writes a 4 KiB block of random data with fsync every 0.2 s, its checksum
+/// beside it, and the guest's uptime before and after each write, until /root/stop appears
+/// (at most 2,000 writes). A failed write is logged as FAIL.
+const WRITER: &str = r#"cat > /root/writer <<'EOF'
+i=0
+: > /root/sums
+: > /root/log
+while [ ! -e /root/stop ] && [ "$i" -lt 2000 ]; do
+    a=$(cut -d' ' -f1 /proc/uptime)
+    if dd if=/dev/urandom of=/root/d.$i bs=4096 count=1 conv=fsync 2>/dev/null && sha256sum /root/d.$i >> /root/sums && sync; then
+        echo "$i $a $(cut -d' ' -f1 /proc/uptime)" >> /root/log
+    else
+        echo "FAIL $i" >> /root/log
+    fi
+    i=$((i + 1))
+    sleep 0.2
+done
+echo done >> /root/log
+EOF
+rm -f /root/stop
+nohup sh /root/writer >/dev/null 2>&1 &
+echo started"#;
+
+/// Runs `script` in the guest over SSH from the ConfigNode, as root with the lab's client key
+/// and the host key `instance create` pinned; its stdout.
+fn in_guest(lab: &Lab, ip: &str, script: &str) -> String {
+    let file = lab.state.dir.join("guest-script.sh");
+    std::fs::write(&file, script).unwrap();
+    lab.sh_ok(
+        0,
+        &format!(
+            "ssh -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 root@{ip} sh -s < {}",
+            lab.state.client_key.display(),
+            lab.state.known_hosts.display(),
+            file.display()
+        ),
+    )
+}
+
+/// The guests' settings: the kernel and initrd pushed into the store, 64 MiB, a disk the size
+/// of the tiny image (the store is small).
+fn with_guests(toml: &str) -> String {
+    let mut section = "";
+    let mut out = String::new();
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            section = line;
+        }
+        let key = line.split(" = ").next().unwrap_or_default();
+        let set = match (section, key) {
+            ("[instances]", "kernel") => format!("kernel = \"{STORE}/.images/guest-kernel\""),
+            ("[instances]", "initrd") => format!("initrd = \"{STORE}/.images/guest-initrd\""),
+            ("[instances]", "memory") => "memory = 64".to_string(),
+            ("[instances]", "disk") => "disk = \"64M\"".to_string(),
+            _ => line.to_string(),
+        };
+        out.push_str(&set);
+        out.push('\n');
     }
     out
 }

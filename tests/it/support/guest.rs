@@ -3,7 +3,7 @@
 
 use super::{cloudctl, json, text, Lab};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// Lab host 0 is the ConfigNode.
 pub const CONFIGNODE: usize = 0;
@@ -106,4 +106,59 @@ pub fn found_running(inv: &str, name: &str) -> (Vec<String>, String) {
 pub fn where_runs(inv: &str, name: &str) -> (String, String) {
     let (running, recorded) = found_running(inv, name);
     (running.into_iter().next().unwrap_or_default(), recorded)
+}
+
+/// Pings `ip` from the ConfigNode every 100 ms, at most `count` times (1200: two minutes).
+pub fn pinger(lab: &Lab, ip: &str, count: u32) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.state.hosts[CONFIGNODE].netns])
+        .args(["ping", "-i", "0.1", "-c", &count.to_string(), "-W", "1", ip])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a pinger saw: pings sent, the ones never answered, and those as ranges of sequence
+/// numbers (100 ms apart, counted from the pinger's start).
+pub struct Pings {
+    pub sent: u32,
+    pub lost: u32,
+    pub gaps: String,
+}
+
+/// Stops a pinger (SIGINT: ping prints its summary) and returns what it saw. A ping is lost when
+/// no reply to it came; the last one sent may still be on its way when the pinger stops, which
+/// says nothing about the guest, so it is not counted (ping's own summary counts it).
+pub fn lost(child: Child) -> Pings {
+    // SAFETY: kill(2) on the ping process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = text(&child.wait_with_output().unwrap().stdout);
+    let sent: u32 = out
+        .lines()
+        .find_map(|l| l.split_once(" packets transmitted"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary in: {out}"));
+    let answered: std::collections::BTreeSet<u32> = out
+        .lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let missing: Vec<u32> = (1..sent).filter(|s| !answered.contains(s)).collect();
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    for &seq in &missing {
+        match gaps.last_mut() {
+            Some((_, end)) if *end + 1 == seq => *end = seq,
+            _ => gaps.push((seq, seq)),
+        }
+    }
+    let gaps = gaps
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Pings {
+        sent,
+        lost: missing.len() as u32,
+        gaps,
+    }
 }

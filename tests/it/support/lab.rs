@@ -132,6 +132,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // For a developer looking into a failure: the lab stays up (take it down with
+        // `cloudctl lab down --name NAME`).
+        if std::env::var_os("CLOUDCTL_KEEP_LAB").is_some() {
+            eprintln!("CLOUDCTL_KEEP_LAB: lab {} left up", self.state.name);
+            return;
+        }
         if let Err(e) = cloudctl::lab::down(&self.state.name) {
             eprintln!("lab down {}: {e:#}", self.state.name);
         }
