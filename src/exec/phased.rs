@@ -175,6 +175,7 @@ mod tests {
                 then_ssh: None,
                 tools: vec![crate::local_tools::PING.into()],
             },
+            timed_out: None,
         };
         Plan {
             title: "start the service".into(),

@@ -377,6 +377,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                 every_ms: POLL_EVERY_MS,
                 timeout_secs: r.timeout_secs,
                 reading: Reading::QemuMigration,
+                timed_out: None,
             };
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
             start.push(kvm::qmp_step(g, &[&set, &go]));
