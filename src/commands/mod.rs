@@ -169,9 +169,23 @@ impl Context {
 
     /// Applies with progress; the exit code follows the worst host.
     pub fn apply(&self, connector: &dyn Connector, limits: &Limits, plan: &Plan) -> (Vec<exec::HostReport>, Exit) {
+        self.apply_observed(connector, limits, plan, &|_| {})
+    }
+
+    /// `apply`, `observe` hearing each event too (a wait's rounds, for a command's progress line).
+    pub fn apply_observed(
+        &self,
+        connector: &dyn Connector,
+        limits: &Limits,
+        plan: &Plan,
+        observe: &(dyn Fn(&exec::Event) + Sync),
+    ) -> (Vec<exec::HostReport>, Exit) {
         let hosts: Vec<_> = plan.hosts.iter().map(|h| &h.host).collect();
         let progress = Progress::start(&self.ui, &hosts);
-        let reports = exec::apply(plan, connector, limits, &|e| progress.event(e));
+        let reports = exec::apply(plan, connector, limits, &|e| {
+            observe(&e);
+            progress.event(e)
+        });
         drop(progress);
         let exit = Exit::from_reports(&reports);
         (reports, exit)
