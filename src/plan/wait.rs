@@ -196,7 +196,10 @@ pub fn describe(step: &WaitStep) -> String {
         }
         Reading::QemuMigration => "QEMU reports the migration completed".into(),
         Reading::Outcome { ends, at_timeout } => {
-            format!("the probe reads {} (at the time limit: {at_timeout})", ends.join(" or "))
+            format!(
+                "the probe reads {} (at the time limit: {at_timeout})",
+                ends.join(" or ")
+            )
         }
     };
     format!(

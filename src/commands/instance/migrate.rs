@@ -590,12 +590,16 @@ mod tests {
         let (connector, log) = nodes(|_, _| false, "completed");
         let (n, _) = migrate(connector);
         assert!(
-            n.why.starts_with("after the migration the guest is absent on hnode2 and running on hnode1"),
+            n.why
+                .starts_with("after the migration the guest is absent on hnode2 and running on hnode1"),
             "{}",
             n.why
         );
         assert_eq!(n.state_on_source, Some(GuestState::Running));
-        assert!(sent(&log, "hnode1").iter().any(|s| s.contains("query-migrate")), "the watch ran");
+        assert!(
+            sent(&log, "hnode1").iter().any(|s| s.contains("query-migrate")),
+            "the watch ran"
+        );
         assert!(
             sent(&log, "hnode1").iter().any(|s| s.contains("migrate_cancel")),
             "the abort phase ran"

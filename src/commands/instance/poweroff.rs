@@ -157,7 +157,9 @@ mod tests {
         assert_eq!(waited, Some(Waited::Off));
         let log = log.lock().unwrap();
         assert_eq!(log.len(), 3, "three rounds: {log:?}");
-        assert!(log.iter().all(|(h, s)| h == "confignode" && s.ends_with(" sh 10.0.0.31\n")));
+        assert!(log
+            .iter()
+            .all(|(h, s)| h == "confignode" && s.ends_with(" sh 10.0.0.31\n")));
     }
 
     #[test]

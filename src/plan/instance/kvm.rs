@@ -219,7 +219,11 @@ mod tests {
         let Some(Step::WaitUntil(w)) = steps.last() else {
             panic!("{steps:?}")
         };
-        assert!(w.probe.contains("query-status") && w.probe.ends_with(&g.run_file("qmp")), "{}", w.probe);
+        assert!(
+            w.probe.contains("query-status") && w.probe.ends_with(&g.run_file("qmp")),
+            "{}",
+            w.probe
+        );
         assert_eq!((w.timeout_secs, w.every_ms), (30, 200));
         assert_eq!(read(w, "hnode1", ""), Read::NotYet(vec![]));
         assert_eq!(read(w, "hnode1", "running\n"), Read::Done);

@@ -11,8 +11,8 @@
 use super::probe::{GuestSeen, GuestState, NodeFacts};
 use super::{kvm, script, Backend, Guest};
 use crate::inventory::{Host, Hypervisor};
-use crate::plan::wait::{Reading, WaitStep};
 use crate::plan::phased::{Phase, Phased};
+use crate::plan::wait::{Reading, WaitStep};
 use crate::plan::{command, file, strings, FileSpec, HostPlan, Plan, Step, When};
 use serde::Serialize;
 
@@ -486,7 +486,10 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                 ABORT,
                 phase(
                     format!("abort migrating {name}"),
-                    vec![host_plan(s, with(&abort_src, &src_tidy)), host_plan(t, dst_tidy.clone())],
+                    vec![
+                        host_plan(s, with(&abort_src, &src_tidy)),
+                        host_plan(t, dst_tidy.clone()),
+                    ],
                 ),
             )],
         },
