@@ -474,6 +474,15 @@ mod tests {
     }
 
     fn migrate(connector: ScriptedConnector) -> (NotMoved, String) {
+        let (outcome, inventory) = run_migration(connector);
+        let Outcome::NotMoved(n) = outcome else {
+            panic!("the migration was not aborted")
+        };
+        (n, inventory)
+    }
+
+    /// Migrates web1 from hnode1 to hnode2 (`--unencrypted`): the outcome, and the inventory after.
+    fn run_migration(connector: ScriptedConnector) -> (Outcome, String) {
         let dir = tempfile::tempdir().unwrap();
         let (path, inv) = inventory(dir.path());
         let ctx = Context {
@@ -492,10 +501,7 @@ mod tests {
             confirm: false,
         };
         let outcome = migrate_one(&ctx, &path, &inv, "web1", "hnode2", &opts, &Shared::default()).unwrap();
-        let Outcome::NotMoved(n) = outcome else {
-            panic!("the migration was not aborted")
-        };
-        (n, std::fs::read_to_string(&path).unwrap())
+        (outcome, std::fs::read_to_string(&path).unwrap())
     }
 
     /// What reached `host`, one script per entry.
@@ -605,5 +611,59 @@ mod tests {
             "the abort phase ran"
         );
         target_cleaned(&log);
+    }
+
+    #[test]
+    fn a_migration_that_completes_runs_every_phase_then_the_finish_and_records_the_target() {
+        let (nodes, log) = nodes(|_, _| false, "completed");
+        let inner = nodes.answer.clone();
+        // Once QEMU reported the migration completed, web1 runs on hnode2 and is gone from hnode1.
+        let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = move |host: &str, script: &str| {
+            if script.contains("query-migrate") && !script.contains("rec() {") {
+                moved.store(true, Ordering::SeqCst);
+                let output = r#"{"return": {"status": "completed", "total-time": 1234, "downtime": 42, "ram": {"transferred": 300, "remaining": 0, "total": 256}}}"#;
+                return Ok(ScriptOutput {
+                    output: format!("{output}\n"),
+                    status: 0,
+                });
+            }
+            if script.contains("the guests on a hardware node") && moved.load(Ordering::SeqCst) {
+                let output = if host == "hnode2" {
+                    "guest web1 qemu-running\n"
+                } else {
+                    ""
+                };
+                return Ok(ScriptOutput {
+                    output: output.into(),
+                    status: 0,
+                });
+            }
+            inner(host, script)
+        };
+        let connector = ScriptedConnector {
+            answer: Arc::new(answer),
+            ..nodes
+        };
+        let (outcome, inventory) = run_migration(connector);
+        let Outcome::Moved(m) = outcome else {
+            panic!("the migration did not go through")
+        };
+        assert_eq!((m.from.as_str(), m.to.as_str(), m.left), ("hnode1", "hnode2", None));
+        // The watch's last round is the progress reported.
+        assert_eq!(
+            (m.progress.total_time_ms, m.progress.downtime_ms),
+            (Some(1234), Some(42))
+        );
+        assert!(
+            inventory.contains("hnode = \"hnode2\""),
+            "the guest is recorded on the target"
+        );
+        let source = sent(&log, "hnode1");
+        assert!(source.iter().all(|s| !s.contains("migrate_cancel")), "no abort");
+        assert!(
+            sent(&log, "hnode2").iter().any(|s| s.contains("announce-self")),
+            "the finish announced the guest on the target"
+        );
     }
 }
