@@ -173,4 +173,71 @@ mod tests {
         assert_eq!(waited, Some(Waited::NoPing));
         assert_eq!(log.lock().unwrap().len(), 1, "no second round");
     }
+
+    /// `hnode poweroff hnode1` on one-box with hnode1 drained and empty, over SSH (no BMC); the
+    /// ConfigNode's wait rounds print `off`.
+    fn power_off(dry_run: bool) -> (Exit, Log) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/one-box.toml"))
+            .unwrap()
+            .replace("name = \"hnode1\"\n", "name = \"hnode1\"\ndrained = true\n");
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(&path, text).unwrap();
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            answer: Arc::new(|host, script| {
+                let output = if script.contains("rec() {") {
+                    "@cloudctl 0 ok 0 - -\n"
+                } else if host == "confignode" {
+                    "off\n"
+                } else {
+                    ""
+                };
+                Ok(ScriptOutput {
+                    output: output.into(),
+                    status: 0,
+                })
+            }),
+        };
+        let ctx = Context {
+            inventory_path: Some(path),
+            dry_run,
+            yes: true,
+            forks: 1,
+            templates: None,
+            ui: crate::ui::Ui::new(false, true, 0),
+            hosts: Some(Arc::new(connector)),
+        };
+        let args = HnodePoweroffArgs {
+            name: "hnode1".into(),
+            wait: 30,
+        };
+        (poweroff(&ctx, args).unwrap(), log)
+    }
+
+    #[test]
+    fn the_node_is_switched_off_then_watched_from_the_confignode_and_a_dry_run_does_neither() {
+        let (exit, log) = power_off(false);
+        assert_eq!(exit, Exit::Ok);
+        let log = log.lock().unwrap();
+        let off = log
+            .iter()
+            .position(|(h, s)| h == "hnode1" && s.contains("poweroff"))
+            .expect("poweroff ran on hnode1");
+        let watched = log
+            .iter()
+            .position(|(h, s)| h == "confignode" && s.ends_with(" sh 10.201.0.11\n"))
+            .expect("the ConfigNode watched");
+        assert!(off < watched, "switched off, then watched: {log:?}");
+
+        let (exit, log) = power_off(true);
+        assert_eq!(exit, Exit::Ok);
+        let log = log.lock().unwrap();
+        assert!(
+            log.iter().all(|(_, s)| !s.contains("poweroff") && !s.contains("ping")),
+            "a dry run only asks which guests run: {log:?}"
+        );
+    }
 }
