@@ -114,18 +114,19 @@ impl Context {
         local: &[LocalStep],
         more: impl FnOnce(serde_json::Value) -> Option<Result<Exit, Error>>,
     ) -> Result<Exit, Error> {
-        let connector = self.connector(inv);
+        // SSH, or the connector a test gave (as probes use).
+        let connector = self.reach(inv);
         let limits = self.limits(inv);
         if self.dry_run {
             self.apply_local(local)?;
-            return self.preview(&connector, &limits, plan);
+            return self.preview(connector.as_ref(), &limits, plan);
         }
         if plan.confirm {
             let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.name.as_str()).collect();
             self.ui
                 .confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
         }
-        let (reports, exit) = self.apply(&connector, &limits, plan);
+        let (reports, exit) = self.apply(connector.as_ref(), &limits, plan);
         // With --json the apply report waits: `more` may fold it into its own single document.
         if exit != Exit::Ok || !self.ui.json {
             report::apply(&self.ui, &plan.title, &reports, exit);
@@ -169,9 +170,23 @@ impl Context {
 
     /// Applies with progress; the exit code follows the worst host.
     pub fn apply(&self, connector: &dyn Connector, limits: &Limits, plan: &Plan) -> (Vec<exec::HostReport>, Exit) {
+        self.apply_observed(connector, limits, plan, &|_| {})
+    }
+
+    /// `apply`, `observe` hearing each event too (a wait's rounds, for a command's progress line).
+    pub fn apply_observed(
+        &self,
+        connector: &dyn Connector,
+        limits: &Limits,
+        plan: &Plan,
+        observe: &(dyn Fn(&exec::Event) + Sync),
+    ) -> (Vec<exec::HostReport>, Exit) {
         let hosts: Vec<_> = plan.hosts.iter().map(|h| &h.host).collect();
         let progress = Progress::start(&self.ui, &hosts);
-        let reports = exec::apply(plan, connector, limits, &|e| progress.event(e));
+        let reports = exec::apply(plan, connector, limits, &|e| {
+            observe(&e);
+            progress.event(e)
+        });
         drop(progress);
         let exit = Exit::from_reports(&reports);
         (reports, exit)

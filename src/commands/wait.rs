@@ -53,6 +53,7 @@ impl Watch<'_> {
                 }),
                 tools,
             },
+            timed_out: None,
         }
     }
 }

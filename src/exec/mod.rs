@@ -8,7 +8,7 @@ pub mod known_hosts;
 pub mod local;
 pub mod openssh;
 mod outcome;
-mod phased;
+pub mod phased;
 pub mod push;
 pub mod record;
 pub mod script;
@@ -147,6 +147,8 @@ impl HostReport {
 /// Progress the executor reports while it runs (the UI decides how to show it).
 pub enum Event<'a> {
     Stage(&'a Host, &'static str),
+    /// A round of a wait's probe, with its output (a command may show progress from it).
+    Round(&'a Host, &'a str),
     Done(&'a HostReport),
 }
 

@@ -1,3 +1,6 @@
+//! Phases and waits. A phased plan (`plan::phased`) runs phase after phase (`run`), its
+//! on_failure phases once one fails (`undo`), each phase applied as any plan (`apply_phase`).
+//!
 //! A host's steps with waits among them: the steps between two waits go as one apply script
 //! (as a plan without waits does), each wait is polled by `wait::until` on the same session, and
 //! the first failure stops the host, the steps after it reported as not run.
@@ -12,6 +15,7 @@ use super::wait::{self, WaitError};
 use super::{
     apply_steps, Connector, Event, HostError, HostPlan, HostReport, HostStatus, Limits, StepReport, Transport,
 };
+use crate::plan::phased::{Phase, Phased};
 use crate::plan::Step;
 use std::time::Instant;
 
@@ -32,7 +36,12 @@ pub(super) fn apply_with_waits(
     while i < hp.steps.len() {
         if let Step::WaitUntil(w) = &hp.steps[i] {
             events(Event::Stage(&hp.host, "waiting"));
-            let result = wait::until(connector, &hp.host, transport, w, Instant::now(), &mut |_| {});
+            let mut rounds = |seen: wait::Seen| {
+                if let wait::Seen::Round(output) = seen {
+                    events(Event::Round(&hp.host, output));
+                }
+            };
+            let result = wait::until(connector, &hp.host, transport, w, Instant::now(), &mut rounds);
             let (status, stdout, stderr) = match &result {
                 Ok(done) => (StepStatus::Ok, done.output.clone(), String::new()),
                 Err(e) => (StepStatus::Failed, String::new(), e.message(w)),
@@ -101,6 +110,92 @@ pub(super) fn apply_with_waits(
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// How a phased run failed: the phase, and why (its own words, or what its hosts said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseFailed {
+    pub phase: String,
+    pub why: String,
+}
+
+/// Runs `phased` through `apply` (which applies one phase and says why it did not apply on
+/// every host): the phases in order until one fails; then `failed` hears of it, before anything
+/// is undone, and the on_failure phases run (`undo`). The phases after a failed one never run.
+pub fn run(
+    phased: &Phased,
+    apply: &mut dyn FnMut(&Phase) -> Result<(), String>,
+    failed: &mut dyn FnMut(&PhaseFailed),
+) -> Result<(), PhaseFailed> {
+    for phase in &phased.phases {
+        if let Err(why) = apply(phase) {
+            let f = PhaseFailed {
+                phase: phase.name.clone(),
+                why: phase.failed.clone().unwrap_or(why),
+            };
+            failed(&f);
+            undo(phased, apply);
+            return Err(f);
+        }
+    }
+    Ok(())
+}
+
+/// The on_failure phases, in order, each whatever the one before it did, and even after Ctrl-C
+/// (which would otherwise keep their hosts from starting). Also for a caller that finds, after
+/// the phases applied, that the run must be undone.
+pub fn undo(phased: &Phased, apply: &mut dyn FnMut(&Phase) -> Result<(), String>) {
+    super::even_if_interrupted(|| {
+        for phase in &phased.on_failure {
+            // Tidying up is best effort: a failed step is in the phase's own report.
+            let _ = apply(phase);
+        }
+    });
+}
+
+/// Applies one phase through `connector`, each host bounded by the phase's own limit when it
+/// has one: the hosts' reports, and why it did not apply on every host.
+pub fn apply_phase(
+    phase: &Phase,
+    connector: &dyn Connector,
+    limits: &Limits,
+    events: &(dyn Fn(Event) + Sync),
+) -> (Vec<HostReport>, Result<(), String>) {
+    let limits = bounded(phase, limits);
+    let reports = super::apply(&phase.plan, connector, &limits, events);
+    let why = why(&reports);
+    (reports, why.map_or(Ok(()), Err))
+}
+
+/// `limits` with the phase's own bound on each host, when it has one.
+pub fn bounded(phase: &Phase, limits: &Limits) -> Limits {
+    Limits {
+        forks: limits.forks,
+        host_timeout: phase
+            .timeout_secs
+            .map_or(limits.host_timeout, std::time::Duration::from_secs),
+    }
+}
+
+/// Why a phase did not apply on every host (the first host that did not), or `None`: a lost
+/// host names itself, a failed step says why in its own words (a wait's reason), else the host's
+/// error.
+pub fn why(reports: &[HostReport]) -> Option<String> {
+    let r = reports
+        .iter()
+        .find(|r| !matches!(r.status, HostStatus::Ok | HostStatus::Changed))?;
+    let step = r
+        .steps
+        .iter()
+        .find(|s| s.result.status == StepStatus::Failed && !s.result.stderr.trim().is_empty());
+    Some(match (r.status, &r.error, step) {
+        (HostStatus::Unreachable | HostStatus::HostKeyRefused, Some(e), _) => {
+            format!("lost the connection to {}: {e}", r.name)
+        }
+        (_, _, Some(s)) => s.result.stderr.trim().to_string(),
+        (_, Some(e), None) => format!("{}: {e}", r.name),
+        (status, None, None) => format!("{}: {status:?}", r.name),
+    })
 }
 
 /// A command that reacts to a file on the other side of a wait, which its script would never
@@ -175,6 +270,7 @@ mod tests {
                 then_ssh: None,
                 tools: vec![crate::local_tools::PING.into()],
             },
+            timed_out: None,
         };
         Plan {
             title: "start the service".into(),
@@ -321,5 +417,93 @@ mod tests {
             shown.contains("wait up to 10 s for the service (every 10 ms): warming up, then serving"),
             "{shown}"
         );
+    }
+
+    /// A phased plan on one host: `one`, `two`, `three` in turn, `tidy` on failure; the apply
+    /// script holding `fails` fails.
+    fn phased_run(fails: &'static str) -> (Result<(), PhaseFailed>, Vec<String>, Vec<String>) {
+        use crate::plan::phased::{Phase, Phased};
+        let phase = |name: &str| {
+            let mut p = plan(10);
+            // Exclusive: applied as a script, as a migration's phases are.
+            p.hosts[0].exclusive = true;
+            p.hosts[0].steps = vec![command(&[&format!("phase-{name}")], When::Always)];
+            Phase::new(name, p)
+        };
+        let phased = Phased {
+            phases: vec![
+                phase("one"),
+                phase("two").failing_as("two could not be done".into()),
+                phase("three"),
+            ],
+            on_failure: vec![phase("tidy")],
+        };
+        let log = Log::default();
+        let connector = ScriptedConnector {
+            log: log.clone(),
+            connect: Arc::new(|_| Ok(())),
+            answer: Arc::new(move |_, script| {
+                let fails = script.contains(&format!("phase-{fails}"));
+                let output = if fails {
+                    "@cloudctl 0 failed 1 - -\n"
+                } else {
+                    "@cloudctl 0 ok 0 - -\n"
+                };
+                Ok(ScriptOutput {
+                    output: output.into(),
+                    status: i32::from(fails),
+                })
+            }),
+        };
+        let mut applied = Vec::new();
+        let mut heard = Vec::new();
+        let got = run(
+            &phased,
+            &mut |p| {
+                applied.push(p.name.clone());
+                apply_phase(p, &connector, &limits(), &|_| {}).1
+            },
+            &mut |f| heard.push(format!("{}: {}", f.phase, f.why)),
+        );
+        let sent: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, s)| {
+                let name = ["one", "two", "three", "tidy"]
+                    .into_iter()
+                    .find(|w| s.contains(&format!("phase-{w}")))?;
+                Some(name.to_string())
+            })
+            .collect();
+        assert_eq!(applied, sent, "each phase applied is what reached the host");
+        assert_eq!(heard.len(), usize::from(got.is_err()));
+        (got, applied, heard)
+    }
+
+    #[test]
+    fn phases_run_in_order_and_on_failure_does_not_run_when_all_apply() {
+        let (got, applied, _) = phased_run("nothing-fails");
+        assert_eq!(got, Ok(()));
+        assert_eq!(applied, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn a_failed_phase_runs_on_failure_and_no_later_phase() {
+        let (got, applied, heard) = phased_run("two");
+        assert_eq!(
+            got,
+            Err(PhaseFailed {
+                phase: "two".into(),
+                why: "two could not be done".into()
+            })
+        );
+        assert_eq!(applied, ["one", "two", "tidy"], "three never runs; tidy does");
+        assert_eq!(heard, ["two: two could not be done"], "heard of before the tidying");
+        // A phase without words of its own fails with its host's.
+        let (got, applied, _) = phased_run("one");
+        let why = got.unwrap_err().why;
+        assert!(why.contains("node"), "{why}");
+        assert_eq!(applied, ["one", "tidy"]);
     }
 }

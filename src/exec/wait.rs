@@ -1,6 +1,7 @@
 //! The one poller: runs a `WaitStep`'s probe on a host round after round until its reading says
 //! done, it fails, or the time runs out (naming the last stage seen). Every wait of cloudctl —
-//! a node or guest coming up, a live migration, a step of a plan — goes through here.
+//! a node or guest coming up, a live migration, a node going off, a step of a plan — goes
+//! through here.
 
 use super::{Connector, HostError, Transport, INTERRUPTED};
 use crate::inventory::Host;
@@ -67,6 +68,13 @@ pub fn until(
             return Err(WaitError::Interrupted);
         }
         if Instant::now() >= deadline {
+            // A reading whose timeout is an outcome ends as that outcome.
+            if let Some(outcome) = step.reading.outcome_at_timeout() {
+                return Ok(Waited {
+                    output: format!("{outcome}\n"),
+                    ssh: None,
+                });
+            }
             return Err(WaitError::TimedOut { last: seen.pop() });
         }
         let round = Instant::now();
@@ -127,6 +135,7 @@ impl WaitError {
     /// The error a step of a plan reports (the commands that wait themselves word their own).
     pub fn message(&self, step: &WaitStep) -> String {
         match self {
+            WaitError::TimedOut { .. } if step.timed_out.is_some() => step.timed_out.clone().unwrap_or_default(),
             WaitError::TimedOut { last } => format!(
                 "gave up after {} s waiting for: {}{}",
                 step.timeout_secs,

@@ -14,6 +14,7 @@ pub mod lamp;
 pub mod masked;
 pub mod node;
 pub mod node_memory;
+pub mod phased;
 pub mod placement;
 pub mod poweroff;
 pub mod rebalance;

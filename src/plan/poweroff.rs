@@ -7,6 +7,7 @@ use super::{strings, CommandStep, HostPlan, Plan, Step, When};
 use crate::error::Error;
 use crate::inventory::{Host, Node};
 use crate::plan::instance::probe::GuestSeen;
+use crate::plan::wait::{Reading, WaitStep};
 use serde::Serialize;
 
 /// How the node is switched off.
@@ -105,13 +106,32 @@ pub fn plan(
     })
 }
 
-/// `wait-off.sh ADDRESS SECONDS` (scripts/hnode/wait-off.sh), for the ConfigNode: read-only,
-/// bounded in time; prints `off`, `answering` or `no-ping`.
+/// `wait-off.sh ADDRESS` (scripts/hnode/wait-off.sh), for the ConfigNode: read-only, one round
+/// of the wait (at most three pings); prints `off`, `answering` or `no-ping`.
 pub const WAIT_OFF: &str = include_str!("../../scripts/hnode/wait-off.sh");
 
-/// The wait as one line for the ConfigNode: the program and its two arguments, each quoted.
-pub fn wait_script(address: &str, limit_secs: u64) -> String {
-    crate::shell::sh_c(WAIT_OFF, &[address, &limit_secs.to_string()]) + "\n"
+/// One round of the wait as one line for the ConfigNode: the program and its address, quoted.
+pub fn wait_script(address: &str) -> String {
+    crate::shell::sh_c(WAIT_OFF, &[address]) + "\n"
+}
+
+/// The wait, from the ConfigNode, until node `name` at `address` stops answering ping, bounded
+/// by `limit_secs`: polled by the executor. Its outcome is what the last round read (`off`,
+/// `no-ping`), or `answering` when the time ran out: a node still answering is reported, not an
+/// error of the wait.
+pub fn wait_step(name: &str, address: &str, limit_secs: u64) -> WaitStep {
+    WaitStep {
+        what: format!("{name} to stop answering ping"),
+        setup: None,
+        probe: wait_script(address),
+        every_ms: 1000,
+        timeout_secs: limit_secs,
+        reading: Reading::Outcome {
+            ends: strings(&["off", "no-ping"]),
+            at_timeout: "answering".into(),
+        },
+        timed_out: None,
+    }
 }
 
 /// What the wait saw.
@@ -125,7 +145,7 @@ pub enum Waited {
 }
 
 pub fn parse_wait(out: &str) -> Waited {
-    match out.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+    match super::wait::last_word(out) {
         Some("off") => Waited::Off,
         Some("no-ping") => Waited::NoPing,
         _ => Waited::StillAnswering,

@@ -20,6 +20,10 @@ pub struct WaitStep {
     pub every_ms: u64,
     pub timeout_secs: u64,
     pub reading: Reading,
+    /// What a timeout says instead of the general `gave up after … waiting for …` (e.g. where
+    /// to look next).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<String>,
 }
 
 /// How a probe's output reads.
@@ -42,6 +46,21 @@ pub enum Reading {
     },
     /// QEMU's `query-migrate` answer: done once completed; failed once failed or cancelled.
     QemuMigration,
+    /// The probe prints a word a round (its last line counts): a word of `ends` ends the wait
+    /// with that word as its outcome, and so does the time running out, with `at_timeout` as
+    /// the outcome: reported by the command, not an error (a node that still answers ping after
+    /// `hnode poweroff` is something to say, not a failed step).
+    Outcome { ends: Vec<String>, at_timeout: String },
+}
+
+impl Reading {
+    /// The outcome a timeout is, for a reading whose timeout is no error.
+    pub fn outcome_at_timeout(&self) -> Option<&str> {
+        match self {
+            Reading::Outcome { at_timeout, .. } => Some(at_timeout),
+            _ => None,
+        }
+    }
 }
 
 /// A stage a probe reports by printing `key`; `what` is how messages name it.
@@ -145,7 +164,16 @@ pub fn read<'a>(step: &'a WaitStep, host: &str, output: &str) -> Read<'a> {
                 _ => Read::NotYet(Vec::new()),
             }
         }
+        Reading::Outcome { ends, .. } => match last_word(output) {
+            Some(w) if ends.iter().any(|e| e == w) => Read::Done,
+            _ => Read::NotYet(Vec::new()),
+        },
     }
+}
+
+/// The last line of a probe's output that is not blank, trimmed.
+pub fn last_word(output: &str) -> Option<&str> {
+    output.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
 /// The wait in one line, for plan previews.
@@ -167,6 +195,12 @@ pub fn describe(step: &WaitStep) -> String {
             said.join(", then ")
         }
         Reading::QemuMigration => "QEMU reports the migration completed".into(),
+        Reading::Outcome { ends, at_timeout } => {
+            format!(
+                "the probe reads {} (at the time limit: {at_timeout})",
+                ends.join(" or ")
+            )
+        }
     };
     format!(
         "wait up to {} s for {} (every {} ms): {until}",
@@ -191,6 +225,7 @@ mod tests {
                 then_ssh: None,
                 tools: vec![crate::local_tools::PING.into()],
             },
+            timed_out: None,
         }
     }
 
@@ -225,6 +260,28 @@ mod tests {
         assert_eq!(
             read(&w, "h", "oops"),
             Read::Failed("QEMU on h gave no migration status: oops".into())
+        );
+    }
+
+    #[test]
+    fn an_outcome_reading_ends_on_one_of_its_words_only() {
+        let w = WaitStep {
+            reading: Reading::Outcome {
+                ends: vec!["off".into(), "no-ping".into()],
+                at_timeout: "answering".into(),
+            },
+            ..booting()
+        };
+        assert_eq!(read(&w, "cn", "answering\n"), Read::NotYet(vec![]));
+        assert_eq!(read(&w, "cn", ""), Read::NotYet(vec![]));
+        assert_eq!(read(&w, "cn", "off\n"), Read::Done);
+        assert_eq!(read(&w, "cn", "no-ping\n\n"), Read::Done);
+        assert_eq!(w.reading.outcome_at_timeout(), Some("answering"));
+        assert_eq!(booting().reading.outcome_at_timeout(), None);
+        assert!(
+            describe(&w).ends_with("the probe reads off or no-ping (at the time limit: answering)"),
+            "{}",
+            describe(&w)
         );
     }
 }

@@ -72,6 +72,8 @@ impl Progress {
         let (name, message) = match &event {
             Event::Stage(h, stage) => (h.name.as_str(), stage.to_string()),
             Event::Done(r) => (r.name.as_str(), status_word(r.status).to_string()),
+            // A wait's rounds are the command's to show, if it likes.
+            Event::Round(..) => return,
         };
         match self {
             Progress::Silent => {}
@@ -90,6 +92,7 @@ impl Progress {
                     match event {
                         Event::Done(_) => bar.finish_with_message(message),
                         Event::Stage(..) => bar.set_message(message),
+                        Event::Round(..) => {}
                     }
                 }
             }

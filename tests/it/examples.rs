@@ -380,8 +380,8 @@ fn instance_lifecycle(ex: &Example) -> Result<Vec<Plan>, String> {
     let removed = remove::plan(&guest, target, &remove::Disk::Delete, Some("0123456789abcdef"), 30);
     Ok(vec![
         created,
-        migration.prepare,
-        migration.start,
+        migration.phase("prepare").clone(),
+        migration.start().clone(),
         migration.finish,
         removed,
     ])

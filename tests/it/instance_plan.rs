@@ -287,7 +287,7 @@ fn golden_migrations_for_both_backends() {
         assert!(text.contains(r#"restrict,from=\"10.0.0.31\",command=\""#), "{name}");
         assert!(text.contains("StrictHostKeyChecking=yes"), "{name}");
         // Whatever happens, the keys go: abort tidies both ends too.
-        for phase in [&p.finish, &p.abort] {
+        for phase in [&p.finish, p.abort()] {
             let all = json(phase);
             assert!(
                 all.contains("cloudctl-migrate-web1") && all.contains("migrate-key"),
@@ -297,9 +297,9 @@ fn golden_migrations_for_both_backends() {
     }
     let plain = migration(&seed(true), Channel::Tcp { port: 49152 }).unwrap();
     assert!(
-        json(&plain.start).contains(r#"\"uri\":\"tcp:hnode2.lab.example:49152\""#),
+        json(plain.start()).contains(r#"\"uri\":\"tcp:hnode2.lab.example:49152\""#),
         "{}",
-        json(&plain.start)
+        json(plain.start())
     );
     assert!(
         migration(&seed(false), Channel::Tcp { port: 49152 }).is_err(),
@@ -583,7 +583,7 @@ fn the_abort_phase_stops_no_guest() {
         timeout_secs: 600,
     })
     .unwrap();
-    let abort = json(&p.abort);
+    let abort = json(p.abort());
     assert!(!abort.contains("\"quit\"") && !abort.contains("kill -9"), "{abort}");
     let stop = json(&p.stop_target);
     assert!(stop.contains("kill -9") && stop.contains("hnode2"), "{stop}");

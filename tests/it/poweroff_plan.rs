@@ -113,6 +113,10 @@ fn the_wait_reads_off_answering_or_no_ping() {
     assert_eq!(poweroff::parse_wait("answering\n"), Waited::StillAnswering);
     assert_eq!(poweroff::parse_wait("no-ping\n"), Waited::NoPing);
     assert_eq!(poweroff::parse_wait(""), Waited::StillAnswering);
-    let line = poweroff::wait_script("10.0.0.31", 120);
-    assert!(line.ends_with(" sh 10.0.0.31 120\n"), "{line}");
+    // One round of the wait, on the ConfigNode; the executor polls it until the limit.
+    let line = poweroff::wait_script("10.0.0.31");
+    assert!(line.ends_with(" sh 10.0.0.31\n"), "{line}");
+    let step = poweroff::wait_step("hnode1", "10.0.0.31", 120);
+    assert_eq!((step.probe.as_str(), step.timeout_secs), (line.as_str(), 120));
+    assert_eq!(step.reading.outcome_at_timeout(), Some("answering"));
 }

@@ -6,20 +6,19 @@ use crate::cli::InstanceMigrateArgs;
 use crate::error::{Error, Exit};
 use crate::exec::effect::LocalStep;
 use crate::exec::known_hosts::host_pattern;
-use crate::exec::wait::{self, Seen as Polled, WaitError};
-use crate::exec::INTERRUPTED;
+use crate::exec::phased;
+use crate::exec::{Event, INTERRUPTED};
 use crate::inventory::{self, Host, Hypervisor, Inventory};
 use crate::inventory_file;
-use crate::plan::instance::migrate::{
-    self, After, Channel, MigrateRequest, MigrationPlan, Moved, NotMoved, Progress, Seen, Verdict,
-};
+use crate::plan::instance::migrate::{self, After, Channel, MigrateRequest, Moved, NotMoved, Seen, Verdict};
 use crate::plan::instance::probe::{self, GuestState};
 use crate::plan::instance::{hypervisor_of, Guest};
-use crate::plan::wait::WaitStep;
+use crate::plan::phased::Phase;
 use crate::plan::Plan;
 use crate::ui::instance as show;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The port a target listens on for an `--unencrypted` migration.
@@ -168,9 +167,9 @@ pub fn migrate_one(
     let connector = ctx.reach(inv);
     let limits = ctx.limits(inv);
     if ctx.dry_run {
-        return ctx
-            .preview(connector.as_ref(), &limits, &all_phases(&plan))
-            .map(Outcome::Previewed);
+        // Every phase, the wait for the migration included, then the finish.
+        let shown = plan.run.shown(&plan.start().title, &[&plan.finish]);
+        return ctx.preview(connector.as_ref(), &limits, &shown).map(Outcome::Previewed);
     }
     if opts.confirm {
         ctx.ui.confirm(
@@ -179,28 +178,54 @@ pub fn migrate_one(
         )?;
     }
     let started = Instant::now();
-    let run_with = |p: &Plan, limits: &crate::exec::Limits| {
-        let (reports, exit) = ctx.apply(connector.as_ref(), limits, p);
-        if exit != Exit::Ok {
+    // A plan through the executor, its report shown when it did not apply everywhere (not the
+    // watch's: its reason is said as the reason to abort); `observe` hears the wait's rounds.
+    let run_with = |p: &Plan, limits: &crate::exec::Limits, observe: &(dyn Fn(&Event) + Sync), report: bool| {
+        let (reports, exit) = ctx.apply_observed(connector.as_ref(), limits, p, observe);
+        if exit != Exit::Ok && report {
             crate::ui::report::apply(&ctx.ui, &p.title, &reports, exit);
         }
-        exit
+        (reports, exit)
     };
+    // Phases that edit authorized_keys (which nodes may share: the lab's do) run one at a time
+    // across concurrent migrations; the start and the watch, which may be long, do not wait.
+    let one_at_a_time = || shared.phases.lock().unwrap_or_else(|e| e.into_inner());
     let run = |p: &Plan| {
-        let _one_at_a_time = shared.phases.lock().unwrap_or_else(|e| e.into_inner());
-        run_with(p, &limits)
+        let _one = one_at_a_time();
+        run_with(p, &limits, &|_| {}, true).1
     };
-    // The start phase is the migration itself for Xen (`xl migrate` returns when it is done):
-    // it is bounded by --timeout, not by host_timeout.
-    let start_limits = crate::exec::Limits {
-        forks: limits.forks,
-        host_timeout: limit,
+    // The watch's rounds: the last one kept (the progress reported), a progress line twice a second.
+    let last_round = Mutex::new(String::new());
+    let shown = Mutex::new(Instant::now() - Duration::from_secs(1));
+    let observe = |e: &Event| {
+        let Event::Round(_, output) = e else { return };
+        *last_round.lock().unwrap_or_else(|e| e.into_inner()) = output.to_string();
+        let mut shown = shown.lock().unwrap_or_else(|e| e.into_inner());
+        if shown.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        // A final status ends the wait instead (done, or the reason to abort).
+        let last = ["completed", "failed", "cancelled", "cancelling"];
+        if let Some(p) = migrate::parse_progress(output).filter(|p| !last.contains(&p.status.as_str())) {
+            show::progress(&ctx.ui, g.name.as_str(), &p, started.elapsed());
+            *shown = Instant::now();
+        }
     };
-    let abort = |why: String| -> Result<Outcome, Error> {
+    let mut apply = |phase: &Phase| {
+        let long = [migrate::START, migrate::POLL].contains(&phase.name.as_str());
+        let _one = (!long).then(one_at_a_time);
+        let watch = phase.name == migrate::POLL;
+        let (reports, exit) = run_with(&phase.plan, &phased::bounded(phase, &limits), &observe, !watch);
+        match exit {
+            Exit::Ok => Ok(()),
+            _ => Err(phased::why(&reports).unwrap_or_else(|| format!("{} did not apply", phase.name))),
+        }
+    };
+    let aborting = |why: &str| ctx.ui.warn(&format!("{}: {why}; aborting", g.name));
+    // After the abort phase: the target's copy is stopped only when the source's verifiably runs.
+    let not_moved = |why: String| -> Result<Outcome, Error> {
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         let state = crate::exec::even_if_interrupted(|| {
-            ctx.ui.warn(&format!("{}: {why}; aborting", g.name));
-            run(&plan.abort);
             // A completed migration leaves the source paused: the target's copy is then the only
             // one running, and must not be stopped on the word of a node that did not answer.
             let on_source = state_on(ctx, inv, &source, &g);
@@ -236,24 +261,18 @@ pub fn migrate_one(
             exit: if interrupted { Exit::Interrupted } else { Exit::Failed },
         }))
     };
-    if run(&plan.prepare) != Exit::Ok {
-        return abort(format!("{to} could not be prepared"));
+    // Prepare, start, watch; on a failure the executor runs the abort phase, and no later phase.
+    if let Err(failed) = phased::run(&plan.run, &mut apply, &mut |f| aborting(&f.why)) {
+        return not_moved(failed.why);
     }
-    if run_with(&plan.start, &start_limits) != Exit::Ok {
-        return abort("the migration did not start".into());
-    }
-    let mut last = Progress::default();
-    if let Some(poll) = &plan.poll {
-        match watch(ctx, inv, &g, &source, poll, started) {
-            Ok(p) => last = p,
-            Err(why) => return abort(why),
-        }
-    }
+    let last = migrate::parse_progress(&last_round.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default();
     // Verify before anything is finalised: the guest runs on the target and not on the source.
     let on_target = state_on(ctx, inv, &target, &g);
     let on_source = state_on(ctx, inv, &source, &g);
     if let After::NotMoved(why) = migrate::after_migration(to, &on_target, &source.name, &on_source) {
-        return abort(why);
+        aborting(&why);
+        phased::undo(&plan.run, &mut apply);
+        return not_moved(why);
     }
     if run(&plan.finish) != Exit::Ok {
         ctx.ui
@@ -275,31 +294,6 @@ pub fn migrate_one(
             Err(_) => Some(GuestState::Unknown),
         },
     }))
-}
-
-/// One plan holding every phase, the wait for the migration included, for the dry run's preview.
-fn all_phases(p: &MigrationPlan) -> Plan {
-    // The wait runs on the source, between start and finish.
-    let wait = p
-        .poll
-        .iter()
-        .zip(p.start.hosts.first())
-        .map(|(w, source)| crate::plan::HostPlan {
-            host: source.host.clone(),
-            exclusive: false,
-            steps: vec![crate::plan::Step::WaitUntil(w.clone())],
-        });
-    let hosts = (p.prepare.hosts.iter().cloned())
-        .chain(p.start.hosts.iter().cloned())
-        .chain(wait)
-        .chain(p.finish.hosts.iter().cloned())
-        .collect();
-    Plan {
-        title: p.start.title.clone(),
-        hosts,
-        confirm: true,
-        redact: Vec::new(),
-    }
 }
 
 /// MiB the inventory leaves for guests on `node` (its `memory` minus the guests recorded there).
@@ -337,42 +331,6 @@ fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Cha
         public_key: public,
         target_known_host: pinned.line(&pattern),
     })
-}
-
-/// Waits, through the executor's poller, until QEMU on the source reports the migration
-/// completed, showing its progress twice a second; Err says why it did not complete.
-fn watch(
-    ctx: &Context,
-    inv: &Inventory,
-    g: &Guest,
-    source: &Host,
-    poll: &WaitStep,
-    started: Instant,
-) -> Result<Progress, String> {
-    let connector = ctx.reach(inv);
-    let deadline = started + Duration::from_secs(poll.timeout_secs);
-    let lost = |e: crate::exec::HostError| format!("lost the connection to {}: {e}", source.name);
-    let mut t = connector.connect(source, deadline).map_err(lost)?;
-    let mut shown = Instant::now() - Duration::from_secs(1);
-    let mut observe = |seen: Polled| {
-        let Polled::Round(output) = seen else { return };
-        if shown.elapsed() < Duration::from_millis(500) {
-            return;
-        }
-        // A final status ends the wait instead (done, or the reason to abort).
-        let last = ["completed", "failed", "cancelled", "cancelling"];
-        if let Some(p) = migrate::parse_progress(output).filter(|p| !last.contains(&p.status.as_str())) {
-            show::progress(&ctx.ui, g.name.as_str(), &p, started.elapsed());
-            shown = Instant::now();
-        }
-    };
-    match wait::until(connector.as_ref(), source, &mut t, poll, started, &mut observe) {
-        Ok(done) => Ok(migrate::parse_progress(&done.output).unwrap_or_default()),
-        Err(WaitError::TimedOut { .. }) => Err(format!("the migration did not finish within {} s", poll.timeout_secs)),
-        Err(WaitError::Failed(why)) => Err(why),
-        Err(WaitError::Lost(e)) => Err(lost(e)),
-        Err(WaitError::Interrupted) => Err("interrupted".into()),
-    }
 }
 
 /// The guest's state on one node (`Ok(None)`: not there), asked up to three times a second
@@ -516,6 +474,15 @@ mod tests {
     }
 
     fn migrate(connector: ScriptedConnector) -> (NotMoved, String) {
+        let (outcome, inventory) = run_migration(connector);
+        let Outcome::NotMoved(n) = outcome else {
+            panic!("the migration was not aborted")
+        };
+        (n, inventory)
+    }
+
+    /// Migrates web1 from hnode1 to hnode2 (`--unencrypted`): the outcome, and the inventory after.
+    fn run_migration(connector: ScriptedConnector) -> (Outcome, String) {
         let dir = tempfile::tempdir().unwrap();
         let (path, inv) = inventory(dir.path());
         let ctx = Context {
@@ -534,10 +501,7 @@ mod tests {
             confirm: false,
         };
         let outcome = migrate_one(&ctx, &path, &inv, "web1", "hnode2", &opts, &Shared::default()).unwrap();
-        let Outcome::NotMoved(n) = outcome else {
-            panic!("the migration was not aborted")
-        };
-        (n, std::fs::read_to_string(&path).unwrap())
+        (outcome, std::fs::read_to_string(&path).unwrap())
     }
 
     /// What reached `host`, one script per entry.
@@ -601,5 +565,105 @@ mod tests {
             );
             assert!(inventory.contains("hnode = \"hnode1\""), "the record is unchanged");
         }
+    }
+
+    #[test]
+    fn a_start_that_fails_runs_the_abort_phase_and_never_the_watch() {
+        // --unencrypted: nothing to prepare on the source, so its first apply is the start.
+        let (connector, log) = nodes(|h, n| h == "hnode1" && n == 0, "completed");
+        let (n, inventory) = migrate(connector);
+        assert_eq!(n.why, "the migration did not start");
+        assert_eq!(n.exit, Exit::Failed);
+        assert_eq!(n.state_on_source, Some(GuestState::Running));
+        source_untouched(&log);
+        target_cleaned(&log);
+        let source = sent(&log, "hnode1");
+        assert!(
+            source.iter().all(|s| !s.contains("query-migrate")),
+            "the phase after the failed one (the watch) never ran"
+        );
+        assert!(
+            source.iter().any(|s| s.contains("migrate_cancel")),
+            "the abort phase ran on the source"
+        );
+        assert!(inventory.contains("hnode = \"hnode1\""), "the record is unchanged");
+    }
+
+    #[test]
+    fn a_completed_migration_the_target_does_not_confirm_is_aborted_after_the_phases() {
+        // QEMU reports completed, but the target never reports the guest: the phases all
+        // applied, the verification fails, and the abort phase runs all the same.
+        let (connector, log) = nodes(|_, _| false, "completed");
+        let (n, _) = migrate(connector);
+        assert!(
+            n.why
+                .starts_with("after the migration the guest is absent on hnode2 and running on hnode1"),
+            "{}",
+            n.why
+        );
+        assert_eq!(n.state_on_source, Some(GuestState::Running));
+        assert!(
+            sent(&log, "hnode1").iter().any(|s| s.contains("query-migrate")),
+            "the watch ran"
+        );
+        assert!(
+            sent(&log, "hnode1").iter().any(|s| s.contains("migrate_cancel")),
+            "the abort phase ran"
+        );
+        target_cleaned(&log);
+    }
+
+    #[test]
+    fn a_migration_that_completes_runs_every_phase_then_the_finish_and_records_the_target() {
+        let (nodes, log) = nodes(|_, _| false, "completed");
+        let inner = nodes.answer.clone();
+        // Once QEMU reported the migration completed, web1 runs on hnode2 and is gone from hnode1.
+        let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = move |host: &str, script: &str| {
+            if script.contains("query-migrate") && !script.contains("rec() {") {
+                moved.store(true, Ordering::SeqCst);
+                let output = r#"{"return": {"status": "completed", "total-time": 1234, "downtime": 42, "ram": {"transferred": 300, "remaining": 0, "total": 256}}}"#;
+                return Ok(ScriptOutput {
+                    output: format!("{output}\n"),
+                    status: 0,
+                });
+            }
+            if script.contains("the guests on a hardware node") && moved.load(Ordering::SeqCst) {
+                let output = if host == "hnode2" {
+                    "guest web1 qemu-running\n"
+                } else {
+                    ""
+                };
+                return Ok(ScriptOutput {
+                    output: output.into(),
+                    status: 0,
+                });
+            }
+            inner(host, script)
+        };
+        let connector = ScriptedConnector {
+            answer: Arc::new(answer),
+            ..nodes
+        };
+        let (outcome, inventory) = run_migration(connector);
+        let Outcome::Moved(m) = outcome else {
+            panic!("the migration did not go through")
+        };
+        assert_eq!((m.from.as_str(), m.to.as_str(), m.left), ("hnode1", "hnode2", None));
+        // The watch's last round is the progress reported.
+        assert_eq!(
+            (m.progress.total_time_ms, m.progress.downtime_ms),
+            (Some(1234), Some(42))
+        );
+        assert!(
+            inventory.contains("hnode = \"hnode2\""),
+            "the guest is recorded on the target"
+        );
+        let source = sent(&log, "hnode1");
+        assert!(source.iter().all(|s| !s.contains("migrate_cancel")), "no abort");
+        assert!(
+            sent(&log, "hnode2").iter().any(|s| s.contains("announce-self")),
+            "the finish announced the guest on the target"
+        );
     }
 }

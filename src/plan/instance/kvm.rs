@@ -8,6 +8,7 @@
 
 use super::{script, Backend, Guest, RUN_DIR};
 use crate::error::Error;
+use crate::plan::wait::{Reading, Stage, WaitStep};
 use crate::plan::{dir, Step, When};
 
 pub struct Kvm;
@@ -40,8 +41,34 @@ pub const QMP_CANCEL: &str = with_qmp!("../../../scripts/instance/qmp-cancel.sh"
 /// `tap-up.sh TAP BRIDGE`: the guest's host-side interface, on the bridge.
 const TAP_UP: &str = include_str!("../../../scripts/instance/tap-up.sh");
 
-/// `wait-running.sh SOCKET SECONDS`: until QEMU reports the guest running.
-pub const WAIT_RUNNING: &str = with_qmp!("../../../scripts/instance/wait-running.sh");
+/// `query-running.sh SOCKET`: one round of the wait until a guest runs (prints `running` once
+/// QEMU reports it running); polled by the executor (`wait_running`).
+pub const QUERY_RUNNING: &str = with_qmp!("../../../scripts/instance/query-running.sh");
+
+/// How long a started QEMU has to report its guest running, and how often it is asked.
+const RUNNING_WITHIN_SECS: u64 = 30;
+const RUNNING_EVERY_MS: u64 = 200;
+
+/// The wait, after a start, until QEMU reports `g` running: a step the executor's poller runs.
+pub fn wait_running(g: &Guest) -> Step {
+    Step::WaitUntil(WaitStep {
+        what: format!("QEMU to run {}", g.name),
+        setup: None,
+        probe: crate::shell::sh_c(QUERY_RUNNING, &[&g.run_file("qmp")]),
+        every_ms: RUNNING_EVERY_MS,
+        timeout_secs: RUNNING_WITHIN_SECS,
+        reading: Reading::Stages {
+            stages: vec![Stage::new("running", "QEMU reports the guest running")],
+            done: Some("running".into()),
+            then_ssh: None,
+            tools: Vec::new(),
+        },
+        // As the start has always said it.
+        timed_out: Some(format!(
+            "the guest is not running after {RUNNING_WITHIN_SECS} s (see its console log)"
+        )),
+    })
+}
 
 /// `kvm-stop.sh SOCKET PIDFILE TAP GRACE`: ACPI power button, then QEMU's quit after GRACE seconds.
 pub const STOP: &str = with_qmp!("../../../scripts/instance/kvm-stop.sh");
@@ -162,7 +189,7 @@ impl Backend for Kvm {
 
     fn start_steps(&self, g: &Guest) -> Vec<Step> {
         let mut steps = launch_steps(g, None);
-        steps.push(script(WAIT_RUNNING, &[&g.run_file("qmp"), "30"], When::Always));
+        steps.push(wait_running(g));
         steps
     }
 
@@ -177,5 +204,34 @@ impl Backend for Kvm {
             ],
             When::Unless(gone_check(g)),
         )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::wait::{read, Read};
+
+    #[test]
+    fn a_start_ends_with_the_wait_until_qemu_reports_the_guest_running() {
+        let g = super::super::tests_support::guest("web2");
+        let steps = Kvm.start_steps(&g);
+        let Some(Step::WaitUntil(w)) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        assert!(
+            w.probe.contains("query-status") && w.probe.ends_with(&g.run_file("qmp")),
+            "{}",
+            w.probe
+        );
+        assert_eq!((w.timeout_secs, w.every_ms), (30, 200));
+        assert_eq!(read(w, "hnode1", ""), Read::NotYet(vec![]));
+        assert_eq!(read(w, "hnode1", "running\n"), Read::Done);
+        // A timeout says what the start always said.
+        let timed_out = crate::exec::wait::WaitError::TimedOut { last: None };
+        assert_eq!(
+            timed_out.message(w),
+            "the guest is not running after 30 s (see its console log)"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Planner for `instance migrate` (modelled on Ganeti): the pre-checks, then the phases of a live
-//! migration as plans (prepare both ends, start, finish or abort), and `--cleanup`'s verdict.
-//! Pure; the command layer runs the phases in order, the executor's poller watching the
-//! migration (a `WaitStep`) in between.
+//! migration as a `Phased` plan (prepare both ends, start, watch; abort on failure) with the
+//! finish and the target's stop after it, and `--cleanup`'s verdict. Pure; the executor runs the
+//! phases (`exec::phased::run`), its poller watching the migration (a `WaitStep`).
 //!
 //! The guest's memory travels over SSH by default: the source node gets a one-time key that the
 //! target only accepts from the source's address and only to feed the migration into the waiting
@@ -11,6 +11,7 @@
 use super::probe::{GuestSeen, GuestState, NodeFacts};
 use super::{kvm, script, Backend, Guest};
 use crate::inventory::{Host, Hypervisor};
+use crate::plan::phased::{Phase, Phased};
 use crate::plan::wait::{Reading, WaitStep};
 use crate::plan::{command, file, strings, FileSpec, HostPlan, Plan, Step, When};
 use serde::Serialize;
@@ -51,20 +52,45 @@ const POLL_EVERY_MS: u64 = 200;
 /// "No limit" for QEMU's max-bandwidth (bytes/s): 100 GiB/s.
 const UNLIMITED_BANDWIDTH: u64 = 100 << 30;
 
-/// The phases, in the order the command layer runs them.
+/// A live migration as data. `run`: the phases the executor runs in order (`prepare` both
+/// ends, `start`, and for kvm `poll`, the wait until QEMU on the source reports the migration
+/// completed; Xen's `xl migrate` runs to the end, so none), and on a failure `abort` (it cancels
+/// the migration on the source and removes the one-time key on both ends; it stops nothing).
+/// Then the command verifies both ends: `finish` once the guest moved; else `abort`, and
+/// `stop_target` only when the source's copy verifiably runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationPlan {
-    pub prepare: Plan,
-    pub start: Plan,
-    /// kvm: the wait for QEMU on the source to report the migration completed (its probe prints
-    /// the `query-migrate` answer); Xen's `xl migrate` runs to the end, so none.
-    pub poll: Option<WaitStep>,
+    #[serde(flatten)]
+    pub run: Phased,
     pub finish: Plan,
-    /// Cancels the migration on the source and removes the one-time key on both ends; stops nothing.
-    pub abort: Plan,
-    /// Stops the target's copy: run by an abort only when the source's copy verifiably runs.
+    /// Stops the target's copy: run after an abort only when the source's copy verifiably runs.
     pub stop_target: Plan,
 }
+
+impl MigrationPlan {
+    /// The phase `name` of `run`.
+    pub fn phase(&self, name: &str) -> &Plan {
+        &self
+            .run
+            .phase(name)
+            .unwrap_or_else(|| panic!("a migration has a {name} phase"))
+            .plan
+    }
+
+    pub fn start(&self) -> &Plan {
+        self.phase(START)
+    }
+
+    pub fn abort(&self) -> &Plan {
+        self.phase(ABORT)
+    }
+}
+
+/// The phases' names.
+pub const PREPARE: &str = "prepare";
+pub const START: &str = "start";
+pub const POLL: &str = "poll";
+pub const ABORT: &str = "abort";
 
 /// A migration that went through.
 #[derive(Debug, Clone, Serialize)]
@@ -377,6 +403,7 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
                 every_ms: POLL_EVERY_MS,
                 timeout_secs: r.timeout_secs,
                 reading: Reading::QemuMigration,
+                timed_out: Some(format!("the migration did not finish within {} s", r.timeout_secs)),
             };
             let stop_now = Backend::stop_steps(&kvm::Kvm, g, 0);
             start.push(kvm::qmp_step(g, &[&set, &go]));
@@ -419,26 +446,59 @@ pub fn plan(r: &MigrateRequest) -> Result<MigrationPlan, crate::error::Error> {
     let name = &g.name;
     let (s, t) = (r.source, r.target);
     let with = |a: &[Step], b: &[Step]| a.iter().chain(b).cloned().collect::<Vec<_>>();
+    let mut phases = vec![
+        Phase::new(
+            PREPARE,
+            phase(
+                format!("prepare {t_name} to receive {name}", t_name = t.name),
+                vec![host_plan(t, dst_prepare), host_plan(s, src_prepare)],
+            ),
+        )
+        .failing_as(format!("{} could not be prepared", t.name)),
+        // The start is the migration itself for Xen (`xl migrate` returns when it is done): it
+        // is bounded by --timeout, not by the run's host timeout.
+        Phase::new(
+            START,
+            phase(
+                format!("migrate {name} from {} to {}", s.name, t.name),
+                vec![host_plan(s, start)],
+            ),
+        )
+        .failing_as("the migration did not start".into())
+        .bounded(r.timeout_secs),
+    ];
+    if let Some(poll) = poll {
+        // The wait runs on the source; it says why it failed (the migration's own error).
+        let watch = HostPlan {
+            host: s.clone(),
+            exclusive: false,
+            steps: vec![Step::WaitUntil(poll)],
+        };
+        phases.push(Phase::new(
+            POLL,
+            phase(format!("watch the migration of {name}"), vec![watch]),
+        ));
+    }
     Ok(MigrationPlan {
-        prepare: phase(
-            format!("prepare {t_name} to receive {name}", t_name = t.name),
-            vec![host_plan(t, dst_prepare), host_plan(s, src_prepare)],
-        ),
-        start: phase(
-            format!("migrate {name} from {} to {}", s.name, t.name),
-            vec![host_plan(s, start)],
-        ),
-        poll,
+        run: Phased {
+            phases,
+            on_failure: vec![Phase::new(
+                ABORT,
+                phase(
+                    format!("abort migrating {name}"),
+                    vec![
+                        host_plan(s, with(&abort_src, &src_tidy)),
+                        host_plan(t, dst_tidy.clone()),
+                    ],
+                ),
+            )],
+        },
         finish: phase(
             format!("finish migrating {name}"),
             vec![
                 host_plan(s, with(&finish_src, &src_tidy)),
                 host_plan(t, with(&finish_dst, &dst_tidy)),
             ],
-        ),
-        abort: phase(
-            format!("abort migrating {name}"),
-            vec![host_plan(s, with(&abort_src, &src_tidy)), host_plan(t, dst_tidy)],
         ),
         stop_target: phase(
             format!("stop the copy of {name} on {}", t.name),

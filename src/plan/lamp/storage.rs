@@ -91,6 +91,7 @@ fn wait(seconds: u32, check: &'static str, arg: &str, what: &str) -> Step {
             then_ssh: None,
             tools: Vec::new(),
         },
+        timed_out: None,
     })
 }
 
