@@ -179,8 +179,10 @@ pub enum LabCommand {
         #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
         /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up, VMs .201 and up.
-        #[arg(long, default_value = "10.201.0.0/24", value_parser = typed::<Cidr>)]
-        subnet: String,
+        /// Default: the first of 10.201.0.0/24, 10.201.1.0/24, ... 10.201.255.0/24 that no
+        /// interface, route or other lab on this machine uses (`lab up` says which it took).
+        #[arg(long, value_name = "SUBNET", value_parser = typed::<Cidr>)]
+        subnet: Option<String>,
         /// Add a VM machine of this role (repeatable): QEMU on the lab bridge that PXE-boots from
         /// the ConfigNode and is switched on by Wake-on-LAN (`node boot`). snode VMs (snode1, ...)
         /// get two virtio disks; two of them get a [storage] section. hnode VMs are hvm1, ...
