@@ -5,7 +5,7 @@ mod values;
 use crate::types::{Cidr, Mac, Name, RemotePath, Size};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
-use values::{ipv4, node_ip, profile, seconds, trimmed, typed};
+use values::{copy_source, grace, ipv4, lab_name, node_ip, profile, role, seconds, trimmed, typed};
 
 /// The heading of the options every subcommand takes, listed after the subcommand's own (as cargo does).
 const GLOBAL: &str = "Global options";
@@ -176,11 +176,13 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=50))]
         hosts: u8,
         /// Lab name (up to 8 lowercase letters and digits); several labs can run side by side.
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
         /// The lab network (a /16 to /24); the bridge takes .1, hosts .10 and up, VMs .201 and up.
-        #[arg(long, default_value = "10.201.0.0/24", value_parser = typed::<Cidr>)]
-        subnet: String,
+        /// Default: the first of 10.201.0.0/24, 10.201.1.0/24, ... 10.201.255.0/24 that no
+        /// interface, route or other lab on this machine uses (`lab up` says which it took).
+        #[arg(long, value_name = "SUBNET", value_parser = typed::<Cidr>)]
+        subnet: Option<String>,
         /// Add a VM machine of this role (repeatable): QEMU on the lab bridge that PXE-boots from
         /// the ConfigNode and is switched on by Wake-on-LAN (`node boot`). snode VMs (snode1, ...)
         /// get two virtio disks; two of them get a [storage] section. hnode VMs are hvm1, ...
@@ -192,26 +194,26 @@ pub enum LabCommand {
     },
     /// Show the lab's hosts and whether each sshd is answering, and its VMs' power and SSH.
     Status {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
     },
     /// Switch a lab VM off at once (its QEMU is killed, like pulling the power plug).
     PowerOff {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
         /// The VM's name.
         vm: String,
     },
     /// Switch a lab VM on (its QEMU starts and PXE-boots), as Wake-on-LAN or a BMC does.
     PowerOn {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
         /// The VM's name.
         vm: String,
     },
     /// Press a lab VM's power button (an ACPI event: the lab's node image shuts down cleanly).
     PowerButton {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
         /// The VM's name.
         vm: String,
@@ -220,7 +222,7 @@ pub enum LabCommand {
     /// (`get power`, `set power 0|1`, `set shutdown 1`, ...), done to VM `vm` (not for direct use).
     #[command(hide = true)]
     BmcChassis {
-        #[arg(long)]
+        #[arg(long, value_parser = lab_name)]
         name: String,
         vm: String,
         /// The request, as ipmi_sim appends it.
@@ -230,12 +232,12 @@ pub enum LabCommand {
     /// The lab's Wake-on-LAN listener (started by `lab up`; not for direct use).
     #[command(hide = true)]
     PowerListen {
-        #[arg(long)]
+        #[arg(long, value_parser = lab_name)]
         name: String,
     },
     /// Stop the lab's sshds, power listener and VMs and remove its namespaces, bridge, taps, files and inventory.
     Down {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = "lab", value_parser = lab_name)]
         name: String,
     },
 }
@@ -307,7 +309,7 @@ pub struct NodeAddArgs {
     #[arg(long, value_name = "IP", value_parser = node_ip)]
     pub ip: Option<String>,
     /// hnode (hardware node) or snode (storage node).
-    #[arg(long, value_name = "ROLE", default_value = "hnode")]
+    #[arg(long, value_name = "ROLE", default_value = "hnode", value_parser = role)]
     pub role: String,
     /// Boot profile ([profiles.NAME]); defaults to the role.
     #[arg(long, value_name = "NAME", value_parser = profile)]
@@ -521,7 +523,7 @@ pub struct InstanceRemoveArgs {
     #[arg(long)]
     pub keep_disk: bool,
     /// Seconds to wait for the guest to power off before it is forced off (0: at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = grace)]
     pub grace: u32,
 }
 
@@ -547,7 +549,7 @@ pub struct InstanceCreateArgs {
     /// Copy the root filesystem from an image file on the hardware node (an absolute path), from
     /// a stopped instance's disk (its name), or from an image of the store (its name, see
     /// `cloudctl image push`).
-    #[arg(long, value_name = "SOURCE")]
+    #[arg(long, value_name = "SOURCE", value_parser = copy_source)]
     pub copy: Option<String>,
     /// Memory in MiB (default: [instances] memory).
     #[arg(long, value_name = "MiB")]
@@ -591,7 +593,7 @@ pub struct InstanceStopArgs {
     #[arg(value_parser = typed::<Name>)]
     pub name: String,
     /// Seconds to wait for the guest to power off before it is forced off (0: at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = grace)]
     pub grace: u32,
 }
 

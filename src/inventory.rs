@@ -201,6 +201,21 @@ impl Role {
     }
 }
 
+/// A role as `node add --role` and a CSV row write it.
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "hnode" => Ok(Role::Hnode),
+            "snode" => Ok(Role::Snode),
+            other => Err(format!(
+                "unknown role {}: use hnode or snode",
+                crate::types::shown(other)
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {

@@ -87,15 +87,12 @@ fn trust(ctx: &Context, targets: &[String]) -> Result<Exit, Error> {
         })
         .collect();
     if !pins.is_empty() && !ctx.dry_run {
-        ctx.ui.confirm(
-            &format!(
-                "Pin the key{} shown for {} host{}",
-                if pins.len() == 1 { "" } else { "s" },
-                pins.len(),
-                if pins.len() == 1 { "" } else { "s" }
-            ),
-            ctx.yes,
-        )?;
+        ctx.confirm(&format!(
+            "Pin the key{} shown for {} host{}",
+            if pins.len() == 1 { "" } else { "s" },
+            pins.len(),
+            if pins.len() == 1 { "" } else { "s" }
+        ))?;
     }
     ctx.apply_local(&pins)?;
     if pins.is_empty() && exit == Exit::Ok {

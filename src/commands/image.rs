@@ -122,14 +122,15 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
         return Ok(Exit::Ok);
     }
     if let Some(old) = facts.existing {
-        ctx.ui.confirm(
-            &format!(
-                "replace image {name} ({old} bytes) in {} with {shown_file} ({size} bytes)",
-                image::images_dir(&store)
-            ),
-            ctx.yes,
-        )?;
+        ctx.confirm(&format!(
+            "replace image {name} ({old} bytes) in {} with {shown_file} ({size} bytes)",
+            image::images_dir(&store)
+        ))?;
     }
+    // The push goes ahead (confirmed, or a new image, which asks nothing). The system OpenSSH
+    // client below reads known_hosts itself, so a key this run accepted under accept-new is
+    // written now rather than when the run ends.
+    ctx.pin_held()?;
     ctx.ui.info(&format!(
         "pushing {shown_file} as image {name} via {}: {data} bytes of data in {} extents, {} bytes of holes skipped",
         host.name,

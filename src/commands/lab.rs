@@ -30,9 +30,16 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<Exit, Error> {
             vms,
             vm_disk_mib,
         } => {
-            let subnet: Cidr = subnet
-                .parse()
-                .map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?;
+            let subnet: Cidr = match subnet {
+                Some(s) => s.parse().map_err(|e: String| Error::Usage(format!("--subnet: {e}")))?,
+                None => {
+                    let chosen = lab::choose_subnet().map_err(|e| Error::Usage(format!("{e:#}")))?;
+                    ctx.ui.info(&format!(
+                        "lab subnet: {chosen}, the first /24 of 10.201.0.0/16 that no interface, route or other lab on this machine uses (--subnet picks another)"
+                    ));
+                    chosen
+                }
+            };
             let inventory = ctx
                 .inventory_path
                 .clone()

@@ -16,9 +16,12 @@ pub mod run;
 pub mod storage;
 pub mod wait;
 
+#[cfg(test)]
+mod held_pins;
+
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Exit};
-use crate::exec::effect::{self, DryRunSystem, LocalStep, RealSystem, System};
+use crate::exec::effect::{self, DryRunSystem, HeldSystem, LocalStep, RealSystem, System};
 use crate::exec::ssh::SshConnector;
 use crate::exec::{self, Connector, Limits};
 use crate::inventory::{self, Host, Inventory};
@@ -39,6 +42,9 @@ pub struct Context {
     /// How hosts are reached when not over SSH: a scripted connector in host-free tests of a
     /// whole command (`None`: SSH, from the inventory).
     pub hosts: Option<std::sync::Arc<dyn Connector + Send + Sync>>,
+    /// Host keys accepted under `accept-new` in a real run, pinned only once the run goes ahead
+    /// (`confirm`, or `pin_held` at the end of a run that asks nothing).
+    pub held: std::sync::Arc<HeldSystem>,
 }
 
 impl Context {
@@ -49,13 +55,56 @@ impl Context {
         Ok((path, inv))
     }
 
-    /// The SSH connector of the inventory; under --dry-run its `accept-new` pins go to the
-    /// dry-run system, so a dry run leaves known_hosts as it was.
+    /// The SSH connector of the inventory. Its `accept-new` pins go to the dry-run system under
+    /// --dry-run (written nowhere), and in a real run to `held`: the key is accepted for this
+    /// run's connections at once but written to known_hosts only after the confirmation, so a
+    /// refused prompt leaves known_hosts as it was.
     pub fn connector(&self, inv: &Inventory) -> SshConnector {
+        let system: std::sync::Arc<dyn System> = if self.dry_run {
+            std::sync::Arc::new(DryRunSystem::default())
+        } else {
+            self.held.clone()
+        };
         SshConnector {
-            system: self.system(),
+            system,
             ..SshConnector::from_inventory(inv)
         }
+    }
+
+    /// The key pinned for `pattern` in the inventory's known_hosts, or accepted under
+    /// `accept-new` earlier in this run and not written yet (a plan built before the
+    /// confirmation, as migrate's, carries it).
+    pub fn pinned_key(
+        &self,
+        connector: &SshConnector,
+        pattern: &str,
+    ) -> Result<Option<crate::exec::known_hosts::HostKey>, Error> {
+        let file = connector.known_hosts.path();
+        let pinned = connector
+            .known_hosts
+            .lookup(pattern)
+            .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read {}: {e}", file.display())))?;
+        Ok(pinned.or_else(|| self.held.key(file, pattern)))
+    }
+
+    /// Asks before changing anything (`--yes` answers for scripts); once confirmed, the host
+    /// keys this run accepted under `accept-new` are pinned, before any change is made.
+    pub fn confirm(&self, question: &str) -> Result<(), Error> {
+        self.ui.confirm(question, self.yes)?;
+        self.pin_held()
+    }
+
+    /// `confirm` for destructive steps: the user types `expected` to go on.
+    pub fn confirm_typed(&self, what: &str, expected: &str) -> Result<(), Error> {
+        self.ui.confirm_typed(what, expected, self.yes)?;
+        self.pin_held()
+    }
+
+    /// Writes the host keys held under `accept-new` to known_hosts: after the confirmation, at
+    /// the end of a run that asks none, or just before a step that reads known_hosts itself
+    /// (`image push`'s OpenSSH client). Never under --dry-run (nothing is held then).
+    pub fn pin_held(&self) -> Result<(), Error> {
+        effect::apply(&self.held.take(), &RealSystem, &|m| self.ui.info(m))
     }
 
     /// What reaches the hosts for probes and plans: SSH, or the connector a test gave.
@@ -123,8 +172,7 @@ impl Context {
         }
         if plan.confirm {
             let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.name.as_str()).collect();
-            self.ui
-                .confirm(&format!("{} on {}", plan.title, names.join(", ")), self.yes)?;
+            self.confirm(&format!("{} on {}", plan.title, names.join(", ")))?;
         }
         let (reports, exit) = self.apply(connector.as_ref(), &limits, plan);
         // With --json the apply report waits: `more` may fold it into its own single document.
@@ -293,6 +341,7 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         templates: cli.templates,
         ui: Ui::new(cli.json, cli.quiet, cli.verbose),
         hosts: None,
+        held: Default::default(),
     };
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, args),
@@ -308,5 +357,19 @@ pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {
         Command::Doctor => doctor::run(&ctx),
         Command::Cloud(crate::cli::CloudCommand::Rebalance(a)) => instance::rebalance(&ctx, a),
     };
+    let result = finish(&ctx, result);
     (ctx.ui, result)
+}
+
+/// The end of a run: one that asked nothing (a status, a list) and ran to its end pins the keys
+/// it accepted under `accept-new` now; one refused at the prompt or stopped by an error before
+/// its confirmation pins none (a confirmed one pinned them when it was confirmed).
+fn finish(ctx: &Context, result: Result<Exit, Error>) -> Result<Exit, Error> {
+    if result.is_ok() {
+        if let Err(e) = ctx.pin_held() {
+            ctx.ui
+                .warn(&format!("the host keys accepted in this run were not pinned: {e}"));
+        }
+    }
+    result
 }

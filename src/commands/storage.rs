@@ -79,10 +79,9 @@ fn init(ctx: &Context, args: StorageInitArgs) -> Result<Exit, Error> {
     if !ctx.dry_run {
         for (i, disks) in wipe.iter().enumerate() {
             for d in disks {
-                ctx.ui.confirm_typed(
+                ctx.confirm_typed(
                     &format!("{}: {d} holds data that --force-wipe will destroy", nodes[i]),
                     d,
-                    ctx.yes,
                 )?;
             }
         }
@@ -172,6 +171,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(true, true, 0),
             hosts: Some(Arc::new(connector)),
+            held: Default::default(),
         };
         let exit = status(&ctx).unwrap();
         let mut asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();

@@ -154,6 +154,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: None,
+            held: Default::default(),
         }
     }
 

@@ -408,6 +408,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: None,
+            held: Default::default(),
         };
         let exit = ctx.preview(&connector, &limits(), &plan(10)).unwrap();
         assert_eq!(exit, crate::error::Exit::Ok);

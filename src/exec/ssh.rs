@@ -36,8 +36,9 @@ pub struct SshConnector {
     pub known_hosts: KnownHosts,
     pub policy: HostKeyPolicy,
     pub connect_timeout: Duration,
-    /// Where an `accept-new` pin goes: this machine, or under --dry-run a system that only says
-    /// it would pin (the key is still accepted for this run's connections).
+    /// Where an `accept-new` pin goes (the key is accepted for this run's connections either
+    /// way): in a command's real run a system that holds it until the confirmation
+    /// (`Context::connector`), under --dry-run one that only says it would pin.
     pub system: Arc<dyn System>,
 }
 
@@ -139,7 +140,13 @@ impl SshConnector {
     }
 
     /// Compares the offered key with the pinned one, pinning it first under `accept-new`.
-    fn verify(&self, host: &Host, pattern: &str, pinned: Option<HostKey>, offered: &HostKey) -> Result<(), HostError> {
+    pub(crate) fn verify(
+        &self,
+        host: &Host,
+        pattern: &str,
+        pinned: Option<HostKey>,
+        offered: &HostKey,
+    ) -> Result<(), HostError> {
         let endpoint = host.endpoint();
         match pinned {
             Some(p) if p == *offered => Ok(()),

@@ -8,6 +8,7 @@
 pub mod bmc;
 pub mod power;
 mod sshd;
+pub mod subnet;
 mod sys;
 pub mod vm;
 
@@ -258,6 +259,26 @@ fn leftovers(name: &str) -> Result<Vec<String>> {
         found.push(lab_dir(name).display().to_string());
     }
     Ok(found)
+}
+
+/// The network `lab up` takes without `--subnet`: the first /24 of 10.201.0.0/16 that overlaps
+/// no route (every table, so local and broadcast routes too), no interface's network and no
+/// other lab's subnet (from its state file, in case its bridge is gone).
+pub fn choose_subnet() -> Result<crate::types::Cidr> {
+    let mut in_use = subnet::from_routes(&sys::run("ip", &["-4", "route", "show", "table", "all"])?);
+    in_use.extend(subnet::from_addrs(&sys::run("ip", &["-4", "-o", "addr", "show"])?));
+    if let Ok(dirs) = std::fs::read_dir(LAB_ROOT) {
+        for e in dirs.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // A lab whose state cannot be read holds no subnet we could know of.
+            if let Ok(Some(state)) = read_state(&name) {
+                in_use.extend(state.subnet.parse::<crate::types::Cidr>());
+            }
+        }
+    }
+    subnet::choose(&in_use).ok_or_else(|| {
+        anyhow!("every /24 of 10.201.0.0/16 is in use on this machine; pass --subnet with a free network")
+    })
 }
 
 /// Refuses a subnet that overlaps a route the machine already has, so a lab never shadows a real

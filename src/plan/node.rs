@@ -32,11 +32,11 @@ pub fn request(
         ),
         None => None,
     };
-    let role = match role.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("hnode") {
-        "hnode" => Role::Hnode,
-        "snode" => Role::Snode,
-        other => return Err(format!("unknown role {}: use hnode or snode", shown(other))),
-    };
+    let role: Role = role
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("hnode")
+        .parse()?;
     let profile = profile
         .map(str::trim)
         .filter(|s| !s.is_empty())

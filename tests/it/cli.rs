@@ -476,7 +476,7 @@ fn typed_values_are_refused_by_the_command_line_naming_them() {
 /// exactly one JSON document with --json.
 #[test]
 fn typed_values_of_every_verb_are_refused_by_the_command_line() {
-    let cases: [(&[&str], &str, &str); 9] = [
+    let cases: [(&[&str], &str, &str); 16] = [
         (&["node", "remove", "Web_1"], "Web_1", "invalid name"),
         (&["hnode", "drain", "hnode 1"], "hnode 1", "invalid name"),
         (
@@ -514,6 +514,49 @@ fn typed_values_of_every_verb_are_refused_by_the_command_line() {
             "604801",
             "at most 604800 seconds",
         ),
+        (
+            &["lab", "status", "--name", "Lab_1"],
+            "Lab_1",
+            "use 1-8 lowercase letters or digits",
+        ),
+        (
+            &["lab", "down", "--name", "labnumber9"],
+            "labnumber9",
+            "use 1-8 lowercase letters or digits",
+        ),
+        (
+            &["node", "add", "web2", "--mac", "52:54:00:00:09:09", "--role", "boss"],
+            "boss",
+            "unknown role \"boss\": use hnode or snode",
+        ),
+        (
+            &["instance", "create", "web9", "--hnode", "hnode1", "--copy", "../golden"],
+            "../golden",
+            "--copy takes an absolute image path",
+        ),
+        (
+            &[
+                "instance",
+                "create",
+                "web9",
+                "--hnode",
+                "hnode1",
+                "--copy",
+                "/srv/$(id).img",
+            ],
+            "/srv/$(id).img",
+            "invalid remote path",
+        ),
+        (
+            &["instance", "stop", "web", "--grace", "604801"],
+            "604801",
+            "--grace 604801 is too long: at most 604800 seconds",
+        ),
+        (
+            &["instance", "remove", "web", "--grace", "ten"],
+            "ten",
+            "write a whole number of seconds",
+        ),
     ];
     refused_by_the_command_line(&["-i", "/nonexistent/cloud.toml", "--yes"], &cases);
     // Good values (`auto`, groups, a week exactly) still pass the command line.
@@ -521,6 +564,18 @@ fn typed_values_of_every_verb_are_refused_by_the_command_line() {
         &["instance", "migrate", "web", "--to", "auto"][..],
         &["run", "--on", "hnode,hnode1", "--", "true"],
         &["hnode", "poweroff", "hnode1", "--wait", "604800"],
+        &["instance", "stop", "web", "--grace", "604800"],
+        &["instance", "create", "web9", "--hnode", "hnode1", "--copy", "golden"],
+        &[
+            "instance",
+            "create",
+            "web9",
+            "--hnode",
+            "hnode1",
+            "--copy",
+            "/srv/golden.img",
+        ],
+        &["node", "add", "web2", "--mac", "52:54:00:00:09:09", "--role", " snode "],
     ] {
         let out = cloudctl(&[&["-i", "/nonexistent/cloud.toml", "--yes"], args].concat());
         assert!(

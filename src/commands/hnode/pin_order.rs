@@ -43,6 +43,7 @@ fn lab(dir: &Path) -> (Context, Inventory) {
         templates: None,
         ui,
         hosts: None,
+        held: Default::default(),
     };
     (ctx, inv)
 }

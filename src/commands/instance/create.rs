@@ -111,10 +111,7 @@ pub fn create(ctx: &Context, args: InstanceCreateArgs) -> Result<Exit, Error> {
         let shown = super::GuestWatch::of(&g).shown(plan, &hnode, args.wait.wait, true);
         return ctx.converge(&inv, &shown);
     }
-    ctx.ui.confirm(
-        &format!("{} (disk {}, {} MiB)", plan.title, record.disk, g.memory),
-        ctx.yes,
-    )?;
+    ctx.confirm(&format!("{} (disk {}, {} MiB)", plan.title, record.disk, g.memory))?;
     let connector = ctx.connector(&inv);
     let limits = ctx.limits(&inv);
     let started = Instant::now();

@@ -48,8 +48,7 @@ pub fn drain(ctx: &Context, name: &str, drained: bool) -> Result<Exit, Error> {
         let new = inventory_file::set_node_drained(&text, name, drained)?
             .ok_or_else(|| Error::Usage(format!("{name} is not a [[node]] of {}", path.display())))?;
         if !ctx.dry_run {
-            ctx.ui
-                .confirm(&format!("{verb} {name} in {}", path.display()), ctx.yes)?;
+            ctx.confirm(&format!("{verb} {name} in {}", path.display()))?;
         }
         ctx.apply_local(&[LocalStep::write_inventory(&path, &text, &new)])?;
     }

@@ -36,14 +36,11 @@ pub fn evacuate(ctx: &Context, args: HnodeEvacuateArgs) -> Result<Exit, Error> {
         show::evacuated(&ctx.ui, &e, &[], std::time::Duration::ZERO, true, Exit::Ok);
         return Ok(Exit::Ok);
     }
-    ctx.ui.confirm(
-        &format!(
-            "evacuate {name}: mark it drained and live-migrate {} guest(s), {} at a time",
-            e.moves.len(),
-            args.parallel
-        ),
-        ctx.yes,
-    )?;
+    ctx.confirm(&format!(
+        "evacuate {name}: mark it drained and live-migrate {} guest(s), {} at a time",
+        e.moves.len(),
+        args.parallel
+    ))?;
     if !was_drained {
         if let Some(new) = inventory_file::set_node_drained(&text, name, true)? {
             ctx.apply_local(&[LocalStep::write_inventory(&path, &text, &new)])?;

@@ -172,10 +172,7 @@ pub fn migrate_one(
         return ctx.preview(connector.as_ref(), &limits, &shown).map(Outcome::Previewed);
     }
     if opts.confirm {
-        ctx.ui.confirm(
-            &format!("live-migrate {} from {} to {to}", g.name, source.name),
-            ctx.yes,
-        )?;
+        ctx.confirm(&format!("live-migrate {} from {} to {to}", g.name, source.name))?;
     }
     let started = Instant::now();
     // A plan through the executor, its report shown when it did not apply everywhere (not the
@@ -312,16 +309,15 @@ fn capacity(inv: &Inventory, node: &str) -> Option<u64> {
 fn one_time_channel(ctx: &Context, inv: &Inventory, target: &Host) -> Result<Channel, Error> {
     let connector = ctx.connector(inv);
     let pattern = host_pattern(&target.host, target.port);
-    let pinned = connector
-        .known_hosts
-        .lookup(&pattern)
-        .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read known_hosts: {e}")))?
-        .ok_or_else(|| {
-            Error::HostKey(format!(
-                "{}'s host key is not pinned ({pattern}); pin it with `cloudctl host trust {}`",
-                target.name, target.name
-            ))
-        })?;
+    // Under accept-new the target's key may be accepted by this run's probe and not written yet
+    // (that waits for the confirmation): the plan carries the key itself, into a known_hosts of
+    // the source's own, so the migration's OpenSSH on the source never reads ours.
+    let pinned = ctx.pinned_key(&connector, &pattern)?.ok_or_else(|| {
+        Error::HostKey(format!(
+            "{}'s host key is not pinned ({pattern}); pin it with `cloudctl host trust {}`",
+            target.name, target.name
+        ))
+    })?;
     let (private_key, public) = super::super::keys::throwaway("cloudctl one-time migration key")?;
     let public = String::from_utf8_lossy(&public).into_owned();
     // The comment goes: the line gets cloudctl's own marker instead.
@@ -493,6 +489,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: Some(Arc::new(connector)),
+            held: Default::default(),
         };
         let opts = Options {
             unencrypted: true,

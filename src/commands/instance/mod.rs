@@ -275,6 +275,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: Some(Arc::new(connector)),
+            held: Default::default(),
         };
         assert_eq!(start(&ctx, "web1", Some(60)).unwrap(), Exit::Ok);
         let log = log.lock().unwrap();

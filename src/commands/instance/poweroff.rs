@@ -60,7 +60,7 @@ pub fn poweroff(ctx: &Context, args: HnodePoweroffArgs) -> Result<Exit, Error> {
     let plan = poweroff::plan(node, &target, &confignode, method, password)?;
     show::poweroff_checked(&ctx.ui, name, method);
     if !ctx.dry_run {
-        ctx.ui.confirm_typed(&plan.title, name, ctx.yes)?;
+        ctx.confirm_typed(&plan.title, name)?;
     }
     let address = node
         .ip

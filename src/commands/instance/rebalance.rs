@@ -26,15 +26,12 @@ pub fn rebalance(ctx: &Context, args: CloudRebalanceArgs) -> Result<Exit, Error>
         show::done(&ctx.ui, &plan, &[], None, ctx.dry_run, Exit::Ok);
         return Ok(Exit::Ok);
     }
-    ctx.ui.confirm(
-        &format!(
-            "rebalance: {} live migration(s), score {:.4} → {:.4}",
-            plan.moves.len(),
-            plan.score_before,
-            plan.score_after
-        ),
-        ctx.yes,
-    )?;
+    ctx.confirm(&format!(
+        "rebalance: {} live migration(s), score {:.4} → {:.4}",
+        plan.moves.len(),
+        plan.score_before,
+        plan.score_after
+    ))?;
     let opts = Options {
         unencrypted: false,
         max_bandwidth: None,

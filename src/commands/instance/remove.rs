@@ -49,11 +49,7 @@ pub fn remove(ctx: &Context, args: InstanceRemoveArgs) -> Result<Exit, Error> {
         ctx.apply_local(std::slice::from_ref(&write))?;
         return ctx.preview(&connector, &limits, &plan);
     }
-    ctx.ui.confirm_typed(
-        &format!("{} ({})", plan.title, show::disk_fate(&g.dir, &disk)),
-        name,
-        ctx.yes,
-    )?;
+    ctx.confirm_typed(&format!("{} ({})", plan.title, show::disk_fate(&g.dir, &disk)), name)?;
     let (reports, exit) = ctx.apply(&connector, &limits, &plan);
     if exit != Exit::Ok {
         crate::ui::report::apply(&ctx.ui, &plan.title, &reports, exit);

@@ -7,9 +7,11 @@
 //! the dry run hands it a `DryRunSystem` that changes nothing (chezmoi's "system" shape).
 
 mod dry_run;
+mod held;
 mod real;
 
 pub use dry_run::DryRunSystem;
+pub use held::HeldSystem;
 pub use real::RealSystem;
 
 use crate::error::Error;
