@@ -22,7 +22,7 @@ use cloudctl::exec::ssh::SshConnector;
 use cloudctl::exec::{self, Connector, HostError, HostReport, HostStatus, Limits, ScriptOutput, Transport};
 use cloudctl::inventory::{self, Host, HostKeyPolicy};
 use cloudctl::plan::{command, DirStep, FileStep, HostPlan, Plan, Step, When};
-use loopback::{Lab, SSHD};
+use loopback::{Lab, LoginRc, SSHD};
 use std::fs;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -101,7 +101,9 @@ fn main() {
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!("note: load average before the run: {}", load.join(" "));
 
-    let lab = Lab::start(count, FIRST_PORT);
+    let rc = LoginRc::from_env(LoginRc::Machine);
+    println!("note: {}", rc.describe());
+    let lab = Lab::start(count, FIRST_PORT, rc);
     let (plan, scripts) = job(&lab.hosts);
     let connector = TimedConnector(SshConnector {
         user: "root".into(),

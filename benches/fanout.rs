@@ -11,10 +11,15 @@
 //! for each F of `BENCH_FORKS` (default `32,200`: cloudctl's default and one per host). Target:
 //! cloudctl ≤ 1.0× the floor. With `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary is
 //! timed too, in the same rounds, so a change is measured against what it replaces.
+//!
+//! The hosts' shells read no rc file by default (`BENCH_LOGIN_RC=machine` restores it): all the
+//! hosts are root on this machine and would share its `~/.bashrc`, and what that file locks is one
+//! lock for 200 hosts. With pyenv's init in it, every login waits for `pyenv rehash`'s lock (up to
+//! 60 s); that queue, not cloudctl, was the 70 s measured at `--forks 200` (see loopback/mod.rs).
 
 mod loopback;
 
-use loopback::{Lab, SSHD};
+use loopback::{Lab, LoginRc, SSHD};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,7 +50,9 @@ fn main() {
     println!("note: load average before the run: {}", load.join(" "));
 
     let started = Instant::now();
-    let lab = Lab::start(count, FIRST_PORT);
+    let rc = LoginRc::from_env(LoginRc::Skipped);
+    println!("note: {}", rc.describe());
+    let lab = Lab::start(count, FIRST_PORT, rc);
     println!("{count} sshds up in {:.1} s", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().expect("temp dir");
     let inventory = dir.path().join("cloud.toml");

@@ -1,5 +1,12 @@
 //! Loopback sshd hosts for the benches: one `sshd -D` per host on 127.0.0.1, one client key,
 //! one host key pinned in a known_hosts of their own, all removed when dropped.
+//!
+//! Every host logs in as root on this machine, so all of them share one home directory and one
+//! `~/.bashrc`, which bash reads for every command run through sshd. Whatever that file locks is
+//! then one lock for all the hosts, which separate machines never share: with pyenv's
+//! `eval "$(pyenv init -)"` in it, each login takes `~/.pyenv/shims/.pyenv-shim` (`pyenv rehash`,
+//! polling every 0.1 s for up to 60 s), and 200 logins at once queue on it. [`LoginRc::Skipped`]
+//! keeps the hosts' shells from reading it.
 
 use cloudctl::exec::known_hosts::host_pattern;
 use cloudctl::inventory::Host;
@@ -22,8 +29,40 @@ pub struct Lab {
     pub known_hosts: PathBuf,
 }
 
+/// Whether the hosts' login shells read this machine's rc files (see the module comment).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LoginRc {
+    /// As `sshd` does by default: bash reads `~/.bashrc` before each command.
+    Machine,
+    /// sshd sets `SHLVL=1` for the session: bash then counts itself as a nested shell and reads
+    /// no rc file (bash reads `~/.bashrc` for sshd only at shell level 1). Same for every client.
+    Skipped,
+}
+
+impl LoginRc {
+    /// `BENCH_LOGIN_RC=machine` or `=skipped` chooses; otherwise the bench's own default.
+    pub fn from_env(default: LoginRc) -> LoginRc {
+        match std::env::var("BENCH_LOGIN_RC").as_deref() {
+            Ok("machine") => LoginRc::Machine,
+            Ok("skipped") => LoginRc::Skipped,
+            Ok(other) => {
+                eprintln!("BENCH_LOGIN_RC: give `machine` or `skipped`, not {other:?}");
+                std::process::exit(2);
+            }
+            Err(_) => default,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            LoginRc::Machine => "the hosts' shells read this machine's ~/.bashrc (BENCH_LOGIN_RC=machine)",
+            LoginRc::Skipped => "the hosts' shells read no rc file (BENCH_LOGIN_RC=skipped)",
+        }
+    }
+}
+
 impl Lab {
-    pub fn start(count: usize, first_port: u16) -> Lab {
+    pub fn start(count: usize, first_port: u16, rc: LoginRc) -> Lab {
         let dir = tempfile::Builder::new().prefix("cloudctl-bench.").tempdir();
         let dir = dir.expect("cannot create a temp dir");
         let root = dir.path().to_path_buf();
@@ -43,7 +82,7 @@ impl Lab {
         let public = fs::read_to_string(root.join("host_key.pub")).expect("host key was written");
         let public: Vec<&str> = public.split_whitespace().take(2).collect();
         let config = root.join("sshd_config");
-        fs::write(&config, sshd_config(&root)).expect("cannot write sshd_config");
+        fs::write(&config, sshd_config(&root, rc)).expect("cannot write sshd_config");
         let mut known = String::new();
         for i in 1..=count {
             let port = first_port + (i - 1) as u16;
@@ -107,13 +146,14 @@ pub fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-fn sshd_config(root: &Path) -> String {
+fn sshd_config(root: &Path, rc: LoginRc) -> String {
     let root = root.display();
+    let skip_rc = if rc == LoginRc::Skipped { "SetEnv SHLVL=1\n" } else { "" };
     // MaxStartups: every host's connection arrives at once; the default would drop some.
     format!(
         "HostKey {root}/host_key\nPidFile none\nAuthorizedKeysFile {root}/authorized_keys\n\
          PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 1000\nLogLevel ERROR\n"
+         KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 1000\nLogLevel ERROR\n{skip_rc}"
     )
 }
 
