@@ -19,17 +19,19 @@
 # what a node whose root is on the storage calls once booted: mdadm and aoetools (to return a
 # storage path that was down), blkid and the OCFS2 tools (the instance store).
 #
-# For guests: the block and network back ends (xen-blkback, xen-netback, bridge, loop), Xen's
+# For guests: the block and network back ends (xen-blkback, xen-netback, bridge, loop; ext4 to
+# write a new guest's identity into its disk), Xen's
 # two hotplug scripts as small sh programs (Debian's need bash and more: `block` puts a disk
 # file on a loop device, `vif-bridge` puts the guest's vif on its bridge), the OpenSSH client
 # `xl migrate` sends through, and the tools `cloudctl instance create` runs there (util-linux's
 # losetup/mount, e2fsprogs, GNU cp/truncate/install).
 set -euo pipefail
-packages="busybox-static dropbear-bin xen-utils-4.17 xenstore-utils xen-hypervisor-4.17-amd64 kmod squashfs-tools mdadm aoetools
+packages="dash busybox-static dropbear-bin xen-utils-4.17 xenstore-utils xen-hypervisor-4.17-amd64 kmod squashfs-tools mdadm aoetools
   ocfs2-tools util-linux mount e2fsprogs coreutils openssh-client findutils sed tar gzip"
-modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop"
+modules="e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop
+  crc16 mbcache jbd2 crc32c_generic ext4"
 xenbin=/usr/lib/xen-4.17/bin
-binaries="/usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper
+binaries="/usr/bin/dash /usr/sbin/dropbear $xenbin/xl $xenbin/xenstored $xenbin/xen-init-dom0 $xenbin/xenconsoled $xenbin/libxl-save-helper
   /sbin/mdadm /sbin/blkid /sbin/mount.ocfs2 /sbin/tunefs.ocfs2 /sbin/o2cb /sbin/ocfs2_hb_ctl
   /usr/bin/xenstore-read /usr/bin/xenstore-write /usr/bin/xenstore-rm /usr/bin/ssh
   /sbin/losetup /bin/mount /bin/umount /bin/mountpoint /sbin/mke2fs /sbin/e2fsck /sbin/resize2fs /usr/bin/truncate /usr/bin/install
@@ -88,6 +90,9 @@ cp /bin/busybox "$root/bin/busybox"
 for applet in $(/bin/busybox --list); do
     [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
+# /bin/sh is dash: busybox's own shell runs its applets in preference to the real programs
+# above (GNU sha256sum, mv, cp ...), whatever PATH says.
+ln -sf /usr/bin/dash "$root/bin/sh"
 # On the PATH of an SSH session (dropbear's is /usr/bin:/bin), as Debian's wrappers put them.
 for tool in xl xenstored xenconsoled; do ln -s "$xenbin/$tool" "$root/bin/$tool"; done
 ln -s /sbin/mke2fs "$root/bin/mkfs.ext4"
@@ -185,7 +190,8 @@ load() {
     insmod "$(find /lib/modules -name "$1.ko" | head -n1)" 2>/dev/null || echo "cloudctl boot: cannot load $1"
 }
 # Dependencies first: xenfs needs privcmd.
-for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop; do load "$m"; done
+for m in e1000 xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback xen-netback llc stp bridge loop \
+    crc16 mbcache jbd2 crc32c_generic ext4; do load "$m"; done
 . /etc/cloudctl/node.conf
 # cloudctl's overlay brings the network up as node.conf says (MTU, the guests' bridge).
 /etc/cloudctl/network-up || echo "cloudctl boot: the network did not come up as node.conf says"

@@ -13,8 +13,10 @@
 #      it comes back and resyncs;
 #   5. a guest is created on hardware node 1 from a golden image, waited for until it answers SSH
 #      with its pinned key, and live-migrated to hardware node 2 while the ConfigNode pings it
-#      every 100 ms. (Guests on the Xen machines, with their disks on the OCFS2 store, are the
-#      next step; these two hardware nodes are namespace hosts sharing a folder as their store.)
+#      every 100 ms. These two hardware nodes are namespace hosts sharing a folder as their
+#      store: Debian's Xen cannot live-migrate a guest (it is built without shadow paging), so
+#      guests on the Xen machines, with their disks on the OCFS2 store, are created and started
+#      by tests/it/hnode_root_e2e.rs but not moved (see the README).
 # Prints the figures as it goes. The lab stays up afterwards; remove it with:
 #   target/release/cloudctl lab down
 set -euo pipefail

@@ -6,7 +6,7 @@
 #       is a bridge, `missing TOOL` for each TOOL not installed, `arch`, `disk SIZE INODE` and
 #       `disk-readable` for the guest's DISK, `dir` if the guest's folder DIR exists,
 #       `store-writable` if STORE is a writable folder, and `source SIZE` of the copy source
-#       SOURCE (empty: none).
+#       SOURCE (empty: none), and `ssh-server dropbear` when dropbear serves SSH (no sshd runs).
 hv=$1 br=$2 disk=$3 dir=$4 store=$5 src=$6
 shift 6
 if [ "$hv" = kvm ]; then
@@ -24,4 +24,5 @@ dd if="$disk" of=/dev/null bs=64k count=1 2>/dev/null && echo disk-readable
 [ -e "$dir" ] && echo dir
 [ -d "$store" ] && [ -w "$store" ] && echo store-writable
 if [ -n "$src" ] && [ -f "$src" ]; then echo "source $(stat -L -c %s "$src")"; fi
+if ! pidof sshd >/dev/null 2>&1 && pidof dropbear >/dev/null 2>&1; then echo "ssh-server dropbear"; fi
 exit 0

@@ -608,3 +608,30 @@ fn golden_remove_plans_for_both_backends() {
     }
     assert_golden("instance-remove.json", &json(&plans));
 }
+
+/// A target whose SSH server is dropbear gets the one-time key without `from=` (dropbear refuses
+/// the whole line over it); any other keeps the source's address on it.
+#[test]
+fn the_one_time_key_is_limited_to_the_source_where_the_target_can() {
+    let source = Some("10.0.0.31".to_string());
+    let openssh = NodeFacts::default();
+    let dropbear = cloudctl::plan::instance::probe::parse_facts("version 4.17.7\nssh-server dropbear\n");
+    assert!(dropbear.dropbear && !openssh.dropbear);
+    assert_eq!(migrate::key_source(&openssh, source.clone()), source);
+    assert_eq!(migrate::key_source(&dropbear, source), None);
+}
+
+/// xl's "Failed to enable logdirty" is explained (Xen without shadow paging), other failures not.
+#[test]
+fn a_xen_without_shadow_paging_is_named_as_the_cause() {
+    let xl = "xc: info: Saving domain 2, type x86 PV\nxc: error: Failed to enable logdirty: 95,22,0 (22 = Invalid argument): Internal error\n";
+    let cause = migrate::known_cause(xl).expect("explained");
+    assert!(
+        cause.contains("shadow paging") && cause.contains("kvm backend"),
+        "{cause}"
+    );
+    assert_eq!(
+        migrate::known_cause("root@10.0.0.32: Permission denied (publickey)."),
+        None
+    );
+}

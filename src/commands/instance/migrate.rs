@@ -156,7 +156,7 @@ pub fn migrate_one(
         guest: &g,
         source: &source,
         target: &target,
-        source_ip: node_ip(&source.name),
+        source_ip: migrate::key_source(&facts[1], node_ip(&source.name)),
         ssh_user: &inv.ssh.user,
         channel,
         authorized_keys: s.authorized_keys.as_ref().map(|p| p.to_string()),
@@ -215,7 +215,13 @@ pub fn migrate_one(
         let (reports, exit) = run_with(&phase.plan, &phased::bounded(phase, &limits), &observe, !watch);
         match exit {
             Exit::Ok => Ok(()),
-            _ => Err(phased::why(&reports).unwrap_or_else(|| format!("{} did not apply", phase.name))),
+            _ => {
+                let why = phased::why(&reports).unwrap_or_else(|| format!("{} did not apply", phase.name));
+                if let Some(cause) = migrate::known_cause(&why) {
+                    ctx.ui.warn(cause);
+                }
+                Err(why)
+            }
         }
     };
     let aborting = |why: &str| ctx.ui.warn(&format!("{}: {why}; aborting", g.name));

@@ -144,6 +144,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: Some(Arc::new(connector)),
+            held: Default::default(),
         };
         let cn = inv.select(&["confignode".into()]).unwrap().remove(0);
         let step = poweroff::wait_step("hnode1", "10.0.0.31", limit);
@@ -209,6 +210,7 @@ mod tests {
             templates: None,
             ui: crate::ui::Ui::new(false, true, 0),
             hosts: Some(Arc::new(connector)),
+            held: Default::default(),
         };
         let args = HnodePoweroffArgs {
             name: "hnode1".into(),

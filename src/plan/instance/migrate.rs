@@ -165,6 +165,24 @@ pub fn key_marker(g: &Guest) -> String {
     format!("cloudctl-migrate-{}", g.name)
 }
 
+/// The address the target's authorized_keys line limits the one-time key to (`from=`), if its
+/// SSH server can: dropbear knows no `from=` and refuses the whole line. The key stays one-time,
+/// forced to the receiving command and removed after the migration either way.
+pub fn key_source(target: &NodeFacts, source_ip: Option<String>) -> Option<String> {
+    source_ip.filter(|_| !target.dropbear)
+}
+
+/// What the hypervisor's own words mean, for a failure whose cause is not in them: `xl migrate`
+/// of a PV guest needs Xen's shadow paging for its log-dirty mode, and says only "Failed to
+/// enable logdirty" (EOPNOTSUPP) when Xen was built without it, as Debian's 4.17 is.
+pub fn known_cause(stderr: &str) -> Option<&'static str> {
+    stderr.contains("Failed to enable logdirty").then_some(
+        "this Xen cannot live-migrate the guest: tracking a PV guest's dirty memory needs Xen's shadow paging, which this \
+         hypervisor was built without (CONFIG_SHADOW_PAGING; Debian's xen-hypervisor-4.17 has it off), and PVH/HVM guests \
+         need hardware virtualization (VT-x or AMD-V). Use a Xen built with shadow paging, or the kvm backend",
+    )
+}
+
 /// Everything that stops a migration before anything moves, as messages naming the fix.
 pub fn check(
     g: &Guest,

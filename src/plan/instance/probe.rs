@@ -71,6 +71,9 @@ pub struct NodeFacts {
     pub dir_exists: bool,
     pub source_size: Option<u64>,
     pub store_writable: bool,
+    /// The node's SSH server is dropbear (no OpenSSH sshd runs): it refuses an authorized_keys
+    /// line with `from=`.
+    pub dropbear: bool,
     pub guests: Vec<GuestSeen>,
 }
 
@@ -229,6 +232,7 @@ pub fn parse_facts(out: &str) -> NodeFacts {
             "dir" => f.dir_exists = true,
             "source" => f.source_size = rest.trim().parse().ok(),
             "store-writable" => f.store_writable = true,
+            "ssh-server" => f.dropbear = rest.trim() == "dropbear",
             _ => {}
         }
     }

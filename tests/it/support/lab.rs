@@ -135,7 +135,14 @@ impl Drop for Lab {
         // For a developer looking into a failure: the lab stays up (take it down with
         // `cloudctl lab down --name NAME`).
         if std::env::var_os("CLOUDCTL_KEEP_LAB").is_some() {
-            eprintln!("CLOUDCTL_KEEP_LAB: lab {} left up", self.state.name);
+            // The test's inventory lives in a temp folder that goes with the test.
+            let kept = self.state.dir.join("cloud.toml");
+            let _ = std::fs::copy(&self.state.inventory, &kept);
+            eprintln!(
+                "CLOUDCTL_KEEP_LAB: lab {} left up, its inventory at {}",
+                self.state.name,
+                kept.display()
+            );
             return;
         }
         if let Err(e) = cloudctl::lab::down(&self.state.name) {
