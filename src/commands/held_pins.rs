@@ -33,13 +33,9 @@ fn lab(dir: &std::path::Path, yes: bool) -> (Context, Inventory) {
     ui.interactive = false;
     let ctx = Context {
         inventory_path: Some(dir.join("cloud.toml")),
-        dry_run: false,
         yes,
         forks: 1,
-        templates: None,
-        ui,
-        hosts: None,
-        held: Default::default(),
+        ..Context::for_test(ui, None)
     };
     (ctx, inv)
 }

@@ -48,6 +48,23 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for host-free tests of a whole command: no inventory path, a real run that
+    /// needs no prompt (`yes`), two forks, and the hosts reached through `hosts` (None: SSH).
+    /// Tests change what they are about with struct update syntax.
+    #[cfg(test)]
+    pub fn for_test(ui: Ui, hosts: Option<std::sync::Arc<dyn Connector + Send + Sync>>) -> Context {
+        Context {
+            inventory_path: None,
+            dry_run: false,
+            yes: true,
+            forks: 2,
+            templates: None,
+            ui,
+            hosts,
+            held: Default::default(),
+        }
+    }
+
     pub fn load_inventory(&self) -> Result<(PathBuf, Inventory), Error> {
         let path = inventory::locate(self.inventory_path.as_deref())?;
         let inv = inventory::load(&path)?;

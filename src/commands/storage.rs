@@ -165,13 +165,8 @@ mod tests {
         };
         let ctx = Context {
             inventory_path: Some(path),
-            dry_run: false,
             yes: false,
-            forks: 2,
-            templates: None,
-            ui: crate::ui::Ui::new(true, true, 0),
-            hosts: Some(Arc::new(connector)),
-            held: Default::default(),
+            ..Context::for_test(crate::ui::Ui::new(true, true, 0), Some(Arc::new(connector)))
         };
         let exit = status(&ctx).unwrap();
         let mut asked: Vec<String> = log.lock().unwrap().iter().map(|(h, _)| h.clone()).collect();

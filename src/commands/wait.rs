@@ -147,14 +147,9 @@ mod tests {
 
     fn ctx() -> Context {
         Context {
-            inventory_path: None,
-            dry_run: false,
             yes: false,
             forks: 1,
-            templates: None,
-            ui: crate::ui::Ui::new(false, true, 0),
-            hosts: None,
-            held: Default::default(),
+            ..Context::for_test(crate::ui::Ui::new(false, true, 0), None)
         }
     }
 

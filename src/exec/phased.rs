@@ -401,14 +401,10 @@ mod tests {
     fn a_dry_run_shows_the_wait_and_runs_no_probe() {
         let (connector, log) = scripted(|_| "warm\nup\n");
         let ctx = crate::commands::Context {
-            inventory_path: None,
             dry_run: true,
             yes: false,
             forks: 1,
-            templates: None,
-            ui: crate::ui::Ui::new(false, true, 0),
-            hosts: None,
-            held: Default::default(),
+            ..crate::commands::Context::for_test(crate::ui::Ui::new(false, true, 0), None)
         };
         let exit = ctx.preview(&connector, &limits(), &plan(10)).unwrap();
         assert_eq!(exit, crate::error::Exit::Ok);

@@ -37,13 +37,9 @@ fn lab(dir: &Path) -> (Context, Inventory) {
     ui.interactive = false;
     let ctx = Context {
         inventory_path: Some(path),
-        dry_run: false,
         yes: false,
         forks: 1,
-        templates: None,
-        ui,
-        hosts: None,
-        held: Default::default(),
+        ..Context::for_test(ui, None)
     };
     (ctx, inv)
 }

@@ -489,13 +489,7 @@ mod tests {
         let (path, inv) = inventory(dir.path());
         let ctx = Context {
             inventory_path: Some(path.clone()),
-            dry_run: false,
-            yes: true,
-            forks: 2,
-            templates: None,
-            ui: crate::ui::Ui::new(false, true, 0),
-            hosts: Some(Arc::new(connector)),
-            held: Default::default(),
+            ..Context::for_test(crate::ui::Ui::new(false, true, 0), Some(Arc::new(connector)))
         };
         let opts = Options {
             unencrypted: true,

@@ -137,14 +137,8 @@ mod tests {
             }),
         };
         let ctx = Context {
-            inventory_path: None,
-            dry_run: false,
-            yes: true,
             forks: 1,
-            templates: None,
-            ui: crate::ui::Ui::new(false, true, 0),
-            hosts: Some(Arc::new(connector)),
-            held: Default::default(),
+            ..Context::for_test(crate::ui::Ui::new(false, true, 0), Some(Arc::new(connector)))
         };
         let cn = inv.select(&["confignode".into()]).unwrap().remove(0);
         let step = poweroff::wait_step("hnode1", "10.0.0.31", limit);
@@ -205,12 +199,8 @@ mod tests {
         let ctx = Context {
             inventory_path: Some(path),
             dry_run,
-            yes: true,
             forks: 1,
-            templates: None,
-            ui: crate::ui::Ui::new(false, true, 0),
-            hosts: Some(Arc::new(connector)),
-            held: Default::default(),
+            ..Context::for_test(crate::ui::Ui::new(false, true, 0), Some(Arc::new(connector)))
         };
         let args = HnodePoweroffArgs {
             name: "hnode1".into(),
