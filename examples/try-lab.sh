@@ -36,7 +36,7 @@ seconds() { echo "$((SECONDS - $1)) s"; }
 
 step "cloudctl lab up: 3 hosts and 4 machines (2 storage, 2 hardware) on bridge cllabbr (10.201.0.0/24)"
 "$cloudctl" lab down >/dev/null 2>&1 || true   # a fresh lab on every run
-"$cloudctl" lab up --hosts 3 --vm snode --vm snode --vm hnode --vm hnode
+"$cloudctl" lab up --hosts 3 --subnet 10.201.0.0/24 --vm snode --vm snode --vm hnode --vm hnode
 # shellcheck disable=SC2016 # expanded by each lab host's shell, not here
 "$cloudctl" run --on confignode,hnode1,hnode2 -- 'echo "$(hostname): $(uname -sr)"'
 
