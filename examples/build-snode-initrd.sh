@@ -19,10 +19,15 @@
 # with OCFS2 (ocfs2-tools, the o2cb modules) for the instance store, and squashfs, loop and
 # overlay for a hardware node whose profile takes its root from the store: its /init runs
 # cloudctl's /etc/cloudctl/root-from-storage and switches to that root when it is there.
+# And the lab's web machines (LAMP): their profile's `append` says `cloudctl.root=hostfs`, and
+# /init then makes their root this machine's own Debian, shared read-only by QEMU over virtio-9p
+# (tag `hostroot`) under a RAM layer: a machine with Apache, PHP, MariaDB, drbd-utils and
+# ocfs2-tools installed, as the seed's web servers are, without installing Debian into a disk
+# image (/etc/cloudctl/root-from-host below).
 set -euo pipefail
 packages="dash busybox-static dropbear-bin mdadm drbd-utils vblade aoetools util-linux dpkg kmod ocfs2-tools"
 modules="e1000 virtio_net virtio_pci virtio_blk crc32c_generic lru_cache libcrc32c drbd aoe md-mod raid1 multipath button evdev
-  configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlmfs squashfs loop overlay bridge"
+  configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlmfs squashfs loop overlay bridge 9pnet_virtio 9p"
 # Single binaries to copy (with the libraries they load); busybox provides everything else.
 binaries="/usr/bin/dash /usr/sbin/dropbear /usr/sbin/mdadm /usr/sbin/drbdadm /usr/sbin/drbdsetup /usr/sbin/drbdmeta
   /usr/lib/drbd/drbdadm-84 /usr/lib/drbd/drbdsetup-84 /usr/sbin/vblade /usr/sbin/blkid /usr/sbin/wipefs
@@ -171,14 +176,78 @@ EOF
 mkdir -p "$root/etc/acpi/PWRF"
 printf '#!/bin/sh\n# The power button was pressed (a BMC soft power-off): shut down cleanly.\nexec poweroff\n' > "$root/etc/acpi/PWRF/00000080"
 chmod 755 "$root/usr/sbin/service" "$root/usr/sbin/update-rc.d" "$root/etc/cloudctl/boot" "$root/etc/acpi/PWRF/00000080"
+cat > "$root/etc/cloudctl/root-from-host" <<'EOF'
+#!/bin/sh
+# root-from-host NEWROOT: a lab web machine's root (profile append `cloudctl.root=hostfs`). The
+# lower layer is the lab machine's own / over virtio-9p, read-only; whatever the node writes goes
+# to RAM and is gone at power-off. /root, /tmp and /run start empty, so nothing of the lab
+# machine's own home or runtime state shows through.
+set -u
+new=$1
+mkdir -p /host /rw "$new"
+for m in virtio_pci 9pnet_virtio 9p overlay; do modprobe "$m" || exit 1; done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host || exit 1
+mount -t tmpfs -o mode=755 rw /rw && mkdir -p /rw/upper /rw/work || exit 1
+mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work overlay "$new" || exit 1
+mount -t tmpfs -o mode=700 root "$new/root"
+mount -t tmpfs -o mode=1777 tmp "$new/tmp"
+mount -t tmpfs -o mode=755 run "$new/run"
+# cloudctl's overlay (name, addresses, key fetcher, authorized key) goes over the installed system.
+mkdir -p "$new/etc/cloudctl" "$new/root/.ssh" "$new/etc/dropbear" "$new/etc/acpi/PWRF"
+cp -a /etc/cloudctl/. "$new/etc/cloudctl/"
+cp /etc/hostname "$new/etc/hostname"
+cp /etc/ssh/ssh_host_ed25519_key.pub "$new/etc/ssh/"
+cp /root/.ssh/authorized_keys "$new/root/.ssh/" && chmod 700 "$new/root/.ssh"
+printf '%s\n' '::sysinit:/etc/cloudctl/hostfs-boot' \
+    '::respawn:/usr/sbin/dropbear -F -E -s -r /etc/dropbear/dropbear_ed25519_host_key -p 22' \
+    '::ctrlaltdel:/bin/busybox reboot -f' '::shutdown:/bin/sync' > "$new/etc/inittab"
+printf '#!/bin/sh\nexec busybox poweroff\n' > "$new/etc/acpi/PWRF/00000080"
+chmod 755 "$new/etc/acpi/PWRF/00000080"
+for d in proc sys dev; do mount --move "/$d" "$new/$d"; done
+EOF
+cat > "$root/etc/cloudctl/hostfs-boot" <<'EOF'
+#!/bin/sh
+# Boot of a lab web machine on the lab machine's Debian (root-from-host), run by busybox init
+# before dropbear. No rc2.d: the lab machine's own services must not start here; what the node
+# runs, cloudctl deploys. Applets the installed system lacks (brctl, acpid) come from busybox.
+mkdir -p /run/busybox /run/lock /dev/pts /dev/shm
+for a in $(busybox --list); do command -v "$a" >/dev/null 2>&1 || ln -sf /bin/busybox "/run/busybox/$a"; done
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:/run/busybox"
+mount -t devpts devpts /dev/pts
+mount -t tmpfs shm /dev/shm
+hostname "$(cat /etc/hostname)"
+for m in e1000 virtio_net virtio_blk button evdev; do modprobe "$m" || echo "cloudctl boot: cannot load module $m"; done
+acpid -l /run/acpid.log -p /run/acpid.pid || echo "cloudctl boot: acpid did not start (the power button does nothing)"
+# shellcheck source=/dev/null
+. /etc/cloudctl/node.conf
+/etc/cloudctl/network-up || echo "cloudctl boot: the network did not come up as node.conf says"
+# The lab's cross-over cable (QEMU's second NIC, wired to the other web machine only), as an
+# administrator would have set it up: eth1 at 192.168.100.N, N the last number of the node's
+# address, jumbo frames for DRBD.
+if ip link show eth1 >/dev/null 2>&1; then
+    ip link set eth1 mtu 9000 up
+    ip addr add "192.168.100.${IP##*.}/24" dev eth1
+fi
+/etc/cloudctl/fetch-host-keys || echo "cloudctl boot: NO HOST KEYS"
+echo "cloudctl boot: $(hostname) up at $IP on the lab machine's Debian (kernel $(uname -r))"
+EOF
+chmod 755 "$root/etc/cloudctl/root-from-host" "$root/etc/cloudctl/hostfs-boot"
 cat > "$root/init" <<'EOF'
 #!/bin/sh
 # A node whose profile takes its root from the shared storage switches to it (cloudctl's overlay
-# brings root-from-storage); any other node, or one that cannot, boots this RAM root.
+# brings root-from-storage); a lab web machine to the lab machine's Debian (root-from-host); any
+# other node, or one that cannot, boots this RAM root.
 if [ -x /etc/cloudctl/root-from-storage ] && /etc/cloudctl/root-from-storage /newroot; then
     init=/sbin/init
     [ -x /newroot/init ] && init=/init
     exec switch_root /newroot "$init"
+fi
+mount -t proc proc /proc
+if grep -qw cloudctl.root=hostfs /proc/cmdline; then
+    mount -t sysfs sys /sys
+    mount -t devtmpfs dev /dev
+    /etc/cloudctl/root-from-host /newroot && exec switch_root /newroot /bin/busybox init
+    echo "cloudctl: no root from the lab machine (virtio-9p tag hostroot); booting the RAM root" >&2
 fi
 exec /bin/busybox init
 EOF

@@ -244,8 +244,14 @@ fn verify(
     applied: serde_json::Value,
 ) -> Result<Exit, Error> {
     let name = node.name.get_ref().as_str();
+    // The LAMP stack's servers (web, balancer, database) run no guests: no hypervisor to check.
+    let lamp_server = inv
+        .lamp
+        .as_ref()
+        .is_some_and(|l| crate::plan::lamp::nodes(l.get_ref()).iter().any(|(n, _)| n.as_str() == name));
     let (kind, script) = match hnode::hypervisor(inv, node) {
         _ if node.role == Role::Snode => ("storage", STORAGE_CHECK),
+        _ if lamp_server => ("none", "echo ok"),
         Hypervisor::Xen => ("xen", "xl info >/dev/null 2>&1 && echo ok || echo 'xl info failed (no Xen dom0?)'"),
         Hypervisor::Kvm => (
             "kvm",

@@ -211,6 +211,10 @@ pub fn preflight(req: &LabRequest) -> Result<()> {
         if req.vms.len() > MAX_VMS {
             bail!("a lab has at most {MAX_VMS} VMs, not {}", req.vms.len());
         }
+        let webs = req.vms.iter().filter(|r| **r == VmRole::Web).count();
+        if webs != 0 && webs != 2 {
+            bail!("a lab has two web VMs or none, not {webs}: a cross-over cable joins exactly two machines");
+        }
         if req.power_exe.is_none() {
             bail!("lab VMs need the cloudctl binary for their power listener");
         }
@@ -377,6 +381,7 @@ struct InventoryData<'a> {
     /// `[network] mtu` for the VMs: their taps carry jumbo frames (`vm::JUMBO_MTU`).
     mtu: Option<u16>,
     snode_profile: bool,
+    web_profile: bool,
     /// `[storage]` when the lab has exactly two storage VMs: their names, and the hardware-node
     /// VMs as the clients allowed to attach.
     storage: Option<serde_json::Value>,
@@ -462,6 +467,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
         vms: &vms,
         mtu: (!vms.is_empty()).then_some(vm::JUMBO_MTU),
         snode_profile: vms.iter().any(|v| v.role == VmRole::Snode),
+        web_profile: vms.iter().any(|v| v.role == VmRole::Web),
         storage: storage_section(&vms),
     };
     let inventory = templates
@@ -502,7 +508,7 @@ fn build(req: &LabRequest, templates: &crate::templates::Templates, dir: &Path) 
 /// The lab's VM machines: names, MACs, addresses (.201 upwards), folders, disks and taps.
 fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
     let lab_octet = req.subnet.network().octets()[2];
-    let (mut snodes, mut hnodes) = (0, 0);
+    let (mut snodes, mut hnodes, mut webs) = (0, 0, 0);
     let mut vms = Vec::new();
     for (i, role) in req.vms.iter().enumerate() {
         let n = i + 1;
@@ -515,6 +521,10 @@ fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
                 hnodes += 1;
                 (format!("hvm{hnodes}"), 0)
             }
+            VmRole::Web => {
+                webs += 1;
+                (format!("web{webs}"), 2)
+            }
         };
         let vm_dir = dir.join("vms").join(&vm_name);
         std::fs::create_dir_all(dir.join("vms")).context("cannot create the VMs' folder")?;
@@ -525,10 +535,21 @@ fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
             mac: format!("52:54:00:c2:{lab_octet:02x}:{n:02x}"),
             ip: req.subnet.nth(200 + n as u32).expect("a /24 has addresses up to .255"),
             tap: vm::tap_name(&req.name, n),
+            cable: None,
             dir: vm_dir,
         };
         vm::create(&vm, bridge, req.vm_disk_mib)?;
         vms.push(vm);
+    }
+    // The two web machines' cross-over cable: each sends to the other's socket.
+    let ends: Vec<PathBuf> = vms
+        .iter()
+        .filter(|v| v.role == VmRole::Web)
+        .map(|v| v.dir.join("cable.sock"))
+        .collect();
+    for vm in vms.iter_mut().filter(|v| v.role == VmRole::Web) {
+        let (here, there) = (vm.dir.join("cable.sock"), ends.iter().find(|e| **e != vm.dir.join("cable.sock")));
+        vm.cable = there.map(|t| (here, t.clone()));
     }
     Ok(vms)
 }

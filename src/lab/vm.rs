@@ -16,17 +16,22 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// its guests need room beside it.
 const SNODE_MEMORY_MIB: &str = "256";
 const HNODE_MEMORY_MIB: &str = "768";
+/// A web machine runs Apache with PHP, MariaDB, DRBD and the o2cb cluster at once.
+const WEB_MEMORY_MIB: &str = "512";
 /// The MTU of the VMs' taps and of the lab inventory's `[network] mtu` when the lab has VMs.
 pub const JUMBO_MTU: u16 = 9000;
 /// `comm` of a running QEMU (the kernel truncates it to 15 characters).
 const QEMU_COMM: &str = "qemu-system-x86";
 
-/// What a VM is for: a storage node (two member disks) or a diskless hardware node.
+/// What a VM is for: a storage node (two member disks), a diskless hardware node, or a web
+/// machine of the LAMP stack (two disks for md, a cross-over cable to the other web machine, and
+/// this machine's Debian as its installed system, shared read-only over virtio-9p).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum VmRole {
     Snode,
     Hnode,
+    Web,
 }
 
 impl VmRole {
@@ -34,6 +39,7 @@ impl VmRole {
         match self {
             VmRole::Snode => "snode",
             VmRole::Hnode => "hnode",
+            VmRole::Web => "web",
         }
     }
 }
@@ -47,6 +53,10 @@ pub struct LabVm {
     pub tap: String,
     pub dir: PathBuf,
     pub disks: Vec<PathBuf>,
+    /// A web machine's cross-over cable: QEMU's second NIC sends datagrams from the first
+    /// socket (this VM's end) to the second (the other web machine's), and nothing else sees them.
+    #[serde(default)]
+    pub cable: Option<(PathBuf, PathBuf)>,
 }
 
 impl LabVm {
@@ -87,6 +97,7 @@ impl LabVm {
             match self.role {
                 VmRole::Snode => SNODE_MEMORY_MIB,
                 VmRole::Hnode => HNODE_MEMORY_MIB,
+                VmRole::Web => WEB_MEMORY_MIB,
             },
             "-smp",
             "1",
@@ -114,6 +125,21 @@ impl LabVm {
         for d in &self.disks {
             args.push("-drive".into());
             args.push(format!("file={},if=virtio,format=raw", d.display()));
+        }
+        if let Some((local, remote)) = &self.cable {
+            args.push("-netdev".into());
+            args.push(format!(
+                "dgram,id=n1,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                local.display(),
+                remote.display()
+            ));
+            args.push("-device".into());
+            args.push("virtio-net-pci,netdev=n1".into());
+        }
+        if self.role == VmRole::Web {
+            // Read-only: the web machine's writes go to its RAM layer, never to this machine.
+            args.push("-virtfs".into());
+            args.push("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap".into());
         }
         args
     }

@@ -71,6 +71,10 @@ impl NodeFacts {
     }
 }
 
+/// Prints `drbd-version V`: the loaded DRBD module's version, else the installed one's (8.4 and 9
+/// want different resource syntax). Shared by the storage nodes' and the web nodes' probes.
+pub const DRBD_VERSION_PROBE: &str = "v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n";
+
 /// scripts/storage/md-create.sh (its arguments and what it does are described there).
 pub const MD_CREATE: &str = include_str!("../../scripts/storage/md-create.sh");
 
@@ -111,7 +115,7 @@ pub fn facts_script(s: &StorageSection) -> String {
         .text("secret \\1/p' ")
         .word(&res_file(s))
         .text(" 2>/dev/null\n")
-        .text("v=$(sed -n 's/^version: \\([0-9.]*\\).*/\\1/p' /proc/drbd 2>/dev/null); [ -n \"$v\" ] || v=$(modinfo -F version drbd 2>/dev/null); [ -n \"$v\" ] && echo \"drbd-version $v\"\n")
+        .text(DRBD_VERSION_PROBE)
         .text("exit 0\n")
         .build()
 }

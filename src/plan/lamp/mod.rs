@@ -112,6 +112,8 @@ pub struct WebFacts {
     pub bind_source: bool,
     /// `uname -n` (DRBD's `on` sections and o2cb's cluster.conf name nodes by it).
     pub hostname: Option<String>,
+    /// The DRBD kernel module's version (8.4 and 9 want different resource syntax).
+    pub drbd_version: Option<String>,
 }
 
 /// The `[lamp]` section, or a usage error saying how to add one.
@@ -302,7 +304,7 @@ fn web_steps(
     packages.extend(storage::packages(lamp));
     let mut steps = Steps::new();
     steps.push(install_packages(&packages));
-    steps.extend(storage::steps(lamp, templates, facts, node, cloud)?);
+    steps.extend(storage::steps(inv, lamp, templates, facts, node, cloud)?);
     let check = |kind: &str| Some(sh(APACHE_CHECK, &[kind, "{}"]));
     let ports = steps.file(config(
         "apache-ports",

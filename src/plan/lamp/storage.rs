@@ -5,6 +5,7 @@
 use super::{command, config, dir, file, sh, strings, Facts, FileSpec, WebFacts};
 use crate::error::Error;
 use crate::inventory::lamp::{DrbdSettings, LampSection, Storage};
+use crate::inventory::Inventory;
 use crate::plan::steps::on_change;
 use crate::plan::wait::{Reading, Stage, WaitStep};
 use crate::plan::Steps;
@@ -16,6 +17,8 @@ use serde_json::json;
 
 pub const DRBD_PACKAGES: [&str; 2] = ["drbd-utils", "ocfs2-tools"];
 pub const OCFS2_CLUSTER_CONF: &str = "/etc/ocfs2/cluster.conf";
+/// DRBD's fence-peer handler on the web nodes (templates/lamp-deploy/fence-peer.hbs).
+pub const FENCE_PEER: &str = "/usr/local/sbin/cloudctl-lamp-fence-peer";
 
 /// scripts/lamp/fstab-ensure.sh (its arguments and what it does are described there).
 const FSTAB_ENSURE: &str = include_str!("../../../scripts/lamp/fstab-ensure.sh");
@@ -40,6 +43,7 @@ pub fn facts_script(lamp: &LampSection) -> String {
             let disk = drbd.get_ref().disk.as_str();
             Script::new()
                 .text("echo \"hostname $(uname -n)\"\n")
+                .text(crate::plan::storage::DRBD_VERSION_PROBE)
                 .call(
                     "if [ -e",
                     &[disk],
@@ -63,6 +67,8 @@ pub fn parse_facts(output: &str) -> WebFacts {
             f.disk_signatures = Some(Vec::new());
         } else if line == "source" {
             f.bind_source = true;
+        } else if let Some(v) = line.strip_prefix("drbd-version ") {
+            f.drbd_version = Some(v.trim().to_string());
         } else if let Some(h) = line.strip_prefix("hostname ") {
             f.hostname = Some(h.trim().to_string());
         } else if let (Some(sig), Some(list)) = (line.strip_prefix("signature "), f.disk_signatures.as_mut()) {
@@ -108,6 +114,7 @@ fn mount_steps(mount: &str, fstab_line: &str) -> Vec<Step> {
 }
 
 pub fn steps(
+    inv: &Inventory,
     lamp: &LampSection,
     templates: &Templates,
     facts: &Facts,
@@ -126,12 +133,13 @@ pub fn steps(
             }
             Ok(mount_steps(mount, &format!("{src} {mount} none bind 0 0")))
         }
-        (Storage::DrbdOcfs2, Some(drbd), _) => drbd_steps(lamp, drbd.get_ref(), templates, &found, node, cloud),
+        (Storage::DrbdOcfs2, Some(drbd), _) => drbd_steps(inv, lamp, drbd.get_ref(), templates, &found, node, cloud),
         _ => Err(Error::Usage("[lamp] storage settings are incomplete".into())),
     }
 }
 
 fn drbd_steps(
+    inv: &Inventory,
     lamp: &LampSection,
     drbd: &DrbdSettings,
     templates: &Templates,
@@ -172,13 +180,31 @@ fn drbd_steps(
         .enumerate()
         .map(|(i, w)| json!({ "name": w, "id": i, "address": drbd.address.get_ref()[w].to_string() }))
         .collect();
+    let drbd84 = found.drbd_version.as_deref().is_some_and(|v| v.starts_with("8."));
+    let peer = web.iter().find(|w| *w != node).expect("validation: two web nodes");
     let mut steps = Steps::new();
+    // drbdadm reads the resource in the loaded module's syntax (8.4 or 9), also to validate it.
+    steps.push(command(&["modprobe", "drbd"], When::Unless(strings(&["test", "-e", "/proc/drbd"]))));
+    steps.push(file(FileSpec {
+        id: "fence-peer",
+        path: FENCE_PEER,
+        content: templates.render(
+            "lamp-deploy/fence-peer",
+            &json!({ "cloud": cloud, "resource": res, "node": node, "peer": peer,
+                     "peer_link": drbd.address.get_ref()[peer].to_string(), "peer_ip": super::ip(inv, peer).to_string() }),
+        )?,
+        mode: 0o755,
+        owner: None,
+        validate: Some(strings(&["sh", "-n", "{}"])),
+        secret: false,
+    })?);
     let drbd_res = steps.file(config(
         "drbd-res",
         &format!("/etc/drbd.d/{res}.res"),
         templates.render(
             "lamp-deploy/drbd.res",
-            &json!({ "cloud": cloud, "resource": res, "device": device, "disk": disk, "port": drbd.port, "nodes": nodes }),
+            &json!({ "cloud": cloud, "resource": res, "device": device, "disk": disk, "port": drbd.port, "nodes": nodes,
+                     "drbd84": drbd84, "fence_peer": FENCE_PEER }),
         )?,
         Some(strings(&["drbdadm", "-c", "{}", "dump"])),
     )?)?;
