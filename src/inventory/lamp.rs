@@ -101,8 +101,11 @@ pub struct DrbdSettings {
     pub port: u16,
     #[serde(default = "default_device")]
     pub device: Spanned<RemotePath>,
-    /// The backing disk on each of the two web nodes.
+    /// The backing disk on each of the two web nodes (with `md`: the RAID1 array, /dev/mdN).
     pub disk: RemotePath,
+    /// The seed's md under DRBD: `disk` is a RAID1 array of these disks, which `lamp deploy`
+    /// creates when they are blank and assembles when they carry it already.
+    pub md: Option<Spanned<Vec<RemotePath>>>,
     /// The cross-over link address of each web node (`web1 = "192.168.100.1"`).
     pub address: Spanned<BTreeMap<Name, Ipv4Addr>>,
 }
@@ -357,6 +360,25 @@ fn validate_drbd(
     }
     if drbd.port == 0 {
         return Err(err(span, "[lamp.drbd] port must be 1-65535".into()));
+    }
+    if let Some(md) = &drbd.md {
+        let (members, disk) = (md.get_ref(), drbd.disk.as_str());
+        let array_ok = disk
+            .strip_prefix("/dev/md")
+            .is_some_and(|m| !m.is_empty() && m.len() <= 6 && m.bytes().all(|b| b.is_ascii_digit()));
+        if !array_ok {
+            return Err(err(
+                span,
+                format!("[lamp.drbd] disk = \"{disk}\": with `md` the disk is the RAID1 array lamp deploy makes; write /dev/mdN"),
+            ));
+        }
+        let distinct: std::collections::BTreeSet<&str> = members.iter().map(|m| m.as_str()).collect();
+        if members.len() < 2 || distinct.len() != members.len() || distinct.contains(disk) {
+            return Err(err(
+                md.span(),
+                "[lamp.drbd] md: name two or more different disks (the RAID1 members), none of them the array itself".into(),
+            ));
+        }
     }
     Ok(())
 }

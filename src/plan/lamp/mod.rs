@@ -114,6 +114,10 @@ pub struct WebFacts {
     pub hostname: Option<String>,
     /// The DRBD kernel module's version (8.4 and 9 want different resource syntax).
     pub drbd_version: Option<String>,
+    /// `[lamp.drbd] md`: each member disk that exists, with the signatures on it.
+    pub md_members: BTreeMap<String, Vec<String>>,
+    /// The md array (`[lamp.drbd] disk` with `md`) is running.
+    pub md_active: bool,
 }
 
 /// The `[lamp]` section, or a usage error saying how to add one.

@@ -31,7 +31,10 @@ pub const MKFS_OCFS2: &str = include_str!("../../../scripts/lamp/mkfs-ocfs2.sh")
 
 pub fn packages(lamp: &LampSection) -> Vec<&'static str> {
     match lamp.storage {
-        Storage::DrbdOcfs2 => DRBD_PACKAGES.to_vec(),
+        Storage::DrbdOcfs2 => {
+            let md = lamp.drbd.as_ref().is_some_and(|d| d.get_ref().md.is_some());
+            DRBD_PACKAGES.iter().copied().chain(md.then_some("mdadm")).collect()
+        }
         Storage::Bind => vec![],
     }
 }
@@ -41,7 +44,8 @@ pub fn facts_script(lamp: &LampSection) -> String {
     match (&lamp.storage, &lamp.drbd, &lamp.bind_source) {
         (Storage::DrbdOcfs2, Some(drbd), _) => {
             let disk = drbd.get_ref().disk.as_str();
-            Script::new()
+            let mut script = Script::new();
+            script
                 .text("echo \"hostname $(uname -n)\"\n")
                 .text(crate::plan::storage::DRBD_VERSION_PROBE)
                 .call(
@@ -50,8 +54,20 @@ pub fn facts_script(lamp: &LampSection) -> String {
                     " ]; then echo disk; wipefs -n -O TYPE --noheadings ",
                 )
                 .word(disk)
-                .text(" 2>/dev/null | sed 's/^/signature /'; fi\n")
-                .build()
+                .text(" 2>/dev/null | sed 's/^/signature /'; fi\n");
+            if let Some(md) = &drbd.get_ref().md {
+                script.call("mdadm --detail", &[disk], " >/dev/null 2>&1 && echo md-active\n");
+                for m in md.get_ref() {
+                    // One line per member, its signatures after its path: `member /dev/vda linux_raid_member`.
+                    script
+                        .call("[ -e", &[m.as_str()], " ] && printf 'member %s %s\\n' ")
+                        .word(m.as_str())
+                        .text(" \"$(wipefs -n -O TYPE --noheadings ")
+                        .word(m.as_str())
+                        .text(" 2>/dev/null | tr '\\n' ' ')\"\n");
+                }
+            }
+            script.text("exit 0\n").build()
         }
         (Storage::Bind, _, Some(src)) => Script::new()
             .call("[ -d", &[src.get_ref().as_str()], " ] && echo source\n")
@@ -67,6 +83,13 @@ pub fn parse_facts(output: &str) -> WebFacts {
             f.disk_signatures = Some(Vec::new());
         } else if line == "source" {
             f.bind_source = true;
+        } else if line == "md-active" {
+            f.md_active = true;
+        } else if let Some(rest) = line.strip_prefix("member ") {
+            let mut words = rest.split_whitespace();
+            if let Some(path) = words.next() {
+                f.md_members.insert(path.to_string(), words.map(str::to_string).collect());
+            }
         } else if let Some(v) = line.strip_prefix("drbd-version ") {
             f.drbd_version = Some(v.trim().to_string());
         } else if let Some(h) = line.strip_prefix("hostname ") {
@@ -160,7 +183,13 @@ fn drbd_steps(
             "web node {node} calls itself \"{h}\" (uname -n); DRBD and o2cb find a node's section by its host name, so name the [[node]] \"{h}\" or change the host name"
         )));
     }
+    let md = match &drbd.md {
+        Some(members) => Some(md_step(inv, disk, members.get_ref(), found, node)?),
+        None => None,
+    };
     let fresh = match &found.disk_signatures {
+        // The array is made (or assembled) first: fresh when its members were blank.
+        None if md.is_some() => md.as_ref().is_some_and(|(_, blank)| *blank),
         None => {
             return Err(Error::Usage(format!(
                 "[lamp.drbd] disk {disk} does not exist on web node {node}; fix the path"
@@ -242,6 +271,9 @@ fn drbd_steps(
         &["service", "o2cb", "restart"],
         &[&ocfs2_cluster, &o2cb_default],
     ));
+    if let Some((step, _)) = md {
+        steps.push(step);
+    }
     steps.push(Step::Command(CommandStep {
         argv: sh(CREATE_MD, &[res, disk]),
         when: When::Unless(sh("wipefs -n -O TYPE --noheadings \"$1\" | grep -qx drbd", &[disk])),
@@ -301,4 +333,49 @@ fn drbd_steps(
         &format!("{device} {mount} ocfs2 _netdev,defaults 0 0"),
     ));
     steps.build()
+}
+
+/// The seed's md under DRBD (`[lamp.drbd] md`): the RAID1 array `disk`, created from blank
+/// members, assembled from members that carry it already (after a reboot), refused over members
+/// holding anything else. Also says whether the members were blank (nothing to sync).
+fn md_step(
+    inv: &Inventory,
+    disk: &str,
+    members: &[crate::types::RemotePath],
+    found: &WebFacts,
+    node: &Name,
+) -> Result<(Step, bool), Error> {
+    let mut blank = true;
+    for m in members {
+        let Some(sigs) = found.md_members.get(m.as_str()) else {
+            if found.md_active {
+                continue; // a degraded array runs without it
+            }
+            return Err(Error::Usage(format!(
+                "[lamp.drbd] md: disk {m} does not exist on web node {node}; fix the path"
+            )));
+        };
+        if let Some(other) = sigs.iter().find(|s| *s != "linux_raid_member") {
+            return Err(Error::Usage(format!(
+                "[lamp.drbd] md: disk {m} on web node {node} holds data ({other}); cloudctl will not put md on it. If it is really unused, wipe it yourself (wipefs -a {m}) and deploy again"
+            )));
+        }
+        blank &= sigs.is_empty();
+    }
+    let uuid = crate::plan::storage::md_uuid(inv, node.as_str(), disk);
+    let count = members.len().to_string();
+    let mut args = vec![disk, uuid.as_str()];
+    let argv = if blank {
+        args.extend(["1", count.as_str()]);
+        args.extend(members.iter().map(|m| m.as_str()));
+        sh(crate::plan::storage::MD_CREATE, &args)
+    } else {
+        args.extend(members.iter().map(|m| m.as_str()));
+        sh(
+            "md=$1 uuid=$2; shift 2; exec mdadm --assemble --run \"$md\" --uuid \"$uuid\" \"$@\"",
+            &args,
+        )
+    };
+    let when = When::Unless(strings(&["mdadm", "--detail", disk]));
+    Ok((Step::Command(CommandStep { argv, when }), blank))
 }
