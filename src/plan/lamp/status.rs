@@ -178,7 +178,9 @@ pub fn parse(name: &str, address: &str, roles: &[Role], output: &str) -> NodeSta
             "answers" | "silent" => answering.push((rest.into(), key == "answers")),
             "drbd" => {
                 let f: Vec<&str> = rest.split_whitespace().collect();
-                let up = f.first() == Some(&"Primary") && f.get(1).is_some_and(|d| d.starts_with("UpToDate"));
+                // DRBD 9 prints this node's role and disk state; 8.4 adds the peer's ("Primary/Primary").
+                let up = f.first().is_some_and(|r| r.split('/').next() == Some("Primary"))
+                    && f.get(1).is_some_and(|d| d.starts_with("UpToDate"));
                 st.components.push(Component {
                     name: "drbd".into(),
                     up,

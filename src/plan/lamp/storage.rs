@@ -67,7 +67,7 @@ pub fn facts_script(lamp: &LampSection) -> String {
                         .text(" 2>/dev/null | tr '\\n' ' ')\"\n");
                 }
             }
-            script.text("exit 0\n").build()
+            script.build()
         }
         (Storage::Bind, _, Some(src)) => Script::new()
             .call("[ -d", &[src.get_ref().as_str()], " ] && echo source\n")
@@ -289,7 +289,8 @@ fn drbd_steps(
         res,
         "the DRBD peer to connect",
     ));
-    let is_primary = sh("drbdadm role \"$1\" | grep -qx Primary", &[res]);
+    // DRBD 9 prints "Primary", 8.4 "Primary/<the peer's role>".
+    let is_primary = sh("drbdadm role \"$1\" | grep -q '^Primary'", &[res]);
     if first {
         if fresh {
             // Both disks were just given metadata and hold nothing: no initial sync needed.
@@ -355,9 +356,11 @@ fn md_step(
                 "[lamp.drbd] md: disk {m} does not exist on web node {node}; fix the path"
             )));
         };
-        if let Some(other) = sigs.iter().find(|s| *s != "linux_raid_member") {
+        // An array member may show what the array holds too (DRBD's metadata at its end).
+        if !sigs.is_empty() && !sigs.iter().any(|s| s == "linux_raid_member") {
             return Err(Error::Usage(format!(
-                "[lamp.drbd] md: disk {m} on web node {node} holds data ({other}); cloudctl will not put md on it. If it is really unused, wipe it yourself (wipefs -a {m}) and deploy again"
+                "[lamp.drbd] md: disk {m} on web node {node} holds data ({}) and is no md member; cloudctl will not put md on it. If it is really unused, wipe it yourself (wipefs -a {m}) and deploy again",
+                sigs.join(", ")
             )));
         }
         blank &= sigs.is_empty();
