@@ -245,10 +245,11 @@ fn verify(
 ) -> Result<Exit, Error> {
     let name = node.name.get_ref().as_str();
     // The LAMP stack's servers (web, balancer, database) run no guests: no hypervisor to check.
-    let lamp_server = inv
-        .lamp
-        .as_ref()
-        .is_some_and(|l| crate::plan::lamp::nodes(l.get_ref()).iter().any(|(n, _)| n.as_str() == name));
+    let lamp_server = inv.lamp.as_ref().is_some_and(|l| {
+        crate::plan::lamp::nodes(l.get_ref())
+            .iter()
+            .any(|(n, _)| n.as_str() == name)
+    });
     let (kind, script) = match hnode::hypervisor(inv, node) {
         _ if node.role == Role::Snode => ("storage", STORAGE_CHECK),
         _ if lamp_server => ("none", "echo ok"),

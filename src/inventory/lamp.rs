@@ -376,7 +376,8 @@ fn validate_drbd(
         if members.len() < 2 || distinct.len() != members.len() || distinct.contains(disk) {
             return Err(err(
                 md.span(),
-                "[lamp.drbd] md: name two or more different disks (the RAID1 members), none of them the array itself".into(),
+                "[lamp.drbd] md: name two or more different disks (the RAID1 members), none of them the array itself"
+                    .into(),
             ));
         }
     }

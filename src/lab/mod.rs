@@ -548,7 +548,10 @@ fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
         .map(|v| v.dir.join("cable.sock"))
         .collect();
     for vm in vms.iter_mut().filter(|v| v.role == VmRole::Web) {
-        let (here, there) = (vm.dir.join("cable.sock"), ends.iter().find(|e| **e != vm.dir.join("cable.sock")));
+        let (here, there) = (
+            vm.dir.join("cable.sock"),
+            ends.iter().find(|e| **e != vm.dir.join("cable.sock")),
+        );
         vm.cable = there.map(|t| (here, t.clone()));
     }
     Ok(vms)

@@ -107,7 +107,11 @@ pub fn facts_script(s: &StorageSection) -> String {
         script.call("disk", &[d.as_str()], "\n");
     }
     script
-        .call("mdadm --detail", &[s.md_device.as_str()], " >/dev/null 2>&1 && echo md-active\n")
+        .call(
+            "mdadm --detail",
+            &[s.md_device.as_str()],
+            " >/dev/null 2>&1 && echo md-active\n",
+        )
         .call("[ -e", &[&marker(s, "metadata-created")], " ] && echo drbd-metadata\n")
         .call("[ -e", &[&marker(s, "initial-sync")], " ] && echo sync-started\n")
         .text("sed -n 's/^[[:space:]]*shared-secret \"\\([^\"]*\\)\";.*/")

@@ -316,6 +316,7 @@ fn lamp_deploy(ex: &Example) -> Result<Vec<Plan>, String> {
             disk_signatures: Some(vec![]),
             bind_source: true,
             hostname: Some(web.clone()),
+            ..Default::default()
         };
         facts.web.insert(web, fresh);
     }

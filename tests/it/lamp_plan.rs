@@ -35,6 +35,7 @@ fn fresh_disks() -> Facts {
                 disk_signatures: Some(vec![]),
                 bind_source: false,
                 hostname: Some(w.to_string()),
+                ..Default::default()
             },
         );
     }
@@ -66,6 +67,7 @@ fn bind_facts() -> Facts {
                 disk_signatures: None,
                 bind_source: true,
                 hostname: None,
+                ..Default::default()
             },
         );
     }
@@ -571,6 +573,37 @@ fn status_parsing() {
         "up apache2 running\ndrbd Secondary UpToDate Connected\n",
     );
     assert!(!web.healthy(), "a secondary cannot mount OCFS2: not up");
+    // DRBD 8.4 prints the peer's role and disk too; a lost peer is not healthy.
+    let web = status::parse(
+        "web1",
+        "x",
+        &[Role::Web],
+        "drbd Primary/Primary UpToDate/UpToDate Connected\n",
+    );
+    assert!(web.healthy(), "{web:?}");
+    let web = status::parse(
+        "web1",
+        "x",
+        &[Role::Web],
+        "drbd Primary/Unknown UpToDate/DUnknown WFConnection\n",
+    );
+    assert!(!web.healthy(), "serving alone is not healthy: {web:?}");
+    // The split-brain handler's record is named while the nodes stay apart, with the way out.
+    let split = "drbd Primary/Unknown UpToDate/DUnknown StandAlone\nsplit-brain www 2026-12-07T17:00:00Z\n";
+    let web = status::parse("web1", "x", &[Role::Web], split);
+    let drbd = web.components.iter().find(|c| c.name == "drbd").unwrap();
+    assert!(
+        !drbd.up
+            && drbd.detail.starts_with("SPLIT BRAIN (detected 2026-12-07T17:00:00Z)")
+            && drbd.detail.contains("drbdadm connect --discard-my-data www")
+            && drbd.detail.ends_with("(Primary/Unknown UpToDate/DUnknown StandAlone)"),
+        "{drbd:?}"
+    );
+    let resolved = "drbd Primary/Primary UpToDate/UpToDate Connected\nsplit-brain www 2026-12-07T17:00:00Z\n";
+    assert!(
+        status::parse("web1", "x", &[Role::Web], resolved).healthy(),
+        "connected again: resolved"
+    );
 
     let db = status::parse(
         "db1",

@@ -31,6 +31,7 @@ mod json_failures;
 mod lab_lifecycle;
 mod lamp_e2e;
 mod lamp_plan;
+mod lamp_vms;
 mod layering;
 mod placement_plan;
 mod poweroff_e2e;

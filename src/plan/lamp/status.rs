@@ -133,7 +133,16 @@ pub fn script(lamp: &LampSection, roles: &[Role], backends: &[String]) -> String
                 .word(res)
                 .text(" 2>/dev/null | head -1) $(drbdadm cstate ")
                 .word(res)
-                .text(" 2>/dev/null | head -1)\"\n");
+                .text(" 2>/dev/null | head -1)\"\n")
+                .call(
+                    "[ -e",
+                    &[&super::storage::split_brain_marker(res)],
+                    " ] && printf 'split-brain %s %s\\n' ",
+                )
+                .word(res)
+                .text(" \"$(cat ")
+                .word(&super::storage::split_brain_marker(res))
+                .text(")\"\n");
         }
     }
     if roles.contains(&Role::Database) {
@@ -180,12 +189,25 @@ pub fn parse(name: &str, address: &str, roles: &[Role], output: &str) -> NodeSta
                 let f: Vec<&str> = rest.split_whitespace().collect();
                 // DRBD 9 prints this node's role and disk state; 8.4 adds the peer's ("Primary/Primary").
                 let up = f.first().is_some_and(|r| r.split('/').next() == Some("Primary"))
-                    && f.get(1).is_some_and(|d| d.starts_with("UpToDate"));
+                    && f.get(1).is_some_and(|d| d.starts_with("UpToDate"))
+                    && f.get(2) == Some(&"Connected");
                 st.components.push(Component {
                     name: "drbd".into(),
                     up,
                     detail: if f.is_empty() { "down".into() } else { f.join(" ") },
                 });
+            }
+            // After the drbd line: the split-brain handler's record, while still disconnected.
+            "split-brain" => {
+                let (res, when) = rest.split_once(' ').unwrap_or((rest, "?"));
+                if let Some(c) = st
+                    .components
+                    .iter_mut()
+                    .find(|c| c.name == "drbd" && !c.detail.ends_with(" Connected"))
+                {
+                    c.up = false;
+                    c.detail = format!("SPLIT BRAIN (detected {when}): both web nodes changed the data while apart, and DRBD keeps them disconnected. Choose the node whose changes to drop; there, unmount the shared filesystem, `drbdadm secondary {res}` and `drbdadm connect --discard-my-data {res}`; then `drbdadm connect {res}` on the other and `lamp deploy` ({})", c.detail);
+                }
             }
             "settings" => {
                 let want: Vec<&str> = vec!["0", "OFF", "0", "MyISAM"];

@@ -19,6 +19,14 @@ pub const DRBD_PACKAGES: [&str; 2] = ["drbd-utils", "ocfs2-tools"];
 pub const OCFS2_CLUSTER_CONF: &str = "/etc/ocfs2/cluster.conf";
 /// DRBD's fence-peer handler on the web nodes (templates/lamp-deploy/fence-peer.hbs).
 pub const FENCE_PEER: &str = "/usr/local/sbin/cloudctl-lamp-fence-peer";
+/// DRBD's split-brain handler on the web nodes (templates/lamp-deploy/split-brain.hbs).
+pub const SPLIT_BRAIN: &str = "/usr/local/sbin/cloudctl-lamp-split-brain";
+
+/// Written by the split-brain handler; `lamp status` names the split brain while it is there and
+/// the resource is not connected.
+pub fn split_brain_marker(resource: &str) -> String {
+    format!("/var/lib/cloudctl/lamp-split-brain-{resource}")
+}
 
 /// scripts/lamp/fstab-ensure.sh (its arguments and what it does are described there).
 const FSTAB_ENSURE: &str = include_str!("../../../scripts/lamp/fstab-ensure.sh");
@@ -88,7 +96,8 @@ pub fn parse_facts(output: &str) -> WebFacts {
         } else if let Some(rest) = line.strip_prefix("member ") {
             let mut words = rest.split_whitespace();
             if let Some(path) = words.next() {
-                f.md_members.insert(path.to_string(), words.map(str::to_string).collect());
+                f.md_members
+                    .insert(path.to_string(), words.map(str::to_string).collect());
             }
         } else if let Some(v) = line.strip_prefix("drbd-version ") {
             f.drbd_version = Some(v.trim().to_string());
@@ -213,7 +222,10 @@ fn drbd_steps(
     let peer = web.iter().find(|w| *w != node).expect("validation: two web nodes");
     let mut steps = Steps::new();
     // drbdadm reads the resource in the loaded module's syntax (8.4 or 9), also to validate it.
-    steps.push(command(&["modprobe", "drbd"], When::Unless(strings(&["test", "-e", "/proc/drbd"]))));
+    steps.push(command(
+        &["modprobe", "drbd"],
+        When::Unless(strings(&["test", "-e", "/proc/drbd"])),
+    ));
     steps.push(file(FileSpec {
         id: "fence-peer",
         path: FENCE_PEER,
@@ -227,13 +239,26 @@ fn drbd_steps(
         validate: Some(strings(&["sh", "-n", "{}"])),
         secret: false,
     })?);
+    let marker = split_brain_marker(res);
+    steps.push(file(FileSpec {
+        id: "split-brain",
+        path: SPLIT_BRAIN,
+        content: templates.render(
+            "lamp-deploy/split-brain",
+            &json!({ "cloud": cloud, "resource": res, "marker": marker }),
+        )?,
+        mode: 0o755,
+        owner: None,
+        validate: Some(strings(&["sh", "-n", "{}"])),
+        secret: false,
+    })?);
     let drbd_res = steps.file(config(
         "drbd-res",
         &format!("/etc/drbd.d/{res}.res"),
         templates.render(
             "lamp-deploy/drbd.res",
             &json!({ "cloud": cloud, "resource": res, "device": device, "disk": disk, "port": drbd.port, "nodes": nodes,
-                     "drbd84": drbd84, "fence_peer": FENCE_PEER }),
+                     "drbd84": drbd84, "fence_peer": FENCE_PEER, "split_brain": SPLIT_BRAIN }),
         )?,
         Some(strings(&["drbdadm", "-c", "{}", "dump"])),
     )?)?;
@@ -329,6 +354,14 @@ fn drbd_steps(
             "the first web node to create the OCFS2 filesystem",
         ));
     }
+    // A split brain resolved by hand (the resource connected again) is no longer reported.
+    steps.push(Step::Command(CommandStep {
+        argv: strings(&["rm", "-f", &marker]),
+        when: When::Unless(sh(
+            "! [ -e \"$2\" ] || ! drbdadm cstate \"$1\" | grep -qx Connected",
+            &[res, &marker],
+        )),
+    }));
     steps.extend(mount_steps(
         mount,
         &format!("{device} {mount} ocfs2 _netdev,defaults 0 0"),
