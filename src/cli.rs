@@ -186,9 +186,11 @@ pub enum LabCommand {
         /// Add a VM machine of this role (repeatable): QEMU on the lab bridge that PXE-boots from
         /// the ConfigNode and is switched on by Wake-on-LAN (`node boot`). snode VMs (snode1, ...)
         /// get two virtio disks; two of them get a [storage] section. hnode VMs are hvm1, ...
+        /// web VMs (web1, web2; two or none) are LAMP web servers: two disks, a cross-over cable
+        /// to each other (eth1, 192.168.100.N), and this machine's Debian as their system.
         #[arg(long = "vm", value_enum, value_name = "ROLE")]
         vms: Vec<crate::lab::VmRole>,
-        /// Size of each storage VM disk, in MiB.
+        /// Size of each storage or web VM disk, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         vm_disk_mib: u64,
     },
