@@ -12,14 +12,22 @@
 //! default, over SFTP), and checks cloudctl's result: the image's sha256 on the far side equals the local one and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
 //! `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary pushes too, in the same rounds.
+//!
+//! The hardware node's shells read no rc file by default (`BENCH_LOGIN_RC=machine` restores it;
+//! see login_rc/mod.rs): the lab's hosts are root on this machine and would run its `~/.bashrc`
+//! on every login, pyenv's init included, a cost no real node has. It is the host's condition,
+//! so scp, rsync and cloudctl all log in under it.
 
+mod login_rc;
+
+use login_rc::LoginRc;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const LAB: &str = "tpushb";
 const SUBNET: &str = "10.201.172.0/24";
@@ -90,6 +98,15 @@ fn main() {
         "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
         lab.0.client_key.display(),
         lab.0.known_hosts.display()
+    );
+    let rc = LoginRc::from_env(LoginRc::Skipped);
+    set_login_rc(&lab.0, 2, rc, &ssh_opts);
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "note: {}; load average before the run: {}",
+        rc.describe(),
+        load.join(" ")
     );
     println!(
         "lab {LAB}: pushing to {} ({}), store {}",
@@ -174,6 +191,43 @@ fn main() {
     println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
     if n > 3 {
         println!("cloudctl before: data throughput / scp {:.2}x", rate[3] / rate[1]);
+    }
+}
+
+/// Gives lab host `h<i>` the login condition `rc`: its sshd_config gets the lines, and a SIGHUP
+/// (to the sshd this bench's lab started, by its pid) makes sshd re-execute itself with them.
+/// Waits until a login shows the condition: bash's SHLVL is 2 when sshd set it to 1, else 1.
+fn set_login_rc(lab: &cloudctl::lab::LabState, i: usize, rc: LoginRc, ssh_opts: &str) {
+    let host = &lab.hosts[i - 1];
+    let want = if rc == LoginRc::Skipped { "2" } else { "1" };
+    let config = lab.dir.join(format!("h{i}/sshd_config"));
+    let mut text = fs::read_to_string(&config).expect("the host's sshd_config");
+    text += rc.sshd_config();
+    fs::write(&config, text).expect("write the host's sshd_config");
+    // SAFETY: kill(2) on the pid of the sshd this bench's lab started; no memory effects.
+    assert_eq!(
+        unsafe { libc::kill(host.sshd_pid as i32, libc::SIGHUP) },
+        0,
+        "SIGHUP sshd"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("ssh")
+            .args(ssh_opts.split(' '))
+            .arg(format!("root@{}", host.ip))
+            .arg("echo $SHLVL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh");
+        if String::from_utf8_lossy(&out.stdout).trim() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: the login condition did not take",
+            host.name
+        );
     }
 }
 
