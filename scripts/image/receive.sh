@@ -22,6 +22,11 @@ dir=$store/.images
 tmp=$dir/.$name.partial
 final=$dir/$name
 say() { echo "@cloudctl $*"; }
+# Nothing is touched before the first line arrives: cloudctl starts the receiver while it still
+# checks the store through its own session, and closes this input unwritten if it then does not
+# push after all.
+kind=
+read -r kind a b || { say truncated; exit 1; }
 if [ ! -d "$store" ] || [ ! -w "$store" ]; then say refused "$store is not a writable directory"; exit 2; fi
 [ ! -L "$dir" ] || { say refused "$dir is a symbolic link"; exit 2; }
 mkdir -p "$dir" || exit 1
@@ -48,14 +53,14 @@ if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; };
 ) <"$T/done" 9>&- | hash >"$T/sum" 9>&- &
 hasher=$!
 exec 7>"$T/done"
-kind=
-while read -r kind a b; do
+while :; do
   case $kind in
   d) dd of="$tmp" bs=1M iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
      echo $((a + b)) >&7 ;;
   e) break ;;
   *) say garbled; exit 1 ;;
   esac
+  read -r kind a b || { kind=; break; }
 done
 [ "$kind" = e ] || { say truncated; exit 1; }
 [ "$(stat -c %s "$tmp")" = "$size" ] || { say truncated; exit 1; }
