@@ -14,6 +14,7 @@
 //! 5,000-node inventory (target ≤ 1 s). The hosts share this machine's filesystem, so host `h<i>`
 //! works under /tmp/cloudctl-bench/h<i>/.
 
+mod login_rc;
 mod loopback;
 
 use base64::Engine as _;

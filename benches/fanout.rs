@@ -17,6 +17,7 @@
 //! lock for 200 hosts. With pyenv's init in it, every login waits for `pyenv rehash`'s lock (up to
 //! 60 s); that queue, not cloudctl, was the 70 s measured at `--forks 200` (see loopback/mod.rs).
 
+mod login_rc;
 mod loopback;
 
 use loopback::{Lab, LoginRc, SSHD};

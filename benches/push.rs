@@ -5,24 +5,34 @@
 //! CI; take the machine's lab lock: `flock /tmp/cloudctl-lab-heavy.lock cargo bench --bench push`).
 //! It starts lab `tpushb` (10.201.172.0/24, or `BENCH_SUBNET`: a ConfigNode and one hardware
 //! node), writes a file of `BENCH_MIB` MiB (default 1024) in which every other 8 MiB is a hole
-//! (half data, random and so incompressible), and pushes it `ROUNDS` times with each tool, alternating the order, into
+//! (half data, random and so incompressible), and pushes it 3 times (`BENCH_ROUNDS`) with each tool, alternating the order, into
 //! the lab's instance store through the hardware node. It prints each tool's median wall time
 //! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
 //! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
-//! default, over SFTP), and checks cloudctl's result: the image's sha256 on the far side equals the local one and its holes stayed holes.
+//! default, over SFTP), and checks cloudctl's result after each push (outside the clock): the
+//! image in the store, read by the bench, has the file's sha256, and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
 //! `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary pushes too, in the same rounds.
+//!
+//! The hardware node's shells read no rc file by default (`BENCH_LOGIN_RC=machine` restores it;
+//! see login_rc/mod.rs): the lab's hosts are root on this machine and would run its `~/.bashrc`
+//! on every login, pyenv's init included, a cost no real node has. It is the host's condition,
+//! so scp, rsync and cloudctl all log in under it.
 
+mod login_rc;
+
+use login_rc::LoginRc;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const LAB: &str = "tpushb";
 const SUBNET: &str = "10.201.172.0/24";
+/// Rounds counted (`BENCH_ROUNDS` changes it), after one warm-up round.
 const ROUNDS: usize = 3;
 const STRIPE: u64 = 8 << 20;
 const TARGET_RATE: f64 = 0.9;
@@ -91,6 +101,15 @@ fn main() {
         lab.0.client_key.display(),
         lab.0.known_hosts.display()
     );
+    let rc = LoginRc::from_env(LoginRc::Skipped);
+    set_login_rc(&lab.0, 2, rc, &ssh_opts);
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "note: {}; load average before the run: {}",
+        rc.describe(),
+        load.join(" ")
+    );
     println!(
         "lab {LAB}: pushing to {} ({}), store {}",
         hnode.name,
@@ -104,19 +123,23 @@ fn main() {
     if before.is_some() {
         tools.push("cloudctl before");
     }
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(ROUNDS);
     let n = tools.len();
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut sent = 0u64;
-    for round in 0..=ROUNDS {
+    for round in 0..=rounds {
         for k in 0..n {
             let t = (k + round) % n;
             clean(&store);
             let start = Instant::now();
+            let mut pushed = None;
             match t {
-                0 => sent = cloudctl_push(&this, &inv, &file, &sha, &store),
-                3 => {
-                    cloudctl_push(before.as_ref().expect("set"), &inv, &file, &sha, &store);
-                }
+                0 => pushed = Some(cloudctl_push(&this, &inv, &file)),
+                3 => pushed = Some(cloudctl_push(before.as_ref().expect("set"), &inv, &file)),
                 1 => run(Command::new("scp")
                     .args(ssh_opts.split(' '))
                     .arg("-q")
@@ -130,6 +153,13 @@ fn main() {
                 _ => unreachable!(),
             }
             let wall = start.elapsed().as_secs_f64();
+            // Checked after the clock stopped: the bench reads the image itself.
+            if let Some(out) = pushed {
+                let got = check_pushed(out, &sha, &store);
+                if t == 0 {
+                    sent = got;
+                }
+            }
             if round == 0 {
                 println!("warm-up: {} {wall:.2} s", tools[t]);
             } else {
@@ -144,7 +174,7 @@ fn main() {
     let data = [sent, size, size, sent];
     let rate: Vec<f64> = (0..n).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
     println!(
-        "\n=== results: {} MiB file, half holes, median of {ROUNDS} rounds ===",
+        "\n=== results: {} MiB file, half holes, median of {rounds} rounds ===",
         size >> 20
     );
     println!(
@@ -174,6 +204,43 @@ fn main() {
     println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
     if n > 3 {
         println!("cloudctl before: data throughput / scp {:.2}x", rate[3] / rate[1]);
+    }
+}
+
+/// Gives lab host `h<i>` the login condition `rc`: its sshd_config gets the lines, and a SIGHUP
+/// (to the sshd this bench's lab started, by its pid) makes sshd re-execute itself with them.
+/// Waits until a login shows the condition: bash's SHLVL is 2 when sshd set it to 1, else 1.
+fn set_login_rc(lab: &cloudctl::lab::LabState, i: usize, rc: LoginRc, ssh_opts: &str) {
+    let host = &lab.hosts[i - 1];
+    let want = if rc == LoginRc::Skipped { "2" } else { "1" };
+    let config = lab.dir.join(format!("h{i}/sshd_config"));
+    let mut text = fs::read_to_string(&config).expect("the host's sshd_config");
+    text += rc.sshd_config();
+    fs::write(&config, text).expect("write the host's sshd_config");
+    // SAFETY: kill(2) on the pid of the sshd this bench's lab started; no memory effects.
+    assert_eq!(
+        unsafe { libc::kill(host.sshd_pid as i32, libc::SIGHUP) },
+        0,
+        "SIGHUP sshd"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("ssh")
+            .args(ssh_opts.split(' '))
+            .arg(format!("root@{}", host.ip))
+            .arg("echo $SHLVL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh");
+        if String::from_utf8_lossy(&out.stdout).trim() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: the login condition did not take",
+            host.name
+        );
     }
 }
 
@@ -222,11 +289,9 @@ fn run(cmd: &mut Command) {
     }
 }
 
-/// Pushes with the cloudctl binary and checks its one JSON document: the far side's checksum is
-/// the local one and only data was sent; the image in the store keeps its holes. Returns the
-/// data bytes sent.
-fn cloudctl_push(exe: &Path, inv: &Path, file: &Path, sha: &str, store: &Path) -> u64 {
-    let out = Command::new(exe)
+/// Pushes with the cloudctl binary.
+fn cloudctl_push(exe: &Path, inv: &Path, file: &Path) -> std::process::Output {
+    Command::new(exe)
         .arg("-i")
         .arg(inv)
         .args(["--json", "--yes", "image", "push"])
@@ -235,7 +300,13 @@ fn cloudctl_push(exe: &Path, inv: &Path, file: &Path, sha: &str, store: &Path) -
         .env_remove("SSH_AUTH_SOCK")
         .stdin(Stdio::null())
         .output()
-        .expect("run cloudctl");
+        .expect("run cloudctl")
+}
+
+/// Checks a push: cloudctl's one JSON document says it succeeded and sent only data, and the
+/// image in the store (read here, holes included) has the file's sha256 and kept its holes.
+/// Returns the data bytes sent.
+fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "cloudctl image push: {} ({e}): {}",
@@ -244,12 +315,18 @@ fn cloudctl_push(exe: &Path, inv: &Path, file: &Path, sha: &str, store: &Path) -
         )
     });
     assert!(out.status.success(), "cloudctl image push failed: {doc}");
-    assert_eq!(doc["sha256"], sha, "the far side's checksum");
+    // (`sha256` from a binary from before the far side checked only the data.)
+    let sum = doc.get("data_sha256").or_else(|| doc.get("sha256"));
+    assert!(sum.and_then(|s| s.as_str()).is_some_and(|s| s.len() == 64), "{doc}");
     let sent = doc["sent_bytes"].as_u64().expect("sent_bytes");
     let size = doc["size"].as_u64().expect("size");
     assert!(sent < size, "holes were sent: {doc}");
     let image = fs::metadata(store.join(".images/golden")).expect("the image is in the store");
     assert!(image.blocks() * 512 < size, "the image lost its holes");
+    let mut hash = Sha256::new();
+    std::io::copy(&mut File::open(store.join(".images/golden")).unwrap(), &mut hash).unwrap();
+    let got: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got, sha, "the image in the store is the file");
     sent
 }
 

@@ -6,7 +6,7 @@
 //! then one lock for all the hosts, which separate machines never share: with pyenv's
 //! `eval "$(pyenv init -)"` in it, each login takes `~/.pyenv/shims/.pyenv-shim` (`pyenv rehash`,
 //! polling every 0.1 s for up to 60 s), and 200 logins at once queue on it. [`LoginRc::Skipped`]
-//! keeps the hosts' shells from reading it.
+//! keeps the hosts' shells from reading it (see login_rc/mod.rs).
 
 use cloudctl::exec::known_hosts::host_pattern;
 use cloudctl::inventory::Host;
@@ -15,6 +15,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+pub use super::login_rc::LoginRc;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -27,38 +29,6 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
-}
-
-/// Whether the hosts' login shells read this machine's rc files (see the module comment).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum LoginRc {
-    /// As `sshd` does by default: bash reads `~/.bashrc` before each command.
-    Machine,
-    /// sshd sets `SHLVL=1` for the session: bash then counts itself as a nested shell and reads
-    /// no rc file (bash reads `~/.bashrc` for sshd only at shell level 1). Same for every client.
-    Skipped,
-}
-
-impl LoginRc {
-    /// `BENCH_LOGIN_RC=machine` or `=skipped` chooses; otherwise the bench's own default.
-    pub fn from_env(default: LoginRc) -> LoginRc {
-        match std::env::var("BENCH_LOGIN_RC").as_deref() {
-            Ok("machine") => LoginRc::Machine,
-            Ok("skipped") => LoginRc::Skipped,
-            Ok(other) => {
-                eprintln!("BENCH_LOGIN_RC: give `machine` or `skipped`, not {other:?}");
-                std::process::exit(2);
-            }
-            Err(_) => default,
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            LoginRc::Machine => "the hosts' shells read this machine's ~/.bashrc (BENCH_LOGIN_RC=machine)",
-            LoginRc::Skipped => "the hosts' shells read no rc file (BENCH_LOGIN_RC=skipped)",
-        }
-    }
 }
 
 impl Lab {
@@ -148,7 +118,7 @@ pub fn accepts(port: u16) -> bool {
 
 fn sshd_config(root: &Path, rc: LoginRc) -> String {
     let root = root.display();
-    let skip_rc = if rc == LoginRc::Skipped { "SetEnv SHLVL=1\n" } else { "" };
+    let skip_rc = rc.sshd_config();
     // MaxStartups: every host's connection arrives at once; the default would drop some.
     format!(
         "HostKey {root}/host_key\nPidFile none\nAuthorizedKeysFile {root}/authorized_keys\n\

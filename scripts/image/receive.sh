@@ -12,7 +12,9 @@
 # complete into a FIFO, and a background reader feeds the file, holes included, in order to the
 # hasher, so the check costs little wall time beyond the transfer itself. Hashing the stream as
 # it arrives (`dd | tee` into the hasher, holes from /dev/zero) was measured slower: two more pipe
-# crossings per byte, in 8 KiB reads, cost more than reading the page cache back.
+# crossings per byte, in 8 KiB reads, cost more than reading the page cache back. The reader
+# also flushes the file to disk every 64 MiB it has read, so the writes to disk overlap with the
+# transfer instead of all waiting for the `sync` before the rename (0.25 s for 512 MiB here).
 set -u
 umask 077
 store=$1 name=$2 size=$3
@@ -20,6 +22,11 @@ dir=$store/.images
 tmp=$dir/.$name.partial
 final=$dir/$name
 say() { echo "@cloudctl $*"; }
+# Nothing is touched before the first line arrives: cloudctl starts the receiver while it still
+# checks the store through its own session, and closes this input unwritten if it then does not
+# push after all.
+kind=
+read -r kind a b || { say truncated; exit 1; }
 if [ ! -d "$store" ] || [ ! -w "$store" ]; then say refused "$store is not a writable directory"; exit 2; fi
 [ ! -L "$dir" ] || { say refused "$dir is a symbolic link"; exit 2; }
 mkdir -p "$dir" || exit 1
@@ -34,25 +41,26 @@ trap 'exit 143' TERM
 { truncate -s 0 "$tmp" && truncate -s "$size" "$tmp" && mkfifo "$T/done"; } || exit 1
 if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; }; else hash() { sha256sum; }; fi
 (
-  pos=0
+  pos=0 flushed=0
   while read -r upto; do
     if [ "$upto" -gt "$pos" ]; then
       dd if="$tmp" bs=1M iflag=skip_bytes,count_bytes skip="$pos" count=$((upto - pos)) status=none || exit 1
     fi
     pos=$upto
+    if [ $((pos - flushed)) -ge $((64 << 20)) ]; then sync "$tmp" || exit 1; flushed=$pos; fi
   done
   [ "$pos" = "$size" ]
 ) <"$T/done" 9>&- | hash >"$T/sum" 9>&- &
 hasher=$!
 exec 7>"$T/done"
-kind=
-while read -r kind a b; do
+while :; do
   case $kind in
   d) dd of="$tmp" bs=1M iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
      echo $((a + b)) >&7 ;;
   e) break ;;
   *) say garbled; exit 1 ;;
   esac
+  read -r kind a b || { kind=; break; }
 done
 [ "$kind" = e ] || { say truncated; exit 1; }
 [ "$(stat -c %s "$tmp")" = "$size" ] || { say truncated; exit 1; }
@@ -62,8 +70,9 @@ wait "$hasher" || exit 1
 got=$(cat "$T/sum") || exit 1
 got=${got%% *}
 [ "$got" = "$a" ] || { say mismatch "$got"; exit 1; }
-# On disk before it has its name, and the name on disk before `pushed` is said: a node that
-# loses power a second later (the lab's reboot right after a push did) still has the image.
+# On disk before it has its name (the reader flushed all but the file's last 64 MiB already),
+# and the name on disk before `pushed` is said: a node that loses power a second later (the
+# lab's reboot right after a push did) still has the image.
 sync "$tmp" || exit 1
 mv -f "$tmp" "$final" || exit 1
 trap - EXIT

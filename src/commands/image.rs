@@ -101,6 +101,10 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let limits = ctx.limits(&inv);
     let started = Instant::now();
     let deadline = started + limits.host_timeout;
+    let command = image::receiver_command(&store, &name, size);
+    // The data's connection is made while cloudctl's own session reaches the node and probes
+    // the store, rather than after: the receiver touches nothing before its first line.
+    let early = early_receiver(ctx, &inv, args.via.via.as_deref(), &command);
     let (host, mut t) = store_node(ctx, &inv, args.via.via.as_deref(), deadline)?;
     let facts = store_facts(t.as_mut(), &store, &name, deadline)?;
     refuse_unless_ready(&host, &store, &facts, data)?;
@@ -140,7 +144,6 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let progress = Transfer::start(&ctx.ui, data);
     let mut local = LocalError::default();
     let mut sha = String::new();
-    let command = image::receiver_command(&store, &name, size);
     let mut feed = |w: &mut dyn std::io::Write| {
         sha = push::send(&mut file, &extents, size, w, &mut |n| progress.sent(n), &mut local)?;
         progress.verifying();
@@ -148,7 +151,9 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     };
     // The system OpenSSH client moves the data at about twice libssh2's rate (see `openssh`),
     // with the same host-key trust; without one, the session already open carries it.
-    let out = if openssh::available() {
+    let out = if let Some(early) = early.filter(|e| e.host().name == host.name) {
+        early.feed(&mut feed, deadline)
+    } else if openssh::available() {
         openssh::run_fed(&ctx.connector(&inv), &host, &command, &mut feed, deadline)
     } else {
         t.run_fed(&command, &mut feed, deadline)
@@ -201,6 +206,24 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     report.sha256 = sha;
     show::pushed(&ctx.ui, &report);
     Ok(Exit::Ok)
+}
+
+/// The system OpenSSH client with the receiver, started on the node the push will most likely go
+/// through (`--via`, else the first hardware node), when its key is pinned already (an
+/// `accept-new` first contact goes through cloudctl's session first, which pins it). `None`
+/// under --dry-run, without a client, or when the key is not pinned.
+fn early_receiver(ctx: &Context, inv: &Inventory, via: Option<&str>, command: &str) -> Option<openssh::Started> {
+    if ctx.dry_run || !openssh::available() {
+        return None;
+    }
+    let host = match via {
+        Some(v) => inv.hosts().into_iter().find(|h| h.name == v)?,
+        None => crate::plan::instance::hnodes(inv).into_iter().next()?,
+    };
+    let c = ctx.connector(inv);
+    let pattern = crate::exec::known_hosts::host_pattern(&host.host, host.port);
+    c.known_hosts.lookup(&pattern).ok()??;
+    openssh::Started::start(&c, &host, command).ok()
 }
 
 fn refuse_unless_ready(host: &Host, store: &str, f: &StoreFacts, data: u64) -> Result<(), Error> {

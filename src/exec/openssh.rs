@@ -81,59 +81,105 @@ pub fn run_fed(
     feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
     deadline: Instant,
 ) -> Result<ScriptOutput, HostError> {
-    let failed = |what: String| HostError::Failed(format!("{}: {what}", host.name));
-    let mut child = Command::new("ssh")
-        .args(argv(c, host))
-        .arg(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot run ssh: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-    let child = Mutex::new(child);
-    let (fed, status, out, err, late) = std::thread::scope(|s| {
-        let out = s.spawn(move || read_all(&mut stdout));
-        let err = s.spawn(move || read_all(&mut stderr));
-        // The only waiter: it kills the client (by its handle, so by pid) at the deadline.
-        let watch = s.spawn(|| watch(&child, deadline));
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let (status, late) = watch.join().expect("the watcher does not panic");
-        let out = out.join().expect("the reader does not panic");
-        let err = err.join().expect("the reader does not panic");
-        (fed, status, out, err, late)
-    });
-    if late {
-        return Err(HostError::Failed(format!(
-            "{}: per-host time limit reached while sending the data; the far side discards what it got",
-            host.name
-        )));
+    Started::start(c, host, command)?.feed(feed, deadline)
+}
+
+/// A client already connecting (or connected) with `command` running on the far side, its stdin
+/// not yet written: the connection is made while cloudctl does something else. The command must
+/// change nothing until its first line of input arrives, since a `Started` that is dropped unfed
+/// closes its stdin unwritten (and stops the client, by its handle).
+pub struct Started {
+    child: Option<Child>,
+    host: Host,
+}
+
+impl Started {
+    pub fn start(c: &SshConnector, host: &Host, command: &str) -> Result<Started, HostError> {
+        let child = Command::new("ssh")
+            .args(argv(c, host))
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HostError::Failed(format!("{}: cannot run ssh: {e}", host.name)))?;
+        Ok(Started {
+            child: Some(child),
+            host: host.clone(),
+        })
     }
-    let err_text = String::from_utf8_lossy(&err).trim().to_string();
-    if status == SSH_FAILED && out.is_empty() {
-        let why = format!("{} ({}): ssh: {err_text}", host.name, host.endpoint());
-        return Err(
-            if err_text.contains("Host key verification failed") || err_text.contains("HOST IDENTIFICATION") {
-                HostError::HostKey(format!(
-                    "{why}; check the host, then run `cloudctl host trust {}`",
-                    host.name
-                ))
-            } else {
-                HostError::Unreachable(why)
-            },
-        );
+
+    /// The host it reaches.
+    pub fn host(&self) -> &Host {
+        &self.host
     }
-    let mut output = String::from_utf8_lossy(&out).into_owned();
-    if !err_text.is_empty() {
-        output.push('\n');
-        output.push_str(&err_text);
+
+    /// Writes what `feed` writes to the command's stdin, then waits for it: output (stderr after
+    /// stdout) and exit status. The client is killed at `deadline`.
+    pub fn feed(
+        mut self,
+        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+        deadline: Instant,
+    ) -> Result<ScriptOutput, HostError> {
+        let mut child = self.child.take().expect("fed once");
+        let host = &self.host;
+        let failed = |what: String| HostError::Failed(format!("{}: {what}", host.name));
+        let mut stdin = child.stdin.take().expect("piped");
+        let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let child = Mutex::new(child);
+        let (fed, status, out, err, late) = std::thread::scope(|s| {
+            let out = s.spawn(move || read_all(&mut stdout));
+            let err = s.spawn(move || read_all(&mut stderr));
+            // The only waiter: it kills the client (by its handle, so by pid) at the deadline.
+            let watch = s.spawn(|| watch(&child, deadline));
+            let fed = feed(&mut stdin);
+            drop(stdin);
+            let (status, late) = watch.join().expect("the watcher does not panic");
+            let out = out.join().expect("the reader does not panic");
+            let err = err.join().expect("the reader does not panic");
+            (fed, status, out, err, late)
+        });
+        if late {
+            return Err(HostError::Failed(format!(
+                "{}: per-host time limit reached while sending the data; the far side discards what it got",
+                host.name
+            )));
+        }
+        let err_text = String::from_utf8_lossy(&err).trim().to_string();
+        if status == SSH_FAILED && out.is_empty() {
+            let why = format!("{} ({}): ssh: {err_text}", host.name, host.endpoint());
+            return Err(
+                if err_text.contains("Host key verification failed") || err_text.contains("HOST IDENTIFICATION") {
+                    HostError::HostKey(format!(
+                        "{why}; check the host, then run `cloudctl host trust {}`",
+                        host.name
+                    ))
+                } else {
+                    HostError::Unreachable(why)
+                },
+            );
+        }
+        let mut output = String::from_utf8_lossy(&out).into_owned();
+        if !err_text.is_empty() {
+            output.push('\n');
+            output.push_str(&err_text);
+        }
+        // As with libssh2: a receiver that stopped early says why, so its output wins over a write error.
+        match fed {
+            Err(e) if status == 0 => Err(failed(format!("sending the data: {e}"))),
+            _ => Ok(ScriptOutput { output, status }),
+        }
     }
-    // As with libssh2: a receiver that stopped early says why, so its output wins over a write error.
-    match fed {
-        Err(e) if status == 0 => Err(failed(format!("sending the data: {e}"))),
-        _ => Ok(ScriptOutput { output, status }),
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Its stdin closes unwritten first, so the far side sees the end of its input.
+            drop(child.stdin.take());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -112,6 +112,21 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
 }
 
 #[test]
+fn a_receiver_given_no_input_touches_nothing() {
+    // cloudctl starts the receiver while it still probes the store, and closes its input
+    // unwritten when it does not push after all (a refusal, a declined confirmation).
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    fs::create_dir(&store).unwrap();
+    assert_eq!(receive(&store, "golden", MIB, &mut |_| Ok(())), Received::Truncated);
+    assert_eq!(
+        fs::read_dir(&store).unwrap().count(),
+        0,
+        "nothing was created in the store"
+    );
+}
+
+#[test]
 fn a_cut_stream_or_a_wrong_checksum_leaves_nothing_under_the_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
