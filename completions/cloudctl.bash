@@ -2933,7 +2933,7 @@ _cloudctl() {
                     return 0
                     ;;
                 --vm)
-                    COMPREPLY=($(compgen -W "snode hnode" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "snode hnode web" -- "${cur}"))
                     return 0
                     ;;
                 --vm-disk-mib)

@@ -27,10 +27,13 @@ pub const AOE_SERVER_FRAMES: u32 = 64;
 /// Frames a client keeps in flight to one export (the aoe driver's `aoe_maxout`).
 pub const AOE_CLIENT_FRAMES: u32 = 16;
 /// Seconds a client's AoE waits for an export before failing its I/O (`aoe_deadsecs`), so md
-/// multipath moves to the other storage node. It must outlast the freeze on a surviving node
-/// (DRBD noticing the dead peer, about 4 s with the net timeouts of drbd.res, then the
-/// fence-peer handler's 3 s): a path that is only slow must not be failed.
-pub const AOE_DEAD_SECS: u32 = 20;
+/// multipath moves to the other storage node. It must outlast what a *surviving* node's path
+/// goes through when its peer dies: DRBD's freeze (about 4 s to notice, 3 s of fence-peer), then
+/// vblade working through the frames queued meanwhile while the clients' AoE window, collapsed
+/// by the freeze, grows back. Under a writing guest that took 25.6 s in the lab: at 20 s the
+/// healthy path was failed too (twice), at 55 s the guest wrote on without an error. It stays
+/// below OCFS2's disk heartbeat limit (60 s) on the hardware nodes' store.
+pub const AOE_DEAD_SECS: u32 = 55;
 /// How long a node waits for its peer during `storage init` (connect, initial handshake).
 const PEER_WAIT_SECS: &str = "120";
 
