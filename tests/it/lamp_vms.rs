@@ -122,13 +122,7 @@ fn storage_state(inv: &str, web: &str) -> String {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn lamp_on_web_vms_with_md_drbd_and_ocfs2() {
-    crate::support::require_lab(&[
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
-        "/usr/sbin/dhcpd",
-        "/usr/sbin/in.tftpd",
-        "/usr/bin/wakeonlan",
-        "/usr/sbin/dropbear",
+    crate::support::lab::require_vm_lab(&[
         "/usr/sbin/drbdadm",
         "/usr/sbin/mdadm",
         "/usr/sbin/mkfs.ocfs2",

@@ -28,17 +28,7 @@ const OCTET: u8 = 225;
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn poweroff_switches_a_drained_empty_vm_node_off() {
-    crate::support::require_lab(&[
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
-        "/usr/sbin/dhcpd",
-        "/usr/sbin/in.tftpd",
-        "/usr/bin/wakeonlan",
-        "/usr/sbin/dropbear",
-        "/usr/bin/dropbearconvert",
-        "/usr/bin/ipmitool",
-        "/usr/bin/ipmi_sim",
-    ]);
+    crate::support::lab::require_vm_lab(&["/usr/bin/ipmitool", "/usr/bin/ipmi_sim"]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let (kernel, initrd) = crate::support::storage::boot_image();
     let lab = Lab::up_with_vms(LAB, 1, OCTET, &[VmRole::Hnode], 64);

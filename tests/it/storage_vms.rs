@@ -54,14 +54,7 @@ fn has(found: &[(String, String)], check: &str, subject: &str) -> bool {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn storage_nodes_as_pxe_booted_vms() {
-    crate::support::require_lab(&[
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
-        "/usr/sbin/dhcpd",
-        "/usr/sbin/in.tftpd",
-        "/usr/bin/wakeonlan",
-        "/usr/sbin/dropbear",
-        "/usr/bin/dropbearconvert",
+    crate::support::lab::require_vm_lab(&[
         "/usr/sbin/vblade",
         "/usr/sbin/aoe-stat",
         "/usr/sbin/drbdadm",

@@ -226,32 +226,24 @@ fn drbd_steps(
         &["modprobe", "drbd"],
         When::Unless(strings(&["test", "-e", "/proc/drbd"])),
     ));
-    steps.push(file(FileSpec {
-        id: "fence-peer",
-        path: FENCE_PEER,
-        content: templates.render(
+    steps.push(handler(
+        "fence-peer",
+        FENCE_PEER,
+        templates.render(
             "lamp-deploy/fence-peer",
             &json!({ "cloud": cloud, "resource": res, "node": node, "peer": peer,
                      "peer_link": drbd.address.get_ref()[peer].to_string(), "peer_ip": super::ip(inv, peer).to_string() }),
         )?,
-        mode: 0o755,
-        owner: None,
-        validate: Some(strings(&["sh", "-n", "{}"])),
-        secret: false,
-    })?);
+    )?);
     let marker = split_brain_marker(res);
-    steps.push(file(FileSpec {
-        id: "split-brain",
-        path: SPLIT_BRAIN,
-        content: templates.render(
+    steps.push(handler(
+        "split-brain",
+        SPLIT_BRAIN,
+        templates.render(
             "lamp-deploy/split-brain",
             &json!({ "cloud": cloud, "resource": res, "marker": marker }),
         )?,
-        mode: 0o755,
-        owner: None,
-        validate: Some(strings(&["sh", "-n", "{}"])),
-        secret: false,
-    })?);
+    )?);
     let drbd_res = steps.file(config(
         "drbd-res",
         &format!("/etc/drbd.d/{res}.res"),
@@ -367,6 +359,19 @@ fn drbd_steps(
         &format!("{device} {mount} ocfs2 _netdev,defaults 0 0"),
     ));
     steps.build()
+}
+
+/// One of DRBD's handler scripts (run by drbdadm as root), checked with `sh -n` before it is used.
+fn handler(id: &'static str, path: &'static str, content: String) -> Result<Step, Error> {
+    file(FileSpec {
+        id,
+        path,
+        content,
+        mode: 0o755,
+        owner: None,
+        validate: Some(strings(&["sh", "-n", "{}"])),
+        secret: false,
+    })
 }
 
 /// The seed's md under DRBD (`[lamp.drbd] md`): the RAID1 array `disk`, created from blank

@@ -23,6 +23,23 @@ pub fn require_lab(files: &[&str]) {
     }
 }
 
+/// What every lab test with PXE-booted VMs needs: QEMU, its PXE ROM, the ConfigNode's DHCP and
+/// TFTP servers, Wake-on-LAN and the nodes' dropbear. `require_vm_lab(extra)` adds the test's own.
+const VM_LAB: [&str; 7] = [
+    "/usr/bin/qemu-system-x86_64",
+    "/usr/lib/ipxe/qemu/pxe-e1000.rom",
+    "/usr/sbin/dhcpd",
+    "/usr/sbin/in.tftpd",
+    "/usr/bin/wakeonlan",
+    "/usr/sbin/dropbear",
+    "/usr/bin/dropbearconvert",
+];
+
+/// `require_lab` for a test with PXE-booted VMs: `VM_LAB` and `extra`.
+pub fn require_vm_lab(extra: &[&str]) {
+    require_lab(&[&VM_LAB[..], extra].concat());
+}
+
 /// Serialises tests that start tftpd: Debian's tftpd-hpa init script finds "its" daemon by
 /// executable name machine-wide, and lab hosts share one process table.
 pub static TFTPD: std::sync::Mutex<()> = std::sync::Mutex::new(());
