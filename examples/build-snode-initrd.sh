@@ -180,8 +180,9 @@ cat > "$root/etc/cloudctl/root-from-host" <<'EOF'
 #!/bin/sh
 # root-from-host NEWROOT: a lab web machine's root (profile append `cloudctl.root=hostfs`). The
 # lower layer is the lab machine's own / over virtio-9p, read-only; whatever the node writes goes
-# to RAM and is gone at power-off. /root, /tmp and /run start empty, so nothing of the lab
-# machine's own home or runtime state shows through.
+# to RAM and is gone at power-off. /root, /tmp and /run start empty, so the lab machine's own
+# home and runtime state are not what the node sees. Not a sandbox: root in the VM can mount the
+# share again and read the lab machine's files (never write them); it is a lab for your tests.
 set -u
 new=$1
 mkdir -p /host /rw "$new"

@@ -376,8 +376,10 @@ fn validate_drbd(
         if members.len() < 2 || distinct.len() != members.len() || distinct.contains(disk) {
             return Err(err(
                 md.span(),
-                "[lamp.drbd] md: name two or more different disks (the RAID1 members), none of them the array itself"
-                    .into(),
+                format!(
+                    "[lamp.drbd] md = {:?}: name two or more different disks (the RAID1 members), none of them the array itself ({disk})",
+                    members.iter().map(|m| m.as_str()).collect::<Vec<_>>()
+                ),
             ));
         }
     }

@@ -308,7 +308,7 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         )
     };
     in_guest(&format!(
-        "cat > /root/writer.sh <<'W'\n{WRITER}\nW\nsetsid sh /root/writer.sh </dev/null >/dev/null 2>&1 &\necho started"
+        "cat > /root/writer.sh <<'W'\n{WRITER}\nW\nsetsid sh /root/writer.sh {WRITES} </dev/null >/dev/null 2>&1 &\necho started"
     ));
     let pings = pinger(&lab, &guest_ip, 2400);
     std::thread::sleep(Duration::from_secs(10));
@@ -440,10 +440,10 @@ const GUEST: &str = "xg1";
 /// Blocks the guest's writer writes, 0.2 s apart: about three minutes with the writes' own time.
 const WRITES: usize = 600;
 
-/// The guest's writer (busybox sh): block i of /root/data.bin gets 4 KiB of random data, written
-/// with fsync; each write logs "i uptime ok|ERR sha256"; "done" at the end.
+/// The guest's writer (busybox sh), `writer.sh N`: block i < N of /root/data.bin gets 4 KiB of
+/// random data, written with fsync; each write logs "i uptime ok|ERR sha256"; "done" at the end.
 const WRITER: &str = r#"i=0; : > /root/w.log
-while [ "$i" -lt 600 ]; do
+while [ "$i" -lt "$1" ]; do
   head -c 4096 /dev/urandom > /tmp/blk; s=$(sha256sum < /tmp/blk)
   if dd if=/tmp/blk of=/root/data.bin bs=4096 seek=$i count=1 conv=fsync,notrunc 2>/dev/null; then r=ok; else r=ERR; fi
   read -r t _ < /proc/uptime; echo "$i $t $r ${s%% *}" >> /root/w.log; i=$((i + 1)); sleep 0.2

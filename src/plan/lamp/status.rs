@@ -206,7 +206,7 @@ pub fn parse(name: &str, address: &str, roles: &[Role], output: &str) -> NodeSta
                     .find(|c| c.name == "drbd" && !c.detail.ends_with(" Connected"))
                 {
                     c.up = false;
-                    c.detail = format!("SPLIT BRAIN (detected {when}): both web nodes changed the data while apart, and DRBD keeps them disconnected. Choose the node whose changes to drop; there, unmount the shared filesystem, `drbdadm secondary {res}` and `drbdadm connect --discard-my-data {res}`, after that `drbdadm connect {res}` on the other and `lamp deploy` ({})", c.detail);
+                    c.detail = format!("SPLIT BRAIN (detected {when}): both web nodes changed the data while apart, and DRBD keeps them disconnected. Choose the node whose changes to drop; there, stop Apache (and MariaDB if it runs there), unmount the shared filesystem, `drbdadm secondary {res}` and `drbdadm connect --discard-my-data {res}`, after that `drbdadm connect {res}` on the other and `lamp deploy` ({})", c.detail);
                 }
             }
             "settings" => {

@@ -15,7 +15,8 @@ use crate::templates::Templates;
 use crate::types::Name;
 use serde_json::json;
 
-pub const DRBD_PACKAGES: [&str; 2] = ["drbd-utils", "ocfs2-tools"];
+/// iputils-ping: DRBD's fence-peer handler asks with it whether the peer is gone.
+pub const DRBD_PACKAGES: [&str; 3] = ["drbd-utils", "ocfs2-tools", "iputils-ping"];
 pub const OCFS2_CLUSTER_CONF: &str = "/etc/ocfs2/cluster.conf";
 /// DRBD's fence-peer handler on the web nodes (templates/lamp-deploy/fence-peer.hbs).
 pub const FENCE_PEER: &str = "/usr/local/sbin/cloudctl-lamp-fence-peer";
@@ -232,7 +233,8 @@ fn drbd_steps(
         templates.render(
             "lamp-deploy/fence-peer",
             &json!({ "cloud": cloud, "resource": res, "node": node, "peer": peer,
-                     "peer_link": drbd.address.get_ref()[peer].to_string(), "peer_ip": super::ip(inv, peer).to_string() }),
+                     "peer_link": drbd.address.get_ref()[peer].to_string(), "peer_ip": super::ip(inv, peer).to_string(),
+                     "witness": super::ip(inv, lamp.balancer.get_ref()).to_string() }),
         )?,
     )?);
     let marker = split_brain_marker(res);
