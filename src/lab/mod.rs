@@ -541,18 +541,13 @@ fn make_vms(req: &LabRequest, dir: &Path, bridge: &str) -> Result<Vec<LabVm>> {
         vm::create(&vm, bridge, req.vm_disk_mib)?;
         vms.push(vm);
     }
-    // The two web machines' cross-over cable: each sends to the other's socket.
-    let ends: Vec<PathBuf> = vms
-        .iter()
-        .filter(|v| v.role == VmRole::Web)
-        .map(|v| v.dir.join("cable.sock"))
-        .collect();
-    for vm in vms.iter_mut().filter(|v| v.role == VmRole::Web) {
-        let (here, there) = (
-            vm.dir.join("cable.sock"),
-            ends.iter().find(|e| **e != vm.dir.join("cable.sock")),
-        );
-        vm.cable = there.map(|t| (here, t.clone()));
+    // The two web machines' cross-over cable (preflight allows two or none): each end sends to
+    // the other's socket.
+    let webs: Vec<usize> = (0..vms.len()).filter(|&i| vms[i].role == VmRole::Web).collect();
+    if let [a, b] = webs[..] {
+        let (end_a, end_b) = (vms[a].dir.join("cable.sock"), vms[b].dir.join("cable.sock"));
+        vms[a].cable = Some((end_a.clone(), end_b.clone()));
+        vms[b].cable = Some((end_b, end_a));
     }
     Ok(vms)
 }

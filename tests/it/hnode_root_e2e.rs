@@ -50,9 +50,7 @@ fn reset(inv: &str, node: &str) {
     ignore = "lab test: needs root and every program in .ci/prerequisites"
 )]
 fn hardware_nodes_take_their_root_from_the_storage() {
-    crate::support::require_lab(&[
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
+    crate::support::lab::require_vm_lab(&[
         "/usr/lib/syslinux/modules/bios/mboot.c32",
         XEN,
         "/usr/lib/xen-4.17/bin/xl",
@@ -61,7 +59,6 @@ fn hardware_nodes_take_their_root_from_the_storage() {
         "/usr/sbin/vblade",
         "/usr/sbin/drbdadm",
         "/usr/sbin/mdadm",
-        "/usr/sbin/dropbear",
     ]);
     let _tftpd = TFTPD.lock().unwrap_or_else(|e| e.into_inner());
     let (kernel, client_image) = boot_image();

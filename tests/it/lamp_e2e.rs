@@ -4,11 +4,13 @@
 //! namespace and three lab hosts), bounded in count and time, to lab addresses only.
 
 use crate::support::fixtures::lamp_section;
+use crate::support::web::{nodes, requests};
 use crate::support::{cloudctl, report, text, Lab};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-const LB: &str = "10.201.71.11";
+/// pen on hnode1.
+const PEN: &str = "http://10.201.71.11";
 
 /// `(where the client runs, the host index or None for the root namespace)`.
 const CLIENTS: [(&str, Option<usize>); 4] = [
@@ -17,26 +19,6 @@ const CLIENTS: [(&str, Option<usize>); 4] = [
     ("hnode1", Some(1)),
     ("hnode4", Some(4)),
 ];
-
-/// `count` requests for /status.php from one client, each bounded to 5 s; one line per request:
-/// the answering node, or FAILED.
-fn requests(lab: &Lab, client: Option<usize>, count: u32, jar: Option<&str>) -> Vec<String> {
-    let cookies = jar.map(|j| format!("-b {j} -c {j}")).unwrap_or_default();
-    let script = format!(
-        "for i in $(seq {count}); do out=$(curl -sS -m 5 {cookies} http://{LB}/status.php 2>&1) && printf '%s\\n' \"$out\" | grep -q '^database: reachable' && printf '%s\\n' \"$out\" | sed -n 's/^node: //p;s/^session: hits /hits /p' | paste -sd' ' || echo \"FAILED $out\"; done"
-    );
-    let out = match client {
-        Some(i) => lab.sh(i, &script),
-        None => std::process::Command::new("sh").args(["-c", &script]).output().unwrap(),
-    };
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout).lines().map(str::to_string).collect()
-}
-
-/// The node that answered each request ("hnode2 hits 3" -> "hnode2").
-fn nodes(lines: &[String]) -> Vec<&str> {
-    lines.iter().map(|l| l.split(' ').next().unwrap_or("")).collect()
-}
 
 struct Pids {
     pen: String,
@@ -149,7 +131,7 @@ fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
     let t = Instant::now();
     let mut backend_of = BTreeMap::new();
     for (name, client) in CLIENTS {
-        let lines = requests(&lab, client, 50, None);
+        let lines = requests(&lab, client, PEN, 50, None);
         assert_eq!(lines.len(), 50, "{name}: {lines:?}");
         assert!(!lines.iter().any(|l| l.starts_with("FAILED")), "{name}: {lines:?}");
         let seen: BTreeSet<&str> = nodes(&lines).into_iter().collect();
@@ -172,7 +154,7 @@ fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
     let jar = lab.dir.path().join("cookies").display().to_string();
     let mut session = Vec::new();
     for (_, client) in CLIENTS {
-        session.extend(requests(&lab, client, 1, Some(&jar)));
+        session.extend(requests(&lab, client, PEN, 1, Some(&jar)));
     }
     let hits: Vec<&str> = session.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
     assert_eq!(hits, ["1", "2", "3", "4"], "{session:?}");
@@ -264,7 +246,7 @@ fn lamp_deploy_serves_through_pen_survives_a_web_node_and_converges() {
     lab.sh_ok(2, "service apache2 stop >/dev/null");
     let t = Instant::now();
     for (name, client) in CLIENTS {
-        let lines = requests(&lab, client, 25, None);
+        let lines = requests(&lab, client, PEN, 25, None);
         assert_eq!(lines.len(), 25, "{name}: {lines:?}");
         assert!(
             nodes(&lines).iter().all(|n| *n == up),

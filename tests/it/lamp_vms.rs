@@ -9,6 +9,7 @@
 
 use crate::support::lab::{console, remote};
 use crate::support::storage::{boot, boot_image};
+use crate::support::web::{client, nodes, requests};
 use crate::support::{cloudctl, ok, report, text, Lab, TFTPD};
 use cloudctl::lab::VmRole;
 use std::collections::BTreeSet;
@@ -43,26 +44,6 @@ web2 = "192.168.100.202"
 [lamp.mysql]
 datadir = "/srv/www/mysql"
 "#;
-
-/// Runs `script` in the root namespace (`None`) or on lab host `i`.
-fn client(lab: &Lab, on: Option<usize>, script: &str) -> Output {
-    match on {
-        Some(i) => lab.sh(i, script),
-        None => Command::new("sh").args(["-c", script]).output().unwrap(),
-    }
-}
-
-/// `count` requests for /status.php at `url`, each bounded to 5 s: the answering node per line,
-/// `FAILED ...` for a request that failed or did not reach the database.
-fn requests(lab: &Lab, on: Option<usize>, url: &str, count: u32, jar: Option<&str>) -> Vec<String> {
-    let cookies = jar.map(|j| format!("-b {j} -c {j}")).unwrap_or_default();
-    let script = format!(
-        "for i in $(seq {count}); do out=$(curl -sS -m 5 {cookies} {url}/status.php 2>&1) && printf '%s\\n' \"$out\" | grep -q '^database: reachable' && printf '%s\\n' \"$out\" | sed -n 's/^node: //p;s/^session: hits /hits /p' | paste -sd' ' || echo \"FAILED $out\"; done"
-    );
-    let out = client(lab, on, &script);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout).lines().map(str::to_string).collect()
-}
 
 /// Requests per second `ab` measured from `on`: `count` requests, `concurrency` at a time.
 fn rate(lab: &Lab, on: Option<usize>, url: &str, count: u32, concurrency: u32) -> f64 {
@@ -208,7 +189,7 @@ fn lamp_on_web_vms_with_md_drbd_and_ocfs2() {
             lines.len() == 20 && !lines.iter().any(|l| l.starts_with("FAILED")),
             "{name}: {lines:?}"
         );
-        answered.extend(lines.iter().map(|l| l.split(' ').next().unwrap().to_string()));
+        answered.extend(nodes(&lines).into_iter().map(str::to_string));
     }
     assert_eq!(answered.len(), 2, "both web nodes answer through pen: {answered:?}");
 
@@ -220,8 +201,12 @@ fn lamp_on_web_vms_with_md_drbd_and_ocfs2() {
     }
     let hits: Vec<&str> = session.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
     assert_eq!(hits, ["1", "2", "3"], "{session:?}");
-    let nodes: BTreeSet<&str> = session.iter().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(nodes.len(), 2, "the session moved between web nodes: {session:?}");
+    let session_nodes: BTreeSet<&str> = nodes(&session).into_iter().collect();
+    assert_eq!(
+        session_nodes.len(),
+        2,
+        "the session moved between web nodes: {session:?}"
+    );
 
     // Throughput: through pen (two clients, each kept on its node) vs web1 alone.
     let through_pen = combined_rate(&lab, &pen);
@@ -311,7 +296,7 @@ fn lamp_on_web_vms_with_md_drbd_and_ocfs2() {
     for (web, ip) in WEB {
         let lines = requests(&lab, None, &format!("http://{ip}"), 3, None);
         assert!(
-            lines.len() == 3 && lines.iter().all(|l| l.split(' ').next() == Some(web)),
+            lines.len() == 3 && nodes(&lines).iter().all(|n| *n == web),
             "{web}: {lines:?}"
         );
     }

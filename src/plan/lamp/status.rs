@@ -127,6 +127,7 @@ pub fn script(lamp: &LampSection, roles: &[Role], backends: &[String]) -> String
         if let (Storage::DrbdOcfs2, Some(drbd)) = (lamp.storage, &lamp.drbd) {
             let res = drbd.get_ref().resource.as_str();
             running(&mut s, "o2cb", "o2cb");
+            let marker = super::storage::split_brain_marker(res);
             s.text("echo \"drbd $(drbdadm role ")
                 .word(res)
                 .text(" 2>/dev/null | head -1) $(drbdadm dstate ")
@@ -134,14 +135,10 @@ pub fn script(lamp: &LampSection, roles: &[Role], backends: &[String]) -> String
                 .text(" 2>/dev/null | head -1) $(drbdadm cstate ")
                 .word(res)
                 .text(" 2>/dev/null | head -1)\"\n")
-                .call(
-                    "[ -e",
-                    &[&super::storage::split_brain_marker(res)],
-                    " ] && printf 'split-brain %s %s\\n' ",
-                )
+                .call("[ -e", &[&marker], " ] && printf 'split-brain %s %s\\n' ")
                 .word(res)
                 .text(" \"$(cat ")
-                .word(&super::storage::split_brain_marker(res))
+                .word(&marker)
                 .text(")\"\n");
         }
     }

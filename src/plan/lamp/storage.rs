@@ -197,22 +197,22 @@ fn drbd_steps(
         Some(members) => Some(md_step(inv, disk, members.get_ref(), found, node)?),
         None => None,
     };
-    let fresh = match &found.disk_signatures {
+    let fresh = match (&found.disk_signatures, &md) {
         // The array is made (or assembled) first: fresh when its members were blank.
-        None if md.is_some() => md.as_ref().is_some_and(|(_, blank)| *blank),
-        None => {
+        (None, Some((_, blank))) => *blank,
+        (None, None) => {
             return Err(Error::Usage(format!(
                 "[lamp.drbd] disk {disk} does not exist on web node {node}; fix the path"
             )))
         }
-        Some(sigs) if sigs.iter().any(|s| s == "drbd") => false,
-        Some(sigs) if !sigs.is_empty() => {
+        (Some(sigs), _) if sigs.iter().any(|s| s == "drbd") => false,
+        (Some(sigs), _) if !sigs.is_empty() => {
             return Err(Error::Usage(format!(
                 "[lamp.drbd] disk {disk} on web node {node} holds data ({}) and no DRBD metadata; cloudctl will not put DRBD on it. If it is really unused, wipe it yourself (wipefs -a {disk}) and deploy again",
                 sigs.join(", ")
             )))
         }
-        Some(_) => true,
+        (Some(_), _) => true,
     };
     let nodes: Vec<_> = web
         .iter()

@@ -1,6 +1,7 @@
 //! Helpers every test module shares, and the only place test modules import from (a test fails
 //! when one imports another): running the binary and reading its output here; the lab, VMs,
-//! images, guests, storage VMs, golden files and fixtures in the modules below.
+//! images, guests, storage VMs, the LAMP tests' web clients, golden files and fixtures in the
+//! modules below.
 
 pub mod fixtures;
 pub mod golden;
@@ -9,6 +10,7 @@ pub mod image;
 pub mod lab;
 pub mod storage;
 pub mod vm;
+pub mod web;
 
 // Most tests need only these; re-exported so their imports stay one short line.
 pub use image::{copy_with_libraries, read_in_image};
