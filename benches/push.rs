@@ -8,7 +8,7 @@
 //! (half data, random and so incompressible), and pushes it 3 times (`BENCH_ROUNDS`) with each tool, alternating the order, into
 //! the lab's instance store through the hardware node. It prints each tool's median wall time
 //! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
-//! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
+//! whole file; cloudctl's time includes the far side's sha256 check of the data; scp is OpenSSH 9's
 //! default, over SFTP), and checks cloudctl's result after each push (outside the clock): the
 //! image in the store, read by the bench, has the file's sha256, and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With

@@ -1,19 +1,26 @@
 //! `image push`'s sender: finds a local file's data with SEEK_DATA/SEEK_HOLE (holes are neither
 //! read nor sent) and writes it as one stream for the receiver of `plan::image`, hashing the
-//! whole content (holes as zeros) on the way so the far side can verify what it wrote.
+//! stream (every extent's header line and its data) on the way so the far side can verify what
+//! it wrote: it hashes the same header lines and the data it reads back from where it wrote it.
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 
 /// Holes shorter than this are sent as zeros: the receiver starts one `dd` per extent (about a
 /// millisecond), which costs more than sending a quarter MiB.
 pub const MERGE_GAP: u64 = 256 * 1024;
 
-/// Bytes read and written at once: large writes keep libssh2 filling whole packets without a
-/// return to the caller between them.
-const CHUNK: usize = 1 << 20;
+/// Bytes read and written at once: enough for libssh2 to fill whole packets without a return to
+/// the caller between them, and small enough that a buffer is still in the CPU's cache when it
+/// is written to the pipe and hashed (1 MiB buffers, allocated per chunk, cost more per byte).
+const CHUNK: usize = 256 << 10;
+
+/// Buffers in flight between the reader and the hasher: the pool is reused, so no chunk costs
+/// an allocation (and the page faults of a fresh one).
+const BUFFERS: usize = 8;
 
 /// A run of data in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,73 +73,76 @@ pub fn data_bytes(extents: &[Extent]) -> u64 {
     extents.iter().map(|e| e.len).sum()
 }
 
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
-fn hash_zeros(h: &mut Sha256, mut n: u64) {
-    while n > 0 {
-        let k = n.min(ZEROS.len() as u64) as usize;
-        h.update(&ZEROS[..k]);
-        n -= k as u64;
-    }
-}
-
 /// Where a local read failed (kept apart from a failed write, which the receiver explains).
 #[derive(Debug, Default)]
 pub struct LocalError(pub Option<String>);
 
-/// What the hasher thread is given, in file order.
+/// What the hasher thread is given, in stream order.
 enum Piece {
-    Data(Vec<u8>),
-    Zeros(u64),
+    Header(Vec<u8>),
+    /// A buffer of the pool and how much of it holds data; it goes back to the pool once hashed.
+    Data(Vec<u8>, usize),
 }
 
-/// Writes `extents` of `file` (logical size `size`) to `out` in the receiver's format and returns
-/// the sha256 of the whole content. `sent(n)` is called after every chunk of data. The hash runs
-/// on a thread of its own, so it overlaps with encrypting and sending.
+/// Writes `extents` of `file` to `out` in the receiver's format and returns the sha256 of the
+/// stream's extents (each `d OFFSET LENGTH` line and its data, in order: what the receiver
+/// hashes back from the file it wrote). `sent(n)` is called after every chunk of data. The hash
+/// runs on a thread of its own over the buffers already read for sending, so it overlaps with
+/// encrypting and sending; the holes are not hashed (the receiver makes them by sizing an empty
+/// file).
 pub fn send(
-    file: &mut File,
+    file: &File,
     extents: &[Extent],
-    size: u64,
     out: &mut dyn Write,
     sent: &mut dyn FnMut(u64),
     local: &mut LocalError,
 ) -> io::Result<String> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(8);
+    // Unbounded, yet small: each piece of data in it holds a buffer of the pool, and a header
+    // line comes before each piece.
+    let (full_tx, full_rx) = std::sync::mpsc::channel::<Piece>();
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        free_tx
+            .send(vec![0u8; CHUNK])
+            .expect("the pool has room for all its buffers");
+    }
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || {
             let mut hash = Sha256::new();
-            for piece in rx {
+            for piece in full_rx {
                 match piece {
-                    Piece::Data(d) => hash.update(&d),
-                    Piece::Zeros(n) => hash_zeros(&mut hash, n),
+                    Piece::Header(h) => hash.update(&h),
+                    Piece::Data(buf, n) => {
+                        hash.update(&buf[..n]);
+                        // Never blocks: the pool's channel holds every buffer there is.
+                        let _ = free_tx.send(buf);
+                    }
                 }
             }
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
         });
-        let mut pos = 0;
         for e in extents {
-            let _ = tx.send(Piece::Zeros(e.offset - pos));
-            out.write_all(format!("d {} {}\n", e.offset, e.len).as_bytes())?;
-            file.seek(SeekFrom::Start(e.offset))
-                .map_err(|err| local_failed(local, err))?;
-            let mut left = e.len;
-            while left > 0 {
+            let header = format!("d {} {}\n", e.offset, e.len).into_bytes();
+            out.write_all(&header)?;
+            let _ = full_tx.send(Piece::Header(header));
+            let mut at = e.offset;
+            let end = e.offset + e.len;
+            while at < end {
                 // Ctrl-C: stop sending; the far side then discards what it has.
                 if super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                     return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
                 }
-                let n = left.min(CHUNK as u64) as usize;
-                let mut buf = vec![0u8; n];
-                file.read_exact(&mut buf).map_err(|err| local_failed(local, err))?;
-                out.write_all(&buf)?;
+                let n = (end - at).min(CHUNK as u64) as usize;
+                let mut buf = free_rx.recv().expect("the hasher returns every buffer");
+                file.read_exact_at(&mut buf[..n], at)
+                    .map_err(|err| local_failed(local, err))?;
+                out.write_all(&buf[..n])?;
                 sent(n as u64);
-                let _ = tx.send(Piece::Data(buf));
-                left -= n as u64;
+                let _ = full_tx.send(Piece::Data(buf, n));
+                at += n as u64;
             }
-            pos = e.offset + e.len;
         }
-        let _ = tx.send(Piece::Zeros(size - pos));
-        drop(tx);
+        drop(full_tx);
         let sha = hasher.join().expect("the hasher does not panic");
         out.write_all(format!("e {sha}\n").as_bytes())?;
         out.flush()?;
@@ -153,6 +163,7 @@ fn local_failed(local: &mut LocalError, e: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Seek, SeekFrom};
 
     #[test]
     fn holes_are_found_and_small_ones_merged() {

@@ -72,7 +72,7 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let store = dir.path().join("store");
     fs::create_dir(&store).unwrap();
 
-    let mut file = File::open(&src).unwrap();
+    let file = File::open(&src).unwrap();
     let extents = push::data_extents(&file, size).unwrap();
     let data = push::data_bytes(&extents);
     assert_eq!(data, 4 * MIB, "only the data is sent: {extents:?}");
@@ -81,11 +81,11 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let mut local = push::LocalError::default();
     let mut ours = String::new();
     let got = receive(&store, "golden", size, &mut |w| {
-        ours = push::send(&mut file, &extents, size, w, &mut |n| sent += n, &mut local)?;
+        ours = push::send(&file, &extents, w, &mut |n| sent += n, &mut local)?;
         Ok(())
     });
-    assert_eq!(ours, sha, "the sender's sha256 is the file's");
-    assert_eq!(got, Received::Pushed(sha.clone()), "the far side's read-back matches");
+    assert_eq!(ours, data_sha(&src, &extents), "the sender hashes its extents");
+    assert_eq!(got, Received::Pushed(ours.clone()), "the far side's read-back matches");
     assert_eq!(sent, data);
     let final_path = store.join(".images/golden");
     assert_eq!(sha256_of(&final_path), sha);
@@ -156,8 +156,22 @@ fn a_cut_stream_or_a_wrong_checksum_leaves_nothing_under_the_name() {
     assert_eq!(left, ["golden"], "no temp file left");
 }
 
+/// What `push::send` hashes for `extents` of `src`: each `d OFFSET LENGTH` line and its data.
+fn data_sha(src: &Path, extents: &[push::Extent]) -> String {
+    let mut f = File::open(src).unwrap();
+    let mut h = Sha256::new();
+    for e in extents {
+        let mut data = vec![0u8; e.len as usize];
+        f.seek(SeekFrom::Start(e.offset)).unwrap();
+        std::io::Read::read_exact(&mut f, &mut data).unwrap();
+        h.update(format!("d {} {}\n", e.offset, e.len).as_bytes());
+        h.update(&data);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The stream `push::send` would write for `extents` of `src`, with `alter` applied to each
-/// extent's (offset, data) first, and the checksum of the untouched file announced at the end.
+/// extent's (offset, data) first, and the checksum of the untouched extents announced at the end.
 fn stream(
     src: &Path,
     extents: &[push::Extent],
@@ -187,6 +201,7 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     let sha = sparse_file(&src, size, &[0, 5 * MIB]);
     let extents = push::data_extents(&File::open(&src).unwrap(), size).unwrap();
     assert_eq!(extents.len(), 2, "{extents:?}");
+    let sent_sha = data_sha(&src, &extents);
     let store = dir.path().join("store");
     fs::create_dir(&store).unwrap();
     let images = store.join(".images");
@@ -200,18 +215,18 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     };
 
     // One byte flipped on the way, the right checksum announced: the far side's own hash says no.
-    let flipped = stream(&src, &extents, &sha, &mut |i, _, d| {
+    let flipped = stream(&src, &extents, &sent_sha, &mut |i, _, d| {
         if i == 1 {
             d[12345] ^= 0x40;
         }
     });
     let got = receive(&store, "golden", size, &mut |w| w.write_all(&flipped));
-    assert!(matches!(got, Received::Mismatch(ref s) if *s != sha), "{got:?}");
+    assert!(matches!(got, Received::Mismatch(ref s) if *s != sent_sha), "{got:?}");
     assert!(left().is_empty(), "nothing is left: {:?}", left());
 
-    // The right bytes at the wrong place (one page further on): what is hashed is the file as
-    // written, holes included, so this fails too.
-    let shifted = stream(&src, &extents, &sha, &mut |i, at, _| {
+    // The right bytes at the wrong place (one page further on): what is hashed is each extent's
+    // `d` line as received and its data read back from there, so this fails too.
+    let shifted = stream(&src, &extents, &sent_sha, &mut |i, at, _| {
         if i == 1 {
             *at += 4096;
         }
@@ -221,10 +236,10 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     assert!(left().is_empty(), "nothing is left: {:?}", left());
 
     // Untouched, it arrives, and the file's layout is the source's: its holes are holes.
-    let whole = stream(&src, &extents, &sha, &mut |_, _, _| {});
+    let whole = stream(&src, &extents, &sent_sha, &mut |_, _, _| {});
     assert_eq!(
         receive(&store, "golden", size, &mut |w| w.write_all(&whole)),
-        Received::Pushed(sha.clone())
+        Received::Pushed(sent_sha.clone())
     );
     let pushed = File::open(images.join("golden")).unwrap();
     assert_eq!(
@@ -358,7 +373,7 @@ fn image_push_list_remove_round_trip_on_a_lab() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc = json(&out);
     assert_eq!(doc["image"], "golden");
-    assert_eq!(doc["sha256"], sha.as_str());
+    assert_eq!(doc["data_sha256"].as_str().map(str::len), Some(64), "{doc}");
     assert_eq!(doc["size"], size);
     assert_eq!(doc["sent_bytes"], 4 * MIB, "holes were not sent");
     assert!(doc["rate_bytes_per_second"].as_f64().unwrap() > 0.0);
@@ -438,6 +453,6 @@ fn an_interrupted_image_push_leaves_no_image_and_a_rerun_completes() {
 
     let out = cloudctl(&["-i", &inv, "--json", "image", "push", &src, "big"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(json(&out)["sha256"], sha.as_str());
+    assert_eq!(json(&out)["data_sha256"].as_str().map(str::len), Some(64));
     assert_eq!(sha256_of(&final_path), sha);
 }
