@@ -13,14 +13,11 @@ use std::os::unix::io::AsRawFd;
 /// millisecond), which costs more than sending a quarter MiB.
 pub const MERGE_GAP: u64 = 256 * 1024;
 
-/// Bytes read and written at once: enough for libssh2 to fill whole packets without a return to
-/// the caller between them, and small enough that a buffer may still be in the CPU's cache when
-/// it is written to the pipe and hashed (64 KiB and 1 MiB measured no faster, within noise).
+/// Bytes read, written and hashed at once: enough for libssh2 to fill whole packets without a
+/// return to the caller between them, and small enough that the buffer may still be in the CPU's
+/// cache when it is written to the pipe and hashed (64 KiB and 1 MiB measured no faster, within
+/// noise).
 const CHUNK: usize = 256 << 10;
-
-/// Buffers in flight between the reader and the hasher: the pool is reused, so no chunk costs
-/// an allocation (and the page faults of a fresh one).
-const BUFFERS: usize = 8;
 
 /// A run of data in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,19 +74,14 @@ pub fn data_bytes(extents: &[Extent]) -> u64 {
 #[derive(Debug, Default)]
 pub struct LocalError(pub Option<String>);
 
-/// What the hasher thread is given, in stream order.
-enum Piece {
-    Header(Vec<u8>),
-    /// A buffer of the pool and how much of it holds data; it goes back to the pool once hashed.
-    Data(Vec<u8>, usize),
-}
-
 /// Writes `extents` of `file` to `out` in the receiver's format and returns the sha256 of the
 /// stream's extents (each `d OFFSET LENGTH` line and its data, in order: what the receiver
-/// hashes back from the file it wrote). `sent(n)` is called after every chunk of data. The hash
-/// runs on a thread of its own over the buffers already read for sending, so it overlaps with
-/// encrypting and sending; the holes are not hashed (the receiver makes them by sizing an empty
-/// file).
+/// hashes back from the file it wrote). `sent(n)` is called after every chunk of data. Each
+/// chunk is hashed right after it is written, while it is still in the CPU's cache: a hasher
+/// thread fed with the chunks measured slower on a busy 2-core machine, where every process of
+/// the push competes for the CPU anyway (a thread adds a hand-off per chunk, and its reads come
+/// from another core's cache). The holes are not hashed (the receiver makes them by sizing an
+/// empty file).
 pub fn send(
     file: &File,
     extents: &[Extent],
@@ -97,57 +89,33 @@ pub fn send(
     sent: &mut dyn FnMut(u64),
     local: &mut LocalError,
 ) -> io::Result<String> {
-    // Unbounded, yet small: each piece of data in it holds a buffer of the pool, and a header
-    // line comes before each piece.
-    let (full_tx, full_rx) = std::sync::mpsc::channel::<Piece>();
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        free_tx
-            .send(vec![0u8; CHUNK])
-            .expect("the pool has room for all its buffers");
-    }
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut hash = Sha256::new();
-            for piece in full_rx {
-                match piece {
-                    Piece::Header(h) => hash.update(&h),
-                    Piece::Data(buf, n) => {
-                        hash.update(&buf[..n]);
-                        // Never blocks: the pool's channel holds every buffer there is.
-                        let _ = free_tx.send(buf);
-                    }
-                }
+    let mut hash = Sha256::new();
+    // One buffer for the whole push: no allocation (and no page faults of a fresh one) per chunk.
+    let mut buf = vec![0u8; CHUNK];
+    for e in extents {
+        let header = format!("d {} {}\n", e.offset, e.len);
+        out.write_all(header.as_bytes())?;
+        hash.update(header.as_bytes());
+        let mut at = e.offset;
+        let end = e.offset + e.len;
+        while at < end {
+            // Ctrl-C: stop sending; the far side then discards what it has.
+            if super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
-            hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
-        });
-        for e in extents {
-            let header = format!("d {} {}\n", e.offset, e.len).into_bytes();
-            out.write_all(&header)?;
-            let _ = full_tx.send(Piece::Header(header));
-            let mut at = e.offset;
-            let end = e.offset + e.len;
-            while at < end {
-                // Ctrl-C: stop sending; the far side then discards what it has.
-                if super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-                }
-                let n = (end - at).min(CHUNK as u64) as usize;
-                let mut buf = free_rx.recv().expect("the hasher returns every buffer");
-                file.read_exact_at(&mut buf[..n], at)
-                    .map_err(|err| local_failed(local, err))?;
-                out.write_all(&buf[..n])?;
-                sent(n as u64);
-                let _ = full_tx.send(Piece::Data(buf, n));
-                at += n as u64;
-            }
+            let n = (end - at).min(CHUNK as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)
+                .map_err(|err| local_failed(local, err))?;
+            out.write_all(&buf[..n])?;
+            sent(n as u64);
+            hash.update(&buf[..n]);
+            at += n as u64;
         }
-        drop(full_tx);
-        let sha = hasher.join().expect("the hasher does not panic");
-        out.write_all(format!("e {sha}\n").as_bytes())?;
-        out.flush()?;
-        Ok(sha)
-    })
+    }
+    let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    out.write_all(format!("e {sha}\n").as_bytes())?;
+    out.flush()?;
+    Ok(sha)
 }
 
 fn local_failed(local: &mut LocalError, e: io::Error) -> io::Error {
