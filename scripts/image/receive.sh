@@ -12,13 +12,13 @@
 # The holes are not read back: the file starts empty and sized, and only the extents are
 # written into it. The read-back runs beside the transfer: after each extent the loop writes
 # where it went into a FIFO, and a background reader feeds its `d` line and the data read back
-# from the file to the hasher, so the check costs little wall time beyond the transfer itself.
-# Hashing the stream as it arrives (`dd | tee` into the hasher) was measured slower: two more
-# pipe crossings per byte, in 8 KiB reads, cost more than reading the page cache back. The
-# reader also flushes the file to disk every 64 MiB of data it has read, so the writes to disk
-# overlap with the transfer instead of all waiting for the `sync` before the rename.
-# Both `dd`s move 128 KiB at a time: a buffer that fits the CPU's cache costs less per byte than
-# 1 MiB ones, whose every copy misses it (measured: 0.3-0.4 s less for 512 MiB of data).
+# from the file to the hasher, so the check overlaps with the transfer (its CPU it still costs,
+# which on a busy machine is wall time: see the README's speed section). Hashing the stream as
+# it arrives (`tee` into the hasher through a FIFO, no read-back) was measured slower: the same
+# CPU, 0.3-0.5 s more for 512 MiB of data. The reader also flushes the file to disk every 64 MiB
+# of data it has read, so the writes to disk overlap with the transfer instead of all waiting
+# for the `sync` before the rename. Both `dd`s move 128 KiB at a time: measured 0.3-0.9 s
+# faster for 512 MiB of data than 1 MiB blocks (a 128 KiB buffer stays in the CPU's cache).
 set -u
 umask 077
 store=$1 name=$2 size=$3
