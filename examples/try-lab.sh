@@ -5,20 +5,20 @@
 #   1. `config init` makes the ConfigNode the cloud's DHCP/TFTP/PXE server;
 #   2. two storage machines PXE-boot and `storage init` makes md RAID1 + DRBD primary/primary +
 #      AoE exports of them;
-#   3. two diskless hardware machines PXE-boot Xen and attach that storage as one md multipath
-#      device; the first formats the instance store on it (OCFS2, mounted on both); the dom0 root
-#      image goes into the store (`image push`), and after a power cycle both run Xen with their
-#      root read from the storage;
+#   3. two diskless hardware machines PXE-boot Xen (Debian's, rebuilt with shadow paging by
+#      examples/build-xen-shadow.sh: a PV guest's live migration needs it) and attach that
+#      storage as one md multipath device; the first formats the instance store on it (OCFS2,
+#      mounted on both); the dom0 root image goes into the store (`image push`), and after a
+#      power cycle both run Xen with their root read from the storage;
 #   4. a Xen guest is created on hardware machine 1 from a golden image pushed into the store,
-#      its disk a file of the OCFS2 store;
+#      its disk a file of the OCFS2 store, and live-migrated to hardware machine 2 while the
+#      ConfigNode pings it every 100 ms;
 #   5. the seed's promise: while that guest writes checksummed blocks to its disk and the
-#      ConfigNode pings it every 100 ms, a storage machine is switched off; the roots, the store
-#      and the guest carry on through the other; it comes back by Wake-on-LAN, resyncs, and every
-#      block the guest wrote reads back with its checksum;
-#   6. live migration under ping: a guest on namespace hardware node 1 (their store a shared
-#      folder) moves to hardware node 2 while the ConfigNode pings it every 100 ms. The Xen
-#      machines' guest is not moved: Debian's Xen is built without shadow paging, which a PV
-#      guest's migration needs (cloudctl refuses it and says so; see the README).
+#      ConfigNode pings it, a storage machine is switched off; the roots, the store and the
+#      guest carry on through the other; it comes back by Wake-on-LAN, resyncs, and every block
+#      the guest wrote reads back with its checksum;
+#   6. the kvm backend's live migration: a guest on namespace hardware node 1 (their store a
+#      shared folder) moves to hardware node 2 under the same ping.
 # Prints the figures as it goes. The lab stays up afterwards; remove it with:
 #   target/release/cloudctl lab down
 set -euo pipefail
@@ -50,14 +50,16 @@ step "cloudctl lab up: 3 hosts and 4 machines (2 storage, 2 hardware) on bridge 
 # shellcheck disable=SC2016 # expanded by each lab host's shell, not here
 "$cloudctl" run --on confignode,hnode1,hnode2 -- 'echo "$(hostname): $(uname -sr)"'
 
-step "Boot images: the storage machines' (md, DRBD, AoE), and Xen's dom0 root for the hardware machines"
+step "Boot images: the storage machines' (md, DRBD, AoE), Xen's dom0 root for the hardware machines, and Xen with shadow paging"
 snode=$(examples/build-snode-initrd.sh)
 kernel=$(sed -n 's/^kernel: \([^ ]*\).*/\1/p' <<<"$snode")
 initrd=$(sed -n 's/^\(built\|cached\): \([^ ]*\).*/\2/p' <<<"$snode")
 root=$(examples/build-dom0-initrd.sh | sed -n 's/^root: \([^ ]*\).*/\1/p')
+# Debian's Xen without the shadow paging a PV guest's live migration needs, rebuilt with it.
+xen=$(examples/build-xen-shadow.sh | sed -n 's/^\(built\|cached\): \([^ ]*\).*/\2/p')
 # shellcheck disable=SC2016 # $1..$3 are the ConfigNode shell's positional arguments
 "$cloudctl" -q run --on confignode -- sh -c 'for p in snode hnode; do mkdir -p /srv/tftp/images/$p && cp "$1" /srv/tftp/images/$p/vmlinuz && cp "$2" /srv/tftp/images/$p/initrd.img; done && cp "$3" /srv/tftp/images/hnode/xen.gz' \
-    sh "$kernel" "$initrd" /boot/xen-4.17-amd64.gz
+    sh "$kernel" "$initrd" "$xen"
 # The hardware machines boot Xen (pxelinux's mboot.c32) with the storage client as their initrd
 # and the dom0 image from the store as their root; the namespace hardware nodes keep kvm.
 sed -i -e '/^\[profiles.hnode\]$/,/^append = /{s|^append = .*|xen = "/srv/tftp/images/hnode/xen.gz"\nxen_args = "console=com1 dom0_mem=384M"\nappend = "console=hvc0"\nroot = "dom0-root"|}' \
@@ -112,11 +114,21 @@ xen_guest_up=$(seconds "$t")
 # shellcheck disable=SC2016 # expanded on hvm1
 "$cloudctl" run --on hvm1 -- sh -c 'xl list xg1 && xl block-list xg1 && losetup -a | grep xg1'
 
+step "cloudctl instance migrate xg1 to hvm2, while the ConfigNode pings it every 100 ms"
+xen_pings="$work/xen-pings.txt"
+ip netns exec cl-lab-h1 ping -n -i 0.1 -w 120 "$xen_guest" > "$xen_pings" 2>&1 &
+xen_pinger=$!
+sleep 2
+"$cloudctl" --yes instance migrate xg1 --to hvm2
+sleep 2
+kill -INT "$xen_pinger"
+wait "$xen_pinger" || true
+xen_moved=$(grep 'packets transmitted' "$xen_pings")
+
 step "The seed's promise: snode2 switched off under xg1 writing to its disk, and back; the ConfigNode pings xg1 every 100 ms"
 writes=600   # 4 KiB + fsync each, 0.2 s apart: about three minutes
 in_guest 'cat > /root/blocks.sh' < examples/guest-blocks.sh
 in_guest "setsid sh /root/blocks.sh write $writes </dev/null >/dev/null 2>&1 &"
-xen_pings="$work/xen-pings.txt"
 ip netns exec cl-lab-h1 ping -n -i 0.1 -w 900 "$xen_guest" > "$xen_pings" 2>&1 &
 xen_pinger=$!
 sleep 10
@@ -168,10 +180,11 @@ step "Done ($(seconds "$started") in all)"
 echo "storage machines PXE-booted and md + DRBD + AoE made: $storage_up"
 echo "hardware machines power-cycled onto Xen with their root on the storage: $hnodes_up"
 echo "Xen guest xg1 created from the store's golden image, answering SSH with its pinned key: $xen_guest_up"
+echo "xg1 live-migrated from hvm1 to hvm2 under ping: $xen_moved"
 echo "snode2 off: both roots read afresh and the store written in $through"
 echo "snode2 back, resynced, paths returned: $back"
 echo "xg1 through snode2's loss and return: $writes writes; read back: $verified; pings: $xen_lost"
-echo "web1 migrated from hnode1 to hnode2 under ping: $lost"
+echo "web1 (kvm) migrated from namespace hnode1 to hnode2 under ping: $lost"
 echo
 echo "The lab is still up (inventory $CLOUDCTL_INVENTORY):"
 echo "  export CLOUDCTL_INVENTORY=$CLOUDCTL_INVENTORY"
