@@ -13,7 +13,7 @@
 //! result after each push (outside the clock): it reports the file's sha256, the image in the
 //! store, read by the bench, has it, and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
-//! `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary pushes too, in the same rounds.
+//! `BENCH_BEFORE=PATH[:PATH...]` (other cloudctl builds) those push too, in the same rounds.
 //!
 //! The hardware node's shells read no rc file by default (`BENCH_LOGIN_RC=machine` restores it;
 //! see login_rc/mod.rs): the lab's hosts are root on this machine and would run its `~/.bashrc`
@@ -121,10 +121,13 @@ fn main() {
     );
 
     let this = Path::new(env!("CARGO_BIN_EXE_cloudctl")).to_path_buf();
-    let before = std::env::var_os("BENCH_BEFORE").map(std::path::PathBuf::from);
-    let mut tools = vec!["cloudctl", "scp", "rsync --sparse"];
-    if before.is_some() {
-        tools.push("cloudctl before");
+    // Other builds to compare in the same rounds, `:`-separated, shown by their file names.
+    let before: Vec<std::path::PathBuf> = std::env::var_os("BENCH_BEFORE")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    let mut tools: Vec<String> = ["cloudctl", "scp", "rsync --sparse"].map(String::from).into();
+    for b in &before {
+        tools.push(format!("{}", b.file_name().unwrap_or_default().to_string_lossy()));
     }
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
@@ -142,7 +145,6 @@ fn main() {
             let mut pushed = None;
             match t {
                 0 => pushed = Some(cloudctl_push(&this, &inv, &file)),
-                3 => pushed = Some(cloudctl_push(before.as_ref().expect("set"), &inv, &file)),
                 1 => run(Command::new("scp")
                     .args(ssh_opts.split(' '))
                     .arg("-q")
@@ -153,7 +155,7 @@ fn main() {
                     .arg(format!("ssh {ssh_opts}"))
                     .arg(&file)
                     .arg(format!("root@{}:{}/rsync.img", hnode.ip, store.display()))),
-                _ => unreachable!(),
+                _ => pushed = Some(cloudctl_push(&before[t - 3], &inv, &file)),
             }
             let wall = start.elapsed().as_secs_f64();
             // Checked after the clock stopped: the bench reads the image itself.
@@ -162,6 +164,7 @@ fn main() {
                 if t == 0 {
                     sent = got;
                 }
+                assert_eq!(got, sent, "{} sent other bytes than cloudctl", tools[t]);
             }
             if round == 0 {
                 println!("warm-up: {} {wall:.2} s", tools[t]);
@@ -174,7 +177,7 @@ fn main() {
     clean(&store);
 
     let med: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
-    let data = [sent, size, size, sent];
+    let data: Vec<u64> = (0..n).map(|t| if t == 1 || t == 2 { size } else { sent }).collect();
     let rate: Vec<f64> = (0..n).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
     println!(
         "\n=== results: {} MiB file, half holes, median of {rounds} rounds ===",
@@ -205,8 +208,8 @@ fn main() {
         verdict(med[0] < med[1])
     );
     println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
-    if n > 3 {
-        println!("cloudctl before: data throughput / scp {:.2}x", rate[3] / rate[1]);
+    for t in 3..n {
+        println!("{}: data throughput / scp {:.2}x", tools[t], rate[t] / rate[1]);
     }
 }
 
