@@ -3,16 +3,17 @@
 //!
 //! Run with `cargo bench --bench push` (root, a lab: iproute2, sshd, scp, rsync; not part of
 //! CI; take the machine's lab lock: `flock /tmp/cloudctl-lab-heavy.lock cargo bench --bench push`).
-//! It starts lab `tpushb` (10.201.172.0/24, or `BENCH_SUBNET`: a ConfigNode and one hardware
-//! node), writes a file of `BENCH_MIB` MiB (default 1024) in which every other 8 MiB is a hole
-//! (half data, random and so incompressible), and pushes it 3 times (`BENCH_ROUNDS`) with each tool, alternating the order, into
-//! the lab's instance store through the hardware node. It prints each tool's median wall time
-//! and throughput on the data bytes it sent (cloudctl sends only the data, scp and rsync the
-//! whole file; cloudctl's time includes the sha256 check on the far side; scp is OpenSSH 9's
-//! default, over SFTP), and checks cloudctl's result after each push (outside the clock): the
-//! image in the store, read by the bench, has the file's sha256, and its holes stayed holes.
+//! It starts lab `tpushb` (`BENCH_LAB` names another; 10.201.172.0/24, or `BENCH_SUBNET`: a
+//! ConfigNode and one hardware node), writes a file of `BENCH_MIB` MiB (default 1024) in which
+//! every other 8 MiB is a hole (half data, random and so incompressible), and pushes it 3 times
+//! (`BENCH_ROUNDS`) with each tool, alternating the order, into the lab's instance store through
+//! the hardware node. It prints each tool's median wall time and throughput on the data bytes it
+//! sent (cloudctl sends only the data, scp and rsync the whole file; cloudctl's time includes the
+//! sha256 check on the far side; scp is OpenSSH 9's default, over SFTP), and checks cloudctl's
+//! result after each push (outside the clock): it reports the file's sha256, the image in the
+//! store, read by the bench, has it, and its holes stayed holes.
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
-//! `BENCH_BEFORE=PATH` (an older cloudctl binary) that binary pushes too, in the same rounds.
+//! `BENCH_BEFORE=PATH[:PATH...]` (other cloudctl builds) those push too, in the same rounds.
 //!
 //! The hardware node's shells read no rc file by default (`BENCH_LOGIN_RC=machine` restores it;
 //! see login_rc/mod.rs): the lab's hosts are root on this machine and would run its `~/.bashrc`
@@ -77,11 +78,13 @@ fn main() {
         alloc >> 20
     );
 
-    let _ = cloudctl::lab::down(LAB);
+    // Another name when a lab of the default one is running already.
+    let lab_name = std::env::var("BENCH_LAB").unwrap_or_else(|_| LAB.into());
+    let _ = cloudctl::lab::down(&lab_name);
     let inv = work.path().join("cloud.toml");
     let templates = cloudctl::templates::Templates::load(None).expect("templates");
     let req = cloudctl::lab::LabRequest {
-        name: LAB.into(),
+        name: lab_name.clone(),
         hosts: 2,
         // Another subnet when the default one is taken by a lab already running.
         subnet: std::env::var("BENCH_SUBNET")
@@ -111,17 +114,20 @@ fn main() {
         load.join(" ")
     );
     println!(
-        "lab {LAB}: pushing to {} ({}), store {}",
+        "lab {lab_name}: pushing to {} ({}), store {}",
         hnode.name,
         hnode.ip,
         store.display()
     );
 
     let this = Path::new(env!("CARGO_BIN_EXE_cloudctl")).to_path_buf();
-    let before = std::env::var_os("BENCH_BEFORE").map(std::path::PathBuf::from);
-    let mut tools = vec!["cloudctl", "scp", "rsync --sparse"];
-    if before.is_some() {
-        tools.push("cloudctl before");
+    // Other builds to compare in the same rounds, `:`-separated, shown by their file names.
+    let before: Vec<std::path::PathBuf> = std::env::var_os("BENCH_BEFORE")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    let mut tools: Vec<String> = ["cloudctl", "scp", "rsync --sparse"].map(String::from).into();
+    for b in &before {
+        tools.push(format!("{}", b.file_name().unwrap_or_default().to_string_lossy()));
     }
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
@@ -139,7 +145,6 @@ fn main() {
             let mut pushed = None;
             match t {
                 0 => pushed = Some(cloudctl_push(&this, &inv, &file)),
-                3 => pushed = Some(cloudctl_push(before.as_ref().expect("set"), &inv, &file)),
                 1 => run(Command::new("scp")
                     .args(ssh_opts.split(' '))
                     .arg("-q")
@@ -150,7 +155,7 @@ fn main() {
                     .arg(format!("ssh {ssh_opts}"))
                     .arg(&file)
                     .arg(format!("root@{}:{}/rsync.img", hnode.ip, store.display()))),
-                _ => unreachable!(),
+                _ => pushed = Some(cloudctl_push(&before[t - 3], &inv, &file)),
             }
             let wall = start.elapsed().as_secs_f64();
             // Checked after the clock stopped: the bench reads the image itself.
@@ -159,6 +164,7 @@ fn main() {
                 if t == 0 {
                     sent = got;
                 }
+                assert_eq!(got, sent, "{} sent other bytes than cloudctl", tools[t]);
             }
             if round == 0 {
                 println!("warm-up: {} {wall:.2} s", tools[t]);
@@ -171,7 +177,7 @@ fn main() {
     clean(&store);
 
     let med: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
-    let data = [sent, size, size, sent];
+    let data: Vec<u64> = (0..n).map(|t| if t == 1 || t == 2 { size } else { sent }).collect();
     let rate: Vec<f64> = (0..n).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
     println!(
         "\n=== results: {} MiB file, half holes, median of {rounds} rounds ===",
@@ -202,8 +208,8 @@ fn main() {
         verdict(med[0] < med[1])
     );
     println!("cloudctl wall / rsync --sparse wall: {:.2}x", med[0] / med[2]);
-    if n > 3 {
-        println!("cloudctl before: data throughput / scp {:.2}x", rate[3] / rate[1]);
+    for t in 3..n {
+        println!("{}: data throughput / scp {:.2}x", tools[t], rate[t] / rate[1]);
     }
 }
 
@@ -303,9 +309,9 @@ fn cloudctl_push(exe: &Path, inv: &Path, file: &Path) -> std::process::Output {
         .expect("run cloudctl")
 }
 
-/// Checks a push: cloudctl's one JSON document says it succeeded and sent only data, and the
-/// image in the store (read here, holes included) has the file's sha256 and kept its holes.
-/// Returns the data bytes sent.
+/// Checks a push: cloudctl's one JSON document says it succeeded, sent only data and reports the
+/// file's sha256, and the image in the store (read here, holes included) has that sha256 and
+/// kept its holes. Returns the data bytes sent.
 fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -315,9 +321,7 @@ fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
         )
     });
     assert!(out.status.success(), "cloudctl image push failed: {doc}");
-    // (`sha256` from a binary from before the far side checked only the data.)
-    let sum = doc.get("data_sha256").or_else(|| doc.get("sha256"));
-    assert!(sum.and_then(|s| s.as_str()).is_some_and(|s| s.len() == 64), "{doc}");
+    assert_eq!(doc["sha256"], sha, "cloudctl reports the whole file's sha256");
     let sent = doc["sent_bytes"].as_u64().expect("sent_bytes");
     let size = doc["size"].as_u64().expect("size");
     assert!(sent < size, "holes were sent: {doc}");

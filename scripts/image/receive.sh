@@ -15,6 +15,8 @@
 # crossings per byte, in 8 KiB reads, cost more than reading the page cache back. The reader
 # also flushes the file to disk every 64 MiB it has read, so the writes to disk overlap with the
 # transfer instead of all waiting for the `sync` before the rename (0.25 s for 512 MiB here).
+# Both `dd`s move 128 KiB at a time rather than 1 MiB: a buffer that stays in the CPU's cache
+# (see the README's speed section for what it measured).
 set -u
 umask 077
 store=$1 name=$2 size=$3
@@ -44,7 +46,7 @@ if command -v openssl >/dev/null 2>&1; then hash() { openssl dgst -sha256 -r; };
   pos=0 flushed=0
   while read -r upto; do
     if [ "$upto" -gt "$pos" ]; then
-      dd if="$tmp" bs=1M iflag=skip_bytes,count_bytes skip="$pos" count=$((upto - pos)) status=none || exit 1
+      dd if="$tmp" bs=128K iflag=skip_bytes,count_bytes skip="$pos" count=$((upto - pos)) status=none || exit 1
     fi
     pos=$upto
     if [ $((pos - flushed)) -ge $((64 << 20)) ]; then sync "$tmp" || exit 1; flushed=$pos; fi
@@ -55,7 +57,7 @@ hasher=$!
 exec 7>"$T/done"
 while :; do
   case $kind in
-  d) dd of="$tmp" bs=1M iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
+  d) dd of="$tmp" bs=128K iflag=fullblock,count_bytes count="$b" oflag=seek_bytes seek="$a" conv=notrunc status=none || exit 1
      echo $((a + b)) >&7 ;;
   e) break ;;
   *) say garbled; exit 1 ;;

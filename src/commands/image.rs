@@ -78,8 +78,7 @@ fn store_facts(t: &mut dyn Transport, store: &str, name: &Name, deadline: Instan
 fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let name = image::image_name(&args.file, args.name.as_deref())?;
     let shown_file = crate::types::shown(&args.file.display().to_string());
-    let mut file =
-        std::fs::File::open(&args.file).map_err(|e| Error::Usage(format!("cannot open {shown_file}: {e}")))?;
+    let file = std::fs::File::open(&args.file).map_err(|e| Error::Usage(format!("cannot open {shown_file}: {e}")))?;
     let meta = file
         .metadata()
         .map_err(|e| Error::Usage(format!("cannot read {shown_file}: {e}")))?;
@@ -145,7 +144,7 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let mut local = LocalError::default();
     let mut sha = String::new();
     let mut feed = |w: &mut dyn std::io::Write| {
-        sha = push::send(&mut file, &extents, size, w, &mut |n| progress.sent(n), &mut local)?;
+        sha = push::send(&file, &extents, size, w, &mut |n| progress.sent(n), &mut local)?;
         progress.verifying();
         Ok(())
     };

@@ -72,7 +72,7 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let store = dir.path().join("store");
     fs::create_dir(&store).unwrap();
 
-    let mut file = File::open(&src).unwrap();
+    let file = File::open(&src).unwrap();
     let extents = push::data_extents(&file, size).unwrap();
     let data = push::data_bytes(&extents);
     assert_eq!(data, 4 * MIB, "only the data is sent: {extents:?}");
@@ -81,7 +81,7 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let mut local = push::LocalError::default();
     let mut ours = String::new();
     let got = receive(&store, "golden", size, &mut |w| {
-        ours = push::send(&mut file, &extents, size, w, &mut |n| sent += n, &mut local)?;
+        ours = push::send(&file, &extents, size, w, &mut |n| sent += n, &mut local)?;
         Ok(())
     });
     assert_eq!(ours, sha, "the sender's sha256 is the file's");
