@@ -31,12 +31,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
-# The instance store: a folder every namespace host shares, and the OCFS2 mount of the machines.
-store() { sed -n 's/^store = "\(.*\)"$/\1/p' "$CLOUDCTL_INVENTORY"; }
-# The lab's client key and known_hosts ([ssh]), which pin the guests' host keys too.
+# A string setting of the inventory (the first line `KEY = "..."`).
 setting() { sed -n "s/^$1 = \"\(.*\)\"$/\\1/p" "$CLOUDCTL_INVENTORY" | head -n1; }
-# A command in the Xen guest, over SSH from the ConfigNode's namespace (cl-lab-h1).
+# The instance store: a folder every namespace host shares, and the OCFS2 mount of the machines.
+store() { setting store; }
 xen_guest=10.201.0.60
+# A command in the Xen guest, over SSH from the ConfigNode's namespace (cl-lab-h1); the lab's
+# client key and known_hosts ([ssh]) pin the guests' host keys too.
 in_guest() {
     ip netns exec cl-lab-h1 ssh -i "$(setting identity)" -o UserKnownHostsFile="$(setting known_hosts)" \
         -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 "root@$xen_guest" "$@"
