@@ -151,12 +151,16 @@ pub fn progress(ui: &Ui, guest: &str, p: &Progress, elapsed: Duration) {
 
 pub fn migrated(ui: &Ui, m: &Moved) {
     let (name, from, to, p) = (&m.guest, &m.from, &m.to, &m.progress);
-    let ms = |v: Option<u64>| v.map(|x| format!("{x} ms")).unwrap_or_else(|| "not reported".into());
+    // QEMU reports the migration's figures; xl reports none, so only the wall time is said.
+    let figures = match (p.total_time_ms, p.downtime_ms) {
+        (Some(total), Some(down)) => format!(
+            "migration {total} ms with {down} ms downtime ({} MiB sent), ",
+            mib(p.transferred)
+        ),
+        _ => String::new(),
+    };
     ui.info(&format!(
-        "{name} migrated from {from} to {to}: it runs on {to}, nothing is left on {from}; migration {} with {} downtime ({} MiB sent), {:.1} s in all",
-        ms(p.total_time_ms),
-        ms(p.downtime_ms),
-        mib(p.transferred),
+        "{name} migrated from {from} to {to}: it runs on {to}, nothing is left on {from}; {figures}{:.1} s in all",
         m.elapsed.as_secs_f64()
     ));
     if let Some(s) = m.left {

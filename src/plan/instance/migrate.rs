@@ -179,7 +179,8 @@ pub fn known_cause(stderr: &str) -> Option<&'static str> {
     stderr.contains("Failed to enable logdirty").then_some(
         "this Xen cannot live-migrate the guest: tracking a PV guest's dirty memory needs Xen's shadow paging, which this \
          hypervisor was built without (CONFIG_SHADOW_PAGING; Debian's xen-hypervisor-4.17 has it off), and PVH/HVM guests \
-         need hardware virtualization (VT-x or AMD-V). Use a Xen built with shadow paging, or the kvm backend",
+         need hardware virtualization (VT-x or AMD-V). Boot the hardware nodes with a Xen built with shadow paging \
+         (examples/build-xen-shadow.sh rebuilds Debian's with it, for the profile's `xen`), or use the kvm backend",
     )
 }
 
