@@ -143,7 +143,7 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let progress = Transfer::start(&ctx.ui, data);
     let mut local = LocalError::default();
     let mut sha = String::new();
-    let mut feed = |w: &mut dyn std::io::Write| {
+    let mut feed = |w: &mut dyn crate::exec::FeedSink| {
         sha = push::send(&file, &extents, w, &mut |n| progress.sent(n), &mut local)?;
         progress.verifying();
         Ok(())

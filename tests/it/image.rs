@@ -5,7 +5,7 @@
 use crate::support::{cloudctl, text, Lab};
 use cloudctl::exec::local::LocalTransport;
 use cloudctl::exec::push;
-use cloudctl::exec::Transport;
+use cloudctl::exec::{FeedSink, Transport};
 use cloudctl::plan::image::{self, CopySource, Received};
 use cloudctl::types::Name;
 use sha2::{Digest, Sha256};
@@ -51,17 +51,27 @@ fn name(n: &str) -> Name {
 }
 
 /// Runs the receiver for `img` in `store` on this machine, fed by `feed`.
-fn receive(
-    store: &Path,
-    img: &str,
-    size: u64,
-    feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
-) -> Received {
+fn receive(store: &Path, img: &str, size: u64, feed: &mut cloudctl::exec::Feed) -> Received {
     let cmd = image::receiver_command(&store.display().to_string(), &name(img), size);
     let deadline = Instant::now() + Duration::from_secs(60);
     let out = LocalTransport.run_fed(&cmd, feed, deadline).unwrap();
     image::parse_received(&out.output)
 }
+
+/// A sink that hides that it is a pipe: the sender then reads and writes the data itself, as it
+/// does into libssh2's channel, instead of splicing it.
+struct NotAPipe<'a>(&'a mut dyn FeedSink);
+
+impl Write for NotAPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl FeedSink for NotAPipe<'_> {}
 
 #[test]
 fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
@@ -77,26 +87,40 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let data = push::data_bytes(&extents);
     assert_eq!(data, 4 * MIB, "only the data is sent: {extents:?}");
     assert_eq!(extents.len(), 3, "the two adjacent MiB are one extent: {extents:?}");
-    let mut sent = 0;
-    let mut local = push::LocalError::default();
-    let mut ours = String::new();
-    let got = receive(&store, "golden", size, &mut |w| {
-        ours = push::send(&file, &extents, w, &mut |n| sent += n, &mut local)?;
-        Ok(())
-    });
-    assert_eq!(ours, data_sha(&src, &extents), "the sender hashes its extents");
-    assert_eq!(got, Received::Pushed(ours.clone()), "the far side's read-back matches");
-    assert_eq!(sent, data);
-    let final_path = store.join(".images/golden");
-    assert_eq!(sha256_of(&final_path), sha);
-    let meta = fs::metadata(&final_path).unwrap();
-    assert_eq!(meta.len(), size);
-    assert!(
-        meta.blocks() * 512 < 8 * MIB,
-        "holes stayed holes: {} bytes allocated",
-        meta.blocks() * 512
-    );
-    assert!(!store.join(".images/.golden.partial").exists(), "no temp file left");
+    // Into a pipe (spliced: the OpenSSH client's stdin) and into a writer (libssh2's channel).
+    for spliced in [true, false] {
+        let mut sent = 0;
+        let mut local = push::LocalError::default();
+        let mut ours = String::new();
+        let got = receive(&store, "golden", size, &mut |w| {
+            assert!(w.pipe().is_some(), "the local receiver's stdin is a pipe");
+            let mut plain = NotAPipe(w);
+            let w: &mut dyn FeedSink = if spliced { plain.0 } else { &mut plain };
+            ours = push::send(&file, &extents, w, &mut |n| sent += n, &mut local)?;
+            Ok(())
+        });
+        assert_eq!(
+            ours,
+            data_sha(&src, &extents),
+            "the sender hashes its extents (spliced: {spliced})"
+        );
+        assert_eq!(
+            got,
+            Received::Pushed(ours.clone()),
+            "the far side's read-back matches (spliced: {spliced})"
+        );
+        assert_eq!(sent, data);
+        let final_path = store.join(".images/golden");
+        assert_eq!(sha256_of(&final_path), sha, "spliced: {spliced}");
+        let meta = fs::metadata(&final_path).unwrap();
+        assert_eq!(meta.len(), size);
+        assert!(
+            meta.blocks() * 512 < 8 * MIB,
+            "holes stayed holes: {} bytes allocated",
+            meta.blocks() * 512
+        );
+        assert!(!store.join(".images/.golden.partial").exists(), "no temp file left");
+    }
 
     // The listing shows it, sparse.
     let list = LocalTransport
