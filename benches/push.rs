@@ -10,8 +10,10 @@
 //! the hardware node. It prints each tool's median wall time and throughput on the data bytes it
 //! sent (cloudctl sends only the data, scp and rsync the whole file; cloudctl's time includes the
 //! sha256 check on the far side; scp is OpenSSH 9's default, over SFTP), and checks cloudctl's
-//! result after each push (outside the clock): it reports the file's sha256, the image in the
-//! store, read by the bench, has it, and its holes stayed holes.
+//! result after each push (outside the clock): it reports the sha256 of the data it sent, the
+//! image in the store, read by the bench, has the file's sha256, and its holes stayed holes.
+//! Beside each wall time it prints the machine's CPU time over the same interval (every process
+//! of a push, the lab node's included, runs on this machine).
 //! Targets: cloudctl's data throughput ≥ 0.9× scp's, and less wall time than scp. With
 //! `BENCH_BEFORE=PATH[:PATH...]` (other cloudctl builds) those push too, in the same rounds.
 //!
@@ -70,12 +72,17 @@ fn main() {
         .tempdir_in("/var/tmp")
         .expect("temp dir");
     let file = work.path().join("golden.img");
-    let sha = make_sparse(&file, size);
+    let sums = Sums {
+        whole: make_sparse(&file, size),
+        data: data_sha256(&file),
+    };
     let alloc = fs::metadata(&file).unwrap().blocks() * 512;
     println!(
-        "file: {} MiB, {} MiB of data (every other 8 MiB a hole), sha256 {sha}",
+        "file: {} MiB, {} MiB of data (every other 8 MiB a hole), sha256 {}, data sha256 {}",
         size >> 20,
-        alloc >> 20
+        alloc >> 20,
+        sums.whole,
+        sums.data
     );
 
     // Another name when a lab of the default one is running already.
@@ -136,11 +143,13 @@ fn main() {
         .unwrap_or(ROUNDS);
     let n = tools.len();
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut sent = 0u64;
     for round in 0..=rounds {
         for k in 0..n {
             let t = (k + round) % n;
             clean(&store);
+            let cpu0 = machine_cpu();
             let start = Instant::now();
             let mut pushed = None;
             match t {
@@ -158,9 +167,10 @@ fn main() {
                 _ => pushed = Some(cloudctl_push(&before[t - 3], &inv, &file)),
             }
             let wall = start.elapsed().as_secs_f64();
+            let cpu = machine_cpu() - cpu0;
             // Checked after the clock stopped: the bench reads the image itself.
             if let Some(out) = pushed {
-                let got = check_pushed(out, &sha, &store);
+                let got = check_pushed(out, &sums, &store);
                 if t == 0 {
                     sent = got;
                 }
@@ -169,14 +179,16 @@ fn main() {
             if round == 0 {
                 println!("warm-up: {} {wall:.2} s", tools[t]);
             } else {
-                println!("round {round}: {:<15} {wall:.2} s", tools[t]);
+                println!("round {round}: {:<15} {wall:.2} s, machine CPU {cpu:.2} s", tools[t]);
                 walls[t].push(wall);
+                cpus[t].push(cpu);
             }
         }
     }
     clean(&store);
 
     let med: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
+    let med_cpu: Vec<f64> = cpus.iter().map(|c| median(c.clone())).collect();
     let data: Vec<u64> = (0..n).map(|t| if t == 1 || t == 2 { size } else { sent }).collect();
     let rate: Vec<f64> = (0..n).map(|t| data[t] as f64 / med[t] / (1 << 20) as f64).collect();
     println!(
@@ -184,16 +196,17 @@ fn main() {
         size >> 20
     );
     println!(
-        "{:16} {:>9} {:>14} {:>16}",
-        "tool", "wall", "data sent", "data throughput"
+        "{:16} {:>9} {:>14} {:>16} {:>13}",
+        "tool", "wall", "data sent", "data throughput", "machine CPU"
     );
     for t in 0..n {
         println!(
-            "{:16} {:>7.2} s {:>10} MiB {:>11.0} MiB/s",
+            "{:16} {:>7.2} s {:>10} MiB {:>11.0} MiB/s {:>11.2} s",
             tools[t],
             med[t],
             data[t] >> 20,
-            rate[t]
+            rate[t],
+            med_cpu[t]
         );
     }
     let r = rate[0] / rate[1];
@@ -309,10 +322,31 @@ fn cloudctl_push(exe: &Path, inv: &Path, file: &Path) -> std::process::Output {
         .expect("run cloudctl")
 }
 
+/// The sums a push of the file must report: the whole file's (holes as zeros), which builds from
+/// before the far side checked only the data report as `sha256`, and the data's as the receiver
+/// hashes it (each extent's `d OFFSET LENGTH` line and its bytes), `data_sha256`.
+struct Sums {
+    whole: String,
+    data: String,
+}
+
+fn data_sha256(path: &Path) -> String {
+    let file = File::open(path).unwrap();
+    let extents = cloudctl::exec::push::data_extents(&file, file.metadata().unwrap().len()).unwrap();
+    let mut hash = Sha256::new();
+    for e in extents {
+        hash.update(format!("d {} {}\n", e.offset, e.len).as_bytes());
+        let mut data = vec![0u8; e.len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut data, e.offset).unwrap();
+        hash.update(&data);
+    }
+    cloudctl::digest::hex(&hash.finalize())
+}
+
 /// Checks a push: cloudctl's one JSON document says it succeeded, sent only data and reports the
-/// file's sha256, and the image in the store (read here, holes included) has that sha256 and
-/// kept its holes. Returns the data bytes sent.
-fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
+/// data's sha256 (or, from an older build, the whole file's), and the image in the store (read
+/// here, holes included) is the file and kept its holes. Returns the data bytes sent.
+fn check_pushed(out: std::process::Output, sums: &Sums, store: &Path) -> u64 {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "cloudctl image push: {} ({e}): {}",
@@ -321,7 +355,10 @@ fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
         )
     });
     assert!(out.status.success(), "cloudctl image push failed: {doc}");
-    assert_eq!(doc["sha256"], sha, "cloudctl reports the whole file's sha256");
+    match doc.get("data_sha256") {
+        Some(data) => assert_eq!(data, &sums.data, "cloudctl reports the data's sha256"),
+        None => assert_eq!(doc["sha256"], sums.whole, "an older build reports the file's sha256"),
+    }
     let sent = doc["sent_bytes"].as_u64().expect("sent_bytes");
     let size = doc["size"].as_u64().expect("size");
     assert!(sent < size, "holes were sent: {doc}");
@@ -329,12 +366,30 @@ fn check_pushed(out: std::process::Output, sha: &str, store: &Path) -> u64 {
     assert!(image.blocks() * 512 < size, "the image lost its holes");
     let mut hash = Sha256::new();
     std::io::copy(&mut File::open(store.join(".images/golden")).unwrap(), &mut hash).unwrap();
-    let got: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(got, sha, "the image in the store is the file");
+    let got = cloudctl::digest::hex(&hash.finalize());
+    assert_eq!(got, sums.whole, "the image in the store is the file");
     sent
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// CPU seconds the whole machine spent busy so far (all cores, from /proc/stat's first line):
+/// every process of a push runs on this machine, the lab's node included.
+fn machine_cpu() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }

@@ -425,10 +425,11 @@ pub enum ImageCommand {
     /// The file goes through one hardware node that mounts [instances] store (--via, default the
     /// first that answers). Holes in a sparse file are not sent (SEEK_DATA/SEEK_HOLE) and stay
     /// holes on the far side. The data lands in a temp file beside the final name; the far side
-    /// checks its size and sha256 against the local file's and only then renames it into place, so
-    /// an interrupted or failed push never leaves a partial image under NAME. Replacing an
-    /// existing image asks first (--yes in scripts). --json reports size, bytes sent, rate and
-    /// the checksum.
+    /// checks its size, and the sha256 of the data read back from where it wrote it against the
+    /// one of the data this side read, and only then renames it into place, so an interrupted or
+    /// failed push never leaves a partial image under NAME. Replacing an existing image asks
+    /// first (--yes in scripts). --json reports size, bytes sent, rate and that checksum
+    /// (data_sha256: the holes are not in it).
     Push(ImagePushArgs),
     /// Show the images in the store: name, size, space used on the store, last change.
     List(ImageViaArg),

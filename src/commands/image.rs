@@ -117,7 +117,7 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
         extents: extents.len(),
         seconds: 0.0,
         rate_bytes_per_second: 0.0,
-        sha256: String::new(),
+        data_sha256: String::new(),
         replaced: facts.existing.is_some(),
     };
     if ctx.dry_run {
@@ -143,8 +143,8 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let progress = Transfer::start(&ctx.ui, data);
     let mut local = LocalError::default();
     let mut sha = String::new();
-    let mut feed = |w: &mut dyn std::io::Write| {
-        sha = push::send(&file, &extents, size, w, &mut |n| progress.sent(n), &mut local)?;
+    let mut feed = |w: &mut dyn crate::exec::FeedSink| {
+        sha = push::send(&file, &extents, w, &mut |n| progress.sent(n), &mut local)?;
         progress.verifying();
         Ok(())
     };
@@ -169,12 +169,12 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
         Received::Pushed(remote) if remote == sha => {}
         Received::Pushed(remote) => {
             return Err(failed(format!(
-            "the far side reports sha256 {remote}, this side sent {sha}; the image was renamed into place, remove it"
+            "the far side reports data sha256 {remote}, this side sent {sha}; the image was renamed into place, remove it"
         )))
         }
         Received::Mismatch(remote) => {
             return Err(failed(format!(
-                "what arrived has sha256 {remote}, not {sha}; it was discarded and {} is unchanged",
+                "the data read back has sha256 {remote}, not {sha}; it was discarded and {} is unchanged",
                 report.path
             )))
         }
@@ -202,7 +202,7 @@ fn push_image(ctx: &Context, args: ImagePushArgs) -> Result<Exit, Error> {
     let secs = started.elapsed().as_secs_f64();
     report.seconds = secs;
     report.rate_bytes_per_second = data as f64 / secs.max(1e-9);
-    report.sha256 = sha;
+    report.data_sha256 = sha;
     show::pushed(&ctx.ui, &report);
     Ok(Exit::Ok)
 }

@@ -346,7 +346,7 @@ pub fn random_hex(n: usize) -> Result<String, Error> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| Error::Failed(anyhow::anyhow!("cannot read /dev/urandom: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::hex(&bytes))
 }
 
 pub fn dispatch(cli: Cli) -> (Ui, Result<Exit, Error>) {

@@ -37,7 +37,7 @@ impl Transport for LocalTransport {
     fn run_fed(
         &mut self,
         command: &str,
-        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+        feed: &mut super::Feed,
         _deadline: Instant,
     ) -> Result<ScriptOutput, HostError> {
         LocalTransport::fed(command, feed)
@@ -45,10 +45,7 @@ impl Transport for LocalTransport {
 }
 
 impl LocalTransport {
-    fn fed(
-        command: &str,
-        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
-    ) -> Result<ScriptOutput, HostError> {
+    fn fed(command: &str, feed: &mut super::Feed) -> Result<ScriptOutput, HostError> {
         let mut child = Command::new("sh")
             .args(["-c", &format!("exec 2>&1; {command}")])
             .stdin(Stdio::piped())

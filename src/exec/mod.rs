@@ -40,6 +40,23 @@ pub fn even_if_interrupted<R>(undo: impl FnOnce() -> R) -> R {
     r
 }
 
+/// A fed command's stdin: a writer, and its descriptor when it is a pipe, into which bulk data
+/// can then be spliced from a file without passing through this process's memory.
+pub trait FeedSink: std::io::Write {
+    fn pipe(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+}
+
+impl FeedSink for std::process::ChildStdin {
+    fn pipe(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
+    }
+}
+
+/// What writes a fed command's stdin (see `Transport::run_fed`).
+pub type Feed<'a> = dyn FnMut(&mut dyn FeedSink) -> std::io::Result<()> + 'a;
+
 /// Runs a shell script on one host.
 pub trait Transport {
     /// Sends `script` to `sh` on the host's stdin; returns its output (stderr merged) and exit status.
@@ -48,12 +65,7 @@ pub trait Transport {
     /// Runs `command` (one shell line, every value in it quoted) in a channel of its own, with
     /// what `feed` writes as its stdin (binary, no framing), then end of input; returns its output
     /// (stderr merged) and exit status. For bulk data such as `image push`.
-    fn run_fed(
-        &mut self,
-        command: &str,
-        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
-        deadline: Instant,
-    ) -> Result<ScriptOutput, HostError> {
+    fn run_fed(&mut self, command: &str, feed: &mut Feed, deadline: Instant) -> Result<ScriptOutput, HostError> {
         let _ = (command, feed, deadline);
         Err(HostError::Failed("this transport cannot send a data stream".into()))
     }

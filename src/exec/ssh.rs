@@ -322,12 +322,7 @@ impl Transport for SshTransport {
         Some(self.command(command, deadline))
     }
 
-    fn run_fed(
-        &mut self,
-        command: &str,
-        feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
-        deadline: Instant,
-    ) -> Result<ScriptOutput, HostError> {
+    fn run_fed(&mut self, command: &str, feed: &mut super::Feed, deadline: Instant) -> Result<ScriptOutput, HostError> {
         self.sess.set_timeout(millis(remaining(deadline)?));
         let mut ch = self
             .sess
@@ -359,6 +354,8 @@ struct DeadlineWriter<'a> {
     ch: &'a mut ssh2::Channel,
     deadline: Instant,
 }
+
+impl super::FeedSink for DeadlineWriter<'_> {}
 
 impl Write for DeadlineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

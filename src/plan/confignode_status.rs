@@ -7,7 +7,6 @@ use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::templates::Templates;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// What one ConfigNode reported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -93,10 +92,6 @@ pub fn parse(output: &str) -> NodeFacts {
     f
 }
 
-fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The sha256 of every file of host entries the inventory renders, in shard order: what the
 /// probe sums on a ConfigNode that is in step.
 pub fn wanted_hosts_sha256(inv: &Inventory, templates: &Templates) -> Result<String, Error> {
@@ -105,7 +100,7 @@ pub fn wanted_hosts_sha256(inv: &Inventory, templates: &Templates) -> Result<Str
         .into_iter()
         .map(|(_, content)| content)
         .collect();
-    Ok(sha256(entries.as_bytes()))
+    Ok(crate::digest::sha256_hex(entries.as_bytes()))
 }
 
 /// Judges what each ConfigNode reported (`Err`: why it did not answer), in `confignode::hosts`
@@ -260,7 +255,7 @@ mod probe_tests {
         assert_eq!(f.failover, Some(("normal".into(), "normal".into())));
         assert_eq!(
             f.hosts_sha256.as_deref(),
-            Some(sha256(b"host a {}\nhost b {}\n").as_str())
+            Some(crate::digest::sha256_hex(b"host a {}\nhost b {}\n").as_str())
         );
         assert_eq!(f.tree_sha256.as_ref().map(String::len), Some(64));
         assert!(!dir.path().join("ran").exists());

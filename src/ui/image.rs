@@ -34,7 +34,7 @@ impl Transfer {
     /// The data is sent; the far side now checks it.
     pub fn verifying(&self) {
         if let Some(b) = &self.0 {
-            b.set_message("verifying sha256 on the far side");
+            b.set_message("verifying the data's sha256 on the far side");
         }
     }
 }
@@ -62,7 +62,9 @@ pub struct Pushed {
     pub seconds: f64,
     /// Data bytes sent per second over the whole push (verification included).
     pub rate_bytes_per_second: f64,
-    pub sha256: String,
+    /// sha256 of the data sent (each extent's `d OFFSET LENGTH` line and its bytes), as the far
+    /// side read it back from the image it wrote; the holes are not in it.
+    pub data_sha256: String,
     /// An image of that name was there before and was replaced.
     pub replaced: bool,
 }
@@ -75,7 +77,7 @@ pub fn pushed(ui: &Ui, p: &Pushed) {
         return;
     }
     ui.info(&format!(
-        "pushed image {} to {} via {}: {} ({} of data sent, {} in holes skipped) in {:.1} s, {}/s; sha256 {} verified on {}",
+        "pushed image {} to {} via {}: {} ({} of data sent, {} in holes skipped) in {:.1} s, {}/s; data sha256 {} verified on {}",
         p.image,
         p.path,
         p.node,
@@ -84,7 +86,7 @@ pub fn pushed(ui: &Ui, p: &Pushed) {
         HumanBytes(p.size - p.sent_bytes),
         p.seconds,
         HumanBytes(p.rate_bytes_per_second as u64),
-        p.sha256,
+        p.data_sha256,
         p.node
     ));
 }

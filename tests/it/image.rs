@@ -5,7 +5,7 @@
 use crate::support::{cloudctl, text, Lab};
 use cloudctl::exec::local::LocalTransport;
 use cloudctl::exec::push;
-use cloudctl::exec::Transport;
+use cloudctl::exec::{FeedSink, Transport};
 use cloudctl::plan::image::{self, CopySource, Received};
 use cloudctl::types::Name;
 use sha2::{Digest, Sha256};
@@ -51,17 +51,27 @@ fn name(n: &str) -> Name {
 }
 
 /// Runs the receiver for `img` in `store` on this machine, fed by `feed`.
-fn receive(
-    store: &Path,
-    img: &str,
-    size: u64,
-    feed: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
-) -> Received {
+fn receive(store: &Path, img: &str, size: u64, feed: &mut cloudctl::exec::Feed) -> Received {
     let cmd = image::receiver_command(&store.display().to_string(), &name(img), size);
     let deadline = Instant::now() + Duration::from_secs(60);
     let out = LocalTransport.run_fed(&cmd, feed, deadline).unwrap();
     image::parse_received(&out.output)
 }
+
+/// A sink that hides that it is a pipe: the sender then reads and writes the data itself, as it
+/// does into libssh2's channel, instead of splicing it.
+struct NotAPipe<'a>(&'a mut dyn FeedSink);
+
+impl Write for NotAPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl FeedSink for NotAPipe<'_> {}
 
 #[test]
 fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
@@ -77,26 +87,40 @@ fn a_sparse_file_arrives_whole_with_its_holes_and_only_its_data_is_sent() {
     let data = push::data_bytes(&extents);
     assert_eq!(data, 4 * MIB, "only the data is sent: {extents:?}");
     assert_eq!(extents.len(), 3, "the two adjacent MiB are one extent: {extents:?}");
-    let mut sent = 0;
-    let mut local = push::LocalError::default();
-    let mut ours = String::new();
-    let got = receive(&store, "golden", size, &mut |w| {
-        ours = push::send(&file, &extents, size, w, &mut |n| sent += n, &mut local)?;
-        Ok(())
-    });
-    assert_eq!(ours, sha, "the sender's sha256 is the file's");
-    assert_eq!(got, Received::Pushed(sha.clone()), "the far side's read-back matches");
-    assert_eq!(sent, data);
-    let final_path = store.join(".images/golden");
-    assert_eq!(sha256_of(&final_path), sha);
-    let meta = fs::metadata(&final_path).unwrap();
-    assert_eq!(meta.len(), size);
-    assert!(
-        meta.blocks() * 512 < 8 * MIB,
-        "holes stayed holes: {} bytes allocated",
-        meta.blocks() * 512
-    );
-    assert!(!store.join(".images/.golden.partial").exists(), "no temp file left");
+    // Into a pipe (spliced: the OpenSSH client's stdin) and into a writer (libssh2's channel).
+    for spliced in [true, false] {
+        let mut sent = 0;
+        let mut local = push::LocalError::default();
+        let mut ours = String::new();
+        let got = receive(&store, "golden", size, &mut |w| {
+            assert!(w.pipe().is_some(), "the local receiver's stdin is a pipe");
+            let mut plain = NotAPipe(w);
+            let w: &mut dyn FeedSink = if spliced { plain.0 } else { &mut plain };
+            ours = push::send(&file, &extents, w, &mut |n| sent += n, &mut local)?;
+            Ok(())
+        });
+        assert_eq!(
+            ours,
+            data_sha(&src, &extents),
+            "the sender hashes its extents (spliced: {spliced})"
+        );
+        assert_eq!(
+            got,
+            Received::Pushed(ours.clone()),
+            "the far side's read-back matches (spliced: {spliced})"
+        );
+        assert_eq!(sent, data);
+        let final_path = store.join(".images/golden");
+        assert_eq!(sha256_of(&final_path), sha, "spliced: {spliced}");
+        let meta = fs::metadata(&final_path).unwrap();
+        assert_eq!(meta.len(), size);
+        assert!(
+            meta.blocks() * 512 < 8 * MIB,
+            "holes stayed holes: {} bytes allocated",
+            meta.blocks() * 512
+        );
+        assert!(!store.join(".images/.golden.partial").exists(), "no temp file left");
+    }
 
     // The listing shows it, sparse.
     let list = LocalTransport
@@ -156,8 +180,22 @@ fn a_cut_stream_or_a_wrong_checksum_leaves_nothing_under_the_name() {
     assert_eq!(left, ["golden"], "no temp file left");
 }
 
+/// What `push::send` hashes for `extents` of `src`: each `d OFFSET LENGTH` line and its data.
+fn data_sha(src: &Path, extents: &[push::Extent]) -> String {
+    let mut f = File::open(src).unwrap();
+    let mut h = Sha256::new();
+    for e in extents {
+        let mut data = vec![0u8; e.len as usize];
+        f.seek(SeekFrom::Start(e.offset)).unwrap();
+        std::io::Read::read_exact(&mut f, &mut data).unwrap();
+        h.update(format!("d {} {}\n", e.offset, e.len).as_bytes());
+        h.update(&data);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The stream `push::send` would write for `extents` of `src`, with `alter` applied to each
-/// extent's (offset, data) first, and the checksum of the untouched file announced at the end.
+/// extent's (offset, data) first, and the checksum of the untouched extents announced at the end.
 fn stream(
     src: &Path,
     extents: &[push::Extent],
@@ -187,6 +225,7 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     let sha = sparse_file(&src, size, &[0, 5 * MIB]);
     let extents = push::data_extents(&File::open(&src).unwrap(), size).unwrap();
     assert_eq!(extents.len(), 2, "{extents:?}");
+    let sent_sha = data_sha(&src, &extents);
     let store = dir.path().join("store");
     fs::create_dir(&store).unwrap();
     let images = store.join(".images");
@@ -200,18 +239,18 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     };
 
     // One byte flipped on the way, the right checksum announced: the far side's own hash says no.
-    let flipped = stream(&src, &extents, &sha, &mut |i, _, d| {
+    let flipped = stream(&src, &extents, &sent_sha, &mut |i, _, d| {
         if i == 1 {
             d[12345] ^= 0x40;
         }
     });
     let got = receive(&store, "golden", size, &mut |w| w.write_all(&flipped));
-    assert!(matches!(got, Received::Mismatch(ref s) if *s != sha), "{got:?}");
+    assert!(matches!(got, Received::Mismatch(ref s) if *s != sent_sha), "{got:?}");
     assert!(left().is_empty(), "nothing is left: {:?}", left());
 
-    // The right bytes at the wrong place (one page further on): what is hashed is the file as
-    // written, holes included, so this fails too.
-    let shifted = stream(&src, &extents, &sha, &mut |i, at, _| {
+    // The right bytes at the wrong place (one page further on): what is hashed is each extent's
+    // `d` line as received and its data read back from there, so this fails too.
+    let shifted = stream(&src, &extents, &sent_sha, &mut |i, at, _| {
         if i == 1 {
             *at += 4096;
         }
@@ -221,10 +260,10 @@ fn a_corrupted_byte_or_a_misplaced_extent_fails_the_check_and_holes_stay_holes()
     assert!(left().is_empty(), "nothing is left: {:?}", left());
 
     // Untouched, it arrives, and the file's layout is the source's: its holes are holes.
-    let whole = stream(&src, &extents, &sha, &mut |_, _, _| {});
+    let whole = stream(&src, &extents, &sent_sha, &mut |_, _, _| {});
     assert_eq!(
         receive(&store, "golden", size, &mut |w| w.write_all(&whole)),
-        Received::Pushed(sha.clone())
+        Received::Pushed(sent_sha.clone())
     );
     let pushed = File::open(images.join("golden")).unwrap();
     assert_eq!(
@@ -345,6 +384,8 @@ fn image_push_list_remove_round_trip_on_a_lab() {
     let src = lab.dir.path().join("Golden.img");
     let size = 96 * MIB;
     let sha = sparse_file(&src, size, &[0, 8 * MIB, 9 * MIB, 90 * MIB]);
+    let extents = push::data_extents(&File::open(&src).unwrap(), size).unwrap();
+    let sent_sha = data_sha(&src, &extents);
     let src = src.display().to_string();
 
     // A dry run says what it would send and touches nothing.
@@ -358,7 +399,11 @@ fn image_push_list_remove_round_trip_on_a_lab() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc = json(&out);
     assert_eq!(doc["image"], "golden");
-    assert_eq!(doc["sha256"], sha.as_str());
+    assert_eq!(
+        doc["data_sha256"],
+        sent_sha.as_str(),
+        "the data's checksum, holes not in it"
+    );
     assert_eq!(doc["size"], size);
     assert_eq!(doc["sent_bytes"], 4 * MIB, "holes were not sent");
     assert!(doc["rate_bytes_per_second"].as_f64().unwrap() > 0.0);
@@ -406,6 +451,8 @@ fn an_interrupted_image_push_leaves_no_image_and_a_rerun_completes() {
     // 256 MiB of data: long enough to be caught part-way.
     let data: Vec<u64> = (0..256).map(|i| i * 2 * MIB).collect();
     let sha = sparse_file(&src, 512 * MIB, &data);
+    let extents = push::data_extents(&File::open(&src).unwrap(), 512 * MIB).unwrap();
+    let sent_sha = data_sha(&src, &extents);
     let src = src.display().to_string();
 
     let mut child = Command::new(crate::support::bin())
@@ -438,6 +485,6 @@ fn an_interrupted_image_push_leaves_no_image_and_a_rerun_completes() {
 
     let out = cloudctl(&["-i", &inv, "--json", "image", "push", &src, "big"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(json(&out)["sha256"], sha.as_str());
+    assert_eq!(json(&out)["data_sha256"], sent_sha.as_str());
     assert_eq!(sha256_of(&final_path), sha);
 }

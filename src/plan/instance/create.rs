@@ -57,11 +57,7 @@ pub fn cache_tarball(
 ) -> String {
     use sha2::{Digest, Sha256};
     let key = format!("{mirror}\n{}", include.join(","));
-    let digest: String = Sha256::digest(key.as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::digest::hex(&Sha256::digest(key.as_bytes())[..4]);
     format!("{cache_dir}/debootstrap-{suite}-{arch}-{variant}-{digest}.tar")
 }
 

@@ -67,8 +67,7 @@ impl Guest {
     /// The host-side network interface: derived from the name, within Linux's 15 characters.
     pub fn tap(&self) -> String {
         let digest = Sha256::digest(self.name.as_str().as_bytes());
-        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        format!("cc-{hex}")
+        format!("cc-{}", crate::digest::hex(&digest[..4]))
     }
     /// The full guest kernel command line.
     pub fn cmdline(&self) -> String {
