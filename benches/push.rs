@@ -291,7 +291,7 @@ fn make_sparse(path: &Path, size: u64) -> String {
         at += n as u64;
     }
     f.sync_all().unwrap();
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    cloudctl::digest::hex(&hash.finalize())
 }
 
 fn clean(store: &Path) {

@@ -82,16 +82,12 @@ fn extents_sha256(file: &File, extents: &[Extent], stop: &AtomicBool) -> io::Res
     let mut buf = vec![0u8; CHUNK];
     for e in extents {
         hash.update(header(e).as_bytes());
-        let end = e.offset + e.len;
-        let mut at = e.offset;
-        while at < end {
+        for (at, n) in chunks(e) {
             if stop.load(Ordering::SeqCst) || super::INTERRUPTED.load(Ordering::SeqCst) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
-            let n = (end - at).min(CHUNK as u64) as usize;
             file.read_exact_at(&mut buf[..n], at)?;
             hash.update(&buf[..n]);
-            at += n as u64;
         }
     }
     Ok(crate::digest::hex(&hash.finalize()))
@@ -127,6 +123,14 @@ fn splice_into(file: &File, at: u64, n: usize, pipe: BorrowedFd<'_>) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// Extent `e` as the (offset, length) pieces of at most `CHUNK` bytes it is read and sent in.
+fn chunks(e: &Extent) -> impl Iterator<Item = (u64, usize)> {
+    let end = e.offset + e.len;
+    (e.offset..end)
+        .step_by(CHUNK)
+        .map(move |at| (at, (end - at).min(CHUNK as u64) as usize))
 }
 
 fn header(e: &Extent) -> String {
@@ -174,14 +178,11 @@ fn send_extents(
     let mut buf = Vec::new();
     for e in extents {
         out.write_all(header(e).as_bytes())?;
-        let end = e.offset + e.len;
-        let mut at = e.offset;
-        while at < end {
+        for (at, n) in chunks(e) {
             // Ctrl-C: stop sending; the far side then discards what it has.
             if super::INTERRUPTED.load(Ordering::SeqCst) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
-            let n = (end - at).min(CHUNK as u64) as usize;
             if let Some(pipe) = out.pipe() {
                 splice_into(file, at, n, pipe).map_err(|err| match err.kind() {
                     // The far side's end closed: its output says why.
@@ -195,7 +196,6 @@ fn send_extents(
                 out.write_all(&buf[..n])?;
             }
             sent(n as u64);
-            at += n as u64;
         }
     }
     Ok(())

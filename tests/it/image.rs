@@ -43,7 +43,7 @@ fn sparse_file(path: &Path, size: u64, data: &[u64]) -> String {
 fn sha256_of(path: &Path) -> String {
     let mut h = Sha256::new();
     std::io::copy(&mut File::open(path).unwrap(), &mut h).unwrap();
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    cloudctl::digest::hex(&h.finalize())
 }
 
 fn name(n: &str) -> Name {
@@ -180,18 +180,32 @@ fn a_cut_stream_or_a_wrong_checksum_leaves_nothing_under_the_name() {
     assert_eq!(left, ["golden"], "no temp file left");
 }
 
-/// What `push::send` hashes for `extents` of `src`: each `d OFFSET LENGTH` line and its data.
-fn data_sha(src: &Path, extents: &[push::Extent]) -> String {
+/// Writes the extents part of the stream `push::send` would write for `extents` of `src` (each
+/// `d OFFSET LENGTH` line and its data) to `out`, with `alter` applied to each extent's
+/// (offset, data) first.
+fn write_extents(
+    src: &Path,
+    extents: &[push::Extent],
+    alter: &mut dyn FnMut(usize, &mut u64, &mut Vec<u8>),
+    out: &mut dyn Write,
+) {
     let mut f = File::open(src).unwrap();
-    let mut h = Sha256::new();
-    for e in extents {
+    for (i, e) in extents.iter().enumerate() {
         let mut data = vec![0u8; e.len as usize];
         f.seek(SeekFrom::Start(e.offset)).unwrap();
         std::io::Read::read_exact(&mut f, &mut data).unwrap();
-        h.update(format!("d {} {}\n", e.offset, e.len).as_bytes());
-        h.update(&data);
+        let mut at = e.offset;
+        alter(i, &mut at, &mut data);
+        out.write_all(format!("d {at} {}\n", data.len()).as_bytes()).unwrap();
+        out.write_all(&data).unwrap();
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `push::send` hashes for `extents` of `src`: the untouched extents part of its stream.
+fn data_sha(src: &Path, extents: &[push::Extent]) -> String {
+    let mut h = Sha256::new();
+    write_extents(src, extents, &mut |_, _, _| {}, &mut h);
+    cloudctl::digest::hex(&h.finalize())
 }
 
 /// The stream `push::send` would write for `extents` of `src`, with `alter` applied to each
@@ -202,17 +216,8 @@ fn stream(
     sha: &str,
     alter: &mut dyn FnMut(usize, &mut u64, &mut Vec<u8>),
 ) -> Vec<u8> {
-    let mut f = File::open(src).unwrap();
     let mut out = Vec::new();
-    for (i, e) in extents.iter().enumerate() {
-        let mut data = vec![0u8; e.len as usize];
-        f.seek(SeekFrom::Start(e.offset)).unwrap();
-        std::io::Read::read_exact(&mut f, &mut data).unwrap();
-        let mut at = e.offset;
-        alter(i, &mut at, &mut data);
-        out.extend_from_slice(format!("d {at} {}\n", data.len()).as_bytes());
-        out.extend_from_slice(&data);
-    }
+    write_extents(src, extents, alter, &mut out);
     out.extend_from_slice(format!("e {sha}\n").as_bytes());
     out
 }
